@@ -1,0 +1,108 @@
+SHELL := /bin/bash
+# llmrelay — see README.md. `make` builds the Lua module for Lua 5.4,
+# `make LUA=luajit` for OpenResty's LuaJIT; `make test` runs every test.
+LUA ?= lua5.4
+CC ?= cc
+CLANG ?= clang
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes
+STD := -std=gnu99
+
+ifeq ($(LUA),luajit)
+  LUA_INC ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+else
+  LUA_INC ?= $(shell pkg-config --cflags $(LUA) 2>/dev/null || echo -I/usr/include/$(LUA))
+endif
+CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+
+BUILD := build/$(LUA)
+POLICY := errors backoff hints breaker limiter jsoncheck pool relay
+CORE := $(POLICY) transport_curl l_client llmrelay_core
+CORE_OBJ := $(CORE:%=$(BUILD)/obj/%.o)
+HEADERS := $(wildcard csrc/*.h)
+CTESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))
+FUZZERS := $(patsubst spec/fuzz/%.c,%,$(wildcard spec/fuzz/fuzz_*.c))
+POLICY_SRC := $(POLICY:%=csrc/%.c)
+FUZZ_SECONDS ?= 10
+
+.PHONY: all mock ctest test sanitize valgrind fuzz fuzz-build bench demo clean luajit-check
+
+all: $(BUILD)/llmrelay/core.so mock
+
+$(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden $(LUA_INC) $(CURL_CFLAGS) -Icsrc -c $< -o $@
+
+$(BUILD)/llmrelay/core.so: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(CFLAGS) -o $@ $(CORE_OBJ) $(CURL_LIBS) -lm
+
+# The project's own OpenAI-compatible mock server (tests, demo, bench).
+mock: build/mock-llm
+build/mock-llm: $(wildcard tools/mock_*.c tools/mock*.h)
+	@mkdir -p build
+	$(CC) $(STD) -O2 -g $(WARN) -o $@ $(filter %.c,$^) -lm
+
+# C unit tests of the sans-I/O policy files: plain C, no Lua, no libcurl.
+build/test/%: spec/c/%.c $(POLICY_SRC) $(HEADERS) spec/c/ctest.h
+	@mkdir -p build/test
+	$(CC) $(STD) -O1 -g $(WARN) $(TEST_FLAGS) -Icsrc $< $(POLICY_SRC) -lm -o $@
+
+ctest: $(CTESTS:%=build/test/%)
+	@for t in $(CTESTS); do echo "== $$t"; build/test/$$t || exit 1; done
+
+test: all
+	@./spec/run
+
+# The C tests under AddressSanitizer + UBSan, then the Lua suite against a
+# sanitized core (the interpreter preloads libasan).
+sanitize:
+	$(MAKE) clean-test
+	$(MAKE) ctest TEST_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	$(MAKE) LUA=$(LUA) BUILD_SUFFIX=-asan asan-core
+	@./spec/run --asan
+
+asan-core:
+	$(MAKE) LUA=$(LUA) build/asan/llmrelay/core.so
+
+build/asan/llmrelay/core.so: $(CORE:%=csrc/%.c) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+	  -shared -fPIC $(LUA_INC) $(CURL_CFLAGS) -Icsrc $(CORE:%=csrc/%.c) -o $@ $(CURL_LIBS) -lm
+
+valgrind: ctest all
+	@for t in $(CTESTS); do echo "== valgrind $$t"; \
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite build/test/$$t >/dev/null || exit 1; done
+	@./spec/run --valgrind
+
+# libFuzzer targets for every parser of untrusted input (clang).
+fuzz-build: $(FUZZERS:%=build/fuzz/%)
+build/fuzz/%: spec/fuzz/%.c $(POLICY_SRC) $(HEADERS)
+	@mkdir -p build/fuzz
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc $< $(POLICY_SRC) -lm -o $@
+
+fuzz: fuzz-build
+	@for f in $(FUZZERS); do name=$${f#fuzz_}; mkdir -p build/fuzz/corpus-$$name; \
+	  echo "== $$f for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$name spec/fuzz/corpus/$$name 2>&1 \
+	    | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+
+bench: all
+	$(LUA) bench/percall.lua
+
+demo: all
+	./examples/demo.sh
+
+# Checks that the LuaJIT build loads in OpenResty's LuaJIT (see tools/luajit_host.c).
+luajit-check:
+	$(MAKE) LUA=luajit
+	$(CC) $(STD) -O1 $(WARN) -I/usr/include/luajit-2.1 tools/luajit_host.c -o build/luajit-host -lluajit-5.1
+	build/luajit-host 'package.cpath="build/luajit/?.so;"..package.cpath; local c = require "llmrelay.core"; assert(type(c.client) == "function"); print("luajit: llmrelay.core " .. c.version .. " loaded")'
+
+clean-test:
+	rm -rf build/test
+
+clean:
+	rm -rf build

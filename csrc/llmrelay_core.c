@@ -1,0 +1,18 @@
+/* luaopen_llmrelay_core: the one entry point; each binding file adds its part. */
+#include "compat.h"
+
+void lr_client_open(lua_State *L);
+
+#if defined(_WIN32)
+#define LR_EXPORT __declspec(dllexport)
+#else
+#define LR_EXPORT __attribute__((visibility("default")))
+#endif
+
+LR_EXPORT int luaopen_llmrelay_core(lua_State *L) {
+  lua_newtable(L);
+  lr_client_open(L);
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

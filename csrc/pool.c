@@ -1,0 +1,231 @@
+/* Endpoint health and selection. See pool.h. */
+#include "pool.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LATENCY_ALPHA 0.3
+#define SUCCESS_ALPHA 0.2
+#define SUCCESS_DRIFT_S 30.0 /* a failed endpoint's score recovers with this time constant */
+
+void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy strategy,
+                  const lr_breaker_cfg *bcfg, double now) {
+  memset(p, 0, sizeof *p);
+  p->n = n > LR_MAX_ENDPOINTS ? LR_MAX_ENDPOINTS : n;
+  p->strategy = strategy;
+  p->breaker_cfg = *bcfg;
+  for (int i = 0; i < p->n; i++) {
+    lr_endpoint *e = &p->ep[i];
+    e->weight = eps[i].weight > 0 ? eps[i].weight : 1.0;
+    e->max_concurrency = eps[i].max_concurrency > 0 ? eps[i].max_concurrency : 0;
+    e->latency_ewma_s = -1.0;
+    e->success_ewma = 1.0;
+    e->success_at = now;
+    e->throttled_until = -INFINITY;
+    lr_breaker_init(&e->breaker, bcfg);
+    lr_limiter_init(&e->limiter, eps[i].rpm, eps[i].tpm, now);
+  }
+}
+
+double lr_pool_success_rate(lr_pool *p, int i, double now) {
+  lr_endpoint *e = &p->ep[i];
+  double dt = now - e->success_at;
+  if (dt > 0) {
+    e->success_ewma = 1.0 - (1.0 - e->success_ewma) * exp(-dt / SUCCESS_DRIFT_S);
+    e->success_at = now;
+  }
+  return e->success_ewma;
+}
+
+int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_at, int *why) {
+  lr_endpoint *e = &p->ep[i];
+  double at = now;
+  int bits = 0;
+  if (!lr_breaker_allows(&e->breaker, &p->breaker_cfg, now)) {
+    double t = lr_breaker_usable_at(&e->breaker, now);
+    if (t > at) at = t;
+    bits |= LR_BLOCK_BREAKER;
+  }
+  if (e->throttled_until > now) {
+    if (e->throttled_until > at) at = e->throttled_until;
+    bits |= LR_BLOCK_THROTTLE;
+  }
+  double lim = lr_limiter_available_at(&e->limiter, tokens, now);
+  if (lim > now) {
+    if (lim > at) at = lim;
+    bits |= LR_BLOCK_LIMITER;
+  }
+  if (e->max_concurrency && e->in_flight >= e->max_concurrency) {
+    at = INFINITY;
+    bits |= LR_BLOCK_CAPACITY;
+  }
+  if (usable_at) *usable_at = at;
+  if (why) *why = bits;
+  return bits == 0;
+}
+
+/* Lower is better: expected latency, scaled by the queue in front of us and
+ * divided by the squared success rate so a flaky endpoint must be much
+ * faster to win. An endpoint with no latency yet is scored at the pool's
+ * mean, neither favoured nor shunned. */
+static double score(lr_pool *p, int i, double mean_latency, double now) {
+  lr_endpoint *e = &p->ep[i];
+  double lat = e->latency_ewma_s >= 0 ? e->latency_ewma_s : mean_latency;
+  double s = lr_pool_success_rate(p, i, now);
+  if (s < 0.05) s = 0.05;
+  return (lat + 1e-4) * (double)(e->in_flight + 1) / (s * s);
+}
+
+static int pick_weighted(lr_pool *p, const int *cand, int nc, double now, lr_rng *rng) {
+  double total = 0, lat_sum = 0;
+  int lat_n = 0;
+  for (int k = 0; k < nc; k++) {
+    lr_endpoint *e = &p->ep[cand[k]];
+    total += e->weight;
+    if (e->latency_ewma_s >= 0) {
+      lat_sum += e->latency_ewma_s;
+      lat_n++;
+    }
+  }
+  double mean = lat_n ? lat_sum / lat_n : 0.0;
+  /* power of two choices, drawn with replacement in proportion to weight */
+  int pick[2];
+  for (int d = 0; d < 2; d++) {
+    double r = lr_rng_unit(rng) * total;
+    int k = 0;
+    while (k < nc - 1 && r >= p->ep[cand[k]].weight) {
+      r -= p->ep[cand[k]].weight;
+      k++;
+    }
+    pick[d] = cand[k];
+  }
+  if (pick[0] == pick[1]) return pick[0];
+  double s0 = score(p, pick[0], mean, now), s1 = score(p, pick[1], mean, now);
+  if (fabs(s0 - s1) <= 0.05 * (s0 < s1 ? s0 : s1)) return pick[0]; /* a tie: the first draw, by weight */
+  return s0 < s1 ? pick[0] : pick[1];
+}
+
+int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng *rng,
+                 double *wake_at, int *why) {
+  int cand[LR_MAX_ENDPOINTS];
+  int nc = 0, bits = 0;
+  double wake = INFINITY;
+  for (int i = 0; i < p->n; i++) {
+    if (!(allowed & ((uint64_t)1 << i))) continue;
+    double at;
+    int w;
+    if (lr_pool_usable(p, i, tokens, now, &at, &w)) {
+      cand[nc++] = i;
+    } else {
+      bits |= w;
+      if (at < wake) wake = at;
+    }
+  }
+  if (nc == 0) {
+    if (wake_at) *wake_at = wake;
+    if (why) *why = bits;
+    return -1;
+  }
+  switch (p->strategy) {
+  case LR_STRATEGY_PRIORITY:
+    return cand[0];
+  case LR_STRATEGY_ROUND_ROBIN:
+    for (int k = 0; k < nc; k++)
+      if (cand[k] >= p->rr_next) {
+        p->rr_next = cand[k] + 1;
+        return cand[k];
+      }
+    p->rr_next = cand[0] + 1;
+    return cand[0];
+  default:
+    return pick_weighted(p, cand, nc, now, rng);
+  }
+}
+
+int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
+  lr_endpoint *e = &p->ep[i];
+  e->in_flight++;
+  e->requests++;
+  lr_limiter_take(&e->limiter, tokens, now);
+  return lr_breaker_on_send(&e->breaker, &p->breaker_cfg, now);
+}
+
+int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe) {
+  lr_endpoint *e = &p->ep[i];
+  if (e->in_flight > 0) e->in_flight--;
+  int changed = 0;
+  double s = lr_pool_success_rate(p, i, now);
+  switch (v) {
+  case LR_VERDICT_SUCCESS:
+    e->successes++;
+    e->consecutive_throttles = 0;
+    e->success_ewma = s + SUCCESS_ALPHA * (1.0 - s);
+    if (latency_s >= 0)
+      e->latency_ewma_s = e->latency_ewma_s < 0
+                              ? latency_s
+                              : e->latency_ewma_s + LATENCY_ALPHA * (latency_s - e->latency_ewma_s);
+    changed = lr_breaker_on_success(&e->breaker, &p->breaker_cfg, now, probe);
+    break;
+  case LR_VERDICT_FAILURE:
+    e->failures++;
+    e->success_ewma = s * (1.0 - SUCCESS_ALPHA);
+    changed = lr_breaker_on_failure(&e->breaker, &p->breaker_cfg, now, probe);
+    break;
+  default:
+    lr_breaker_on_neutral(&e->breaker, &p->breaker_cfg, now, probe);
+    break;
+  }
+  return changed;
+}
+
+void lr_pool_throttle(lr_pool *p, int i, double until) {
+  lr_endpoint *e = &p->ep[i];
+  e->throttles++;
+  e->consecutive_throttles++;
+  if (until > e->throttled_until) e->throttled_until = until;
+}
+
+int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {
+  lr_endpoint *e = &p->ep[i];
+  free(e->models);
+  e->models = NULL;
+  e->n_models = 0;
+  if (n <= 0) return 0;
+  size_t total = 0;
+  for (int k = 0; k < n; k++) total += strlen(models[k]) + 1;
+  char *blob = malloc(total), *w = blob;
+  if (!blob) return -1;
+  for (int k = 0; k < n; k++) {
+    size_t l = strlen(models[k]) + 1;
+    memcpy(w, models[k], l);
+    w += l;
+  }
+  e->models = blob;
+  e->n_models = n;
+  return 0;
+}
+
+void lr_pool_free(lr_pool *p) {
+  for (int i = 0; i < p->n; i++) {
+    free(p->ep[i].models);
+    p->ep[i].models = NULL;
+    p->ep[i].n_models = 0;
+  }
+}
+
+uint64_t lr_pool_serving(const lr_pool *p, const char *model, size_t len) {
+  uint64_t mask = 0;
+  for (int i = 0; i < p->n; i++) {
+    const lr_endpoint *e = &p->ep[i];
+    int serves = e->n_models == 0 || !model;
+    const char *m = e->models;
+    for (int k = 0; !serves && k < e->n_models; k++) {
+      size_t l = strlen(m);
+      if (l == len && memcmp(m, model, len) == 0) serves = 1;
+      m += l + 1;
+    }
+    if (serves) mask |= (uint64_t)1 << i;
+  }
+  return mask;
+}

@@ -1,0 +1,94 @@
+/* The endpoint pool: per-endpoint health (EWMA latency, success rate),
+ * throttle, breaker and limiter state, and endpoint selection.
+ * Sans-I/O: every call takes `now` (monotonic seconds) and an RNG. */
+#ifndef LR_POOL_H
+#define LR_POOL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "breaker.h"
+#include "limiter.h"
+#include "rng.h"
+
+#define LR_MAX_ENDPOINTS 64
+
+typedef enum { LR_STRATEGY_WEIGHTED = 0, LR_STRATEGY_ROUND_ROBIN = 1, LR_STRATEGY_PRIORITY = 2 } lr_strategy;
+
+/* Why no endpoint could take a request now (bits, several may be set). */
+enum {
+  LR_BLOCK_CAPACITY = 1, /* every candidate is at max_concurrency: wait for a release */
+  LR_BLOCK_LIMITER = 2,  /* configured rpm/tpm */
+  LR_BLOCK_THROTTLE = 4, /* a server said 429 / Retry-After */
+  LR_BLOCK_BREAKER = 8   /* circuit open (or half-open with its probes busy) */
+};
+
+/* What an attempt says about an endpoint's health. */
+typedef enum { LR_VERDICT_SUCCESS, LR_VERDICT_FAILURE, LR_VERDICT_NEUTRAL } lr_verdict;
+
+typedef struct lr_endpoint {
+  double weight;          /* > 0 */
+  int max_concurrency;    /* 0 = no limit */
+  int in_flight;
+  double latency_ewma_s;  /* < 0 until the first successful answer */
+  double success_ewma;    /* 1 = every recent attempt succeeded; drifts back to 1 while idle */
+  double success_at;      /* when success_ewma was last brought up to date */
+  double throttled_until; /* no new request before this moment */
+  int consecutive_throttles;
+  long requests, successes, failures, throttles;
+  lr_breaker breaker;
+  lr_limiter limiter;
+  char *models;           /* NUL-separated names it serves; NULL = every model */
+  int n_models;
+} lr_endpoint;
+
+typedef struct lr_pool {
+  lr_endpoint ep[LR_MAX_ENDPOINTS];
+  int n;
+  lr_strategy strategy;
+  int rr_next;
+  lr_breaker_cfg breaker_cfg;
+} lr_pool;
+
+/* Per-endpoint settings for lr_pool_init. */
+typedef struct lr_endpoint_cfg {
+  double weight;
+  int max_concurrency;
+  double rpm, tpm; /* 0 = no limit */
+} lr_endpoint_cfg;
+
+void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy strategy,
+                  const lr_breaker_cfg *bcfg, double now);
+
+/* Endpoint i serves only these models (n == 0: every model). Copies them;
+ * returns -1 when out of memory. lr_pool_free releases the copies. */
+int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n);
+void lr_pool_free(lr_pool *p);
+/* The endpoints that serve `model` (NULL: any model), as a bit mask. */
+uint64_t lr_pool_serving(const lr_pool *p, const char *model, size_t len);
+
+/* Is endpoint i usable now for a request of `tokens`? If not, *usable_at is
+ * the earliest moment it may be (INFINITY when only a release frees it) and
+ * *why gets its LR_BLOCK_* bits. */
+int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_at, int *why);
+
+/* Picks an endpoint among the `allowed` bit mask by the pool's strategy.
+ * Returns its index, or -1 with *wake_at (earliest moment one of them may be
+ * usable, INFINITY if only a release can help) and *why (LR_BLOCK_* bits). */
+int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng *rng,
+                 double *wake_at, int *why);
+
+/* An attempt goes to endpoint i: counts it, takes limiter tokens and, when
+ * the breaker is half-open, a probe slot. Returns the breaker probe ticket. */
+int lr_pool_on_send(lr_pool *p, int i, double tokens, double now);
+
+/* The attempt's verdict. latency_s is used for successes only. Returns 1
+ * when the breaker changed state. */
+int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe);
+
+/* A server asked for a pause: no new request to i before `until`. */
+void lr_pool_throttle(lr_pool *p, int i, double until);
+
+/* success_ewma as of now (the idle drift applied). */
+double lr_pool_success_rate(lr_pool *p, int i, double now);
+
+#endif

@@ -1,0 +1,583 @@
+/* The request state machine. See relay.h and DESIGN.md "The request state machine". */
+#include "relay.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EVENT_QUEUE 1024
+#define BUDGET_SLICES 10      /* the retry budget looks at the last 10 one-second slices */
+#define BUDGET_MIN_RETRIES 10 /* retries always allowed per window, so a quiet client can still retry */
+#define BLOCKED_SCAN 64       /* capacity-blocked requests looked at per poll before giving up */
+
+struct lr_relay {
+  lr_relay_cfg cfg;
+  lr_pool pool;
+  lr_rng rng;
+  lr_req *ready_head, *ready_tail; /* FIFO of requests to decide for */
+  lr_req *done_head, *done_tail;   /* finished, to hand back */
+  lr_req **heap;                   /* waiting requests, min-heap on wake_at */
+  int heap_n, heap_cap;
+  int in_flight;
+  long active;
+  long budget_slice[BUDGET_SLICES];
+  long budget_first[BUDGET_SLICES], budget_retry[BUDGET_SLICES];
+  int events_on;
+  lr_event ev[EVENT_QUEUE];
+  int ev_head, ev_n;
+  int seen_state[LR_MAX_ENDPOINTS];
+};
+
+/* ---- lists and heap ---------------------------------------------------- */
+
+static void list_push(lr_req **head, lr_req **tail, lr_req *r, int front) {
+  r->prev = r->next = NULL;
+  if (!*head) {
+    *head = *tail = r;
+  } else if (front) {
+    r->next = *head;
+    (*head)->prev = r;
+    *head = r;
+  } else {
+    r->prev = *tail;
+    (*tail)->next = r;
+    *tail = r;
+  }
+}
+
+static void list_unlink(lr_req **head, lr_req **tail, lr_req *r) {
+  if (r->prev) r->prev->next = r->next;
+  else *head = r->next;
+  if (r->next) r->next->prev = r->prev;
+  else *tail = r->prev;
+  r->prev = r->next = NULL;
+}
+
+static void heap_swap(lr_relay *rl, int a, int b) {
+  lr_req *t = rl->heap[a];
+  rl->heap[a] = rl->heap[b];
+  rl->heap[b] = t;
+  rl->heap[a]->heap_idx = a;
+  rl->heap[b]->heap_idx = b;
+}
+
+static void heap_up(lr_relay *rl, int i) {
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (rl->heap[p]->wake_at <= rl->heap[i]->wake_at) break;
+    heap_swap(rl, i, p);
+    i = p;
+  }
+}
+
+static void heap_down(lr_relay *rl, int i) {
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, m = i;
+    if (l < rl->heap_n && rl->heap[l]->wake_at < rl->heap[m]->wake_at) m = l;
+    if (r < rl->heap_n && rl->heap[r]->wake_at < rl->heap[m]->wake_at) m = r;
+    if (m == i) break;
+    heap_swap(rl, i, m);
+    i = m;
+  }
+}
+
+static int heap_push(lr_relay *rl, lr_req *r) {
+  if (rl->heap_n == rl->heap_cap) {
+    int cap = rl->heap_cap ? rl->heap_cap * 2 : 64;
+    lr_req **h = realloc(rl->heap, (size_t)cap * sizeof *h);
+    if (!h) return -1;
+    rl->heap = h;
+    rl->heap_cap = cap;
+  }
+  r->heap_idx = rl->heap_n;
+  rl->heap[rl->heap_n++] = r;
+  heap_up(rl, r->heap_idx);
+  return 0;
+}
+
+static void heap_remove(lr_relay *rl, lr_req *r) {
+  int i = r->heap_idx;
+  rl->heap_n--;
+  if (i != rl->heap_n) {
+    rl->heap[i] = rl->heap[rl->heap_n];
+    rl->heap[i]->heap_idx = i;
+    heap_down(rl, i);
+    heap_up(rl, rl->heap[i]->heap_idx);
+  }
+  r->heap_idx = -1;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static void emit(lr_relay *rl, const lr_event *e) {
+  if (!rl->events_on) return;
+  if (rl->ev_n == EVENT_QUEUE) { /* full: the oldest goes */
+    rl->ev_head = (rl->ev_head + 1) % EVENT_QUEUE;
+    rl->ev_n--;
+  }
+  rl->ev[(rl->ev_head + rl->ev_n) % EVENT_QUEUE] = *e;
+  rl->ev_n++;
+}
+
+/* Breaker transitions happen inside the pool (some lazily, on a pick); report
+ * every endpoint whose state moved since we last looked. */
+static void emit_breaker_changes(lr_relay *rl) {
+  for (int i = 0; i < rl->pool.n; i++) {
+    int s = (int)rl->pool.ep[i].breaker.state;
+    if (s != rl->seen_state[i]) {
+      lr_event e = {.type = LR_EV_BREAKER, .endpoint = i, .to = s, .from = rl->seen_state[i]};
+      rl->seen_state[i] = s;
+      emit(rl, &e);
+    }
+  }
+}
+
+void lr_relay_enable_events(lr_relay *rl, int on) { rl->events_on = on; }
+
+int lr_relay_events(lr_relay *rl, lr_event *out, int max) {
+  int n = 0;
+  while (n < max && rl->ev_n > 0) {
+    out[n++] = rl->ev[rl->ev_head];
+    rl->ev_head = (rl->ev_head + 1) % EVENT_QUEUE;
+    rl->ev_n--;
+  }
+  return n;
+}
+
+/* ---- retry budget -------------------------------------------------------- */
+
+static int budget_slot(lr_relay *rl, double now) {
+  long s = (long)floor(now);
+  int k = (int)(((s % BUDGET_SLICES) + BUDGET_SLICES) % BUDGET_SLICES);
+  if (rl->budget_slice[k] != s) {
+    rl->budget_slice[k] = s;
+    rl->budget_first[k] = rl->budget_retry[k] = 0;
+  }
+  return k;
+}
+
+static int budget_allows(lr_relay *rl, double now) {
+  if (rl->cfg.budget < 0) return 1;
+  long s = (long)floor(now), first = 0, retry = 0;
+  for (int k = 0; k < BUDGET_SLICES; k++)
+    if (rl->budget_slice[k] > s - BUDGET_SLICES && rl->budget_slice[k] <= s) {
+      first += rl->budget_first[k];
+      retry += rl->budget_retry[k];
+    }
+  double allowed = rl->cfg.budget * (double)first;
+  if (allowed < BUDGET_MIN_RETRIES) allowed = BUDGET_MIN_RETRIES;
+  return (double)retry < allowed;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+lr_relay *lr_relay_new(const lr_relay_cfg *cfg, const lr_endpoint_cfg *eps, int n, lr_strategy strategy,
+                       const lr_breaker_cfg *bcfg, uint64_t seed, double now) {
+  lr_relay *rl = calloc(1, sizeof *rl);
+  if (!rl) return NULL;
+  rl->cfg = *cfg;
+  if (rl->cfg.max_attempts < 1) rl->cfg.max_attempts = 1;
+  if (rl->cfg.concurrency < 1) rl->cfg.concurrency = 1;
+  lr_pool_init(&rl->pool, eps, n, strategy, bcfg, now);
+  lr_rng_seed(&rl->rng, seed);
+  for (int k = 0; k < BUDGET_SLICES; k++) rl->budget_slice[k] = -1;
+  return rl;
+}
+
+void lr_relay_free(lr_relay *rl) {
+  if (!rl) return;
+  lr_pool_free(&rl->pool);
+  free(rl->heap);
+  free(rl);
+}
+
+lr_pool *lr_relay_pool(lr_relay *rl) { return &rl->pool; }
+int lr_relay_in_flight(const lr_relay *rl) { return rl->in_flight; }
+long lr_relay_active(const lr_relay *rl) { return rl->active; }
+
+static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, double now, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, double now, const char *fmt, ...) {
+  (void)now;
+  r->state = LR_REQ_DONE;
+  r->kind = kind;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+  }
+  list_push(&rl->done_head, &rl->done_tail, r, 0);
+}
+
+void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
+                     double timeout_s, double now, void *udata) {
+  memset(r, 0, sizeof *r);
+  r->udata = udata;
+  r->endpoint = r->last_endpoint = -1;
+  r->retry_after_s = -1;
+  r->latency_s = -1;
+  r->heap_idx = -1;
+  uint64_t all = rl->pool.n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << rl->pool.n) - 1);
+  r->allowed = allowed & all;
+  r->tokens = tokens > 0 ? tokens : 0;
+  r->deadline = deadline;
+  r->attempt_timeout_s = timeout_s > 0 ? timeout_s : rl->cfg.attempt_timeout_s;
+  rl->active++;
+  if (!r->allowed) {
+    finish(rl, r, LR_E_INVALID_REQUEST, now, "no endpoint serves this request's model");
+    return;
+  }
+  r->state = LR_REQ_READY;
+  list_push(&rl->ready_head, &rl->ready_tail, r, 0);
+}
+
+/* ---- deciding ------------------------------------------------------------- */
+
+typedef enum { D_SEND, D_DONE, D_WAIT, D_BLOCKED } decision;
+
+static lr_error_kind blocked_kind(int why, lr_error_kind fallback) {
+  if (why & LR_BLOCK_THROTTLE) return LR_E_RATE_LIMITED;
+  if (why & LR_BLOCK_BREAKER) return LR_E_CIRCUIT_OPEN;
+  if (why & LR_BLOCK_LIMITER) return LR_E_RATE_LIMITED;
+  return fallback;
+}
+
+static const char *blocked_text(int why) {
+  if (why & LR_BLOCK_THROTTLE) return "every endpoint is rate limited";
+  if (why & LR_BLOCK_BREAKER) return "every endpoint's circuit is open";
+  if (why & LR_BLOCK_LIMITER) return "every endpoint is at its configured rate limit";
+  return "backing off";
+}
+
+static void send_to(lr_relay *rl, lr_req *r, int i, double now) {
+  int k = budget_slot(rl, now);
+  if (r->attempts == 0) rl->budget_first[k]++;
+  else rl->budget_retry[k]++;
+  if (r->attempts > 0 && r->last_endpoint >= 0 && r->last_endpoint != i) {
+    lr_event e = {.type = LR_EV_FAILOVER, .endpoint = r->last_endpoint, .to = i, .attempt = r->attempts + 1,
+                  .status = r->status, .kind = r->kind, .udata = r->udata};
+    emit(rl, &e);
+  }
+  r->attempts++;
+  r->endpoint = i;
+  r->state = LR_REQ_SENDING;
+  r->sent_at = now;
+  r->probe = lr_pool_on_send(&rl->pool, i, r->tokens, now);
+  rl->in_flight++;
+}
+
+static decision decide(lr_relay *rl, lr_req *r, double now) {
+  lr_error_kind last = r->attempts ? r->kind : LR_E_NONE;
+  if (now >= r->deadline) {
+    finish(rl, r, LR_E_DEADLINE, now, "deadline passed after %d attempt%s", r->attempts,
+           r->attempts == 1 ? "" : "s");
+    return D_DONE;
+  }
+  double wake = INFINITY;
+  int why = 0, new_round = 0;
+  uint64_t cand = r->allowed & ~r->tried;
+  if (cand) {
+    int i = lr_pool_pick(&rl->pool, cand, r->tokens, now, &rl->rng, &wake, &why);
+    if (i >= 0) {
+      if (r->attempts > 0 && !budget_allows(rl, now)) {
+        finish(rl, r, last, now, "retry budget exhausted after %d attempt%s", r->attempts,
+               r->attempts == 1 ? "" : "s");
+        return D_DONE;
+      }
+      send_to(rl, r, i, now);
+      return D_SEND;
+    }
+  }
+  if (r->tried) {
+    /* Every untried endpoint is busy or blocked. Going back to one that
+     * failed needs a new round: at once is no good, so wait for the earliest
+     * known moment one of them is usable, or back off when nothing is known. */
+    double known = INFINITY, wb;
+    int unknown = 0, bits = 0;
+    for (int i = 0; i < rl->pool.n; i++) {
+      if (!(r->tried & r->allowed & ((uint64_t)1 << i))) continue;
+      double at;
+      int w;
+      if (lr_pool_usable(&rl->pool, i, r->tokens, now, &at, &w)) unknown = 1;
+      else {
+        bits |= w;
+        if (at < known) known = at;
+      }
+    }
+    if (unknown) {
+      wb = now + lr_backoff_wait(&rl->cfg.backoff, r->rounds, lr_rng_unit(&rl->rng), -1);
+    } else {
+      wb = known;
+    }
+    if (wb < wake) {
+      wake = wb;
+      why = unknown ? 0 : bits;
+      new_round = 1;
+    } else {
+      why |= bits;
+    }
+  }
+  if (wake == INFINITY) {
+    if (why & LR_BLOCK_CAPACITY) return D_BLOCKED;
+    finish(rl, r, last ? last : LR_E_INVALID_REQUEST, now, "no endpoint can serve this request");
+    return D_DONE;
+  }
+  double delay = wake - now;
+  if (why) {
+    /* A known cause ends at one instant for everyone waiting on it: spread
+     * the wake-ups a little so they do not arrive as one burst. */
+    double spread = 0.1 * delay;
+    if (spread > 1.0) spread = 1.0;
+    delay += lr_rng_unit(&rl->rng) * spread;
+    wake = now + delay;
+  }
+  if (wake > r->deadline) {
+    r->retry_after_s = delay;
+    finish(rl, r, why ? blocked_kind(why, LR_E_DEADLINE) : LR_E_DEADLINE, now,
+           "%s: the next attempt could start in %.3g s, after the deadline", blocked_text(why), delay);
+    return D_DONE;
+  }
+  if (why && delay > rl->cfg.backoff.max_retry_after_s) {
+    r->retry_after_s = delay;
+    finish(rl, r, blocked_kind(why, last), now, "%s for %.3g s (more than max_retry_after)", blocked_text(why),
+           delay);
+    return D_DONE;
+  }
+  if (r->attempts > 0) {
+    lr_event e = {.type = LR_EV_RETRY, .endpoint = r->last_endpoint, .attempt = r->attempts + 1,
+                  .status = r->status, .kind = r->kind, .delay_s = delay, .udata = r->udata};
+    emit(rl, &e);
+  }
+  r->wake_at = wake;
+  r->new_round_on_wake = new_round;
+  return D_WAIT;
+}
+
+int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_wake) {
+  int n = 0;
+  while (rl->heap_n > 0 && rl->heap[0]->wake_at <= now) {
+    lr_req *r = rl->heap[0];
+    heap_remove(rl, r);
+    if (r->new_round_on_wake) {
+      r->tried = 0;
+      r->rounds++;
+      r->new_round_on_wake = 0;
+    }
+    r->state = LR_REQ_READY;
+    list_push(&rl->ready_head, &rl->ready_tail, r, 0);
+  }
+  int blocked = 0;
+  for (lr_req *r = rl->ready_head, *next; r && n < max && blocked < BLOCKED_SCAN; r = next) {
+    next = r->next;
+    if (rl->in_flight >= rl->cfg.concurrency && now < r->deadline) break;
+    list_unlink(&rl->ready_head, &rl->ready_tail, r);
+    switch (decide(rl, r, now)) {
+    case D_SEND:
+      out[n++] = r;
+      break;
+    case D_WAIT:
+      r->state = LR_REQ_WAITING;
+      if (heap_push(rl, r) != 0) finish(rl, r, r->kind, now, "out of memory");
+      break;
+    case D_BLOCKED: /* put back where it was */
+      if (next) {
+        r->next = next;
+        r->prev = next->prev;
+        if (next->prev) next->prev->next = r;
+        else rl->ready_head = r;
+        next->prev = r;
+      } else {
+        list_push(&rl->ready_head, &rl->ready_tail, r, 0);
+      }
+      blocked++;
+      break;
+    case D_DONE:
+      break;
+    }
+  }
+  while (n < max && rl->done_head) {
+    lr_req *r = rl->done_head;
+    list_unlink(&rl->done_head, &rl->done_tail, r);
+    rl->active--;
+    out[n++] = r;
+  }
+  emit_breaker_changes(rl);
+  *next_wake = rl->heap_n ? rl->heap[0]->wake_at : INFINITY;
+  if (rl->done_head || (rl->ready_head && rl->in_flight < rl->cfg.concurrency && blocked == 0))
+    *next_wake = now; /* more to hand out than fitted in `out` */
+  return n;
+}
+
+/* ---- classifying an outcome ------------------------------------------------ */
+
+typedef enum { C_OK, C_FINAL, C_RETRY, C_RETRY_ELSEWHERE } verdict_action;
+
+typedef struct {
+  lr_error_kind kind;
+  lr_verdict health;
+  verdict_action action;
+  double throttle_s; /* > 0: rest the endpoint this long */
+} classification;
+
+static double server_delay(const lr_outcome *o) { return o->hints ? lr_hints_server_delay(o->hints) : -1; }
+
+static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *o, double now) {
+  classification c = {LR_E_NONE, LR_VERDICT_NEUTRAL, C_RETRY, 0};
+  int st = o->status;
+  if (o->transport != LR_E_NONE) {
+    c.kind = o->transport;
+    switch (o->transport) {
+    case LR_E_TIMEOUT:
+      c.health = LR_VERDICT_FAILURE;
+      if (now >= r->deadline - 1e-3) {
+        c.kind = LR_E_DEADLINE;
+        c.action = C_FINAL;
+      }
+      break;
+    case LR_E_CONNECT:
+    case LR_E_DECODE:
+      c.health = LR_VERDICT_FAILURE;
+      break;
+    default: /* body over the cap, cancelled: trying elsewhere would end the same */
+      c.action = C_FINAL;
+      break;
+    }
+    return c;
+  }
+  if (st >= 200 && st < 300) {
+    if (o->body_ok) {
+      c.action = C_OK;
+      c.health = LR_VERDICT_SUCCESS;
+    } else {
+      c.kind = LR_E_DECODE;
+      c.health = LR_VERDICT_FAILURE;
+    }
+    return c;
+  }
+  int should_retry = o->hints ? o->hints->should_retry : -1;
+  double sd = server_delay(o);
+  if (st == 429) {
+    lr_endpoint *e = &rl->pool.ep[r->endpoint];
+    c.kind = LR_E_RATE_LIMITED;
+    if (sd >= 0) {
+      c.throttle_s = sd;
+    } else { /* the server gave no hint: back off by the endpoint's run of 429s */
+      double d = rl->cfg.backoff.base_delay_s * ldexp(1.0, e->consecutive_throttles < 20 ? e->consecutive_throttles : 20);
+      c.throttle_s = d < rl->cfg.backoff.max_delay_s ? d : rl->cfg.backoff.max_delay_s;
+    }
+  } else if (st >= 500) {
+    c.kind = LR_E_SERVER_ERROR;
+    c.health = LR_VERDICT_FAILURE;
+    if (sd > 0) c.throttle_s = sd; /* a 503 with Retry-After asks for a pause */
+  } else if (st == 401 || st == 402 || st == 403) {
+    c.kind = LR_E_HTTP; /* this endpoint's key or account is bad: another may be fine */
+    c.health = LR_VERDICT_FAILURE;
+  } else if (st == 404) {
+    c.kind = LR_E_HTTP; /* this endpoint does not serve the model (or the path) */
+    c.action = C_RETRY_ELSEWHERE;
+  } else if (st == 408) {
+    c.kind = LR_E_TIMEOUT;
+    c.health = LR_VERDICT_FAILURE;
+  } else if (st == 409 || st == 425) {
+    c.kind = LR_E_HTTP;
+  } else if (st == 400 || st == 413 || st == 422) {
+    c.kind = LR_E_INVALID_REQUEST; /* the request is wrong: it would fail anywhere */
+    c.health = LR_VERDICT_SUCCESS;
+    c.action = C_FINAL;
+  } else {
+    c.kind = LR_E_HTTP;
+    c.action = should_retry == 1 ? C_RETRY : C_FINAL;
+  }
+  if (should_retry == 0 && c.action != C_OK) c.action = C_FINAL;
+  return c;
+}
+
+void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
+  if (r->state != LR_REQ_SENDING) return;
+  int i = r->endpoint;
+  rl->in_flight--;
+  r->latency_s = now - r->sent_at;
+  r->status = o->status;
+  r->last_endpoint = i;
+  classification c = classify(rl, r, o, now);
+  lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
+  r->probe = 0;
+  if (c.throttle_s > 0) {
+    lr_pool_throttle(&rl->pool, i, now + c.throttle_s);
+    lr_event e = {.type = LR_EV_THROTTLE, .endpoint = i, .status = o->status, .delay_s = c.throttle_s};
+    emit(rl, &e);
+    r->retry_after_s = c.throttle_s;
+  }
+  emit_breaker_changes(rl);
+  r->kind = c.kind;
+  r->message[0] = 0;
+  if (o->message) snprintf(r->message, sizeof r->message, "%s", o->message);
+  r->endpoint = -1;
+  switch (c.action) {
+  case C_OK:
+    r->retry_after_s = -1;
+    finish(rl, r, LR_E_NONE, now, NULL);
+    return;
+  case C_FINAL:
+    finish(rl, r, c.kind, now, NULL);
+    return;
+  case C_RETRY_ELSEWHERE:
+    r->allowed &= ~((uint64_t)1 << i);
+    break;
+  case C_RETRY:
+    break;
+  }
+  r->tried |= (uint64_t)1 << i;
+  if (r->attempts >= rl->cfg.max_attempts) {
+    if (!r->message[0])
+      snprintf(r->message, sizeof r->message, "gave up after %d attempt%s", r->attempts, r->attempts == 1 ? "" : "s");
+    finish(rl, r, c.kind, now, NULL);
+    return;
+  }
+  if (!r->allowed) {
+    finish(rl, r, c.kind, now, NULL);
+    return;
+  }
+  r->state = LR_REQ_READY;
+  list_push(&rl->ready_head, &rl->ready_tail, r, 1); /* it has waited already: it goes first */
+}
+
+lr_req_state lr_relay_cancel(lr_relay *rl, lr_req *r, lr_error_kind kind, double now) {
+  lr_req_state was = r->state;
+  switch (was) {
+  case LR_REQ_READY:
+    list_unlink(&rl->ready_head, &rl->ready_tail, r);
+    break;
+  case LR_REQ_WAITING:
+    heap_remove(rl, r);
+    break;
+  case LR_REQ_SENDING:
+    rl->in_flight--;
+    r->latency_s = now - r->sent_at;
+    lr_pool_on_result(&rl->pool, r->endpoint, LR_VERDICT_NEUTRAL, -1, now, r->probe);
+    r->probe = 0;
+    r->last_endpoint = r->endpoint;
+    r->endpoint = -1;
+    break;
+  case LR_REQ_DONE:
+    /* it may be waiting in the done list */
+    for (lr_req *d = rl->done_head; d; d = d->next)
+      if (d == r) {
+        list_unlink(&rl->done_head, &rl->done_tail, r);
+        rl->active--;
+        break;
+      }
+    return was;
+  default:
+    return was;
+  }
+  rl->active--;
+  r->state = LR_REQ_DONE;
+  r->kind = kind;
+  snprintf(r->message, sizeof r->message, "%s", kind == LR_E_CANCELLED ? "cancelled" : lr_error_kind_name(kind));
+  return was;
+}

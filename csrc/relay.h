@@ -1,0 +1,105 @@
+/* The request state machine: pick an endpoint, send, classify the outcome,
+ * then finish, fail over at once, or wait for the earliest usable moment.
+ * Sans-I/O: executors (libcurl in C, cosockets in Lua) do the sending; the
+ * relay only decides. One relay serves many requests; requests are memory
+ * the executor owns and hands in. */
+#ifndef LR_RELAY_H
+#define LR_RELAY_H
+#include <stdint.h>
+
+#include "backoff.h"
+#include "errors.h"
+#include "hints.h"
+#include "pool.h"
+
+typedef struct lr_relay_cfg {
+  int max_attempts;         /* >= 1 */
+  lr_backoff_cfg backoff;
+  double budget;            /* retries allowed as a share of first attempts in the last 10 s; < 0: no budget */
+  int concurrency;          /* attempts in flight across the relay */
+  double attempt_timeout_s; /* timeout.total: one attempt at most */
+} lr_relay_cfg;
+
+typedef enum { LR_REQ_NEW, LR_REQ_READY, LR_REQ_WAITING, LR_REQ_SENDING, LR_REQ_DONE } lr_req_state;
+
+typedef struct lr_req {
+  /* Read by executors. */
+  lr_req_state state;
+  int endpoint;             /* SENDING: the endpoint of this attempt */
+  int attempts;             /* attempts sent so far, the current one included */
+  double attempt_timeout_s; /* SENDING: what this attempt may take (timeout.total, cut by the deadline) */
+  double sent_at;
+  lr_error_kind kind;       /* DONE: LR_E_NONE on success */
+  int status;               /* the last HTTP status seen, 0 if none */
+  int last_endpoint;        /* the endpoint of the last attempt, -1 if none */
+  double retry_after_s;     /* DONE with an error: when trying again may help; < 0 unknown */
+  double latency_s;         /* DONE: the last attempt's latency */
+  char message[200];        /* DONE with an error: what happened, for people */
+  void *udata;              /* the executor's */
+
+  /* Private to relay.c. */
+  uint64_t allowed, tried;
+  double tokens, deadline, wake_at;
+  int rounds, probe, new_round_on_wake;
+  struct lr_req *prev, *next;
+  int heap_idx;
+} lr_req;
+
+typedef struct lr_outcome {
+  int status;               /* HTTP status of the final response; 0 when none came */
+  lr_error_kind transport;  /* LR_E_NONE when an answer came, else CONNECT, TIMEOUT, HTTP (body over the cap), CANCELLED */
+  int body_ok;              /* for 2xx: the body is what was asked for (a JSON object, a complete stream) */
+  const lr_hints *hints;    /* the answer's headers, or NULL */
+  const char *message;      /* transport error text, or NULL */
+} lr_outcome;
+
+typedef enum { LR_EV_RETRY, LR_EV_FAILOVER, LR_EV_BREAKER, LR_EV_THROTTLE } lr_event_type;
+
+typedef struct lr_event {
+  lr_event_type type;
+  int endpoint;       /* RETRY: the endpoint that failed; FAILOVER: from; BREAKER, THROTTLE: which */
+  int to;             /* FAILOVER: the new endpoint; BREAKER: the new lr_breaker_state */
+  int from;           /* BREAKER: the old state */
+  int attempt;        /* RETRY, FAILOVER: the attempt about to be made */
+  int status;         /* the HTTP status behind it, 0 if none */
+  lr_error_kind kind; /* RETRY, FAILOVER: what failed */
+  double delay_s;     /* RETRY: the wait; THROTTLE: for how long the endpoint rests */
+  void *udata;        /* RETRY, FAILOVER: the request's udata */
+} lr_event;
+
+typedef struct lr_relay lr_relay;
+
+lr_relay *lr_relay_new(const lr_relay_cfg *cfg, const lr_endpoint_cfg *eps, int n, lr_strategy strategy,
+                       const lr_breaker_cfg *bcfg, uint64_t seed, double now);
+void lr_relay_free(lr_relay *rl);
+lr_pool *lr_relay_pool(lr_relay *rl);
+int lr_relay_in_flight(const lr_relay *rl);
+/* Requests submitted and not yet handed back as DONE. */
+long lr_relay_active(const lr_relay *rl);
+
+/* Starts a request. `allowed`: the endpoints that may serve it (bit i =
+ * endpoint i); none -> it finishes as invalid_request. deadline: absolute
+ * monotonic time, INFINITY for none. timeout_s: per attempt, <= 0 for the
+ * relay's default. */
+void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
+                     double timeout_s, double now, void *udata);
+
+/* Advances the relay: returns up to `max` requests the executor must act on,
+ * each either SENDING (send attempt r->attempts to r->endpoint now) or DONE
+ * (deliver the result; the relay forgets it). *next_wake: when to poll again
+ * if nothing else happens (INFINITY: only a report or submit can help). */
+int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_wake);
+
+/* The attempt of a SENDING request ended. */
+void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now);
+
+/* Ends a request now as `cancelled` (or with `kind`, e.g. LR_E_DEADLINE).
+ * Returns its previous state: if SENDING, the executor must abort the
+ * transfer itself. The request is not handed back by poll. */
+lr_req_state lr_relay_cancel(lr_relay *rl, lr_req *r, lr_error_kind kind, double now);
+
+/* Events (only recorded while enabled): copies out up to max, oldest first. */
+void lr_relay_enable_events(lr_relay *rl, int on);
+int lr_relay_events(lr_relay *rl, lr_event *out, int max);
+
+#endif

@@ -1,0 +1,521 @@
+/* The libcurl multi executor. See transport_curl.h. */
+#include "transport_curl.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jsoncheck.h"
+
+#define MAX_JSON_DEPTH 512
+#define SLOT_BITS 24
+#define SLOT_MASK ((1u << SLOT_BITS) - 1)
+#define POLL_BATCH 256
+
+typedef struct lr_transfer {
+  CURL *easy;
+  lr_client *client;
+  lr_call *call;
+  char *buf;
+  size_t len, cap;
+  lr_hints hints;
+  int got_first_byte;
+  int too_large;
+  double first_byte_deadline;
+  int active_idx;
+  char errbuf[CURL_ERROR_SIZE];
+  struct lr_transfer *next_free;
+} lr_transfer;
+
+typedef struct client_endpoint {
+  char *url;
+  struct curl_slist *headers;
+} client_endpoint;
+
+struct lr_client {
+  lr_client_cfg cfg;
+  char *ca_file, *user_agent;
+  lr_relay *relay;
+  CURLM *multi;
+  client_endpoint ep[LR_MAX_ENDPOINTS];
+  int n_ep;
+  lr_transfer **active;
+  int n_active, cap_active;
+  lr_transfer *free_xfers;
+  lr_call **slots;
+  uint32_t n_slots, cap_slots;
+  uint32_t *free_slots;
+  uint32_t n_free_slots;
+  uint64_t next_gen;
+  lr_call *done_head, *done_tail;
+  long n_done;
+};
+
+double lr_now_mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double lr_now_wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static char *dupstr(const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* ---- libcurl callbacks (no Lua here: they only fill the transfer) ------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
+  lr_transfer *x = ud;
+  size_t n = size * nmemb;
+  x->got_first_byte = 1;
+  if (x->len + n > x->client->cfg.max_response_bytes) {
+    x->too_large = 1;
+    return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+  }
+  if (x->len + n + 1 > x->cap) {
+    size_t cap = x->cap ? x->cap : 4096;
+    while (cap < x->len + n + 1) cap *= 2;
+    char *b = realloc(x->buf, cap);
+    if (!b) return 0;
+    x->buf = b;
+    x->cap = cap;
+  }
+  memcpy(x->buf + x->len, data, n);
+  x->len += n;
+  return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
+  lr_transfer *x = ud;
+  size_t n = size * nmemb;
+  x->got_first_byte = 1;
+  lr_hints_feed_line(&x->hints, data, n, lr_now_wall());
+  return n;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+static int global_init_done;
+
+lr_client *lr_client_new(const lr_client_cfg *cfg, const lr_client_endpoint *eps, int n, char *err,
+                         size_t errlen) {
+  if (n < 1 || n > LR_MAX_ENDPOINTS) {
+    snprintf(err, errlen, "between 1 and %d endpoints are needed", LR_MAX_ENDPOINTS);
+    return NULL;
+  }
+  if (!global_init_done) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      snprintf(err, errlen, "curl_global_init failed");
+      return NULL;
+    }
+    global_init_done = 1;
+  }
+  lr_client *c = calloc(1, sizeof *c);
+  if (!c) goto oom;
+  c->cfg = *cfg;
+  c->ca_file = dupstr(cfg->ca_file);
+  c->user_agent = dupstr(cfg->user_agent ? cfg->user_agent : "llmrelay");
+  c->cfg.ca_file = c->ca_file;
+  c->cfg.user_agent = c->user_agent;
+  if ((cfg->ca_file && !c->ca_file) || !c->user_agent) goto oom;
+  lr_endpoint_cfg pol[LR_MAX_ENDPOINTS];
+  for (int i = 0; i < n; i++) pol[i] = eps[i].policy;
+  c->relay = lr_relay_new(&cfg->relay, pol, n, cfg->strategy, &cfg->breaker, cfg->seed, lr_now_mono());
+  if (!c->relay) goto oom;
+  c->n_ep = n;
+  for (int i = 0; i < n; i++) {
+    c->ep[i].url = dupstr(eps[i].url);
+    if (!c->ep[i].url) goto oom;
+    for (int k = 0; k < eps[i].n_headers; k++) {
+      struct curl_slist *l = curl_slist_append(c->ep[i].headers, eps[i].headers[k]);
+      if (!l) goto oom;
+      c->ep[i].headers = l;
+    }
+    if (lr_pool_set_models(lr_relay_pool(c->relay), i, eps[i].models, eps[i].n_models) != 0) goto oom;
+  }
+  c->cap_active = cfg->relay.concurrency > 0 ? cfg->relay.concurrency : 1;
+  c->active = calloc((size_t)c->cap_active, sizeof *c->active);
+  c->multi = curl_multi_init();
+  if (!c->active || !c->multi) goto oom;
+  /* keep enough idle connections to serve every slot again without a new handshake */
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)(c->cap_active + n));
+  curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  c->next_gen = 1;
+  return c;
+oom:
+  snprintf(err, errlen, "out of memory");
+  lr_client_free(c);
+  return NULL;
+}
+
+static void transfer_destroy(lr_transfer *x) {
+  if (x->easy) curl_easy_cleanup(x->easy);
+  free(x->buf);
+  free(x);
+}
+
+void lr_client_free(lr_client *c) {
+  if (!c) return;
+  for (int k = 0; k < c->n_active; k++) {
+    lr_transfer *x = c->active[k];
+    curl_multi_remove_handle(c->multi, x->easy);
+    transfer_destroy(x);
+  }
+  while (c->free_xfers) {
+    lr_transfer *x = c->free_xfers;
+    c->free_xfers = x->next_free;
+    transfer_destroy(x);
+  }
+  if (c->multi) curl_multi_cleanup(c->multi);
+  for (uint32_t s = 0; s < c->n_slots; s++) {
+    if (!c->slots[s]) continue;
+    free(c->slots[s]->body);
+    free(c->slots[s]->resp);
+    free(c->slots[s]);
+  }
+  free(c->slots);
+  free(c->free_slots);
+  for (int i = 0; i < c->n_ep; i++) {
+    free(c->ep[i].url);
+    curl_slist_free_all(c->ep[i].headers);
+  }
+  lr_relay_free(c->relay);
+  free(c->active);
+  free(c->ca_file);
+  free(c->user_agent);
+  free(c);
+}
+
+lr_relay *lr_client_relay(lr_client *c) { return c->relay; }
+
+uint64_t lr_client_serving(lr_client *c, const char *model, size_t len) {
+  return lr_pool_serving(lr_relay_pool(c->relay), model, len);
+}
+
+long lr_client_pending(lr_client *c) { return lr_relay_active(c->relay) + c->n_done; }
+
+/* ---- calls ------------------------------------------------------------------- */
+
+static lr_call *call_alloc(lr_client *c) {
+  uint32_t slot;
+  if (c->n_free_slots) {
+    slot = c->free_slots[--c->n_free_slots];
+  } else {
+    if (c->n_slots == c->cap_slots) {
+      uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 64;
+      if (cap > SLOT_MASK) return NULL;
+      lr_call **s = realloc(c->slots, cap * sizeof *s);
+      if (!s) return NULL;
+      c->slots = s;
+      uint32_t *f = realloc(c->free_slots, cap * sizeof *f);
+      if (!f) return NULL;
+      c->free_slots = f;
+      c->cap_slots = cap;
+    }
+    slot = c->n_slots++;
+    c->slots[slot] = NULL;
+  }
+  lr_call *call = c->slots[slot];
+  if (!call) {
+    call = calloc(1, sizeof *call);
+    if (!call) {
+      c->free_slots[c->n_free_slots++] = slot;
+      return NULL;
+    }
+    c->slots[slot] = call;
+  }
+  call->slot = slot;
+  /* ids stay below 2^53 so Lua 5.1 numbers hold them exactly */
+  call->id = ((c->next_gen++ & ((1ull << 29) - 1)) << SLOT_BITS) | slot;
+  return call;
+}
+
+lr_call *lr_client_find(lr_client *c, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & SLOT_MASK);
+  if (slot >= c->n_slots || !c->slots[slot] || c->slots[slot]->id != id) return NULL;
+  return c->slots[slot];
+}
+
+lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
+                          double timeout_s, double deadline) {
+  lr_call *call = call_alloc(c);
+  if (!call) return NULL;
+  call->body = malloc(len ? len : 1);
+  if (!call->body) {
+    call->id = 0;
+    c->free_slots[c->n_free_slots++] = call->slot;
+    return NULL;
+  }
+  memcpy(call->body, body, len);
+  call->body_len = len;
+  call->xfer = NULL;
+  call->resp = NULL;
+  call->resp_len = 0;
+  call->err_body_len = 0;
+  call->next_done = NULL;
+  lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, lr_now_mono(), call);
+  return call;
+}
+
+void lr_client_release(lr_client *c, lr_call *call) {
+  free(call->body);
+  free(call->resp);
+  call->body = call->resp = NULL;
+  call->id = 0;
+  c->free_slots[c->n_free_slots++] = call->slot;
+}
+
+static void push_done(lr_client *c, lr_call *call) {
+  call->next_done = NULL;
+  if (c->done_tail) c->done_tail->next_done = call;
+  else c->done_head = call;
+  c->done_tail = call;
+  c->n_done++;
+}
+
+lr_call *lr_client_next_done(lr_client *c) {
+  lr_call *call = c->done_head;
+  if (!call) return NULL;
+  c->done_head = call->next_done;
+  if (!c->done_head) c->done_tail = NULL;
+  c->n_done--;
+  return call;
+}
+
+/* ---- transfers --------------------------------------------------------------- */
+
+static lr_transfer *transfer_get(lr_client *c) {
+  lr_transfer *x = c->free_xfers;
+  if (x) {
+    c->free_xfers = x->next_free;
+    return x;
+  }
+  x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->easy = curl_easy_init();
+  if (!x->easy) {
+    free(x);
+    return NULL;
+  }
+  x->client = c;
+  CURL *e = x->easy;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(e, CURLOPT_POST, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, c->cfg.user_agent);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(c->cfg.connect_timeout_s * 1000.0));
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->cfg.insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->cfg.insecure ? 0L : 2L);
+  if (c->cfg.ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg.ca_file);
+  return x;
+}
+
+static void transfer_put(lr_client *c, lr_transfer *x) {
+  x->call = NULL;
+  x->next_free = c->free_xfers;
+  c->free_xfers = x;
+}
+
+static void active_remove(lr_client *c, lr_transfer *x) {
+  int k = x->active_idx;
+  c->active[k] = c->active[--c->n_active];
+  c->active[k]->active_idx = k;
+  curl_multi_remove_handle(c->multi, x->easy);
+}
+
+static void report(lr_client *c, lr_call *call, int status, lr_error_kind transport, int body_ok,
+                   const lr_hints *h, const char *msg) {
+  lr_outcome o = {.status = status, .transport = transport, .body_ok = body_ok, .hints = h, .message = msg};
+  lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
+}
+
+static int transfer_start(lr_client *c, lr_call *call, double now) {
+  int i = call->req.endpoint;
+  lr_transfer *x = transfer_get(c);
+  if (!x) return -1;
+  CURL *e = x->easy;
+  x->call = call;
+  x->len = 0;
+  x->got_first_byte = 0;
+  x->too_large = 0;
+  x->errbuf[0] = 0;
+  lr_hints_init(&x->hints);
+  double t = call->req.attempt_timeout_s;
+  x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;
+  curl_easy_setopt(e, CURLOPT_URL, c->ep[i].url);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->ep[i].headers);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(t > 0 ? ceil(t * 1000.0) : 0));
+  if (c->n_active == c->cap_active) { /* the relay keeps within concurrency; be safe anyway */
+    lr_transfer **a = realloc(c->active, (size_t)c->cap_active * 2 * sizeof *a);
+    if (!a) {
+      transfer_put(c, x);
+      return -1;
+    }
+    c->active = a;
+    c->cap_active *= 2;
+  }
+  if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+    transfer_put(c, x);
+    return -1;
+  }
+  x->active_idx = c->n_active;
+  c->active[c->n_active++] = x;
+  call->xfer = x;
+  return 0;
+}
+
+static void keep_error_body(lr_call *call, const lr_transfer *x) {
+  size_t n = x->len < sizeof call->err_body ? x->len : sizeof call->err_body;
+  memcpy(call->err_body, x->buf, n);
+  call->err_body_len = n;
+}
+
+static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
+  lr_call *call = x->call;
+  active_remove(c, x);
+  call->xfer = NULL;
+  long status = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  char msg[CURL_ERROR_SIZE + 64];
+  if (rc == CURLE_OK) {
+    int ok = 0;
+    if (status >= 200 && status < 300) {
+      ok = lr_json_check_object(x->buf, x->len, MAX_JSON_DEPTH) == 0;
+      if (ok) {
+        free(call->resp);
+        call->resp = x->buf; /* hand the buffer over instead of copying it */
+        call->resp_len = x->len;
+        x->buf = NULL;
+        x->cap = x->len = 0;
+      }
+    }
+    if (!ok) keep_error_body(call, x);
+    report(c, call, (int)status, LR_E_NONE, ok, &x->hints,
+           ok ? NULL : (status >= 200 && status < 300 ? "the response body is not a JSON object" : NULL));
+  } else if (x->too_large) {
+    snprintf(msg, sizeof msg, "response body exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
+    report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
+  } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+    snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
+  } else {
+    snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    report(c, call, 0, LR_E_CONNECT, 0, NULL, msg);
+  }
+  transfer_put(c, x);
+}
+
+/* Hands the relay's decisions to libcurl until it has nothing more to say. */
+static double dispatch(lr_client *c) {
+  lr_req *out[POLL_BATCH];
+  double next_wake = INFINITY;
+  for (;;) {
+    double now = lr_now_mono();
+    int n = lr_relay_poll(c->relay, now, out, POLL_BATCH, &next_wake);
+    for (int k = 0; k < n; k++) {
+      lr_call *call = out[k]->udata;
+      if (out[k]->state == LR_REQ_DONE) {
+        push_done(c, call);
+      } else if (transfer_start(c, call, now) != 0) {
+        report(c, call, 0, LR_E_CONNECT, 0, NULL, "could not start a transfer (out of memory)");
+      }
+    }
+    if (n < POLL_BATCH && next_wake > now) return next_wake;
+  }
+}
+
+static void check_first_byte(lr_client *c, double now) {
+  for (int k = 0; k < c->n_active;) {
+    lr_transfer *x = c->active[k];
+    if (!x->got_first_byte && now >= x->first_byte_deadline) {
+      lr_call *call = x->call;
+      active_remove(c, x);
+      call->xfer = NULL;
+      char msg[96];
+      snprintf(msg, sizeof msg, "timeout: no response within first_byte (%.3g s)", c->cfg.first_byte_timeout_s);
+      report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
+      transfer_put(c, x);
+      continue; /* the slot now holds another transfer */
+    }
+    k++;
+  }
+}
+
+int lr_client_step(lr_client *c, double max_wait_s, char *err, size_t errlen) {
+  double wake = dispatch(c);
+  double now = lr_now_mono();
+  double wait = c->n_done ? 0 : max_wait_s;
+  if (wake - now < wait) wait = wake - now;
+  for (int k = 0; k < c->n_active; k++)
+    if (!c->active[k]->got_first_byte && c->active[k]->first_byte_deadline - now < wait)
+      wait = c->active[k]->first_byte_deadline - now;
+  if (wait < 0) wait = 0;
+  if (c->n_active > 0 || wait > 0) {
+    int ms = (int)ceil(wait * 1000.0);
+    CURLMcode mc = curl_multi_poll(c->multi, NULL, 0, ms, NULL);
+    if (mc != CURLM_OK) {
+      snprintf(err, errlen, "curl_multi_poll: %s", curl_multi_strerror(mc));
+      return -1;
+    }
+  }
+  int running = 0;
+  CURLMcode mc = curl_multi_perform(c->multi, &running);
+  if (mc != CURLM_OK) {
+    snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
+    return -1;
+  }
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(c->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    lr_transfer *x = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    if (x && x->call) transfer_done(c, x, m->data.result);
+  }
+  check_first_byte(c, lr_now_mono());
+  dispatch(c);
+  return (int)c->n_done;
+}
+
+void lr_client_cancel(lr_client *c, lr_call *call) {
+  lr_req_state was = lr_relay_cancel(c->relay, &call->req, LR_E_CANCELLED, lr_now_mono());
+  if (was == LR_REQ_SENDING && call->xfer) {
+    lr_transfer *x = call->xfer;
+    active_remove(c, x);
+    call->xfer = NULL;
+    transfer_put(c, x);
+  }
+  if (was != LR_REQ_DONE) {
+    push_done(c, call);
+    return;
+  }
+  /* finished before the cancel: keep its result, unless already queued */
+  for (lr_call *d = c->done_head; d; d = d->next_done)
+    if (d == call) return;
+  push_done(c, call);
+}

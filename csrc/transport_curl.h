@@ -1,0 +1,80 @@
+/* The native executor: runs the relay's actions on one libcurl multi handle.
+ * Nothing here decides a retry or a failover; relay.c does. No Lua either:
+ * l_client.c binds this to Lua. */
+#ifndef LR_TRANSPORT_CURL_H
+#define LR_TRANSPORT_CURL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hints.h"
+#include "relay.h"
+
+typedef struct lr_client_endpoint {
+  const char *url;             /* full URL of chat/completions */
+  const char *const *headers;  /* "Name: value" lines (Authorization included) */
+  int n_headers;
+  const char *const *models;   /* models it serves; n_models == 0: every model */
+  int n_models;
+  lr_endpoint_cfg policy;
+} lr_client_endpoint;
+
+typedef struct lr_client_cfg {
+  lr_relay_cfg relay;
+  lr_breaker_cfg breaker;
+  lr_strategy strategy;
+  double connect_timeout_s, first_byte_timeout_s;
+  const char *ca_file;         /* NULL: the system's CA store */
+  int insecure;                /* 1: do not verify TLS peers (only when asked) */
+  size_t max_response_bytes;
+  const char *user_agent;
+  uint64_t seed;
+} lr_client_cfg;
+
+typedef struct lr_client lr_client;
+struct lr_transfer;
+
+/* One request as the client holds it. */
+typedef struct lr_call {
+  lr_req req;                  /* the relay's view; req.kind etc. hold the result */
+  uint64_t id;
+  char *body;                  /* the request body, sent by every attempt */
+  size_t body_len;
+  struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
+  char *resp;                  /* DONE ok: the response body (owned) */
+  size_t resp_len;
+  char err_body[2048];         /* the last failed answer's body (truncated), for messages */
+  size_t err_body_len;
+  struct lr_call *next_done;
+  uint32_t slot;
+} lr_call;
+
+/* NULL on failure, with the reason in err. */
+lr_client *lr_client_new(const lr_client_cfg *cfg, const lr_client_endpoint *eps, int n, char *err,
+                         size_t errlen);
+void lr_client_free(lr_client *c);
+lr_relay *lr_client_relay(lr_client *c);
+
+/* Endpoints that serve this model (NULL: any). */
+uint64_t lr_client_serving(lr_client *c, const char *model, size_t len);
+
+/* Starts a request; the body is copied. deadline: absolute monotonic seconds
+ * or INFINITY. NULL when out of memory. */
+lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
+                          double timeout_s, double deadline);
+lr_call *lr_client_find(lr_client *c, uint64_t id);
+
+/* Advances transfers and timers, waiting at most max_wait_s for something to
+ * happen. Finished calls are queued for lr_client_next_done. Returns -1 on a
+ * libcurl failure (message in err), else the number of finished calls queued. */
+int lr_client_step(lr_client *c, double max_wait_s, char *err, size_t errlen);
+lr_call *lr_client_next_done(lr_client *c);
+/* Ends a call now (aborting its transfer), as `cancelled`; it is queued as done. */
+void lr_client_cancel(lr_client *c, lr_call *call);
+/* Gives a delivered call's memory back. */
+void lr_client_release(lr_client *c, lr_call *call);
+long lr_client_pending(lr_client *c);
+
+double lr_now_mono(void);
+double lr_now_wall(void);
+
+#endif

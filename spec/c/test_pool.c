@@ -1,0 +1,174 @@
+/* Unit tests of csrc/pool.c: usability, selection strategies, health. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ctest.h"
+#include "pool.h"
+
+static lr_breaker_cfg bcfg = {.failure_threshold = 3, .failure_rate = 0.5, .min_calls = 100, .window_s = 10,
+                              .cooldown_s = 5, .max_cooldown_s = 40, .half_open_probes = 1};
+
+static void make(lr_pool *p, int n, lr_strategy s) {
+  lr_endpoint_cfg eps[8];
+  for (int i = 0; i < n; i++) eps[i] = (lr_endpoint_cfg){.weight = 1};
+  lr_pool_init(p, eps, n, s, &bcfg, 0);
+}
+
+TEST(priority_uses_first_usable) {
+  lr_pool p;
+  make(&p, 3, LR_STRATEGY_PRIORITY);
+  lr_rng rng;
+  lr_rng_seed(&rng, 1);
+  double wake;
+  int why;
+  CHECK(lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why) == 0);
+  lr_pool_throttle(&p, 0, 10);
+  CHECK(lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why) == 1);
+  CHECK(lr_pool_pick(&p, 5, 0, 1, &rng, &wake, &why) == 2);
+  CHECK(lr_pool_pick(&p, 1, 0, 1, &rng, &wake, &why) == -1);
+  CHECK_NEAR(wake, 10, 1e-9);
+  CHECK(why == LR_BLOCK_THROTTLE);
+  CHECK(lr_pool_pick(&p, 7, 0, 10, &rng, &wake, &why) == 0); /* throttle over */
+  lr_pool_free(&p);
+}
+
+TEST(round_robin_cycles_over_usable) {
+  lr_pool p;
+  make(&p, 3, LR_STRATEGY_ROUND_ROBIN);
+  lr_rng rng;
+  lr_rng_seed(&rng, 1);
+  double wake;
+  int why, seq[6];
+  for (int k = 0; k < 6; k++) seq[k] = lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why);
+  CHECK(seq[0] == 0 && seq[1] == 1 && seq[2] == 2 && seq[3] == 0 && seq[4] == 1 && seq[5] == 2);
+  lr_pool_throttle(&p, 1, 100);
+  for (int k = 0; k < 4; k++) seq[k] = lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why);
+  CHECK(seq[0] == 0 && seq[1] == 2 && seq[2] == 0 && seq[3] == 2);
+}
+
+TEST(weighted_follows_weights_and_health) {
+  lr_pool p;
+  lr_endpoint_cfg eps[2] = {{.weight = 3}, {.weight = 1}};
+  lr_pool_init(&p, eps, 2, LR_STRATEGY_WEIGHTED, &bcfg, 0);
+  lr_rng rng;
+  lr_rng_seed(&rng, 42);
+  double wake;
+  int why, count[2] = {0, 0};
+  for (int k = 0; k < 10000; k++) count[lr_pool_pick(&p, 3, 0, 1, &rng, &wake, &why)]++;
+  /* P2C with replacement, equal scores (a tie keeps the first draw): 9/16 + 3/16 = 3/4, the weights' share */
+  CHECK(count[0] > 7200 && count[0] < 7800);
+  /* a faster endpoint wins every mixed draw */
+  for (int k = 0; k < 20; k++) {
+    int pr = lr_pool_on_send(&p, 0, 0, 1);
+    lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.5, 1, pr);
+    pr = lr_pool_on_send(&p, 1, 0, 1);
+    lr_pool_on_result(&p, 1, LR_VERDICT_SUCCESS, 0.05, 1, pr);
+  }
+  count[0] = count[1] = 0;
+  for (int k = 0; k < 10000; k++) count[lr_pool_pick(&p, 3, 0, 1, &rng, &wake, &why)]++;
+  CHECK(count[1] > 4000); /* 1/16 + 6/16 = 0.44 */
+  CHECK(count[0] > 5000);  /* both-heavy draws still go to 0: 9/16 */
+}
+
+TEST(failing_endpoint_loses_mixed_draws_then_recovers) {
+  lr_pool p;
+  make(&p, 2, LR_STRATEGY_WEIGHTED);
+  lr_rng rng;
+  lr_rng_seed(&rng, 7);
+  for (int k = 0; k < 2; k++) {
+    int pr = lr_pool_on_send(&p, 0, 0, 1);
+    lr_pool_on_result(&p, 0, LR_VERDICT_FAILURE, 0.01, 1, pr);
+  }
+  CHECK(lr_pool_success_rate(&p, 0, 1) < 0.7);
+  double wake;
+  int why, count[2] = {0, 0};
+  for (int k = 0; k < 4000; k++) count[lr_pool_pick(&p, 3, 0, 1, &rng, &wake, &why)]++;
+  CHECK(count[0] > 700 && count[0] < 1300); /* only when both draws are it: 1/4 */
+  CHECK(lr_pool_success_rate(&p, 0, 1000) > 0.99); /* idle drift back to healthy */
+}
+
+TEST(max_concurrency_blocks_until_release) {
+  lr_pool p;
+  lr_endpoint_cfg eps[1] = {{.weight = 1, .max_concurrency = 2}};
+  lr_pool_init(&p, eps, 1, LR_STRATEGY_WEIGHTED, &bcfg, 0);
+  lr_rng rng;
+  lr_rng_seed(&rng, 3);
+  double wake;
+  int why;
+  int a = lr_pool_on_send(&p, 0, 0, 1), b = lr_pool_on_send(&p, 0, 0, 1);
+  CHECK(lr_pool_pick(&p, 1, 0, 1, &rng, &wake, &why) == -1);
+  CHECK(isinf(wake) && why == LR_BLOCK_CAPACITY);
+  lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.1, 2, a);
+  CHECK(lr_pool_pick(&p, 1, 0, 2, &rng, &wake, &why) == 0);
+  lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 2, b);
+  CHECK(p.ep[0].in_flight == 0);
+}
+
+TEST(breaker_opens_and_blocks_with_wake_time) {
+  lr_pool p;
+  make(&p, 1, LR_STRATEGY_WEIGHTED);
+  lr_rng rng;
+  lr_rng_seed(&rng, 3);
+  int changed = 0;
+  for (int k = 0; k < 3; k++) {
+    int pr = lr_pool_on_send(&p, 0, 0, 1);
+    changed += lr_pool_on_result(&p, 0, LR_VERDICT_FAILURE, -1, 1, pr);
+  }
+  CHECK(changed == 1);
+  CHECK(p.ep[0].breaker.state == LR_BREAKER_OPEN);
+  double wake;
+  int why;
+  CHECK(lr_pool_pick(&p, 1, 0, 2, &rng, &wake, &why) == -1);
+  CHECK(why == LR_BLOCK_BREAKER);
+  CHECK_NEAR(wake, 6, 1e-9);
+  CHECK(lr_pool_pick(&p, 1, 0, 6, &rng, &wake, &why) == 0); /* half-open probe */
+  int pr = lr_pool_on_send(&p, 0, 0, 6);
+  CHECK(pr == 1);
+  CHECK(lr_pool_pick(&p, 1, 0, 6, &rng, &wake, &why) == -1); /* probe slot taken */
+  CHECK(lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.1, 6.1, pr) == 1);
+  CHECK(p.ep[0].breaker.state == LR_BREAKER_CLOSED);
+}
+
+TEST(limiter_blocks_with_refill_time) {
+  lr_pool p;
+  lr_endpoint_cfg eps[1] = {{.weight = 1, .rpm = 60}}; /* 1/s, capacity 10 */
+  lr_pool_init(&p, eps, 1, LR_STRATEGY_WEIGHTED, &bcfg, 0);
+  lr_rng rng;
+  lr_rng_seed(&rng, 3);
+  double wake;
+  int why;
+  for (int k = 0; k < 10; k++) {
+    CHECK(lr_pool_pick(&p, 1, 0, 0, &rng, &wake, &why) == 0);
+    lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.1, 0, lr_pool_on_send(&p, 0, 0, 0));
+  }
+  CHECK(lr_pool_pick(&p, 1, 0, 0, &rng, &wake, &why) == -1);
+  CHECK(why == LR_BLOCK_LIMITER);
+  CHECK_NEAR(wake, 1.0, 1e-6);
+}
+
+TEST(models_mask) {
+  lr_pool p;
+  make(&p, 3, LR_STRATEGY_WEIGHTED);
+  const char *m0[] = {"gpt-a", "gpt-b"};
+  const char *m2[] = {"gpt-b"};
+  CHECK(lr_pool_set_models(&p, 0, m0, 2) == 0);
+  CHECK(lr_pool_set_models(&p, 2, m2, 1) == 0);
+  CHECK(lr_pool_serving(&p, "gpt-a", 5) == 3); /* 0 lists it, 1 serves all */
+  CHECK(lr_pool_serving(&p, "gpt-b", 5) == 7);
+  CHECK(lr_pool_serving(&p, "gpt-c", 5) == 2);
+  CHECK(lr_pool_serving(&p, "gpt-", 4) == 2); /* no prefix matches */
+  CHECK(lr_pool_serving(&p, NULL, 0) == 7);
+  lr_pool_free(&p);
+}
+
+int main(void) {
+  RUN(priority_uses_first_usable);
+  RUN(round_robin_cycles_over_usable);
+  RUN(weighted_follows_weights_and_health);
+  RUN(failing_endpoint_loses_mixed_draws_then_recovers);
+  RUN(max_concurrency_blocks_until_release);
+  RUN(breaker_opens_and_blocks_with_wake_time);
+  RUN(limiter_blocks_with_refill_time);
+  RUN(models_mask);
+  CTEST_END();
+}

@@ -1,0 +1,444 @@
+/* Unit tests of csrc/relay.c, the request state machine, on simulated time. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ctest.h"
+#include "relay.h"
+
+static lr_breaker_cfg bcfg = {.failure_threshold = 3, .failure_rate = 0.5, .min_calls = 100, .window_s = 30,
+                              .cooldown_s = 10, .max_cooldown_s = 40, .half_open_probes = 1};
+
+static lr_relay *make(int n, lr_strategy s, int max_attempts, int concurrency) {
+  lr_relay_cfg cfg = {.max_attempts = max_attempts,
+                      .backoff = {.base_delay_s = 0.5, .max_delay_s = 8, .max_retry_after_s = 60},
+                      .budget = -1,
+                      .concurrency = concurrency,
+                      .attempt_timeout_s = 30};
+  lr_endpoint_cfg eps[8];
+  for (int i = 0; i < n; i++) eps[i] = (lr_endpoint_cfg){.weight = 1};
+  lr_relay *rl = lr_relay_new(&cfg, eps, n, s, &bcfg, 1234, 0);
+  lr_relay_enable_events(rl, 1);
+  return rl;
+}
+
+#define ALL(n) ((((uint64_t)1) << (n)) - 1)
+
+/* polls once; returns how many came out, the first in *first */
+static int poll1(lr_relay *rl, double now, lr_req **first, double *wake) {
+  lr_req *out[64];
+  double w;
+  int n = lr_relay_poll(rl, now, out, 64, wake ? wake : &w);
+  if (first) *first = n ? out[0] : NULL;
+  return n;
+}
+
+static void answer(lr_relay *rl, lr_req *r, int status, double now) {
+  lr_outcome o = {.status = status, .transport = LR_E_NONE, .body_ok = 1};
+  lr_relay_report(rl, r, &o, now);
+}
+
+static void answer_hints(lr_relay *rl, lr_req *r, int status, const char *header, double now) {
+  lr_hints h;
+  lr_hints_init(&h);
+  lr_hints_feed_line(&h, header, strlen(header), 1e9);
+  lr_outcome o = {.status = status, .transport = LR_E_NONE, .body_ok = 1, .hints = &h};
+  lr_relay_report(rl, r, &o, now);
+}
+
+static void fail_transport(lr_relay *rl, lr_req *r, lr_error_kind k, double now) {
+  lr_outcome o = {.transport = k, .message = "boom"};
+  lr_relay_report(rl, r, &o, now);
+}
+
+static int count_events(lr_relay *rl, lr_event_type t) {
+  lr_event ev[256];
+  int n = lr_relay_events(rl, ev, 256), c = 0;
+  for (int k = 0; k < n; k++) c += ev[k].type == t;
+  return c;
+}
+
+TEST(success_in_one_attempt) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
+  CHECK(poll1(rl, 0, &got, NULL) == 1 && got == &r);
+  CHECK(r.state == LR_REQ_SENDING && r.endpoint == 0 && r.attempts == 1);
+  CHECK_NEAR(r.attempt_timeout_s, 30, 1e-9);
+  CHECK(lr_relay_in_flight(rl) == 1);
+  answer(rl, &r, 200, 0.1);
+  CHECK(poll1(rl, 0.1, &got, NULL) == 1 && got == &r);
+  CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_NONE && r.attempts == 1 && r.status == 200);
+  CHECK_NEAR(r.latency_s, 0.1, 1e-9);
+  CHECK(lr_relay_in_flight(rl) == 0 && lr_relay_active(rl) == 0);
+  lr_relay_free(rl);
+}
+
+TEST(server_error_fails_over_at_once) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  CHECK(r.endpoint == 0);
+  answer(rl, &r, 500, 0.01);
+  CHECK(poll1(rl, 0.01, &got, NULL) == 1); /* same instant: no sleep */
+  CHECK(r.state == LR_REQ_SENDING && r.endpoint == 1 && r.attempts == 2);
+  CHECK(count_events(rl, LR_EV_FAILOVER) == 1);
+  answer(rl, &r, 200, 0.02);
+  poll1(rl, 0.02, &got, NULL);
+  CHECK(r.kind == LR_E_NONE && r.attempts == 2 && r.last_endpoint == 1);
+  lr_relay_free(rl);
+}
+
+TEST(connect_and_timeout_fail_over) {
+  lr_relay *rl = make(3, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  fail_transport(rl, &r, LR_E_CONNECT, 0);
+  poll1(rl, 0, &got, NULL);
+  CHECK(r.endpoint == 1);
+  fail_transport(rl, &r, LR_E_TIMEOUT, 1);
+  poll1(rl, 1, &got, NULL);
+  CHECK(r.endpoint == 2 && r.attempts == 3);
+  answer(rl, &r, 200, 1.1);
+  poll1(rl, 1.1, &got, NULL);
+  CHECK(r.kind == LR_E_NONE);
+  lr_relay_free(rl);
+}
+
+TEST(invalid_request_is_never_retried) {
+  int codes[] = {400, 413, 422};
+  for (int k = 0; k < 3; k++) {
+    lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+    lr_req r, *got;
+    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+    poll1(rl, 0, &got, NULL);
+    answer(rl, &r, codes[k], 0.01);
+    CHECK(poll1(rl, 0.01, &got, NULL) == 1);
+    CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_INVALID_REQUEST && r.attempts == 1 && r.status == codes[k]);
+    CHECK(rl != NULL && lr_relay_pool(rl)->ep[0].failures == 0);
+    lr_relay_free(rl);
+  }
+}
+
+TEST(rate_limited_waits_for_retry_after_ms_not_longer) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  double wake;
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  answer_hints(rl, &r, 429, "retry-after-ms: 200\r\n", 1.0);
+  CHECK(poll1(rl, 1.0, &got, &wake) == 0);
+  CHECK(r.state == LR_REQ_WAITING);
+  CHECK(wake >= 1.2 && wake <= 1.2 + 0.021);
+  CHECK(poll1(rl, 1.15, &got, NULL) == 0);
+  CHECK(poll1(rl, wake, &got, NULL) == 1 && r.state == LR_REQ_SENDING && r.attempts == 2);
+  CHECK(lr_relay_pool(rl)->ep[0].failures == 0); /* a 429 is not a health failure */
+  CHECK(lr_relay_pool(rl)->ep[0].breaker.state == LR_BREAKER_CLOSED);
+  answer(rl, &r, 200, 1.3);
+  poll1(rl, 1.3, &got, NULL);
+  CHECK(r.kind == LR_E_NONE);
+  lr_relay_free(rl);
+}
+
+TEST(rate_limited_fails_over_to_an_endpoint_with_capacity) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  answer_hints(rl, &r, 429, "Retry-After: 30\r\n", 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1 && r.endpoint == 1);
+  CHECK(count_events(rl, LR_EV_THROTTLE) == 1);
+  answer(rl, &r, 200, 0.1);
+  poll1(rl, 0.1, &got, NULL);
+  /* the next request avoids the throttled endpoint without trying it */
+  lr_req r2;
+  lr_relay_submit(rl, &r2, ALL(2), 0, INFINITY, 0, 1, NULL);
+  poll1(rl, 1, &got, NULL);
+  CHECK(r2.endpoint == 1 && r2.attempts == 1);
+  lr_relay_free(rl);
+}
+
+TEST(server_delay_beyond_max_retry_after_gives_up_with_hint) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  answer_hints(rl, &r, 429, "Retry-After: 3600\r\n", 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1);
+  CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_RATE_LIMITED && r.attempts == 1);
+  CHECK(r.retry_after_s >= 3600 && r.retry_after_s < 3700);
+  lr_relay_free(rl);
+}
+
+TEST(deadline_fails_fast_when_nothing_is_usable_in_time) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(1), 0, 2.0, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  CHECK(r.attempt_timeout_s <= 30);
+  answer_hints(rl, &r, 429, "Retry-After: 10\r\n", 0.5);
+  CHECK(poll1(rl, 0.5, &got, NULL) == 1);
+  CHECK(r.kind == LR_E_RATE_LIMITED && r.retry_after_s >= 9.5);
+  lr_relay_free(rl);
+}
+
+TEST(timeout_after_deadline_is_deadline) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(2), 0, 1.0, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  fail_transport(rl, &r, LR_E_TIMEOUT, 1.0);
+  CHECK(poll1(rl, 1.0, &got, NULL) == 1);
+  CHECK(r.kind == LR_E_DEADLINE && r.attempts == 1);
+  lr_relay_free(rl);
+}
+
+TEST(max_attempts_ends_with_last_error) {
+  lr_relay *rl = make(3, LR_STRATEGY_ROUND_ROBIN, 3, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, NULL);
+  double now = 0;
+  for (int k = 0; k < 3; k++) {
+    CHECK(poll1(rl, now, &got, NULL) == 1 && r.state == LR_REQ_SENDING);
+    answer(rl, &r, 502, now);
+  }
+  CHECK(poll1(rl, now, &got, NULL) == 1);
+  CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_SERVER_ERROR && r.attempts == 3 && r.status == 502);
+  lr_relay_free(rl);
+}
+
+TEST(every_endpoint_failed_backs_off_with_jitter) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  double wake;
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  answer(rl, &r, 500, 0);
+  poll1(rl, 0, &got, NULL);
+  answer(rl, &r, 500, 0);
+  CHECK(poll1(rl, 0, &got, &wake) == 0); /* both tried: back off */
+  CHECK(r.state == LR_REQ_WAITING && wake >= 0 && wake <= 0.5);
+  CHECK(count_events(rl, LR_EV_RETRY) == 1);
+  CHECK(poll1(rl, wake, &got, NULL) == 1 && r.attempts == 3 && r.endpoint == 0);
+  lr_relay_free(rl);
+}
+
+TEST(not_found_excludes_the_endpoint) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  answer(rl, &r, 404, 0);
+  poll1(rl, 0, &got, NULL);
+  CHECK(r.endpoint == 1);
+  answer(rl, &r, 404, 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1);
+  CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_HTTP && r.status == 404 && r.attempts == 2);
+  CHECK(lr_relay_pool(rl)->ep[0].breaker.consecutive_failures == 0);
+  lr_relay_free(rl);
+}
+
+TEST(no_endpoint_for_model) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, 0, 0, INFINITY, 0, 0, NULL);
+  CHECK(poll1(rl, 0, &got, NULL) == 1);
+  CHECK(r.kind == LR_E_INVALID_REQUEST && r.attempts == 0);
+  lr_relay_free(rl);
+}
+
+TEST(bad_body_and_should_retry) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  lr_outcome o = {.status = 200, .body_ok = 0};
+  lr_relay_report(rl, &r, &o, 0);
+  poll1(rl, 0, &got, NULL);
+  CHECK(r.state == LR_REQ_SENDING && r.endpoint == 1 && r.kind == LR_E_DECODE);
+  answer_hints(rl, &r, 503, "x-should-retry: false\r\n", 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1 && r.state == LR_REQ_DONE && r.kind == LR_E_SERVER_ERROR);
+  lr_relay_free(rl);
+  rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  answer_hints(rl, &r, 418, "x-should-retry: true\r\n", 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1 && r.state == LR_REQ_SENDING && r.endpoint == 1);
+  lr_relay_free(rl);
+}
+
+TEST(dead_endpoint_costs_threshold_plus_probes_per_cooldown) {
+  /* endpoint 0 always fails, endpoint 1 is healthy; 200 sequential requests
+   * over 35 s of simulated time (cool-downs 10 s, then 20 s) */
+  lr_relay *rl = make(2, LR_STRATEGY_ROUND_ROBIN, 5, 4);
+  int to_dead = 0, ok = 0;
+  double now = 0;
+  for (int k = 0; k < 200; k++, now += 0.175) {
+    lr_req r, *got;
+    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, now, NULL);
+    while (poll1(rl, now, &got, NULL) == 1 && r.state == LR_REQ_SENDING) {
+      if (r.endpoint == 0) {
+        to_dead++;
+        fail_transport(rl, &r, LR_E_CONNECT, now);
+      } else {
+        answer(rl, &r, 200, now);
+      }
+    }
+    ok += r.state == LR_REQ_DONE && r.kind == LR_E_NONE;
+  }
+  CHECK(ok == 200);
+  /* 3 to open, 1 probe at 10 s (re-opens for 20 s), 1 probe at 30 s */
+  CHECK(to_dead == 5);
+  CHECK(lr_relay_pool(rl)->ep[0].breaker.state == LR_BREAKER_OPEN);
+  CHECK(count_events(rl, LR_EV_BREAKER) >= 3);
+  lr_relay_free(rl);
+}
+
+TEST(concurrency_caps_attempts_not_waiting_requests) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 2);
+  lr_req r[4], *out[8];
+  double wake;
+  for (int k = 0; k < 4; k++) lr_relay_submit(rl, &r[k], ALL(2), 0, INFINITY, 0, 0, NULL);
+  CHECK(lr_relay_poll(rl, 0, out, 8, &wake) == 2);
+  CHECK(lr_relay_in_flight(rl) == 2 && r[2].state == LR_REQ_READY);
+  /* r0 is throttled: while it waits, its slot goes to r2 */
+  answer_hints(rl, &r[0], 429, "Retry-After: 5\r\n", 0.1);
+  lr_relay_poll(rl, 0.1, out, 8, &wake);
+  CHECK(r[0].state == LR_REQ_SENDING && r[0].endpoint == 1); /* it failed over */
+  answer(rl, &r[1], 200, 0.2);
+  CHECK(lr_relay_poll(rl, 0.2, out, 8, &wake) == 2); /* r1 done, r2 sent */
+  CHECK(r[2].state == LR_REQ_SENDING && r[2].endpoint == 1 && r[3].state == LR_REQ_READY);
+  lr_relay_free(rl);
+}
+
+TEST(waiting_request_holds_no_slot) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
+  lr_req a, b, *out[8];
+  double wake;
+  lr_relay_submit(rl, &a, ALL(1), 0, INFINITY, 0, 0, NULL);
+  lr_relay_poll(rl, 0, out, 8, &wake);
+  answer(rl, &a, 500, 0); /* a backs off: only one endpoint, already tried */
+  lr_relay_submit(rl, &b, ALL(1), 0, INFINITY, 0, 0, NULL);
+  int n = lr_relay_poll(rl, 0, out, 8, &wake);
+  CHECK(a.state == LR_REQ_WAITING);
+  CHECK(n == 1 && out[0] == &b && b.state == LR_REQ_SENDING);
+  lr_relay_free(rl);
+}
+
+TEST(max_concurrency_queues_instead_of_failing) {
+  lr_relay_cfg cfg = {.max_attempts = 5, .backoff = {0.5, 8, 60}, .budget = -1, .concurrency = 10,
+                      .attempt_timeout_s = 30};
+  lr_endpoint_cfg eps[1] = {{.weight = 1, .max_concurrency = 1}};
+  lr_relay *rl = lr_relay_new(&cfg, eps, 1, LR_STRATEGY_WEIGHTED, &bcfg, 5, 0);
+  lr_req a, b, *out[8];
+  double wake;
+  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, NULL);
+  CHECK(lr_relay_poll(rl, 0, out, 8, &wake) == 1 && b.state == LR_REQ_READY);
+  CHECK(lr_relay_poll(rl, 1, out, 8, &wake) == 0 && b.state == LR_REQ_READY);
+  answer(rl, &a, 200, 1);
+  CHECK(lr_relay_poll(rl, 1, out, 8, &wake) == 2 && b.state == LR_REQ_SENDING);
+  lr_relay_free(rl);
+}
+
+TEST(retry_budget_caps_retries) {
+  lr_relay_cfg cfg = {.max_attempts = 5, .backoff = {0.5, 8, 60}, .budget = 0.0, .concurrency = 100,
+                      .attempt_timeout_s = 30};
+  lr_endpoint_cfg eps[2] = {{.weight = 1}, {.weight = 1}};
+  lr_breaker_cfg lax = bcfg;
+  lax.failure_threshold = 1000;
+  lr_relay *rl = lr_relay_new(&cfg, eps, 2, LR_STRATEGY_PRIORITY, &lax, 5, 0);
+  lr_req r[30], *got;
+  int retried = 0, gave_up = 0;
+  for (int k = 0; k < 30; k++) {
+    lr_relay_submit(rl, &r[k], ALL(2), 0, INFINITY, 0, 0, NULL);
+    poll1(rl, 0, &got, NULL);
+    answer(rl, &r[k], 500, 0);
+    poll1(rl, 0, &got, NULL);
+    if (r[k].state == LR_REQ_SENDING) {
+      retried++;
+      answer(rl, &r[k], 200, 0);
+      poll1(rl, 0, &got, NULL);
+    } else {
+      gave_up += r[k].kind == LR_E_SERVER_ERROR;
+    }
+  }
+  CHECK(retried == 10); /* the floor of 10 retries a window, budget 0 on top */
+  CHECK(gave_up == 20);
+  lr_relay_free(rl);
+}
+
+TEST(cancel_in_every_state) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
+  lr_req a, b, *out[8];
+  double wake;
+  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_poll(rl, 0, out, 8, &wake);
+  CHECK(a.state == LR_REQ_SENDING && b.state == LR_REQ_READY);
+  CHECK(lr_relay_cancel(rl, &b, LR_E_CANCELLED, 0) == LR_REQ_READY);
+  CHECK(lr_relay_cancel(rl, &a, LR_E_CANCELLED, 0) == LR_REQ_SENDING);
+  CHECK(a.kind == LR_E_CANCELLED && lr_relay_in_flight(rl) == 0 && lr_relay_active(rl) == 0);
+  CHECK(lr_relay_pool(rl)->ep[0].in_flight == 0);
+  lr_req c;
+  lr_relay_submit(rl, &c, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_poll(rl, 0, out, 8, &wake);
+  answer_hints(rl, &c, 429, "Retry-After: 5\r\n", 0);
+  lr_relay_poll(rl, 0, out, 8, &wake);
+  CHECK(c.state == LR_REQ_WAITING);
+  CHECK(lr_relay_cancel(rl, &c, LR_E_CANCELLED, 0) == LR_REQ_WAITING);
+  CHECK(lr_relay_poll(rl, 100, out, 8, &wake) == 0 && isinf(wake));
+  CHECK(lr_relay_active(rl) == 0);
+  lr_relay_free(rl);
+}
+
+TEST(many_waiting_requests_wake_in_time_order) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1000);
+  enum { N = 500 };
+  lr_req *r = calloc(N, sizeof *r), *out[N];
+  double wake;
+  for (int k = 0; k < N; k++) lr_relay_submit(rl, &r[k], 1, 0, INFINITY, 0, 0, NULL);
+  CHECK(lr_relay_poll(rl, 0, out, N, &wake) == N);
+  for (int k = 0; k < N; k++) answer_hints(rl, &r[k], 429, "Retry-After: 2\r\n", 0);
+  lr_relay_poll(rl, 0, out, N, &wake);
+  int waiting = 0;
+  for (int k = 0; k < N; k++) waiting += r[k].state == LR_REQ_WAITING;
+  CHECK(waiting == N);
+  int sent = 0, early = 0, bad = 0;
+  for (double t = 0; t < 3.0; t += 0.01) {
+    int n = lr_relay_poll(rl, t, out, N, &wake);
+    if (t < 2.0) early += n;
+    sent += n;
+  }
+  CHECK(sent == N && early == 0);
+  for (int k = 0; k < N; k++) bad += !(r[k].state == LR_REQ_SENDING && r[k].attempts == 2);
+  CHECK(bad == 0);
+  free(r);
+  lr_relay_free(rl);
+}
+
+int main(void) {
+  RUN(success_in_one_attempt);
+  RUN(server_error_fails_over_at_once);
+  RUN(connect_and_timeout_fail_over);
+  RUN(invalid_request_is_never_retried);
+  RUN(rate_limited_waits_for_retry_after_ms_not_longer);
+  RUN(rate_limited_fails_over_to_an_endpoint_with_capacity);
+  RUN(server_delay_beyond_max_retry_after_gives_up_with_hint);
+  RUN(deadline_fails_fast_when_nothing_is_usable_in_time);
+  RUN(timeout_after_deadline_is_deadline);
+  RUN(max_attempts_ends_with_last_error);
+  RUN(every_endpoint_failed_backs_off_with_jitter);
+  RUN(not_found_excludes_the_endpoint);
+  RUN(no_endpoint_for_model);
+  RUN(bad_body_and_should_retry);
+  RUN(dead_endpoint_costs_threshold_plus_probes_per_cooldown);
+  RUN(concurrency_caps_attempts_not_waiting_requests);
+  RUN(waiting_request_holds_no_slot);
+  RUN(max_concurrency_queues_instead_of_failing);
+  RUN(retry_budget_caps_retries);
+  RUN(cancel_in_every_state);
+  RUN(many_waiting_requests_wake_in_time_order);
+  CTEST_END();
+}
