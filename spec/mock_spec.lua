@@ -1,0 +1,352 @@
+-- Behaviour tests of the C mock server (tools/mock_*.c) through the curl CLI.
+-- Run from the repo root: busted --lua=lua5.4 spec/mock_spec.lua
+local cjson = require "cjson"
+local mock = require "spec.support.mock"
+
+local function q(s)
+  return "'" .. (tostring(s):gsub("'", "'\\''")) .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function capture(cmd)
+  local p = io.popen(cmd, "r")
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+-- curl(url, {body=, headers={}, timeout=, args=}) -> {status, headers
+-- (lower-cased names), body, rc (curl exit code), time}
+local function curl(url, o)
+  o = o or {}
+  local hf, bf, df = os.tmpname(), os.tmpname(), os.tmpname()
+  local cmd = { "curl -s --max-time", o.timeout or 5, "-D", q(hf), "-o", q(bf),
+                "-w '%{http_code} %{time_total}'" }
+  for _, h in ipairs(o.headers or {}) do cmd[#cmd + 1] = "-H " .. q(h) end
+  if o.body then
+    local f = io.open(df, "wb")
+    f:write(o.body)
+    f:close()
+    cmd[#cmd + 1] = "--data-binary @" .. q(df)
+    if not (o.args or ""):find("Content%-Type") then
+      cmd[#cmd + 1] = "-H 'Content-Type: application/json'"
+    end
+  end
+  if o.args then cmd[#cmd + 1] = o.args end
+  cmd[#cmd + 1] = q(url) .. "; echo \" $?\""
+  local out = capture(table.concat(cmd, " "))
+  local code, t, rc = out:match("(%d+) ([%d.]+)%s+(%d+)")
+  local raw = read_file(hf) or ""
+  -- keep the last header block (skips "100 Continue")
+  local last = raw
+  for block in raw:gmatch("(HTTP/[^\r\n]*\r\n.-\r\n\r\n)") do last = block end
+  local headers = {}
+  for k, v in last:gmatch("([%w%-]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+  local res = { status = tonumber(code), time = tonumber(t), rc = tonumber(rc),
+                headers = headers, body = read_file(bf) or "" }
+  os.remove(hf); os.remove(bf); os.remove(df)
+  return res
+end
+
+local function chat_body(content, extra)
+  local t = { model = "gpt-test", messages = {
+    { role = "system", content = "be brief" },
+    { role = "user", content = content or "hello" } } }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return cjson.encode(t)
+end
+
+local function chat(m, o)
+  o = o or {}
+  o.body = o.body or chat_body(o.content)
+  return curl(m.url .. "/chat/completions", o)
+end
+
+describe("mock-llm", function()
+  local m
+  after_each(function()
+    if m then m:stop() end
+    m = nil
+  end)
+  teardown(mock.stop_all)
+
+  it("answers a chat completion that echoes the last content", function()
+    m = mock.start{ name = "a" }
+    local r = chat(m, { content = 'say "hi"\nnow' })
+    assert.equal(200, r.status)
+    assert.equal("application/json", r.headers["content-type"])
+    assert.equal("a-1", r.headers["x-request-id"])
+    local j = cjson.decode(r.body)
+    assert.equal("chatcmpl-a-1", j.id)
+    assert.equal("chat.completion", j.object)
+    assert.equal("gpt-test", j.model)
+    assert.is_number(j.created)
+    assert.equal("assistant", j.choices[1].message.role)
+    assert.equal('echo: say "hi"\nnow', j.choices[1].message.content)
+    assert.equal("stop", j.choices[1].finish_reason)
+    assert.is_true(j.usage.prompt_tokens >= 1)
+    assert.equal(j.usage.prompt_tokens + j.usage.completion_tokens, j.usage.total_tokens)
+    -- no content, no model
+    r = chat(m, { body = '{"messages":[]}' })
+    j = cjson.decode(r.body)
+    assert.equal("hello from a", j.choices[1].message.content)
+    assert.equal("mock", j.model)
+    -- long content is cut at <= 200 bytes without breaking escapes
+    r = chat(m, { content = string.rep("\"é😀", 100) })
+    j = cjson.decode(r.body)
+    assert.is_true(#j.choices[1].message.content <= 6 + 200)
+    assert.equal(1, j.choices[1].message.content:find("echo: \"é😀", 1, true))
+    -- chunked request body
+    r = chat(m, { content = "chunky", args = "-H 'Transfer-Encoding: chunked'" })
+    assert.equal("echo: chunky", cjson.decode(r.body).choices[1].message.content)
+  end)
+
+  it("serves health, models, 404 and stats", function()
+    m = mock.start{ name = "b" }
+    local r = curl(m.base .. "/health")
+    assert.same({ status = "ok", name = "b" }, cjson.decode(r.body))
+    r = curl(m.url .. "/models")
+    assert.equal("mock-model", cjson.decode(r.body).data[1].id)
+    r = curl(m.base .. "/nope")
+    assert.equal(404, r.status)
+    assert.is_table(cjson.decode(r.body).error)
+    local s = m:stats()
+    assert.equal(0, s.requests)
+    assert.equal(0, s.connections)
+    assert.equal("b", s.name)
+  end)
+
+  it("keeps connections alive", function()
+    m = mock.start{ name = "k" }
+    local f = os.tmpname()
+    local h = io.open(f, "wb"); h:write(chat_body("x")); h:close()
+    local out = capture("curl -s --max-time 5 -H 'Content-Type: application/json' " ..
+      "--data-binary @" .. q(f) .. " -o /dev/null -o /dev/null " ..
+      "-w '%{http_code}:%{num_connects}\\n' " ..
+      q(m.url .. "/chat/completions") .. " " .. q(m.url .. "/chat/completions"))
+    os.remove(f)
+    assert.equal("200:1\n200:0\n", out)
+    local s = m:stats()
+    assert.equal(2, s.requests)
+    assert.equal(1, s.connections)
+    assert.equal(2, s.status["200"])
+  end)
+
+  it("fails the first N requests", function()
+    m = mock.start{ fail_first = 1 }
+    local r = chat(m)
+    assert.equal(500, r.status)
+    assert.equal("server_error", cjson.decode(r.body).error.type)
+    assert.equal(200, chat(m).status)
+    local s = m:stats()
+    assert.equal(1, s.status["500"])
+    assert.equal(1, s.status["200"])
+  end)
+
+  it("fails with an HTML body and a chosen status", function()
+    m = mock.start{ fail_rate = 1, fail_status = 502, fail_body = "html" }
+    local r = chat(m)
+    assert.equal(502, r.status)
+    assert.truthy(r.headers["content-type"]:find("text/html", 1, true))
+    assert.truthy(r.body:find("<html>", 1, true))
+  end)
+
+  it("throttles the first N requests", function()
+    m = mock.start{ throttle_first = 1, throttle_ms = 1500 }
+    local r = chat(m)
+    assert.equal(429, r.status)
+    assert.equal("1500", r.headers["retry-after-ms"])
+    assert.equal("2", r.headers["retry-after"])
+    local e = cjson.decode(r.body).error
+    assert.equal("rate_limit_exceeded", e.code)
+    assert.equal("requests", e.type)
+    assert.equal(200, chat(m).status)
+  end)
+
+  it("rate limits with a token bucket and full headers", function()
+    m = mock.start{ rps = 1, burst = 2 }
+    local r1, r2, r3 = chat(m), chat(m), chat(m)
+    assert.equal(200, r1.status)
+    assert.equal("60", r1.headers["x-ratelimit-limit-requests"])
+    assert.equal("1", r1.headers["x-ratelimit-remaining-requests"])
+    assert.truthy(r1.headers["x-ratelimit-reset-requests"]:match("^[%d.]+m?s$"))
+    assert.equal(200, r2.status)
+    assert.equal("0", r2.headers["x-ratelimit-remaining-requests"])
+    assert.equal(429, r3.status)
+    local ms = tonumber(r3.headers["retry-after-ms"])
+    assert.is_true(ms > 0 and ms <= 1000)
+    assert.is_true(tonumber(r3.headers["retry-after"]) >= 1)
+    assert.equal("0", r3.headers["x-ratelimit-remaining-requests"])
+    assert.truthy(r3.headers["x-ratelimit-reset-requests"]:match("^[%d.]+m?s$"))
+    assert.equal("rate_limit_exceeded", cjson.decode(r3.body).error.code)
+    assert.equal(1, m:stats().status["429"])
+  end)
+
+  it("honours --rl-headers retry-after and none", function()
+    m = mock.start{ rps = 0.5, burst = 1, rl_headers = "retry-after" }
+    assert.equal(200, chat(m).status)
+    local r = chat(m)
+    assert.equal(429, r.status)
+    assert.equal("1", r.headers["retry-after"])
+    assert.is_nil(r.headers["retry-after-ms"])
+    m:stop()
+    m = mock.start{ rps = 0.5, burst = 1, rl_headers = "none" }
+    r = chat(m)
+    assert.is_nil(r.headers["x-ratelimit-remaining-requests"])
+    r = chat(m)
+    assert.equal(429, r.status)
+    assert.is_nil(r.headers["retry-after"])
+    assert.is_nil(r.headers["retry-after-ms"])
+  end)
+
+  it("checks the API key and echoes a wrong one", function()
+    m = mock.start{ auth_key = "sk-good" }
+    local r = chat(m, { headers = { "Authorization: Bearer sk-wrong-123" } })
+    assert.equal(401, r.status)
+    local e = cjson.decode(r.body).error
+    assert.equal("Incorrect API key provided: sk-wrong-123", e.message)
+    assert.equal("invalid_api_key", e.code)
+    assert.equal(401, chat(m).status)
+    assert.equal(200, chat(m, { headers = { "Authorization: Bearer sk-good" } }).status)
+    assert.equal(2, m:stats().auth_failures)
+  end)
+
+  it("rejects bodies with the bad marker", function()
+    m = mock.start{ bad_marker = "POISON" }
+    local r = chat(m, { content = "this is POISON" })
+    assert.equal(400, r.status)
+    assert.equal("bad request marker found", cjson.decode(r.body).error.message)
+    assert.equal(200, chat(m).status)
+  end)
+
+  it("knows only the --models list", function()
+    m = mock.start{ models = { "gpt-a", "gpt-b" } }
+    local r = chat(m, { body = '{"model":"gpt-x","messages":[]}' })
+    assert.equal(404, r.status)
+    local e = cjson.decode(r.body).error
+    assert.equal("model_not_found", e.code)
+    assert.equal("The model `gpt-x` does not exist", e.message)
+    assert.equal(200, chat(m, { body = '{"model":"gpt-b","messages":[]}' }).status)
+    local l = cjson.decode(curl(m.url .. "/models").body)
+    assert.equal("gpt-a", l.data[1].id)
+    assert.equal("gpt-b", l.data[2].id)
+  end)
+
+  it("resets connections", function()
+    m = mock.start{ reset_rate = 1 }
+    local r = chat(m)
+    assert.is_true(r.rc == 52 or r.rc == 56, "curl exit " .. tostring(r.rc))
+    assert.equal(1, m:stats().resets)
+  end)
+
+  it("hangs the first N requests", function()
+    m = mock.start{ hang_first = 1 }
+    local r = chat(m, { timeout = 1 })
+    assert.equal(28, r.rc)
+    assert.equal(200, chat(m).status)
+    local s = m:stats()
+    assert.equal(1, s.hangs)
+    assert.equal(2, s.requests)
+  end)
+
+  it("delays answers with --latency-ms", function()
+    m = mock.start{ latency_ms = 200, fail_first = 1 }
+    local r = chat(m)
+    assert.equal(500, r.status)
+    assert.is_true(r.time >= 0.2, "took " .. r.time)
+    r = chat(m)
+    assert.equal(200, r.status)
+    assert.is_true(r.time >= 0.2, "took " .. r.time)
+  end)
+
+  it("streams server-sent events", function()
+    m = mock.start{ name = "s" }
+    local plain = cjson.decode(chat(m, { content = "one two  three" }).body)
+    local r = chat(m, { body = chat_body("one two  three",
+      { stream = true, stream_options = { include_usage = true } }), args = "-N" })
+    assert.equal(200, r.status)
+    assert.equal("text/event-stream", r.headers["content-type"])
+    assert.equal("chunked", r.headers["transfer-encoding"])
+    local datas = {}
+    for d in r.body:gmatch("data: ([^\n]*)\n\n") do datas[#datas + 1] = d end
+    assert.equal("[DONE]", datas[#datas])
+    local text, finish, usage = {}, nil, nil
+    for i = 1, #datas - 1 do
+      local c = cjson.decode(datas[i])
+      assert.equal("chat.completion.chunk", c.object)
+      assert.equal("chatcmpl-s-2", c.id)
+      if #c.choices == 0 then
+        usage = c.usage
+      else
+        text[#text + 1] = c.choices[1].delta.content or ""
+        if c.choices[1].finish_reason ~= cjson.null then finish = c.choices[1].finish_reason end
+      end
+    end
+    assert.equal(plain.choices[1].message.content, table.concat(text))
+    assert.equal("stop", finish)
+    assert.is_table(usage)
+    assert.equal(usage.prompt_tokens + usage.completion_tokens, usage.total_tokens)
+    assert.equal(1, m:stats().streams)
+    -- "stream" : true with spaces, no usage chunk
+    r = chat(m, { body = '{"messages":[{"content":"a b"}], "stream" : true}', args = "-N" })
+    assert.falsy(r.body:find('"usage"', 1, true))
+    assert.truthy(r.body:find("data: [DONE]\n\n", 1, true))
+  end)
+
+  it("injects stream faults", function()
+    m = mock.start{ stream_cut_after = 2 }
+    local body = chat_body("a b c d", { stream = true })
+    local r = chat(m, { body = body, args = "-N" })
+    assert.equal(18, r.rc) -- transfer closed with outstanding read data
+    m:stop()
+    m = mock.start{ stream_stall_after = 2 }
+    r = chat(m, { body = body, args = "-N", timeout = 1 })
+    assert.equal(28, r.rc)
+    assert.equal(1, m:stats().hangs)
+    m:stop()
+    m = mock.start{ stream_chunk_ms = 50 }
+    r = chat(m, { body = body, args = "-N" })
+    assert.equal(0, r.rc)
+    assert.is_true(r.time >= 0.3, "took " .. r.time) -- 8 events
+  end)
+
+  it("handles large bodies, Expect: 100-continue and the 16 MiB cap", function()
+    m = mock.start{}
+    local big = chat_body(string.rep("x", 2 * 1024 * 1024))
+    local r = chat(m, { body = big, args = "-H 'Expect: 100-continue'" })
+    assert.equal(200, r.status)
+    r = chat(m, { body = string.rep("y", 16 * 1024 * 1024 + 1) })
+    assert.equal(413, r.status)
+  end)
+
+  it("resets /stats with ?reset=1", function()
+    m = mock.start{ fail_first = 1 }
+    chat(m); chat(m)
+    local s = m:stats(true)
+    assert.equal(2, s.requests)
+    assert.equal(2, s.connections)
+    s = m:stats()
+    assert.equal(0, s.requests)
+    assert.equal(0, s.connections)
+    assert.same({}, s.status)
+    local final = m:stop()
+    assert.equal(0, final.requests)
+  end)
+
+  it("gives a free port and exits 2 on bad flags", function()
+    local port = mock.free_port()
+    local r = curl("http://127.0.0.1:" .. port .. "/health", { timeout = 2 })
+    assert.equal(7, r.rc) -- connection refused
+    local rc = capture(q(mock.bin) .. " --nope 1 >/dev/null 2>&1; echo $?")
+    assert.equal("2", rc:match("%d+"))
+    rc = capture(q(mock.bin) .. " --fail-rate 2 >/dev/null 2>&1; echo $?")
+    assert.equal("2", rc:match("%d+"))
+  end)
+end)

@@ -1,0 +1,160 @@
+/* mock.h - shared declarations of the llmrelay mock OpenAI server.
+ *
+ * Files:  mock_llm.c  main, statistics, routes and fault decisions
+ *         mock_flags.c command line parsing
+ *         mock_net.c  epoll loop, connections, timer heap, I/O state machine
+ *         mock_http.c buffers, HTTP/1.x request parser, response heads
+ *         mock_chat.c JSON scanning of chat requests, chat/stream rendering
+ * See the header of mock_llm.c for behaviour and flags.
+ */
+#ifndef LLMRELAY_MOCK_H
+#define LLMRELAY_MOCK_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, accept4, strndup */
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HDR_CAP (64u * 1024u)          /* request line + header block */
+#define BODY_CAP (16u * 1024u * 1024u) /* decoded request body */
+#define ECHO_MAX 200                   /* echoed content bytes */
+#define MODEL_MAX 256                  /* echoed model bytes */
+#define NAME_MAX_LEN 64
+
+/* ---- growable byte buffer (mock_http.c) ---- */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+void buf_reserve(struct buf *b, size_t extra);
+void buf_put(struct buf *b, const void *s, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void buf_json(struct buf *b, const char *s, size_t n); /* JSON-escaped */
+void buf_free(struct buf *b);
+
+/* ---- HTTP request parser (mock_http.c) ---- */
+enum { M_OTHER, M_GET, M_POST };
+enum { P_NEED, P_DONE, P_ERR };
+
+struct req {
+    int phase;          /* 0 head, 1 body */
+    size_t lead, scan;  /* skipped empty lines; header-end search position */
+    int method;
+    size_t meth_len;    /* method token at offset lead */
+    size_t path_off, path_len, query_off, query_len;
+    int minor;          /* HTTP/1.<minor> */
+    int keep_alive, expect_continue, want_continue, chunked;
+    long long clen;     /* -1: no Content-Length */
+    int has_auth;
+    size_t auth_off, auth_len;
+    size_t body_off, body_len, consumed;
+    int err_status;
+    int cstate;         /* chunked decoder */
+    size_t crd, cwr, crem, tr_start;
+};
+void req_reset(struct req *r);
+/* Parse the request starting at base (avail bytes; base is modified in place
+ * when decoding chunked bodies).  Offsets in r are relative to base. */
+int req_parse(struct req *r, char *base, size_t avail);
+const char *http_reason(int status);
+/* clen >= 0: Content-Length; -1: chunked; -2: no length (close-delimited) */
+void http_head(struct buf *b, int status, const char *ctype, long long clen,
+               int close, int http10, const char *extra);
+
+/* ---- chat helpers (mock_chat.c) ---- */
+struct chatinfo {
+    const char *content, *model;
+    size_t content_len, model_len;
+    int has_content, has_model, stream, include_usage;
+};
+void chat_scan(const char *b, size_t n, struct chatinfo *ci);
+size_t json_cut(const char *s, size_t n, size_t max);
+size_t copy_clean(char *dst, const char *src, size_t n);
+void go_duration(char *out, size_t sz, double seconds);
+void fmt_ms(char *out, size_t sz, double ms);
+void error_json(struct buf *b, const char *msg, size_t msg_len,
+                const char *type, const char *code);
+
+struct stream {
+    char id[NAME_MAX_LEN + 48];
+    long created;
+    char model[MODEL_MAX + 8];
+    char content[ECHO_MAX + NAME_MAX_LEN + 16];
+    size_t content_len, prompt_tokens, completion_tokens;
+    int include_usage, chunked;
+    int phase;
+    size_t pos;
+    long events; /* SSE events emitted so far */
+};
+void chat_render(struct buf *b, const char *id, long created,
+                 const char *model, const char *content, size_t content_len,
+                 size_t ptok, size_t ctok, size_t pad);
+/* Append the next SSE event (or the final chunked terminator) to out.
+ * Returns 1 when an event was appended, 0 when the stream is finished. */
+int stream_next(struct stream *s, struct buf *out, struct buf *tmp);
+
+/* ---- configuration and statistics (mock_llm.c) ---- */
+enum { RL_FULL, RL_RETRY_AFTER, RL_NONE };
+struct config {
+    int port;
+    const char *port_file, *name;
+    char **models;
+    int nmodels;
+    uint64_t seed;
+    long latency_ms;
+    long pad_bytes; /* extra bytes in every chat answer (body-cap tests) */
+    double rps;
+    long burst;
+    int rl_mode;
+    double fail_rate, reset_rate, hang_rate;
+    int fail_status, fail_html;
+    long fail_first, throttle_first, throttle_ms, hang_first;
+    const char *bad_marker, *auth_key;
+    long chunk_ms, cut_after, stall_after; /* stream faults, -1/0 = off */
+    long parent_pid; /* exit when this process is gone (0 = off) */
+};
+struct stats {
+    uint64_t requests, connections, resets, hangs, streams, auth_failures,
+        cuts;
+    uint64_t status[600];
+    long open_connections, open_sockets;
+};
+extern struct config cfg;
+extern struct stats st;
+void stats_json(struct buf *b);
+void parse_flags(int argc, char **argv); /* mock_flags.c */
+
+/* ---- connections (mock_net.c) ---- */
+enum { ST_READ, ST_DELAY, ST_STREAM, ST_HANG, ST_CLOSING };
+enum { RK_BUF, RK_STREAM, RK_RESET, RK_HANG };
+struct conn {
+    int tag; /* must be first: distinguishes conns from other epoll objects */
+    int fd, state;
+    uint32_t events;
+    struct buf in, out;
+    size_t in_start, out_off;
+    struct req req;
+    int counted, close_after, peer_eof, st_wait;
+    int64_t deadline; /* monotonic microseconds */
+    long hidx;        /* index in timer heap, -1 if none */
+    size_t aidx;      /* index in the list of open connections */
+    /* the reply decided for the current request (filled by app_handle) */
+    int rkind, rstatus, rclose;
+    long rdelay_ms;
+    struct buf pre;   /* rendered response (RK_BUF) or stream head */
+    struct stream *strm;
+};
+int net_listen(int port);
+void net_loop(void); /* returns on SIGTERM/SIGINT */
+void net_cleanup(void);
+int64_t now_us(void);
+
+/* implemented by mock_llm.c, called by mock_net.c */
+void app_handle(struct conn *c, char *base); /* request complete: decide */
+void app_fired(struct conn *c);              /* reply being sent now */
+
+#endif

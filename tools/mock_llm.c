@@ -1,0 +1,493 @@
+/* mock_llm.c - an OpenAI-compatible mock chat server with fault injection,
+ * used by llmrelay's tests and benchmarks.  Build:
+ *   cc -O2 -g -Wall -Wextra -o build/mock-llm tools/mock_*.c -lm
+ *
+ * Single-threaded epoll server on 127.0.0.1 only (see mock_net.c), HTTP/1.1
+ * keep-alive (HTTP/1.0 too), Content-Length and chunked request bodies,
+ * Expect: 100-continue, headers <= 64 KiB (431), body <= 16 MiB (413),
+ * malformed requests -> 400 + close.  Pipelined requests are answered in order.
+ *
+ * Endpoints
+ *   POST /v1/chat/completions, /chat/completions   chat.completion or SSE
+ *        ("stream": true at top level).  content = "echo: " + raw JSON text
+ *        of the last "content" string in the body (<= 200 bytes, never cut
+ *        inside an escape / UTF-8 sequence), or "hello from <name>".
+ *        prompt_tokens = body bytes/4, completion_tokens = content bytes/4
+ *        (both >= 1).  Headers: x-request-id: <name>-<n> (n = 1, 2, ...).
+ *        SSE: role chunk, one chunk per word (word + following spaces), a
+ *        finish chunk, a usage chunk when "include_usage": true, [DONE];
+ *        sent with chunked transfer-encoding.
+ *   GET /health      {"status":"ok","name":...}
+ *   GET /v1/models   (also /models) the --models list or "mock-model"
+ *   GET /stats[?reset=1]  counters (below); reset=1 zeroes them after use
+ *   anything else    404 OpenAI error JSON (code "unknown_url")
+ *
+ * Flags (each takes a value; --flag V or --flag=V; bad flag -> usage, exit 2)
+ *   --port N (0 = any)  --port-file F (written atomically via F.tmp)
+ *   --name NAME ([A-Za-z0-9._-], default mock)   --models a,b,c
+ *   --seed N            PRNG seed for the *-rate faults (default 42)
+ *   --pad-bytes N       every chat answer carries a "padding" field of N bytes
+ *   --latency-ms MS     every chat answer (errors and resets too) is sent MS
+ *                       after the request was read (timer, non-blocking)
+ *   --rps R --burst B   token bucket over chat requests (B default ceil(R))
+ *   --rl-headers full|retry-after|none   429 / 200 rate-limit headers
+ *   --fail-rate P --fail-first N --fail-status 5xx --fail-body json|html
+ *   --throttle-first N --throttle-ms MS (default 1000)
+ *   --reset-rate P      TCP RST instead of an answer
+ *   --hang-rate P --hang-first N   never answer (until the client closes)
+ *   --bad-marker S      400 when the body contains S
+ *   --auth-key K        401 unless "Authorization: Bearer K" (echoes the key)
+ *   Stream faults (apply to every streamed answer):
+ *   --stream-chunk-ms MS     wait MS between SSE events
+ *   --stream-cut-after K     after K events close the connection (no final
+ *                            chunk: the client sees a truncated body)
+ *   --stream-stall-after K   after K events stop sending, keep the socket
+ *                            open (counted in hangs)
+ *   --parent-pid P      exit like on SIGTERM once process P is gone (used by
+ *                       spec/support/mock.lua so no mock outlives its tests)
+ *
+ * Chat request pipeline (first match wins):
+ *   count request -> auth (401) -> bad-marker (400) -> model (404)
+ *   -> hang-first / hang-rate -> reset-rate -> throttle-first (429)
+ *   -> rps bucket (429) -> fail-first / fail-rate (--fail-status) -> 200.
+ *   Every "-first N" counts the requests that REACH its step, so
+ *   --throttle-first 1 --fail-first 1 gives 429, 500, 200.  A "-rate" draws
+ *   from the PRNG only when its probability is > 0 (one PRNG stream shared
+ *   by all rates: same flags + same seed = same fault sequence).  The model
+ *   check applies only when the body names a model.  The -first counters,
+ *   the bucket and request ids are not affected by /stats?reset=1.
+ *   Rate-limit headers (--rl-headers full): 429 from the bucket carries
+ *   Retry-After (ceil s, >= 1), retry-after-ms, x-ratelimit-limit-requests
+ *   (R*60), x-ratelimit-remaining-requests: 0, x-ratelimit-reset-requests
+ *   (Go duration until the bucket is full); answers that passed the bucket
+ *   carry limit/remaining/reset.  throttle-first 429s carry retry-after-ms and
+ *   Retry-After (full), Retry-After only (retry-after), nothing (none).
+ *
+ * /stats: {"name","requests","connections","open_connections","open_sockets",
+ *   "status":{"<code>":n},"resets","hangs","streams","auth_failures",
+ *   "stream_cuts"}.  Only chat requests count in requests/status; a status
+ *   is counted when the answer is sent (hangs and resets have none).  A
+ *   connection is counted in connections/open_connections when its FIRST CHAT
+ *   request arrives, so the short-lived curl connections used for /stats,
+ *   /health or /v1/models never show up there; open_sockets counts every
+ *   open socket (including the one asking for /stats).
+ * SIGTERM/SIGINT: print the stats JSON as one line on stdout and exit 0.
+ */
+#include "mock.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+
+struct config cfg;
+struct stats st;
+
+static uint64_t rng, seq, hang_used, throttle_used, fail_used;
+static double tokens, last_refill;
+static struct buf jb; /* response body scratch */
+
+/* ------------------------------------------------------------ statistics */
+
+void stats_json(struct buf *b)
+{
+    buf_printf(b,
+               "{\"name\":\"%s\",\"requests\":%llu,\"connections\":%llu,"
+               "\"open_connections\":%ld,\"open_sockets\":%ld,\"status\":{",
+               cfg.name, (unsigned long long)st.requests,
+               (unsigned long long)st.connections, st.open_connections,
+               st.open_sockets);
+    const char *sep = "";
+    for (int s = 100; s < 600; s++)
+        if (st.status[s]) {
+            buf_printf(b, "%s\"%d\":%llu", sep, s,
+                       (unsigned long long)st.status[s]);
+            sep = ",";
+        }
+    buf_printf(b,
+               "},\"resets\":%llu,\"hangs\":%llu,\"streams\":%llu,"
+               "\"auth_failures\":%llu,\"stream_cuts\":%llu}",
+               (unsigned long long)st.resets, (unsigned long long)st.hangs,
+               (unsigned long long)st.streams,
+               (unsigned long long)st.auth_failures,
+               (unsigned long long)st.cuts);
+}
+
+static void stats_reset(void)
+{
+    long oc = st.open_connections, os = st.open_sockets;
+    memset(&st, 0, sizeof st);
+    st.open_connections = oc;
+    st.open_sockets = os;
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static double rnd01(void) /* splitmix64 */
+{
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int chance(double p) { return p > 0 && rnd01() < p; }
+
+static int path_is(const char *p, size_t n, const char *w)
+{
+    return strlen(w) == n && memcmp(p, w, n) == 0;
+}
+
+/* the query string has the parameter kv ("name=value") */
+static int query_has(const char *q, size_t n, const char *kv)
+{
+    size_t kl = strlen(kv);
+    for (size_t i = 0; i < n;) {
+        size_t e = i;
+        while (e < n && q[e] != '&')
+            e++;
+        if (e - i == kl && memcmp(q + i, kv, kl) == 0)
+            return 1;
+        i = e + 1;
+    }
+    return 0;
+}
+
+/* render a complete reply (body in jb) into c->pre; counted: a chat answer
+ * (counted in stats.status when sent) */
+static void reply(struct conn *c, int status, const char *ctype,
+                  const char *extra, int counted)
+{
+    http_head(&c->pre, status, ctype, (long long)jb.len, c->rclose,
+              c->req.minor == 0, extra);
+    buf_put(&c->pre, jb.p, jb.len);
+    c->rkind = RK_BUF;
+    c->rstatus = counted ? status : 0;
+}
+
+static void reply_err(struct conn *c, int status, const char *msg,
+                      size_t msg_len, const char *type, const char *code,
+                      const char *extra)
+{
+    jb.len = 0;
+    error_json(&jb, msg, msg_len, type, code);
+    reply(c, status, "application/json", extra, extra != NULL); /* chat
+                                            answers always pass headers */
+}
+
+static void auth_fail(struct conn *c, const char *base, const char *hdrs)
+{
+    struct req *r = &c->req;
+    struct buf m = {0};
+    st.auth_failures++;
+    if (!r->has_auth) {
+        buf_puts(&m, "You didn't provide an API key. You need to provide "
+                     "your API key in an Authorization header using Bearer "
+                     "auth (i.e. Authorization: Bearer YOUR_KEY).");
+    } else {
+        const char *k = base + r->auth_off;
+        size_t kl = r->auth_len;
+        if (kl >= 7 && strncasecmp(k, "Bearer ", 7) == 0) {
+            k += 7;
+            kl -= 7;
+        }
+        buf_puts(&m, "Incorrect API key provided: ");
+        buf_json(&m, k, kl);
+    }
+    reply_err(c, 401, m.p, m.len, "invalid_request_error", "invalid_api_key",
+              hdrs);
+    buf_free(&m);
+}
+
+static void fail_reply(struct conn *c, const char *hdrs)
+{
+    int s = cfg.fail_status;
+    if (!cfg.fail_html) {
+        reply_err(c, s, "mock failure", 12, "server_error", NULL, hdrs);
+        return;
+    }
+    jb.len = 0;
+    buf_printf(&jb,
+               "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+               "<center><h1>%d %s</h1></center>\r\n<hr><center>%s</center>\r\n"
+               "</body>\r\n</html>\r\n",
+               s, http_reason(s), s, http_reason(s), cfg.name);
+    reply(c, s, "text/html; charset=utf-8", hdrs, 1);
+}
+
+/* token bucket step; returns 1 if the request may pass.  Appends headers. */
+static int bucket(char *h, size_t hs)
+{
+    double now = (double)now_us() / 1e6;
+    if (last_refill > 0)
+        tokens = fmin((double)cfg.burst, tokens + (now - last_refill) * cfg.rps);
+    last_refill = now;
+    size_t hl = strlen(h);
+    long long lim = llround(cfg.rps * 60);
+    char full[64], ms[64];
+    if (tokens < 1) {
+        double wait = (1 - tokens) / cfg.rps;
+        go_duration(full, sizeof full, ((double)cfg.burst - tokens) / cfg.rps);
+        fmt_ms(ms, sizeof ms, wait * 1000);
+        if (cfg.rl_mode == RL_FULL)
+            snprintf(h + hl, hs - hl,
+                     "Retry-After: %.0f\r\nretry-after-ms: %s\r\n"
+                     "x-ratelimit-limit-requests: %lld\r\n"
+                     "x-ratelimit-remaining-requests: 0\r\n"
+                     "x-ratelimit-reset-requests: %s\r\n",
+                     fmax(1.0, ceil(wait - 1e-9)), ms, lim, full);
+        else if (cfg.rl_mode == RL_RETRY_AFTER)
+            snprintf(h + hl, hs - hl, "Retry-After: 1\r\n");
+        return 0;
+    }
+    tokens -= 1;
+    go_duration(full, sizeof full, ((double)cfg.burst - tokens) / cfg.rps);
+    if (cfg.rl_mode == RL_FULL)
+        snprintf(h + hl, hs - hl,
+                 "x-ratelimit-limit-requests: %lld\r\n"
+                 "x-ratelimit-remaining-requests: %lld\r\n"
+                 "x-ratelimit-reset-requests: %s\r\n",
+                 lim, (long long)floor(tokens), full);
+    return 1;
+}
+
+static void chat(struct conn *c, char *base)
+{
+    struct req *r = &c->req;
+    const char *body = base + r->body_off;
+    size_t blen = r->body_len;
+    st.requests++;
+    unsigned long long n = ++seq;
+    if (!c->counted) {
+        c->counted = 1;
+        st.connections++;
+        st.open_connections++;
+    }
+    c->rdelay_ms = cfg.latency_ms;
+    struct chatinfo ci;
+    chat_scan(body, blen, &ci);
+    char id[NAME_MAX_LEN + 48], h[1024];
+    snprintf(id, sizeof id, "%s-%llu", cfg.name, n);
+    snprintf(h, sizeof h, "x-request-id: %s\r\n", id);
+    char model[MODEL_MAX + 8];
+    size_t ml = ci.has_model ? json_cut(ci.model, ci.model_len, MODEL_MAX) : 4;
+    copy_clean(model, ci.has_model ? ci.model : "mock", ml);
+    model[ml] = 0;
+
+    if (cfg.auth_key) {
+        size_t kl = strlen(cfg.auth_key);
+        const char *a = base + r->auth_off;
+        if (!r->has_auth || r->auth_len != kl + 7 ||
+            memcmp(a, "Bearer ", 7) != 0 || memcmp(a + 7, cfg.auth_key, kl)) {
+            auth_fail(c, base, h);
+            return;
+        }
+    }
+    if (cfg.bad_marker &&
+        memmem(body, blen, cfg.bad_marker, strlen(cfg.bad_marker))) {
+        const char *m = "bad request marker found";
+        reply_err(c, 400, m, strlen(m), "invalid_request_error", NULL, h);
+        return;
+    }
+    if (cfg.nmodels && ci.has_model) {
+        int known = 0;
+        for (int i = 0; i < cfg.nmodels && !known; i++)
+            known = strlen(cfg.models[i]) == ci.model_len &&
+                    !memcmp(cfg.models[i], ci.model, ci.model_len);
+        if (!known) {
+            char m[MODEL_MAX + 64];
+            int ln = snprintf(m, sizeof m, "The model `%s` does not exist",
+                              model);
+            reply_err(c, 404, m, (size_t)ln, "invalid_request_error",
+                      "model_not_found", h);
+            return;
+        }
+    }
+    if ((uint64_t)cfg.hang_first > hang_used || chance(cfg.hang_rate)) {
+        if ((uint64_t)cfg.hang_first > hang_used)
+            hang_used++;
+        st.hangs++;
+        c->rkind = RK_HANG;
+        return;
+    }
+    if (chance(cfg.reset_rate)) {
+        c->rkind = RK_RESET;
+        return;
+    }
+    if ((uint64_t)cfg.throttle_first > throttle_used) {
+        throttle_used++;
+        size_t hl = strlen(h);
+        long ra = (cfg.throttle_ms + 999) / 1000;
+        if (cfg.rl_mode == RL_FULL)
+            snprintf(h + hl, sizeof h - hl,
+                     "retry-after-ms: %ld\r\nRetry-After: %ld\r\n",
+                     cfg.throttle_ms, ra);
+        else if (cfg.rl_mode == RL_RETRY_AFTER)
+            snprintf(h + hl, sizeof h - hl, "Retry-After: %ld\r\n", ra);
+        const char *m = "Rate limit reached for requests";
+        reply_err(c, 429, m, strlen(m), "requests", "rate_limit_exceeded", h);
+        return;
+    }
+    if (cfg.rps > 0 && !bucket(h, sizeof h)) {
+        const char *m = "Rate limit reached for requests";
+        reply_err(c, 429, m, strlen(m), "requests", "rate_limit_exceeded", h);
+        return;
+    }
+    if ((uint64_t)cfg.fail_first > fail_used || chance(cfg.fail_rate)) {
+        if ((uint64_t)cfg.fail_first > fail_used)
+            fail_used++;
+        fail_reply(c, h);
+        return;
+    }
+
+    char content[sizeof ((struct stream *)0)->content];
+    size_t cl;
+    if (ci.has_content) {
+        memcpy(content, "echo: ", 6);
+        cl = 6 + copy_clean(content + 6, ci.content,
+                            json_cut(ci.content, ci.content_len, ECHO_MAX));
+    } else {
+        cl = (size_t)snprintf(content, sizeof content, "hello from %s",
+                              cfg.name);
+    }
+    size_t ptok = blen / 4 ? blen / 4 : 1, ctok = cl / 4 ? cl / 4 : 1;
+    char cid[sizeof id + 16];
+    snprintf(cid, sizeof cid, "chatcmpl-%s", id);
+    long created = (long)time(NULL);
+    if (!ci.stream) {
+        jb.len = 0;
+        chat_render(&jb, cid, created, model, content, cl, ptok, ctok, (size_t)cfg.pad_bytes);
+        reply(c, 200, "application/json", h, 1);
+        return;
+    }
+    struct stream *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    memcpy(s->id, cid, sizeof s->id < sizeof cid ? sizeof s->id : sizeof cid);
+    s->id[sizeof s->id - 1] = 0;
+    s->created = created;
+    memcpy(s->model, model, ml + 1);
+    memcpy(s->content, content, cl);
+    s->content_len = cl;
+    s->prompt_tokens = ptok;
+    s->completion_tokens = ctok;
+    s->include_usage = ci.include_usage;
+    s->chunked = r->minor == 1;
+    if (!s->chunked)
+        c->rclose = 1; /* HTTP/1.0: close-delimited body */
+    free(c->strm);
+    c->strm = s;
+    size_t hl = strlen(h);
+    snprintf(h + hl, sizeof h - hl, "Cache-Control: no-cache\r\n");
+    http_head(&c->pre, 200, "text/event-stream", s->chunked ? -1 : -2,
+              c->rclose, 0, h);
+    c->rkind = RK_STREAM;
+    c->rstatus = 200;
+}
+
+void app_handle(struct conn *c, char *base)
+{
+    struct req *r = &c->req;
+    const char *p = base + r->path_off;
+    size_t pl = r->path_len;
+    c->rclose = !r->keep_alive;
+    if (r->method == M_POST && (path_is(p, pl, "/v1/chat/completions") ||
+                                path_is(p, pl, "/chat/completions"))) {
+        chat(c, base);
+        return;
+    }
+    jb.len = 0;
+    if (r->method == M_GET && path_is(p, pl, "/health")) {
+        buf_printf(&jb, "{\"status\":\"ok\",\"name\":\"%s\"}", cfg.name);
+    } else if (r->method == M_GET && (path_is(p, pl, "/v1/models") ||
+                                      path_is(p, pl, "/models"))) {
+        buf_puts(&jb, "{\"object\":\"list\",\"data\":[");
+        for (int i = 0; i < (cfg.nmodels ? cfg.nmodels : 1); i++)
+            buf_printf(&jb,
+                       "%s{\"id\":\"%s\",\"object\":\"model\","
+                       "\"owned_by\":\"mock\"}",
+                       i ? "," : "", cfg.nmodels ? cfg.models[i] : "mock-model");
+        buf_puts(&jb, "]}");
+    } else if (r->method == M_GET && path_is(p, pl, "/stats")) {
+        stats_json(&jb);
+        if (query_has(base + r->query_off, r->query_len, "reset=1") ||
+            query_has(base + r->query_off, r->query_len, "reset=true"))
+            stats_reset();
+    } else {
+        struct buf m = {0};
+        buf_puts(&m, "Unknown request URL: ");
+        buf_json(&m, base + r->lead, r->meth_len);
+        buf_puts(&m, " ");
+        buf_json(&m, p, pl > 200 ? 200 : pl);
+        buf_puts(&m, ". Please check the URL for typos.");
+        reply_err(c, 404, m.p, m.len, "invalid_request_error", "unknown_url",
+                  NULL);
+        buf_free(&m);
+        return;
+    }
+    reply(c, 200, "application/json", NULL, 0);
+}
+
+void app_fired(struct conn *c)
+{
+    if (c->rkind == RK_RESET) {
+        st.resets++;
+        return;
+    }
+    if (c->rstatus > 0 && c->rstatus < 600)
+        st.status[c->rstatus]++;
+    if (c->rkind == RK_STREAM)
+        st.streams++;
+}
+
+int main(int argc, char **argv)
+{
+    parse_flags(argc, argv);
+    tokens = (double)cfg.burst;
+    rng = cfg.seed;
+    struct rlimit rl; /* thousands of connections: lift the soft fd limit */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int port = net_listen(cfg.port);
+    if (port == -2) {
+        fputs("mock-llm: --parent-pid: no such process\n", stderr);
+        return 1;
+    }
+    if (port < 0) {
+        perror("mock-llm: listen");
+        return 1;
+    }
+    if (cfg.port_file) {
+        size_t l = strlen(cfg.port_file);
+        char *tmp = malloc(l + 5);
+        memcpy(tmp, cfg.port_file, l);
+        memcpy(tmp + l, ".tmp", 5);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
+            rename(tmp, cfg.port_file) != 0) {
+            perror("mock-llm: port file");
+            return 1;
+        }
+        free(tmp);
+    }
+    printf("listening 127.0.0.1:%d\n", port);
+    fflush(stdout);
+    net_loop();
+    struct buf b = {0};
+    stats_json(&b);
+    printf("%.*s\n", (int)b.len, b.p);
+    fflush(stdout);
+    buf_free(&b);
+    buf_free(&jb);
+    net_cleanup();
+    for (int i = 0; i < cfg.nmodels; i++)
+        free(cfg.models[i]);
+    free(cfg.models);
+    return 0;
+}
