@@ -9,7 +9,7 @@
 
 #define EVENT_QUEUE 1024
 #define BUDGET_SLICES 10      /* the retry budget looks at the last 10 one-second slices */
-#define BUDGET_MIN_RETRIES 10 /* retries always allowed per window, so a quiet client can still retry */
+#define BUDGET_MIN_RETRIES 10 /* retries allowed per window on top of the share, so a quiet client can retry */
 #define BLOCKED_SCAN 64       /* capacity-blocked requests looked at per poll before giving up */
 
 struct lr_relay {
@@ -166,9 +166,7 @@ static int budget_allows(lr_relay *rl, double now) {
       first += rl->budget_first[k];
       retry += rl->budget_retry[k];
     }
-  double allowed = rl->cfg.budget * (double)first;
-  if (allowed < BUDGET_MIN_RETRIES) allowed = BUDGET_MIN_RETRIES;
-  return (double)retry < allowed;
+  return (double)retry < BUDGET_MIN_RETRIES + rl->cfg.budget * (double)first;
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -225,7 +223,8 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
   r->allowed = allowed & all;
   r->tokens = tokens > 0 ? tokens : 0;
   r->deadline = deadline;
-  r->attempt_timeout_s = timeout_s > 0 ? timeout_s : rl->cfg.attempt_timeout_s;
+  r->timeout_s = timeout_s > 0 ? timeout_s : rl->cfg.attempt_timeout_s;
+  r->attempt_timeout_s = r->timeout_s;
   rl->active++;
   if (!r->allowed) {
     finish(rl, r, LR_E_INVALID_REQUEST, now, "no endpoint serves this request's model");
@@ -256,7 +255,7 @@ static const char *blocked_text(int why) {
 static void send_to(lr_relay *rl, lr_req *r, int i, double now) {
   int k = budget_slot(rl, now);
   if (r->attempts == 0) rl->budget_first[k]++;
-  else rl->budget_retry[k]++;
+  else if (!r->free_retry) rl->budget_retry[k]++;
   if (r->attempts > 0 && r->last_endpoint >= 0 && r->last_endpoint != i) {
     lr_event e = {.type = LR_EV_FAILOVER, .endpoint = r->last_endpoint, .to = i, .attempt = r->attempts + 1,
                   .status = r->status, .kind = r->kind, .udata = r->udata};
@@ -264,6 +263,8 @@ static void send_to(lr_relay *rl, lr_req *r, int i, double now) {
   }
   r->attempts++;
   r->endpoint = i;
+  r->attempt_timeout_s = r->timeout_s;
+  if (r->deadline - now < r->attempt_timeout_s) r->attempt_timeout_s = r->deadline - now;
   r->state = LR_REQ_SENDING;
   r->sent_at = now;
   r->probe = lr_pool_on_send(&rl->pool, i, r->tokens, now);
@@ -283,7 +284,7 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
   if (cand) {
     int i = lr_pool_pick(&rl->pool, cand, r->tokens, now, &rl->rng, &wake, &why);
     if (i >= 0) {
-      if (r->attempts > 0 && !budget_allows(rl, now)) {
+      if (r->attempts > 0 && !r->free_retry && !budget_allows(rl, now)) {
         finish(rl, r, last, now, "retry budget exhausted after %d attempt%s", r->attempts,
                r->attempts == 1 ? "" : "s");
         return D_DONE;
@@ -514,6 +515,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   }
   emit_breaker_changes(rl);
   r->kind = c.kind;
+  r->free_retry = o->not_sent || c.action == C_RETRY_ELSEWHERE;
   r->message[0] = 0;
   if (o->message) snprintf(r->message, sizeof r->message, "%s", o->message);
   r->endpoint = -1;

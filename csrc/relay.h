@@ -15,7 +15,9 @@
 typedef struct lr_relay_cfg {
   int max_attempts;         /* >= 1 */
   lr_backoff_cfg backoff;
-  double budget;            /* retries allowed as a share of first attempts in the last 10 s; < 0: no budget */
+  double budget;            /* retries allowed as a share of first attempts in the last 10 s (plus a
+                               floor of 10); retries after a failure that never reached a server are
+                               free; < 0: no budget */
   int concurrency;          /* attempts in flight across the relay */
   double attempt_timeout_s; /* timeout.total: one attempt at most */
 } lr_relay_cfg;
@@ -39,7 +41,8 @@ typedef struct lr_req {
 
   /* Private to relay.c. */
   uint64_t allowed, tried;
-  double tokens, deadline, wake_at;
+  double tokens, deadline, wake_at, timeout_s;
+  int free_retry; /* the last failure put no load on a server: its retry is outside the budget */
   int rounds, probe, new_round_on_wake;
   struct lr_req *prev, *next;
   int heap_idx;
@@ -51,6 +54,7 @@ typedef struct lr_outcome {
   int body_ok;              /* for 2xx: the body is what was asked for (a JSON object, a complete stream) */
   const lr_hints *hints;    /* the answer's headers, or NULL */
   const char *message;      /* transport error text, or NULL */
+  int not_sent;             /* 1: the request never reached the server (refused, DNS, TLS handshake) */
 } lr_outcome;
 
 typedef enum { LR_EV_RETRY, LR_EV_FAILOVER, LR_EV_BREAKER, LR_EV_THROTTLE } lr_event_type;

@@ -425,7 +425,10 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
     report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
   } else {
     snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    report(c, call, 0, LR_E_CONNECT, 0, NULL, msg);
+    curl_off_t sent_at = 0; /* 0: the request was never sent (refused, DNS, TLS handshake) */
+    curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &sent_at);
+    lr_outcome o = {.transport = LR_E_CONNECT, .message = msg, .not_sent = sent_at == 0};
+    lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
   }
   transfer_put(c, x);
 }

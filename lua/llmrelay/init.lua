@@ -24,6 +24,11 @@ Client.__index = Client
 local STEP_WAIT = 0.5
 local MAX_MESSAGE = 400
 
+-- The keys live only in this closure, so no dump of a client shows them.
+local function scrubber(secrets)
+  return function(s) return errors.scrub(s, secrets) end
+end
+
 function _M.new(user_cfg)
   local cfg = config.validate(user_cfg, 2)
   local names = {}
@@ -31,7 +36,7 @@ function _M.new(user_cfg)
   local self = setmetatable({
     _h = core.client(cfg),
     _names = names,
-    _secrets = config.secrets(cfg),
+    _scrub = scrubber(config.secrets(cfg)),
     _on_event = cfg.on_event,
     _results = {},
   }, Client)
@@ -125,7 +130,7 @@ local function make_error(self, r)
   local server = server_message(r.error_body)
   if server then msg = msg and (msg .. ": " .. server) or server end
   if not msg then msg = r.status and ("HTTP " .. r.status) or r.kind end
-  msg = errors.scrub(msg, self._secrets)
+  msg = self._scrub(msg)
   if #msg > MAX_MESSAGE then msg = sub(msg, 1, MAX_MESSAGE) .. "..." end
   return errors.new {
     kind = r.kind, status = r.status, endpoint = r.endpoint and self._names[r.endpoint],

@@ -369,6 +369,38 @@ TEST(retry_budget_caps_retries) {
   lr_relay_free(rl);
 }
 
+TEST(failover_from_an_unreached_endpoint_is_outside_the_budget) {
+  lr_relay_cfg cfg = {.max_attempts = 5, .backoff = {0.5, 8, 60}, .budget = 0.0, .concurrency = 100,
+                      .attempt_timeout_s = 30};
+  lr_endpoint_cfg eps[2] = {{.weight = 1}, {.weight = 1}};
+  lr_breaker_cfg lax = bcfg;
+  lax.failure_threshold = 1000;
+  lr_relay *rl = lr_relay_new(&cfg, eps, 2, LR_STRATEGY_PRIORITY, &lax, 5, 0);
+  int retried = 0;
+  for (int k = 0; k < 30; k++) {
+    lr_req r, *got;
+    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+    poll1(rl, 0, &got, NULL);
+    lr_outcome refused = {.transport = LR_E_CONNECT, .not_sent = 1};
+    lr_relay_report(rl, &r, &refused, 0);
+    poll1(rl, 0, &got, NULL);
+    retried += r.state == LR_REQ_SENDING && r.endpoint == 1;
+    if (r.state == LR_REQ_SENDING) answer(rl, &r, 200, 0);
+    poll1(rl, 0, &got, NULL);
+  }
+  CHECK(retried == 30);
+  lr_relay_free(rl);
+}
+
+TEST(attempt_timeout_is_cut_by_the_deadline) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(1), 0, 10.4, 0, 10, NULL);
+  poll1(rl, 10, &got, NULL);
+  CHECK_NEAR(r.attempt_timeout_s, 0.4, 1e-9);
+  lr_relay_free(rl);
+}
+
 TEST(cancel_in_every_state) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
   lr_req a, b, *out[8];
@@ -438,6 +470,8 @@ int main(void) {
   RUN(waiting_request_holds_no_slot);
   RUN(max_concurrency_queues_instead_of_failing);
   RUN(retry_budget_caps_retries);
+  RUN(failover_from_an_unreached_endpoint_is_outside_the_budget);
+  RUN(attempt_timeout_is_cut_by_the_deadline);
   RUN(cancel_in_every_state);
   RUN(many_waiting_requests_wake_in_time_order);
   CTEST_END();
