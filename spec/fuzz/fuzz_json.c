@@ -1,0 +1,58 @@
+/* Fuzz target: the JSON validator at depth 64, with cross-checks that hold
+ * for any input (each follows from the grammar being deterministic).
+ * libFuzzer: clang -fsanitize=fuzzer,address,undefined -Icsrc ...
+ * elsewhere: add -DLR_FUZZ_STANDALONE for a plain main (fuzz.h). */
+#include "fuzz.h"
+#include "jsoncheck.h"
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* lr_json_check on pre + s + post, in an exactly-sized block. */
+static int check_wrapped(const char *pre, const char *s, size_t n, const char *post, int depth) {
+  size_t a = strlen(pre), b = strlen(post);
+  char *buf = malloc(a + n + b);
+  if (!buf) abort();
+  memcpy(buf, pre, a);
+  if (n) memcpy(buf + a, s, n);
+  memcpy(buf + a + n, post, b);
+  int r = lr_json_check(buf, a + n + b, depth);
+  free(buf);
+  return r;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const char *s = (const char *)data;
+  int valid = lr_json_check(s, size, 64);
+  REQUIRE(valid == 0 || valid == -1);
+  valid = valid == 0;
+
+  /* a deeper limit never rejects more; depth 0 takes only scalars */
+  REQUIRE(lr_json_check(s, size, 65) == 0 || !valid);
+  REQUIRE(lr_json_check(s, size, 0) != 0 || valid);
+
+  size_t first = 0, last = size;
+  while (first < size && is_ws(s[first])) first++;
+  while (last > first && is_ws(s[last - 1])) last--;
+  int object = first < size && s[first] == '{';
+  REQUIRE((lr_json_check_object(s, size, 64) == 0) == (valid && object));
+
+  if (size > (1 << 16)) return 0;
+  /* white space around it changes nothing, in either direction */
+  REQUIRE((check_wrapped(" ", s, size, "\n", 64) == 0) == valid);
+  if (valid) {
+    /* a complete value: nothing but white space may follow */
+    REQUIRE(check_wrapped("", s, size, "}", 64) != 0);
+    REQUIRE(check_wrapped("", s, size, "]", 64) != 0);
+    REQUIRE(check_wrapped("", s, size, ",1", 64) != 0);
+    REQUIRE(check_wrapped("", s, size, "\"", 64) != 0);
+    /* it nests one level deeper anywhere a value may stand */
+    REQUIRE(check_wrapped("[", s, size, "]", 65) == 0);
+    REQUIRE(check_wrapped("{\"k\":", s, size, "}", 65) == 0);
+    REQUIRE(check_wrapped("[1,", s, size, ",2]", 65) == 0);
+    /* and the wrapping costs exactly that level */
+    if (lr_json_check(s, size, 63) != 0) REQUIRE(check_wrapped("[", s, size, "]", 64) != 0);
+    /* a value closed by a bracket, quote or literal is cut short without its last byte */
+    if (strchr("{[\"tfn", s[first])) REQUIRE(lr_json_check(s, last - 1, 64) != 0);
+  }
+  return 0;
+}
