@@ -45,36 +45,37 @@ build/mock-llm: $(wildcard tools/mock_*.c tools/mock*.h)
 	$(CC) $(STD) -O2 -g $(WARN) -o $@ $(filter %.c,$^) -lm
 
 # C unit tests of the sans-I/O policy files: plain C, no Lua, no libcurl.
-build/test/%: spec/c/%.c $(POLICY_SRC) $(HEADERS) spec/c/ctest.h
-	@mkdir -p build/test
+# TEST_DIR/TEST_FLAGS let `make sanitize` build a second, instrumented set.
+TEST_DIR ?= build/test
+$(TEST_DIR)/%: spec/c/%.c $(POLICY_SRC) $(HEADERS) spec/c/ctest.h
+	@mkdir -p $(TEST_DIR)
 	$(CC) $(STD) -O1 -g $(WARN) $(TEST_FLAGS) -Icsrc $< $(POLICY_SRC) -lm -o $@
 
-ctest: $(CTESTS:%=build/test/%)
-	@for t in $(CTESTS); do echo "== $$t"; build/test/$$t || exit 1; done
+ctest: $(CTESTS:%=$(TEST_DIR)/%)
+	@for t in $(CTESTS); do echo "== $$t"; $(TEST_DIR)/$$t || exit 1; done
 
 test: all
 	@./spec/run
 
-# The C tests under AddressSanitizer + UBSan, then the Lua suite against a
-# sanitized core (the interpreter preloads libasan).
-sanitize:
-	$(MAKE) clean-test
-	$(MAKE) ctest TEST_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-	$(MAKE) LUA=$(LUA) BUILD_SUFFIX=-asan asan-core
-	@./spec/run --asan
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-asan-core:
-	$(MAKE) LUA=$(LUA) build/asan/llmrelay/core.so
+# The C tests under AddressSanitizer + UBSan, then the Lua specs against a
+# sanitized core (the interpreter preloads libasan).
+sanitize: all build/asan/llmrelay/core.so
+	$(MAKE) ctest TEST_DIR=build/test-asan TEST_FLAGS="$(SAN)"
+	./spec/run --asan
 
 build/asan/llmrelay/core.so: $(CORE:%=csrc/%.c) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(STD) -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
-	  -shared -fPIC $(LUA_INC) $(CURL_CFLAGS) -Icsrc $(CORE:%=csrc/%.c) -o $@ $(CURL_LIBS) -lm
+	$(CC) $(STD) -O1 -g $(WARN) $(SAN) -shared -fPIC $(LUA_INC) $(CURL_CFLAGS) -Icsrc $(CORE:%=csrc/%.c) \
+	  -o $@ $(CURL_LIBS) -lm
 
-valgrind: ctest all
+# The C tests, then a whole client scenario against the mock, under valgrind.
+valgrind: all ctest
 	@for t in $(CTESTS); do echo "== valgrind $$t"; \
-	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite build/test/$$t >/dev/null || exit 1; done
-	@./spec/run --valgrind
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite build/test/$$t \
+	    >/dev/null || exit 1; done
+	./spec/run --valgrind
 
 # libFuzzer targets for every parser of untrusted input (clang).
 fuzz-build: $(FUZZERS:%=build/fuzz/%)
@@ -89,8 +90,13 @@ fuzz: fuzz-build
 	    | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
 
-bench: all
-	$(LUA) bench/percall.lua
+# Speed and memory figures, as ratios against a raw libcurl client in the same run.
+bench: all build/bench-ref-curl
+	./bench/run
+
+build/bench-ref-curl: bench/ref_curl.c
+	@mkdir -p build
+	$(CC) $(STD) -O2 $(WARN) $< -o $@ $(CURL_LIBS)
 
 demo: all
 	./examples/demo.sh
@@ -100,9 +106,6 @@ luajit-check:
 	$(MAKE) LUA=luajit
 	$(CC) $(STD) -O1 $(WARN) -I/usr/include/luajit-2.1 tools/luajit_host.c -o build/luajit-host -lluajit-5.1
 	build/luajit-host 'package.cpath="build/luajit/?.so;"..package.cpath; local c = require "llmrelay.core"; assert(type(c.client) == "function"); print("luajit: llmrelay.core " .. c.version .. " loaded")'
-
-clean-test:
-	rm -rf build/test
 
 clean:
 	rm -rf build

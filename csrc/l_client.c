@@ -410,6 +410,4 @@ void lr_client_open(lua_State *L) {
     lua_rawseti(L, -2, k + 1);
   }
   lua_setfield(L, -2, "kinds");
-  lua_pushstring(L, curl_version());
-  lua_setfield(L, -2, "curl_version");
 }

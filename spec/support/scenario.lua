@@ -1,0 +1,74 @@
+-- A client scenario for memory checkers (make valgrind): every path of the
+-- core once — success, failover, breaker, 429 wait, 400, timeouts, deadline,
+-- body cap, close and collection. Plain Lua, no busted, so valgrind stays fast.
+-- Prints "N passed, N failed".
+package.path = "./?.lua;lua/?.lua;lua/?/init.lua;" .. package.path
+local llmrelay = require "llmrelay"
+local mock = require "spec.support.mock"
+
+local passed, failed = 0, 0
+local function check(name, cond, detail)
+  if cond then
+    passed = passed + 1
+  else
+    failed = failed + 1
+    io.stderr:write("FAIL ", name, ": ", tostring(detail), "\n")
+  end
+end
+
+local function req(text)
+  return { model = "m", messages = { { role = "user", content = text or "hi" } } }
+end
+
+local ok, err = pcall(function()
+  local healthy = mock.start { name = "healthy" }
+  local flaky = mock.start { name = "flaky", fail_rate = 0.5 }
+  local limited = mock.start { name = "limited", throttle_first = 2, throttle_ms = 50, bad_marker = "BAD" }
+  local hang = mock.start { name = "hang", hang_rate = 1 }
+  local big = mock.start { name = "big", pad_bytes = 4096 }
+  local dead = "http://127.0.0.1:" .. mock.free_port() .. "/v1"
+
+  local events = 0
+  local c = llmrelay.new {
+    endpoints = { { base_url = dead, name = "dead" }, { base_url = flaky.url, name = "flaky" },
+                  { base_url = healthy.url, name = "healthy", api_key = "sk-scenario" } },
+    on_event = function() events = events + 1 end,
+  }
+  local good = 0
+  for i = 1, 60 do
+    local resp = c:chat_completion(req("n" .. i))
+    if resp then good = good + 1 end
+  end
+  check("pool serves every request", good == 60, good)
+  check("events were emitted", events > 0, events)
+  check("dead endpoint opened", c:status()[1].state == "open", c:status()[1].state)
+  c:close()
+
+  local l = llmrelay.new { endpoints = { { base_url = limited.url } } }
+  local resp, e = l:chat_completion(req())
+  check("429 waits then succeeds", resp and resp._llmrelay.attempts == 3, e)
+  resp, e = l:chat_completion(req("BAD"))
+  check("400 is final", not resp and e.kind == "invalid_request" and e.attempts == 1, e)
+
+  local h = llmrelay.new { endpoints = { { base_url = hang.url }, { base_url = healthy.url } },
+                           strategy = "priority", timeout = { first_byte = 0.2 } }
+  resp, e = h:chat_completion(req())
+  check("first-byte timeout fails over", resp and resp._llmrelay.attempts == 2, e)
+  local d = llmrelay.new { endpoints = { { base_url = hang.url } } }
+  resp, e = d:chat_completion(req(), { deadline = 0.2 })
+  check("deadline", not resp and e.kind == "deadline", e)
+
+  local b = llmrelay.new { endpoints = { { base_url = big.url } }, max_response_bytes = 2048 }
+  resp, e = b:chat_completion(req())
+  check("body cap", not resp and e.kind == "http", e)
+
+  -- clients dropped without close() are collected with their transfers
+  h, d, b, l = nil, nil, nil, nil
+  collectgarbage()
+  collectgarbage()
+  check("collected", true)
+end)
+mock.stop_all()
+check("scenario ran without an error", ok, err)
+print(("%d passed, %d failed"):format(passed, failed))
+os.exit(failed == 0 and 0 or 1, true)
