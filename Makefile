@@ -99,7 +99,7 @@ build/bench-ref-curl: bench/ref_curl.c
 	$(CC) $(STD) -O2 $(WARN) $< -o $@ $(CURL_LIBS)
 
 demo: all
-	./examples/demo.sh
+	LUA_PATH="./?.lua;lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/demo.lua
 
 # Checks that the LuaJIT build loads in OpenResty's LuaJIT (see tools/luajit_host.c).
 luajit-check:

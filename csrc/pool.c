@@ -46,6 +46,7 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
     double t = lr_breaker_usable_at(&e->breaker, now);
     if (t > at) at = t;
     bits |= LR_BLOCK_BREAKER;
+    if (isinf(t)) bits |= LR_BLOCK_CAPACITY; /* half-open, probes busy: a report frees a slot */
   }
   if (e->throttled_until > now) {
     if (e->throttled_until > at) at = e->throttled_until;

@@ -15,12 +15,7 @@ local function read_file(path)
   return s
 end
 
-local function capture(cmd)
-  local p = io.popen(cmd, "r")
-  local s = p:read("*a")
-  p:close()
-  return s
-end
+local capture = mock.capture
 
 -- curl(url, {body=, headers={}, timeout=, args=}) -> {status, headers
 -- (lower-cased names), body, rc (curl exit code), time}

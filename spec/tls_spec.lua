@@ -4,21 +4,7 @@
 local llmrelay = require "llmrelay"
 local mock = require "spec.support.mock"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local s = f:read("*a")
-  f:close()
-  local state = s:match("%)%s+(%a)")
-  return state ~= nil and state ~= "Z"
-end
+local sh, alive = mock.capture, mock.alive
 
 describe("TLS", function()
   local dir, pid, port
@@ -40,13 +26,13 @@ describe("TLS", function()
 
   teardown(function()
     if pid and alive(pid) then
-      os.execute("kill " .. pid)
+      mock.run("kill " .. pid)
       for _ = 1, 100 do
         if not alive(pid) then break end
         sh("sleep 0.02")
       end
     end
-    if dir and dir:find("^/tmp/") then os.execute("rm -rf '" .. dir .. "'") end
+    if dir and dir:find("^/tmp/") then mock.run("rm -rf '" .. dir .. "'") end
   end)
 
   local function attempt(tls)

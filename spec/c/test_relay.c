@@ -401,6 +401,27 @@ TEST(attempt_timeout_is_cut_by_the_deadline) {
   lr_relay_free(rl);
 }
 
+TEST(requests_queue_behind_a_half_open_probe) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 1, 8);
+  lr_req f[3], a, b, *out[8];
+  double wake;
+  for (int k = 0; k < 3; k++) {
+    lr_relay_submit(rl, &f[k], 1, 0, INFINITY, 0, 0, NULL);
+    lr_relay_poll(rl, 0, out, 8, &wake);
+    answer(rl, &f[k], 500, 0);
+    lr_relay_poll(rl, 0, out, 8, &wake);
+  }
+  CHECK(lr_relay_pool(rl)->ep[0].breaker.state == LR_BREAKER_OPEN);
+  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 10, NULL);
+  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 10, NULL);
+  CHECK(lr_relay_poll(rl, 10, out, 8, &wake) == 1 && a.state == LR_REQ_SENDING); /* the probe */
+  CHECK(b.state == LR_REQ_READY);                                               /* queued, not failed */
+  answer(rl, &a, 200, 10.1);
+  CHECK(lr_relay_poll(rl, 10.1, out, 8, &wake) == 2 && b.state == LR_REQ_SENDING);
+  CHECK(lr_relay_pool(rl)->ep[0].breaker.state == LR_BREAKER_CLOSED);
+  lr_relay_free(rl);
+}
+
 TEST(cancel_in_every_state) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
   lr_req a, b, *out[8];
@@ -472,6 +493,7 @@ int main(void) {
   RUN(retry_budget_caps_retries);
   RUN(failover_from_an_unreached_endpoint_is_outside_the_budget);
   RUN(attempt_timeout_is_cut_by_the_deadline);
+  RUN(requests_queue_behind_a_half_open_probe);
   RUN(cancel_in_every_state);
   RUN(many_waiting_requests_wake_in_time_order);
   CTEST_END();

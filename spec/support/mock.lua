@@ -34,9 +34,13 @@ local function q(s)
   return "'" .. (tostring(s):gsub("'", "'\\''")) .. "'"
 end
 
+-- Child processes must not inherit the ASan runtime that `make sanitize`
+-- preloads into the Lua interpreter: curl and the mock deadlock under it.
+local CLEAN_ENV = "unset LD_PRELOAD; "
+
 -- os.execute result as a boolean on 5.1 (number) and 5.2+ (true/nil)
 local function run(cmd)
-  local a = os.execute(cmd)
+  local a = os.execute(CLEAN_ENV .. cmd)
   return a == true or a == 0
 end
 
@@ -53,7 +57,7 @@ local function read_file(path)
 end
 
 local function capture(cmd)
-  local p = io.popen(cmd, "r")
+  local p = io.popen(CLEAN_ENV .. cmd, "r")
   if not p then return nil end
   local s = p:read("*a")
   p:close()
@@ -69,6 +73,8 @@ local function alive(pid)
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
 M.alive = alive
+M.run = run         -- shell helpers for other specs, with the same clean environment
+M.capture = capture
 
 local function fmt_value(v)
   local t = type(v)

@@ -1,0 +1,46 @@
+-- Builds offline from a checkout: `luarocks make rockspec/llmrelay-scm-1.rockspec`.
+rockspec_format = "3.0"
+package = "llmrelay"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null", -- built from the working tree with `luarocks make`; nothing is fetched
+}
+description = {
+  summary = "A resilient client for OpenAI-compatible chat-completion APIs",
+  detailed = [[
+    Spreads requests over a pool of endpoints with circuit breakers, full-jitter
+    backoff that honours Retry-After / retry-after-ms / x-ratelimit-*, health- and
+    latency-aware selection, and a libcurl multi transport, in a small C core.
+  ]],
+  license = "MIT",
+}
+-- lua-cjson is required at run time too; it is not listed because Debian's
+-- lua-cjson package is not a rock, and listing it would make `luarocks make`
+-- try to download it. llmrelay fails with a clear `require` error without it.
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  -- only the library is checked: Debian keeps curl/curl.h in a multiarch include
+  -- directory LuaRocks does not search, while the compiler finds it by itself
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["llmrelay"] = "lua/llmrelay/init.lua",
+    ["llmrelay.config"] = "lua/llmrelay/config.lua",
+    ["llmrelay.errors"] = "lua/llmrelay/errors.lua",
+    ["llmrelay.core"] = {
+      sources = {
+        "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c",
+        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/relay.c", "csrc/transport_curl.c", "csrc/l_client.c",
+        "csrc/llmrelay_core.c",
+      },
+      incdirs = { "csrc", "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl" },
+      defines = { "_GNU_SOURCE" },
+    },
+  },
+}
