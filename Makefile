@@ -101,11 +101,18 @@ build/bench-ref-curl: bench/ref_curl.c
 demo: all
 	LUA_PATH="./?.lua;lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/demo.lua
 
-# Checks that the LuaJIT build loads in OpenResty's LuaJIT (see tools/luajit_host.c).
-luajit-check:
+# Builds the LuaJIT module and runs the client scenario (the Lua layer, the
+# core, the mock) in OpenResty's LuaJIT, through tools/luajit_host.c: Debian's
+# libluajit2-5.1-dev ships no interpreter and its own luajit conflicts with it.
+luajit-check: build/luajit-host
 	$(MAKE) LUA=luajit
-	$(CC) $(STD) -O1 $(WARN) -I/usr/include/luajit-2.1 tools/luajit_host.c -o build/luajit-host -lluajit-5.1
-	build/luajit-host 'package.cpath="build/luajit/?.so;"..package.cpath; local c = require "llmrelay.core"; assert(type(c.client) == "function"); print("luajit: llmrelay.core " .. c.version .. " loaded")'
+	LUA_PATH="./?.lua;lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/luajit/?.so;;" \
+	  build/luajit-host -f spec/support/scenario.lua
+
+build/luajit-host: tools/luajit_host.c
+	@mkdir -p build
+	$(CC) $(STD) -O1 $(WARN) $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1) \
+	  $< -o $@ -lluajit-5.1
 
 clean:
 	rm -rf build

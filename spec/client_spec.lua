@@ -188,6 +188,19 @@ describe("llmrelay client", function()
     assert.are.equal(2, resp._llmrelay.attempts)
   end)
 
+  it("takes a per-request opts.timeout instead of timeout.total", function()
+    local slow = mock.start { name = "slow", latency_ms = 1500 }
+    local c = llmrelay.new { endpoints = { { base_url = slow.url } }, retry = { max_attempts = 1 } }
+    local t0 = now()
+    local resp, err = c:chat_completion(req(), { timeout = 0.3 })
+    local dt = now() - t0
+    assert.is_nil(resp)
+    assert.are.equal("timeout", err.kind)
+    assert.is_true(dt >= 0.3 and dt < 1.0, "took " .. dt)
+    resp, err = c:chat_completion(req(), { timeout = 5 })
+    assert(resp, err)
+  end)
+
   it("ends with kind deadline when opts.deadline passes", function()
     local hang = mock.start { name = "hang", hang_rate = 1 }
     local c = llmrelay.new { endpoints = { { base_url = hang.url } } }

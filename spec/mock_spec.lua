@@ -3,19 +3,7 @@
 local cjson = require "cjson"
 local mock = require "spec.support.mock"
 
-local function q(s)
-  return "'" .. (tostring(s):gsub("'", "'\\''")) .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local capture = mock.capture
+local q, read_file, capture = mock.quote, mock.read_file, mock.capture
 
 -- curl(url, {body=, headers={}, timeout=, args=}) -> {status, headers
 -- (lower-cased names), body, rc (curl exit code), time}

@@ -75,6 +75,8 @@ end
 M.alive = alive
 M.run = run         -- shell helpers for other specs, with the same clean environment
 M.capture = capture
+M.quote = q
+M.read_file = read_file
 
 local function fmt_value(v)
   local t = type(v)
