@@ -18,7 +18,7 @@ CURL_LIBS ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
 BUILD := build/$(LUA)
 POLICY := errors backoff hints breaker limiter jsoncheck pool relay
-CORE := $(POLICY) transport_curl l_client llmrelay_core
+CORE := $(POLICY) transport_curl l_client l_util llmrelay_core
 CORE_OBJ := $(CORE:%=$(BUILD)/obj/%.o)
 HEADERS := $(wildcard csrc/*.h)
 CTESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))

@@ -381,16 +381,6 @@ static const luaL_Reg methods[] = {
 
 static const luaL_Reg metamethods[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
 
-static int l_now(lua_State *L) {
-  lua_pushnumber(L, lr_now_mono());
-  return 1;
-}
-
-static int l_wall(lua_State *L) {
-  lua_pushnumber(L, lr_now_wall());
-  return 1;
-}
-
 void lr_client_open(lua_State *L) {
   luaL_newmetatable(L, SCRATCH_MT);
   lua_pushcfunction(L, scratch_gc);
@@ -402,7 +392,7 @@ void lr_client_open(lua_State *L) {
   lrc_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  static const luaL_Reg fns[] = {{"client", l_new}, {"now", l_now}, {"wall", l_wall}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"client", l_new}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
   lua_createtable(L, LR_E__COUNT, 0);
   for (int k = 0; k < LR_E__COUNT; k++) {

@@ -2,6 +2,7 @@
 #include "compat.h"
 
 void lr_client_open(lua_State *L);
+void lr_util_open(lua_State *L);
 
 #if defined(_WIN32)
 #define LR_EXPORT __declspec(dllexport)
@@ -12,6 +13,7 @@ void lr_client_open(lua_State *L);
 LR_EXPORT int luaopen_llmrelay_core(lua_State *L) {
   lua_newtable(L);
   lr_client_open(L);
+  lr_util_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

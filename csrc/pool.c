@@ -23,6 +23,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
     e->success_ewma = 1.0;
     e->success_at = now;
     e->throttled_until = -INFINITY;
+    e->remaining = -1;
     lr_breaker_init(&e->breaker, bcfg);
     lr_limiter_init(&e->limiter, eps[i].rpm, eps[i].tpm, now);
   }
@@ -56,6 +57,18 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
   if (lim > now) {
     if (lim > at) at = lim;
     bits |= LR_BLOCK_LIMITER;
+  }
+  if (e->remaining >= 0 && e->remaining < 1 && now < e->remaining_until) {
+    /* the server has no request left for us: go at its pace, or one at a time */
+    if (e->slot_interval > 0) {
+      if (e->next_slot_at > now) {
+        if (e->next_slot_at > at) at = e->next_slot_at;
+        bits |= LR_BLOCK_THROTTLE;
+      }
+    } else if (e->in_flight > 0) {
+      at = INFINITY;
+      bits |= LR_BLOCK_CAPACITY;
+    }
   }
   if (e->max_concurrency && e->in_flight >= e->max_concurrency) {
     at = INFINITY;
@@ -148,6 +161,11 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
   lr_endpoint *e = &p->ep[i];
   e->in_flight++;
   e->requests++;
+  if (e->remaining >= 1) {
+    e->remaining -= 1;
+  } else if (e->remaining >= 0 && e->slot_interval > 0) {
+    e->next_slot_at = (e->next_slot_at > now ? e->next_slot_at : now) + e->slot_interval;
+  }
   lr_limiter_take(&e->limiter, tokens, now);
   return lr_breaker_on_send(&e->breaker, &p->breaker_cfg, now);
 }
@@ -178,6 +196,24 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
     break;
   }
   return changed;
+}
+
+void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now) {
+  lr_endpoint *e = &p->ep[i];
+  if (h && h->remaining_requests >= 0) {
+    double rem = h->remaining_requests - e->in_flight; /* those in flight were not counted yet */
+    double reset = h->reset_requests_s >= 0 ? h->reset_requests_s : h->reset_s;
+    e->remaining = rem > 0 ? rem : 0;
+    e->remaining_until = now + (reset >= 0 ? reset : 1.0);
+    /* x-ratelimit-limit-requests is per minute: one request frees every 60/limit s */
+    e->slot_interval = h->limit_requests > 0 ? 60.0 / h->limit_requests : 0;
+    if (e->remaining < 1 && e->next_slot_at < now + e->slot_interval) e->next_slot_at = now + e->slot_interval;
+  } else if (status == 429) {
+    e->remaining = 0; /* until an answer says otherwise */
+    e->remaining_until = INFINITY;
+  } else if (status >= 200 && status < 300) {
+    e->remaining = -1; /* a success that names no limit: nothing is known to be exhausted */
+  }
 }
 
 void lr_pool_throttle(lr_pool *p, int i, double until) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "breaker.h"
+#include "hints.h"
 #include "limiter.h"
 #include "rng.h"
 
@@ -33,6 +34,10 @@ typedef struct lr_endpoint {
   double success_ewma;    /* 1 = every recent attempt succeeded; drifts back to 1 while idle */
   double success_at;      /* when success_ewma was last brought up to date */
   double throttled_until; /* no new request before this moment */
+  double remaining;       /* requests the server said it still takes, less those sent since; < 0 unknown */
+  double remaining_until; /* when that count expires (the server's reset) */
+  double slot_interval;   /* 60 / x-ratelimit-limit-requests: the server's pace; 0 unknown */
+  double next_slot_at;    /* with none remaining: when that pace frees the next request */
   int consecutive_throttles;
   long requests, successes, failures, throttles;
   lr_breaker breaker;
@@ -84,6 +89,13 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now);
 /* The attempt's verdict. latency_s is used for successes only. Returns 1
  * when the breaker changed state. */
 int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe);
+
+/* Learns from an answer's rate-limit headers (h may be NULL). While the server
+ * says no request remains (x-ratelimit-remaining-requests: 0, or a 429),
+ * requests go at the server's pace (one per 60/limit s) when the limit is
+ * known, else one at a time; so a throttle's end releases waiting requests
+ * as the server frees them, not as one burst that earns the next 429. */
+void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now);
 
 /* A server asked for a pause: no new request to i before `until`. */
 void lr_pool_throttle(lr_pool *p, int i, double until);

@@ -506,6 +506,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->last_endpoint = i;
   classification c = classify(rl, r, o, now);
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
+  lr_pool_learn(&rl->pool, i, o->hints, o->status, now);
   r->probe = 0;
   if (c.throttle_s > 0) {
     lr_pool_throttle(&rl->pool, i, now + c.throttle_s);
@@ -515,7 +516,9 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   }
   emit_breaker_changes(rl);
   r->kind = c.kind;
-  r->free_retry = o->not_sent || c.action == C_RETRY_ELSEWHERE;
+  /* outside the budget: a retry that adds no load (the first attempt never
+   * reached a server, or it is routing), or one the server paced itself (429) */
+  r->free_retry = o->not_sent || c.action == C_RETRY_ELSEWHERE || c.kind == LR_E_RATE_LIMITED;
   r->message[0] = 0;
   if (o->message) snprintf(r->message, sizeof r->message, "%s", o->message);
   r->endpoint = -1;

@@ -34,7 +34,7 @@ local mt = {}
 
 local function fmt_seconds(s)
   if s == floor(s) and s < 1e15 and s > -1e15 then return format("%d", s) end
-  local txt = gsub(format("%.2f", s), "0+$", "")
+  local txt = gsub(gsub(format("%.2f", s), "0+$", ""), "%.$", "")
   return txt
 end
 

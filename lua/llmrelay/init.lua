@@ -7,14 +7,22 @@ local core = require "llmrelay.core"
 local cjson = require "cjson.safe"
 local config = require "llmrelay.config"
 local errors = require "llmrelay.errors"
+local sched = require "llmrelay.sched"
+local batch = require "llmrelay.batch"
 
-local type, pairs, ipairs, pcall, error, setmetatable, tostring =
-  type, pairs, ipairs, pcall, error, setmetatable, tostring
+local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
+  type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
 local encode, decode = cjson.encode, cjson.decode
 local floor = math.floor
-local sub, find, format = string.sub, string.find, string.format
+local sub, find, format, match = string.sub, string.find, string.format, string.match
+local now = core.now
 
-local _M = { _VERSION = core.version, errors = errors }
+local _M = {
+  _VERSION = core.version, errors = errors,
+  run = sched.run, spawn = sched.spawn, sleep = sched.sleep,
+}
+
+local estimate_tokens -- defined with the requests below
 
 local Client = {}
 Client.__index = Client
@@ -38,7 +46,8 @@ function _M.new(user_cfg)
     _names = names,
     _scrub = scrubber(config.secrets(cfg)),
     _on_event = cfg.on_event,
-    _results = {},
+    _concurrency = cfg.concurrency,
+    _waiters = {},
   }, Client)
   if cfg.on_event then self._h:enable_events(true) end
   return self
@@ -46,6 +55,10 @@ end
 
 ---------------------------------------------------------------------------
 -- The loop
+--
+-- Every submitted request has a waiter: { inbox = {}, co = <coroutine|nil> }.
+-- drain() puts each finished request into its waiter's inbox and wakes the
+-- waiting coroutine; one waiter may collect many requests (a batch).
 
 local function check_open(self)
   if not self._h then error("llmrelay: this client is closed", 3) end
@@ -62,48 +75,90 @@ local function deliver_events(self)
     ev.endpoint = names[ev.endpoint]
     if ev.to then ev.to = names[ev.to] end
     local ok, err = pcall(cb, ev)
-    if not ok and not self._event_error then self._event_error = err end
+    if not ok and not self._callback_error then self._callback_error = err end
   end
 end
 
--- Moves finished requests from the core into self._results.
+-- Moves finished requests from the core to their waiters.
 local function drain(self)
-  local h, results = self._h, self._results
+  local h, waiters = self._h, self._waiters
   while true do
     local r = h:take()
     if not r then break end
-    results[r.id] = r
+    local w = waiters[r.id]
+    if w then
+      waiters[r.id] = nil
+      local inbox = w.inbox
+      inbox[#inbox + 1] = r
+      if w.co then sched.wake(w.co, w) end
+    end
   end
   if self._on_event then deliver_events(self) end
 end
 
--- Advances every transfer and timer, waiting at most `timeout` seconds. For
--- users who run their own event loop.
-function Client:step(timeout)
-  check_open(self)
-  local n, err = self._h:step(timeout or 0)
+-- Advances transfers and timers for at most `timeout` seconds (the scheduler
+-- and blocking callers use it; so can a foreign event loop, via step).
+function Client:_pump(timeout)
+  local n, err = self._h:step(timeout)
   if not n then return nil, err end
   drain(self)
   return true
 end
 
--- Waits for the result of request `id`, driving the loop meanwhile.
-local function await(self, id)
-  local results, h = self._results, self._h
-  while true do
-    local r = results[id]
-    if r then
-      results[id] = nil
-      return r
-    end
-    local n, err = h:step(STEP_WAIT)
-    if not n then
-      h:cancel(id)
-      return { id = id, ok = false, kind = "connect", message = "event loop failure: " .. tostring(err),
-               attempts = 0 }
-    end
-    drain(self)
+function Client:step(timeout)
+  check_open(self)
+  return self:_pump(timeout or 0)
+end
+
+function Client:_waiter()
+  return { inbox = {} }
+end
+
+function Client:_concurrency()
+  return self._concurrency
+end
+
+-- Starts a request whose result goes to `waiter`. -> id | nil, err
+function Client:_submit(body, model, timeout, deadline, waiter)
+  local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline)
+  if not id then return nil, err end
+  self._waiters[id] = waiter
+  return id
+end
+
+function Client:_cancel(id)
+  return self._h:cancel(id)
+end
+
+-- Waits until the waiter holds a result, or `timeout` seconds passed (nil:
+-- no limit). Yields inside llmrelay.run, drives the loop itself outside.
+function Client:_wait(waiter, timeout)
+  local inbox = waiter.inbox
+  if #inbox > 0 then return end
+  if sched.current() then
+    waiter.co = coroutine.running()
+    sched.attach(self)
+    sched.block(waiter, timeout)
+    waiter.co = nil
+    return
   end
+  local t_end = timeout and now() + timeout
+  repeat
+    local wait = STEP_WAIT
+    if t_end then
+      wait = t_end - now()
+      if wait > STEP_WAIT then wait = STEP_WAIT end
+      if wait < 0 then wait = 0 end
+    end
+    local ok, err = self:_pump(wait)
+    if not ok then error("llmrelay: event loop failure: " .. tostring(err), 0) end
+  until #inbox > 0 or (t_end and now() >= t_end)
+end
+
+-- The result of one request, waiting for it.
+local function await(self, waiter)
+  self:_wait(waiter)
+  return waiter.inbox[1]
 end
 
 ---------------------------------------------------------------------------
@@ -138,71 +193,102 @@ local function make_error(self, r)
   }
 end
 
-local function finish(self, r)
-  local ev_err = self._event_error
-  if ev_err then
-    self._event_error = nil
-    error(ev_err, 0)
+-- A core result in the batch engine's shape: the body stays raw JSON.
+function Client:_result(r)
+  if r.ok then
+    return { ok = true, status = r.status, body = r.body, endpoint = self._names[r.endpoint],
+             attempts = r.attempts, latency = r.latency }
   end
-  if not r.ok then return nil, make_error(self, r) end
-  local resp = decode(r.body)
+  return { ok = false, error = make_error(self, r), status = r.status,
+           error_body = r.error_body and self._scrub(r.error_body), attempts = r.attempts }
+end
+
+-- A failing user callback (on_event, on_result) is raised once the call that
+-- ran it has every result in hand.
+local function raise_callback_error(self)
+  local e = self._callback_error
+  if e then
+    self._callback_error = nil
+    error(e, 0)
+  end
+end
+
+local function decoded(self, res)
+  if not res.ok then return nil, res.error end
+  local resp = decode(res.body)
   if type(resp) ~= "table" then
-    return nil, errors.new { kind = "decode", status = r.status, endpoint = self._names[r.endpoint],
-                             attempts = r.attempts, message = "the response body is not valid JSON" }
+    return nil, errors.new { kind = "decode", status = res.status, endpoint = res.endpoint,
+                             attempts = res.attempts, message = "the response body is not valid JSON" }
   end
-  resp._llmrelay = { endpoint = self._names[r.endpoint], attempts = r.attempts, latency = r.latency }
+  resp._llmrelay = { endpoint = res.endpoint, attempts = res.attempts, latency = res.latency }
   return resp
 end
 
 ---------------------------------------------------------------------------
 -- Requests
 
+-- A rough token estimate for client-side tpm limits: 4 bytes a token for the
+-- prompt, plus what the answer may take.
+estimate_tokens = function(body)
+  local out = match(body, '"max_completion_tokens"%s*:%s*(%d+)') or match(body, '"max_tokens"%s*:%s*(%d+)')
+  return floor(#body / 4) + (tonumber(out) or 0)
+end
+
+local function check_seconds(v, fn, name, level)
+  if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
+    error(fn .. ": " .. name .. " must be a positive number of seconds", level + 1)
+  end
+end
+
 local OPT_KEYS = { timeout = true, deadline = true }
 
-local function check_opts(opts, fn)
+local function check_opts(opts, fn, extra)
   if opts == nil then return {} end
   if type(opts) ~= "table" then error(fn .. ": opts must be a table (got " .. type(opts) .. ")", 3) end
   for k, v in pairs(opts) do
-    if not OPT_KEYS[k] then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
-    if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-      error(fn .. ": opts." .. k .. " must be a positive number of seconds", 3)
+    if OPT_KEYS[k] then
+      check_seconds(v, fn, "opts." .. k, 3)
+    elseif not (extra and extra[k]) then
+      error(fn .. ": unknown option '" .. tostring(k) .. "'", 3)
     end
   end
   return opts
 end
 
--- A rough token estimate for client-side tpm limits: 4 bytes a token for the
--- prompt, plus what the answer may take.
-local function estimate_tokens(req, body_len)
-  local out = req.max_completion_tokens or req.max_tokens
-  return floor(body_len / 4) + (type(out) == "number" and out or 0)
-end
-
-local function submit(self, req, opts, fn)
-  if type(req) ~= "table" then error(fn .. ": request must be a table (got " .. type(req) .. ")", 3) end
+-- Encodes a request; a malformed one is a programmer mistake in chat_completion
+-- (raised) but data in a batch (returned as the message).
+local function encode_request(req, where)
+  if type(req) ~= "table" then return nil, where .. " must be a table (got " .. type(req) .. ")" end
   if type(req.messages) ~= "table" then
-    error(fn .. ": request.messages must be an array of messages (got " .. type(req.messages) .. ")", 3)
+    return nil, where .. ".messages must be an array of messages (got " .. type(req.messages) .. ")"
   end
   if req.model ~= nil and type(req.model) ~= "string" then
-    error(fn .. ": request.model must be a string (got " .. type(req.model) .. ")", 3)
+    return nil, where .. ".model must be a string (got " .. type(req.model) .. ")"
   end
-  if req.stream then error(fn .. ": request.stream is set; use client:stream for streamed answers", 3) end
-  opts = check_opts(opts, fn)
+  if req.stream then return nil, where .. ".stream is set; use client:stream for streamed answers" end
   local body, err = encode(req)
-  if not body then error(fn .. ": request cannot be encoded as JSON: " .. tostring(err), 3) end
-  local id, serr = self._h:submit(body, req.model, estimate_tokens(req, #body), opts.timeout, opts.deadline)
-  if not id then return nil, serr end
-  return id
+  if not body then return nil, where .. " cannot be encoded as JSON: " .. tostring(err) end
+  return body
+end
+
+local function one(self, req, opts, fn)
+  check_open(self)
+  opts = check_opts(opts, fn)
+  local body, msg = encode_request(req, "request")
+  if not body then error(fn .. ": " .. msg, 3) end
+  local waiter = { inbox = {} }
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter)
+  if not id then
+    return nil, errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
+  end
+  local res = self:_result(await(self, waiter))
+  raise_callback_error(self)
+  return decoded(self, res)
 end
 
 -- client:chat_completion(req, opts) -> decoded response | nil, err
 function Client:chat_completion(req, opts)
-  check_open(self)
-  local id, err = submit(self, req, opts, "chat_completion")
-  if not id then
-    return nil, errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
-  end
-  return finish(self, await(self, id))
+  return one(self, req, opts, "chat_completion")
 end
 
 local CHAT_OPTS = { timeout = true, deadline = true, system = true }
@@ -237,12 +323,8 @@ function Client:chat(input, opts)
       req[k] = v
     end
   end
-  local id, err = submit(self, req, ropts, "chat")
-  if not id then
-    return nil, errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
-  end
-  local resp, rerr = finish(self, await(self, id))
-  if not resp then return nil, rerr end
+  local resp, err = one(self, req, ropts, "chat")
+  if not resp then return nil, err end
   local choice = type(resp.choices) == "table" and resp.choices[1]
   local text = type(choice) == "table" and type(choice.message) == "table" and choice.message.content
   if type(text) ~= "string" then
@@ -251,6 +333,51 @@ function Client:chat(input, opts)
                              message = "the response has no choices[1].message.content text" }
   end
   return text, resp
+end
+
+local BATCH_OPTS = { concurrency = true, on_result = true, on_progress = true }
+
+-- client:batch(requests, opts) -> results, summary
+-- results[i] = { ok = true, response = <decoded> } | { ok = false, error = err }, in request order.
+function Client:batch(requests, opts)
+  check_open(self)
+  if type(requests) ~= "table" then error("batch: requests must be an array (got " .. type(requests) .. ")", 2) end
+  opts = check_opts(opts, "batch", BATCH_OPTS)
+  local conc = opts.concurrency
+  if conc ~= nil and (type(conc) ~= "number" or conc < 1 or conc ~= floor(conc)) then
+    error("batch: opts.concurrency must be a positive integer", 2)
+  end
+  for _, k in ipairs { "on_result", "on_progress" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then error("batch: opts." .. k .. " must be a function", 2) end
+  end
+  local on_result, on_progress = opts.on_result, opts.on_progress
+  local n, i, results = #requests, 0, {}
+  local function source()
+    if i >= n then return nil end
+    i = i + 1
+    local req = requests[i]
+    local body, msg = encode_request(req, "requests[" .. i .. "]")
+    if not body then
+      return { key = i, error = errors.new { kind = "invalid_request", attempts = 0, message = msg } }
+    end
+    return { key = i, body = body, model = req.model, timeout = opts.timeout, deadline = opts.deadline }
+  end
+  local function guarded(cb, ...)
+    local ok, err = pcall(cb, ...)
+    if not ok and not self._callback_error then self._callback_error = err end
+  end
+  local function sink(key, res)
+    local resp, err = decoded(self, res)
+    local out = resp and { ok = true, response = resp } or { ok = false, error = err }
+    results[key] = out
+    if on_result then guarded(on_result, key, out) end
+  end
+  local summary = batch.run(self, source, sink, {
+    concurrency = conc or self._concurrency, total = n,
+    on_progress = on_progress and function(p) guarded(on_progress, p) end,
+  })
+  raise_callback_error(self)
+  return results, summary
 end
 
 ---------------------------------------------------------------------------

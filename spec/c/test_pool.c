@@ -161,6 +161,59 @@ TEST(models_mask) {
   lr_pool_free(&p);
 }
 
+static void learn(lr_pool *p, int i, const char *headers, int status, double now) {
+  lr_hints h;
+  lr_hints_init(&h);
+  for (const char *l = headers; *l;) {
+    const char *e = strchr(l, '\n');
+    size_t n = e ? (size_t)(e - l + 1) : strlen(l);
+    lr_hints_feed_line(&h, l, n, 1e9);
+    l += n;
+  }
+  lr_pool_learn(p, i, &h, status, now);
+}
+
+TEST(exhausted_endpoint_goes_at_the_servers_pace) {
+  lr_pool p;
+  make(&p, 1, LR_STRATEGY_PRIORITY);
+  double at;
+  int why;
+  /* 600 per minute: one every 0.1 s; nothing remains */
+  learn(&p, 0, "x-ratelimit-limit-requests: 600\nx-ratelimit-remaining-requests: 0\nx-ratelimit-reset-requests: 2s\n",
+        200, 10);
+  CHECK(!lr_pool_usable(&p, 0, 0, 10, &at, &why));
+  CHECK_NEAR(at, 10.1, 1e-9);
+  CHECK(why == LR_BLOCK_THROTTLE);
+  CHECK(lr_pool_usable(&p, 0, 0, 10.1, &at, &why));
+  lr_pool_on_send(&p, 0, 0, 10.1);
+  CHECK(!lr_pool_usable(&p, 0, 0, 10.15, &at, &why)); /* the next slot is 0.1 s later, in flight or not */
+  CHECK_NEAR(at, 10.2, 1e-9);
+  CHECK(lr_pool_usable(&p, 0, 0, 12.5, &at, &why)); /* the count expired with the reset */
+  /* some remain: that many go at once */
+  learn(&p, 0, "x-ratelimit-limit-requests: 600\nx-ratelimit-remaining-requests: 3\n", 200, 20);
+  for (int k = 0; k < 3; k++) {
+    CHECK(lr_pool_usable(&p, 0, 0, 20, &at, &why));
+    lr_pool_on_send(&p, 0, 0, 20);
+  }
+  CHECK(!lr_pool_usable(&p, 0, 0, 20, &at, &why));
+}
+
+TEST(a_429_without_limits_lets_one_probe_at_a_time) {
+  lr_pool p;
+  make(&p, 1, LR_STRATEGY_PRIORITY);
+  double at;
+  int why;
+  learn(&p, 0, "Retry-After: 1\n", 429, 0);
+  CHECK(lr_pool_usable(&p, 0, 0, 1, &at, &why));
+  lr_pool_on_send(&p, 0, 0, 1);
+  CHECK(!lr_pool_usable(&p, 0, 0, 1, &at, &why));
+  CHECK(isinf(at) && why == LR_BLOCK_CAPACITY);
+  lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.1, 1.1, 0);
+  learn(&p, 0, "", 200, 1.1); /* a success naming no limit: all may go */
+  lr_pool_on_send(&p, 0, 0, 1.1);
+  CHECK(lr_pool_usable(&p, 0, 0, 1.1, &at, &why));
+}
+
 int main(void) {
   RUN(priority_uses_first_usable);
   RUN(round_robin_cycles_over_usable);
@@ -170,5 +223,7 @@ int main(void) {
   RUN(breaker_opens_and_blocks_with_wake_time);
   RUN(limiter_blocks_with_refill_time);
   RUN(models_mask);
+  RUN(exhausted_endpoint_goes_at_the_servers_pace);
+  RUN(a_429_without_limits_lets_one_probe_at_a_time);
   CTEST_END();
 }
