@@ -31,6 +31,8 @@ build = {
     ["llmrelay"] = "lua/llmrelay/init.lua",
     ["llmrelay.config"] = "lua/llmrelay/config.lua",
     ["llmrelay.errors"] = "lua/llmrelay/errors.lua",
+    ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
+    ["llmrelay.batch"] = "lua/llmrelay/batch.lua",
     ["llmrelay.core"] = {
       sources = {
         "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c",

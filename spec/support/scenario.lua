@@ -62,6 +62,22 @@ local ok, err = pcall(function()
   resp, e = b:chat_completion(req())
   check("body cap", not resp and e.kind == "http", e)
 
+  -- coroutines and a batch share the loop
+  local cb = llmrelay.new { endpoints = { { base_url = healthy.url }, { base_url = flaky.url } } }
+  local n = 0
+  llmrelay.run(function()
+    for i = 1, 20 do
+      llmrelay.spawn(function() if cb:chat_completion(req("co" .. i)) then n = n + 1 end end)
+    end
+    llmrelay.spawn(function() llmrelay.sleep(0.01) end)
+  end)
+  check("20 coroutines", n == 20, n)
+  local list = {}
+  for i = 1, 30 do list[i] = req("b" .. i) end
+  list[31] = "bad"
+  local res, sum = cb:batch(list, { concurrency = 8 })
+  check("batch", sum.ok == 30 and res[30].ok and not res[31].ok, sum.ok)
+
   -- clients dropped without close() are collected with their transfers
   h, d, b, l = nil, nil, nil, nil
   collectgarbage()
