@@ -24,6 +24,7 @@ typedef struct lr_transfer {
   lr_hints hints;
   int got_first_byte;
   int too_large;
+  double wall; /* wall clock at the first header, for HTTP-date hints */
   double first_byte_deadline;
   int active_idx;
   char errbuf[CURL_ERROR_SIZE];
@@ -100,8 +101,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   lr_transfer *x = ud;
   size_t n = size * nmemb;
+  if (!x->got_first_byte || x->wall == 0) x->wall = lr_now_wall();
   x->got_first_byte = 1;
-  lr_hints_feed_line(&x->hints, data, n, lr_now_wall());
+  lr_hints_feed_line(&x->hints, data, n, x->wall);
   return n;
 }
 
@@ -149,8 +151,9 @@ lr_client *lr_client_new(const lr_client_cfg *cfg, const lr_client_endpoint *eps
   c->active = calloc((size_t)c->cap_active, sizeof *c->active);
   c->multi = curl_multi_init();
   if (!c->active || !c->multi) goto oom;
-  /* keep enough idle connections to serve every slot again without a new handshake */
-  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)(c->cap_active + n));
+  /* keep enough idle connections to serve every slot on any endpoint again
+   * without a new handshake */
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)(c->cap_active * n + n));
   curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   c->next_gen = 1;
   return c;
@@ -261,7 +264,6 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
   memcpy(call->body, body, len);
   call->body_len = len;
   call->xfer = NULL;
-  call->resp = NULL;
   call->resp_len = 0;
   call->err_body_len = 0;
   call->next_done = NULL;
@@ -271,8 +273,8 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 
 void lr_client_release(lr_client *c, lr_call *call) {
   free(call->body);
-  free(call->resp);
-  call->body = call->resp = NULL;
+  call->body = NULL;
+  call->resp_len = 0;
   call->id = 0;
   c->free_slots[c->n_free_slots++] = call->slot;
 }
@@ -360,6 +362,7 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->call = call;
   x->len = 0;
   x->got_first_byte = 0;
+  x->wall = 0;
   x->too_large = 0;
   x->errbuf[0] = 0;
   lr_hints_init(&x->hints);
@@ -406,12 +409,20 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
     int ok = 0;
     if (status >= 200 && status < 300) {
       ok = lr_json_check_object(x->buf, x->len, MAX_JSON_DEPTH) == 0;
-      if (ok) {
-        free(call->resp);
-        call->resp = x->buf; /* hand the buffer over instead of copying it */
-        call->resp_len = x->len;
-        x->buf = NULL;
-        x->cap = x->len = 0;
+      if (ok) { /* both buffers live as long as their owners: a copy, no allocation */
+        if (call->resp_cap < x->len + 1) {
+          char *b = realloc(call->resp, x->len + 1);
+          if (!b) {
+            ok = 0;
+          } else {
+            call->resp = b;
+            call->resp_cap = x->len + 1;
+          }
+        }
+        if (ok) {
+          memcpy(call->resp, x->buf, x->len);
+          call->resp_len = x->len;
+        }
       }
     }
     if (!ok) keep_error_body(call, x);

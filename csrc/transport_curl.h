@@ -40,8 +40,8 @@ typedef struct lr_call {
   char *body;                  /* the request body, sent by every attempt */
   size_t body_len;
   struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
-  char *resp;                  /* DONE ok: the response body (owned) */
-  size_t resp_len;
+  char *resp;                  /* DONE ok: the response body; the buffer is kept for the slot's next call */
+  size_t resp_len, resp_cap;
   char err_body[2048];         /* the last failed answer's body (truncated), for messages */
   size_t err_body_len;
   struct lr_call *next_done;

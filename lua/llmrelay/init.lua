@@ -193,11 +193,13 @@ local function make_error(self, r)
   }
 end
 
--- A core result in the batch engine's shape: the body stays raw JSON.
+-- A core result (the table is reused) in the batch engine's shape: the body
+-- stays raw JSON.
 function Client:_result(r)
   if r.ok then
-    return { ok = true, status = r.status, body = r.body, endpoint = self._names[r.endpoint],
-             attempts = r.attempts, latency = r.latency }
+    r.endpoint = self._names[r.endpoint]
+    r.id = nil
+    return r
   end
   return { ok = false, error = make_error(self, r), status = r.status,
            error_body = r.error_body and self._scrub(r.error_body), attempts = r.attempts }
@@ -230,7 +232,10 @@ end
 -- A rough token estimate for client-side tpm limits: 4 bytes a token for the
 -- prompt, plus what the answer may take.
 estimate_tokens = function(body)
-  local out = match(body, '"max_completion_tokens"%s*:%s*(%d+)') or match(body, '"max_tokens"%s*:%s*(%d+)')
+  local out
+  if find(body, '"max_', 1, true) then
+    out = match(body, '"max_completion_tokens"%s*:%s*(%d+)') or match(body, '"max_tokens"%s*:%s*(%d+)')
+  end
   return floor(#body / 4) + (tonumber(out) or 0)
 end
 
