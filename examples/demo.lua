@@ -1,71 +1,64 @@
--- The README demo: a run of chat completions against three local mock
--- endpoints with injected faults — one refuses connections, one fails 30%
--- of requests with 500 and rate-limits with 429, one is healthy but slower —
--- with a progress line and a status report at the end.
---   make demo            (N=500 by default; N=2000 make demo for more)
+-- The README demo: `llmrelay batch` over a generated 2,000-line OpenAI Batch
+-- API file, against three local mock endpoints with injected faults — one
+-- refuses connections, one fails 30 % of requests with 500 and rate-limits
+-- (429 past 300 requests/s), one is healthy — with the CLI's progress bar and
+-- summary, then a check that every input line got exactly one answer.
+--   make demo            (N=2000 by default: N=10000 make demo for more)
 package.path = "./?.lua;lua/?.lua;lua/?/init.lua;" .. package.path
-local llmrelay = require "llmrelay"
+local cjson = require "cjson"
 local mock = require "spec.support.mock"
-local now = require("llmrelay.core").now
 
-local N = tonumber(os.getenv("N") or arg[1] or 500)
-local tty = os.execute("test -t 2") == true or os.execute("test -t 2") == 0
+local N = tonumber(os.getenv("N") or arg[1] or 2000)
+local dir = mock.capture("mktemp -d"):gsub("%s+$", "")
 
-local flaky = mock.start { name = "flaky", fail_rate = 0.3, rps = 200, burst = 20, seed = 3 }
-local healthy = mock.start { name = "healthy", latency_ms = 2 }
+local flaky = mock.start { name = "flaky", fail_rate = 0.3, rps = 300, burst = 30, seed = 3 }
+local healthy = mock.start { name = "healthy", latency_ms = 20 }
 local dead_url = "http://127.0.0.1:" .. mock.free_port() .. "/v1"
 
-local counts = { retry = 0, failover = 0, breaker = 0, throttle = 0 }
-local client = llmrelay.new {
+local cfg = assert(io.open(dir .. "/pool.lua", "w"))
+cfg:write(([[
+return {
   endpoints = {
-    { name = "dead", base_url = dead_url, api_key = "sk-demo-dead" },
-    { name = "flaky", base_url = flaky.url, api_key = "sk-demo-flaky" },
-    { name = "healthy", base_url = healthy.url, api_key = "sk-demo-healthy" },
+    { name = "dead",    base_url = %q, api_key = "sk-demo-dead" },
+    { name = "flaky",   base_url = %q, api_key = "sk-demo-flaky" },
+    { name = "healthy", base_url = %q, api_key = "sk-demo-healthy" },
   },
   breaker = { failure_threshold = 3, cooldown = 2 },
-  on_event = function(ev) counts[ev.type] = counts[ev.type] + 1 end,
 }
+]]):format(dead_url, flaky.url, healthy.url))
+cfg:close()
 
-local ok, failed, attempts = 0, 0, 0
-local t0 = now()
-local function progress(final)
-  local dt = now() - t0
-  local line = ("%5d/%d done  ok %d  failed %d  retries %d  %6.0f req/s"):format(ok + failed, N, ok, failed,
-    attempts - (ok + failed), (ok + failed) / math.max(dt, 1e-9))
-  io.stderr:write(tty and "\r" or "", line, (final or not tty) and "\n" or "")
-end
-
+local input = assert(io.open(dir .. "/input.jsonl", "w"))
 for i = 1, N do
-  local resp, err = client:chat_completion {
-    model = "mock-model", messages = { { role = "user", content = "request " .. i } } }
-  if resp then
-    ok = ok + 1
-    attempts = attempts + resp._llmrelay.attempts
-  else
-    failed = failed + 1
-    attempts = attempts + (err.attempts or 0)
-    io.stderr:write("\n", tostring(err), "\n")
-  end
-  if i < N and (tty and i % 10 == 0 or (ok + failed) % 100 == 0) then progress(false) end
+  input:write(cjson.encode { custom_id = "req-" .. i, method = "POST", url = "/v1/chat/completions",
+                             body = { model = "mock-model", messages = { { role = "user", content = "question " .. i } } } },
+              "\n")
 end
-progress(true)
-local elapsed = now() - t0
+input:close()
 
-print(("\n%d requests: %d ok, %d failed, %d attempts in %.2f s (%.0f req/s)"):format(
-  N, ok, failed, attempts, elapsed, N / elapsed))
-print(("events: %d failovers, %d retries after a wait, %d throttles, %d breaker changes\n"):format(
-  counts.failover, counts.retry, counts.throttle, counts.breaker))
-print(("%-8s %-10s %8s %9s %9s %9s %12s %8s"):format("endpoint", "state", "requests", "successes",
-  "failures", "throttles", "latency_ms", "success"))
-for _, s in ipairs(client:status()) do
-  print(("%-8s %-10s %8d %9d %9d %9d %12s %7.0f%%"):format(s.name, s.state, s.requests, s.successes,
-    s.failures, s.throttles, s.latency_ewma and ("%.2f"):format(s.latency_ewma * 1000) or "-",
-    s.success_rate * 100))
+print(("llmrelay batch: %d requests through dead / flaky (30%% 500, 429 past 300/s) / healthy (20 ms)\n"):format(N))
+local cmd = ("bin/llmrelay batch %s/input.jsonl -o %s/output.jsonl -c %s/pool.lua --concurrency 50"):format(dir, dir, dir)
+local ok = os.execute(cmd)
+local code = (ok == true or ok == 0) and 0 or 1
+
+-- every input line answered exactly once, and answered right
+local seen, lines, good = {}, 0, 0
+for line in io.lines(dir .. "/output.jsonl") do
+  lines = lines + 1
+  local rec = cjson.decode(line)
+  seen[rec.custom_id] = (seen[rec.custom_id] or 0) + 1
+  local n = rec.custom_id:match("req%-(%d+)")
+  if rec.error == cjson.null and rec.response.body.choices[1].message.content == "echo: question " .. n then
+    good = good + 1
+  end
 end
+local once = 0
+for _, c in pairs(seen) do if c == 1 then once = once + 1 end end
 local fs, hs = flaky:stats(), healthy:stats()
-print(("\nwhat the servers saw: flaky %d requests (%d x 500, %d x 429) on %d connection(s); " ..
-       "healthy %d requests on %d connection(s)"):format(fs.requests, fs.status["500"] or 0,
-  fs.status["429"] or 0, fs.connections, hs.requests, hs.connections))
-client:close()
+print(("\noutput: %d lines, %d custom_ids answered exactly once, %d correct answers"):format(lines, once, good))
+print(("the servers saw: flaky %d requests (%d x 500, %d x 429), healthy %d requests on %d connections"):format(
+  fs.requests, fs.status["500"] or 0, fs.status["429"] or 0, hs.requests, hs.connections))
 mock.stop_all()
-os.exit(failed == 0 and 0 or 1)
+mock.run("rm -rf '" .. dir .. "'")
+if lines ~= N or once ~= N or good ~= N then code = 1 end
+os.exit(code)

@@ -33,6 +33,9 @@ build = {
     ["llmrelay.errors"] = "lua/llmrelay/errors.lua",
     ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
     ["llmrelay.batch"] = "lua/llmrelay/batch.lua",
+    ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
+    ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
+    ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.core"] = {
       sources = {
         "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c",
@@ -44,5 +47,8 @@ build = {
       libraries = { "curl" },
       defines = { "_GNU_SOURCE" },
     },
+  },
+  install = {
+    bin = { llmrelay = "bin/llmrelay" },
   },
 }

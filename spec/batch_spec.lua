@@ -122,6 +122,20 @@ describe("client:batch", function()
     assert.are.equal(0, client:pending())
   end)
 
+  it("the engine defaults to the client's concurrency", function()
+    local m = mock.start { name = "slow", latency_ms = 100 }
+    local client = llmrelay.new { endpoints = { { base_url = m.url } }, concurrency = 5 }
+    local i, got = 0, 0
+    local t0 = now()
+    local summary = require("llmrelay.batch").run(client, function()
+      i = i + 1
+      if i <= 10 then return { key = i, body = '{"messages":[]}' } end
+    end, function() got = got + 1 end)
+    assert.are.equal(10, summary.ok)
+    assert.are.equal(10, got)
+    assert.is_true(now() - t0 >= 0.2) -- two waves of five
+  end)
+
   it("rejects bad options by name", function()
     local client = llmrelay.new { endpoints = { { base_url = "http://127.0.0.1:1/v1" } } }
     assert.has_error(function() client:batch({}, { concurency = 3 }) end, "batch: unknown option 'concurency'")

@@ -46,7 +46,7 @@ function _M.new(user_cfg)
     _names = names,
     _scrub = scrubber(config.secrets(cfg)),
     _on_event = cfg.on_event,
-    _concurrency = cfg.concurrency,
+    _conc = cfg.concurrency,
     _waiters = {},
   }, Client)
   if cfg.on_event then self._h:enable_events(true) end
@@ -115,7 +115,7 @@ function Client:_waiter()
 end
 
 function Client:_concurrency()
-  return self._concurrency
+  return self._conc
 end
 
 -- Starts a request whose result goes to `waiter`. -> id | nil, err
@@ -378,7 +378,7 @@ function Client:batch(requests, opts)
     if on_result then guarded(on_result, key, out) end
   end
   local summary = batch.run(self, source, sink, {
-    concurrency = conc or self._concurrency, total = n,
+    concurrency = conc or self._conc, total = n,
     on_progress = on_progress and function(p) guarded(on_progress, p) end,
   })
   raise_callback_error(self)

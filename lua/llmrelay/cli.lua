@@ -1,0 +1,521 @@
+-- The `llmrelay` command line: `llmrelay batch INPUT.jsonl -o OUTPUT.jsonl ...`
+-- runs an OpenAI Batch API file through a resilient client, resumably.
+-- bin/llmrelay only sets the module paths and calls main(arg).
+-- Lua 5.1 / LuaJIT / 5.4.
+
+local core = require "llmrelay.core"
+local jsonl = require "llmrelay.cli_jsonl"
+local report = require "llmrelay.cli_report"
+local errors = require "llmrelay.errors"
+
+local _M = {}
+
+local type, tostring, tonumber, pairs, ipairs, pcall = type, tostring, tonumber, pairs, ipairs, pcall
+local find, sub, format, byte = string.find, string.sub, string.format, string.byte
+local floor, max = math.floor, math.max
+local concat = table.concat
+
+local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+local BAR_INTERVAL = 0.2      -- progress redraws on a terminal
+
+_M.EXIT = { ok = EXIT_OK, failed = EXIT_FAILED, usage = EXIT_USAGE, internal = EXIT_INTERNAL,
+            interrupted = EXIT_INTERRUPTED }
+
+local MAIN_HELP = [[
+Usage: llmrelay <command> [options]
+
+Commands:
+  batch INPUT.jsonl -o OUTPUT.jsonl [options]
+                 run every request of an OpenAI Batch API input file through a
+                 pool of OpenAI-compatible endpoints, resumably
+                 (`llmrelay batch --help` for the details)
+
+Options:
+  -h, --help     this text
+  --version      the version of llmrelay
+
+Exit codes: 0 success, 1 some requests failed for good, 2 usage or setup
+error, 3 internal error (for example the output could not be written),
+130 interrupted (Ctrl-C).
+]]
+
+local BATCH_HELP = [[
+Usage: llmrelay batch INPUT.jsonl -o OUTPUT.jsonl [-c config.lua] [--endpoint URL]...
+                      [--concurrency N] [--max-attempts N] [--retry-failed] [--quiet]
+
+Sends every line of INPUT.jsonl (OpenAI Batch API input format) as a chat
+completion and writes one line per input line to OUTPUT.jsonl (OpenAI Batch
+API output format), each written whole and flushed as soon as its request
+finishes, in completion order.
+
+Input, one JSON object a line (blank lines are ignored):
+  {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions",
+   "body": {"model": "...", "messages": [...], ...}}
+  url may also be "/chat/completions". The body is sent as written;
+  body.model routes the request to the endpoints serving that model.
+
+Output, one JSON object a line:
+  {"id": "batch_req_...", "custom_id": "req-1",
+   "response": {"status_code": 200, "request_id": "...", "body": {...}},
+   "error": null}
+  A request that failed for good has "response": null, or the last HTTP
+  answer {"status_code": N, "body": <its JSON, or null>}, and
+  "error": {"code": <kind>, "message": "..."}, where kind is one of
+  rate_limited server_error timeout connect http invalid_request
+  circuit_open deadline decode cancelled.
+  A bad input line (invalid JSON, custom_id missing, not a string or
+  repeated, method not POST, another url, body not an object with a
+  "messages" array, body.stream set) gets
+  "error": {"code": "invalid_request", "message": "line 12: ...", "line": 12}
+  with "custom_id": null when the line names none. The first line with a
+  custom_id is the real request; later lines with the same one are errors.
+  Bad lines never stop the run.
+
+Options:
+  -o, --output FILE     the output file (required). If it exists the run
+                        resumes: lines already answered there are skipped.
+  -c, --config FILE     a Lua file returning the table given to llmrelay.new
+                        (endpoints, retry, breaker, timeout, concurrency, ...)
+  --endpoint URL        an endpoint's base URL, e.g. http://127.0.0.1:8080/v1
+                        (repeatable; instead of -c). The api key is read from
+                        the environment variable LLMRELAY_API_KEY if it is set.
+  --concurrency N       requests in flight (default: the client's
+                        concurrency, 64); raises the client's concurrency to N
+  --max-attempts N      attempts per request, the first included (default 5;
+                        overrides retry.max_attempts of the config)
+  --retry-failed        on resume, also send again the requests whose earlier
+                        answer was an error (bad input lines stay answered)
+  -q, --quiet           print nothing but errors
+  -h, --help            this text
+
+Resume: run the same command again after a crash, a Ctrl-C or kill -9.
+Requests are matched by custom_id, bad input lines by their line number, so
+the input must be the same file. A torn last line (a crash mid-write) is cut
+off, and requests recorded as "cancelled" are sent again; the file is then
+rewritten through a temp file and a rename. Every input line ends up with
+exactly one output line.
+
+Ctrl-C: the first one stops taking new lines, waits for the requests in
+flight and writes their answers; a second one cancels them (written as
+"cancelled" errors, sent again by a re-run). No line is ever half written.
+
+Progress goes to stderr: a bar redrawn in place when stderr is a terminal
+(done/total, rate, ETA, retries, endpoints whose breaker is open), else a
+plain line every 2 s; a summary ends the run (counts, rate, retries, token
+usage, per-endpoint ok/failed/attempts and state). No api key is printed.
+
+Exit codes:
+  0    every line of OUTPUT is a successful answer
+  1    some line of OUTPUT (from this run or an earlier one) is an error:
+       a request that failed for good or a bad input line
+  2    usage error, unreadable input, bad config, output not writable
+  3    internal error during the run (for example a failed write)
+  130  interrupted by Ctrl-C; re-run the same command to finish
+]]
+
+local function eprint(...)
+  io.stderr:write(concat({ ... }), "\n")
+end
+
+local function usage_error(msg, help_hint)
+  eprint("llmrelay: ", msg)
+  eprint("Try '", help_hint or "llmrelay --help", "' for more information.")
+  return EXIT_USAGE
+end
+
+---------------------------------------------------------------------------
+-- Arguments
+
+local BATCH_FLAGS = {
+  ["-o"] = "output", ["--output"] = "output",
+  ["-c"] = "config", ["--config"] = "config",
+  ["--endpoint"] = "endpoint", ["--concurrency"] = "concurrency",
+  ["--max-attempts"] = "max_attempts",
+  ["-q"] = "quiet", ["--quiet"] = "quiet",
+  ["--retry-failed"] = "retry_failed",
+  ["-h"] = "help", ["--help"] = "help",
+}
+local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
+                      max_attempts = true }
+
+-- Returns opts, or nil and a message.
+local function parse_batch_args(argv, first)
+  local o = { endpoints = {} }
+  local positional = {}
+  local i, only_positional = first, false
+  while argv[i] ~= nil do
+    local a = argv[i]
+    if only_positional or a == "-" or sub(a, 1, 1) ~= "-" then
+      positional[#positional + 1] = a
+    elseif a == "--" then
+      only_positional = true
+    else
+      local flag, value = a, nil
+      local eq = find(a, "=", 1, true)
+      if sub(a, 1, 2) == "--" and eq then flag, value = sub(a, 1, eq - 1), sub(a, eq + 1) end
+      local name = BATCH_FLAGS[flag]
+      if not name then return nil, "batch: unknown option '" .. flag .. "'" end
+      if TAKES_VALUE[name] then
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+          if value == nil then return nil, "batch: option '" .. flag .. "' needs a value" end
+        end
+        if name == "endpoint" then
+          o.endpoints[#o.endpoints + 1] = value
+        elseif name == "concurrency" then
+          local n = tonumber(value)
+          if not n or n < 1 or n ~= floor(n) or n > 100000 then
+            return nil, "batch: --concurrency must be a whole number from 1 to 100000 (got '" .. value .. "')"
+          end
+          o.concurrency = n
+        elseif name == "max_attempts" then
+          local n = tonumber(value)
+          if not n or n < 1 or n ~= floor(n) or n > 1000 then
+            return nil, "batch: --max-attempts must be a whole number from 1 to 1000 (got '" .. value .. "')"
+          end
+          o.max_attempts = n
+        else
+          if o[name] then return nil, "batch: option '" .. flag .. "' given twice" end
+          o[name] = value
+        end
+      else
+        if value ~= nil then return nil, "batch: option '" .. flag .. "' takes no value" end
+        o[name] = true
+      end
+    end
+    i = i + 1
+  end
+  if o.help then return o end
+  if #positional == 0 then return nil, "batch: missing INPUT.jsonl" end
+  if #positional > 1 then return nil, "batch: one input file only (got '" .. positional[2] .. "' too)" end
+  o.input = positional[1]
+  if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
+  if not o.output then return nil, "batch: missing -o OUTPUT.jsonl" end
+  if o.output == o.input then return nil, "batch: the output file must not be the input file" end
+  if o.config and #o.endpoints > 0 then return nil, "batch: use either -c or --endpoint, not both" end
+  if not o.config and #o.endpoints == 0 then
+    return nil, "batch: no endpoints: give -c config.lua or --endpoint URL"
+  end
+  return o
+end
+_M.parse_batch_args = parse_batch_args
+
+---------------------------------------------------------------------------
+-- Config and client
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- Returns the table for llmrelay.new, or nil and a message.
+local function load_config(o)
+  if o.config then
+    local f = io.open(o.config, "rb")
+    if not f then
+      local _, err = io.open(o.config, "rb")
+      return nil, "config file '" .. o.config .. "': cannot open: " .. tostring(err)
+    end
+    f:close()
+    local chunk, err = loadfile(o.config)
+    if not chunk then return nil, "config file '" .. o.config .. "': " .. tostring(err) end
+    local ok, cfg = pcall(chunk)
+    if not ok then return nil, "config file '" .. o.config .. "' failed: " .. tostring(cfg) end
+    if type(cfg) ~= "table" then
+      return nil, "config file '" .. o.config .. "' must return the llmrelay.new table (it returned "
+        .. type(cfg) .. ")"
+    end
+    return copy(cfg)
+  end
+  local eps = {}
+  local key = os.getenv("LLMRELAY_API_KEY")
+  for i, url in ipairs(o.endpoints) do
+    eps[i] = { base_url = url, api_key_env = (key and key ~= "") and "LLMRELAY_API_KEY" or nil }
+  end
+  return { endpoints = eps }
+end
+
+-- The client, the keys to scrub, or nil and a message.
+local function make_client(o)
+  local cfg, err = load_config(o)
+  if not cfg then return nil, nil, err end
+  if o.concurrency then
+    local c = cfg.concurrency
+    if type(c) ~= "number" or c < o.concurrency then cfg.concurrency = o.concurrency end
+  end
+  if o.max_attempts then
+    local r = type(cfg.retry) == "table" and copy(cfg.retry) or {}
+    r.max_attempts = o.max_attempts
+    cfg.retry = r
+  end
+  local where = o.config and ("config file '" .. o.config .. "': ") or "--endpoint: "
+  local llmrelay = require "llmrelay"
+  local ok, client = pcall(llmrelay.new, cfg)
+  if not ok then return nil, nil, where .. tostring(client) end
+  local keys = {}
+  local config = require "llmrelay.config"
+  local vok, norm = pcall(config.validate, cfg)
+  if vok then keys = config.secrets(norm) end
+  local env_key = os.getenv("LLMRELAY_API_KEY")
+  if env_key and env_key ~= "" then keys[#keys + 1] = env_key end
+  o.effective_concurrency = o.concurrency or cfg.concurrency or 64
+  return client, jsonl.secret_forms(keys)
+end
+
+---------------------------------------------------------------------------
+-- The batch command
+
+local function random_hex(n)
+  local f = io.open("/dev/urandom", "rb")
+  local s = f and f:read(n)
+  if f then f:close() end
+  if not s or #s < n then
+    math.randomseed(os.time() + floor(core.now() * 1e6) % 1000000)
+    local t = {}
+    for i = 1, n do t[i] = string.char(math.random(0, 255)) end
+    s = concat(t)
+  end
+  return (s:gsub(".", function(c) return format("%02x", byte(c)) end))
+end
+
+local function count_lines(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n, k = 0, 0
+  for line in f:lines() do
+    if find(line, "%S") then n = n + 1 end
+    k = k + 1
+    if k % 8192 == 0 and core.sigint_count() > 0 then break end
+  end
+  f:close()
+  return n
+end
+
+local function run_batch(o)
+  core.catch_sigint()
+  local quiet = o.quiet
+  local function note(msg) if not quiet then eprint("llmrelay: ", msg) end end
+
+  local inf, ierr = io.open(o.input, "rb")
+  if not inf then
+    eprint("llmrelay: cannot open input: ", tostring(ierr))
+    return EXIT_USAGE
+  end
+  local probe_ok, probe_err = inf:read(0)
+  if probe_ok == nil and probe_err then
+    eprint("llmrelay: cannot read input '", o.input, "': ", tostring(probe_err))
+    inf:close()
+    return EXIT_USAGE
+  end
+
+  local client, secrets, cerr = make_client(o)
+  if not client then
+    inf:close()
+    eprint("llmrelay: ", cerr)
+    return EXIT_USAGE
+  end
+
+  local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed)
+  if not ledger then
+    inf:close()
+    eprint("llmrelay: ", lerr)
+    return EXIT_USAGE
+  end
+  local d = ledger.dropped
+  if ledger.rewritten then
+    local parts = {}
+    if d.torn > 0 then parts[#parts + 1] = "cut a torn last line" end
+    if d.invalid > 0 then parts[#parts + 1] = format("dropped %d unreadable lines", d.invalid) end
+    if d.duplicate > 0 then parts[#parts + 1] = format("dropped %d duplicate answers", d.duplicate) end
+    if d.retried > 0 then
+      parts[#parts + 1] = format("will send %d cancelled%s requests again", d.retried,
+        o.retry_failed and " or failed" or "")
+    end
+    note("repaired " .. o.output .. ": " .. concat(parts, ", "))
+  end
+  if ledger.kept > 0 then note(format("resuming: %d lines already answered in %s", ledger.kept, o.output)) end
+
+  local out, oerr = io.open(o.output, "ab")
+  if not out then
+    inf:close()
+    eprint("llmrelay: cannot open output: ", tostring(oerr))
+    return EXIT_USAGE
+  end
+  out:setvbuf("no")   -- each line goes out in one write(2)
+
+  local total_lines = count_lines(o.input)
+  local todo = max(0, total_lines - ledger.kept)
+
+  local tty = not quiet and report.is_tty(2)
+  local progress = report.progress(o, client, tty)
+
+  -- ids: a random prefix per run, then a counter
+  local id_prefix, id_n = "batch_req_" .. random_hex(8), 0
+  local function next_id()
+    id_n = id_n + 1
+    return id_prefix .. format("%07d", id_n)
+  end
+
+  local run = { ok = 0, failed = 0, bad = 0, cancelled = 0 }
+  local fatal
+  local pend = {}        -- [line number] = custom_id or false, while in flight
+  local problems = {}    -- [line number] = problem, for bad lines in flight
+  local seen = {}        -- [custom_id] = line of its first occurrence
+  local done_ids, done_lines = ledger.ids, ledger.lines
+  local lineno = 0
+
+  local function write_line(text)
+    if fatal then return end
+    local ok, err = out:write(text .. "\n")
+    if not ok then fatal = "cannot write to " .. o.output .. ": " .. tostring(err) end
+  end
+
+  local function source()
+    while not fatal do
+      local line = inf:read("*l")
+      if line == nil then return nil end
+      lineno = lineno + 1
+      if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+      if find(line, "%S") then
+        local r = jsonl.parse_input(line)
+        local cid, problem = r.custom_id, r.problem
+        if cid then
+          local first = seen[cid]
+          if first then
+            problem = format("duplicate custom_id %s (first on line %d)", jsonl.show(cid), first)
+          else
+            seen[cid] = lineno
+          end
+        end
+        if done_lines[lineno] then
+          done_lines[lineno] = nil
+        elseif problem then
+          pend[lineno] = cid or false
+          problems[lineno] = problem
+          return { key = lineno, error = errors.new { kind = "invalid_request", attempts = 0,
+                                                        message = "line " .. lineno .. ": " .. problem } }
+        elseif done_ids[cid] then
+          done_ids[cid] = nil
+        else
+          pend[lineno] = cid
+          return { key = lineno, body = r.body, model = r.model }
+        end
+      end
+    end
+    return nil
+  end
+
+  local function sink(key, res)
+    local cid = pend[key]
+    pend[key] = nil
+    if cid == false then cid = nil end
+    local problem = problems[key]
+    if problem then
+      problems[key] = nil
+      run.bad = run.bad + 1
+      write_line(jsonl.input_error_line(next_id(), cid, key, problem))
+    elseif res.ok then
+      run.ok = run.ok + 1
+      write_line(jsonl.success_line(next_id(), cid, res, secrets))
+    else
+      if res.error and res.error.kind == "cancelled" then
+        run.cancelled = run.cancelled + 1
+      else
+        run.failed = run.failed + 1
+      end
+      write_line(jsonl.failure_line(next_id(), cid, res, secrets))
+    end
+  end
+
+  local stop_said = 0
+  local function should_stop()
+    if fatal then return "cancel" end
+    local n = core.sigint_count()
+    if n ~= stop_said then
+      local inflight = 0
+      for _ in pairs(pend) do inflight = inflight + 1 end
+      if n == 1 then
+        if not quiet then
+          progress.say(format("llmrelay: interrupted: finishing %d requests in flight (Ctrl-C again to cancel them)",
+            inflight))
+        end
+      elseif stop_said < 2 then
+        if not quiet then
+          progress.say(format("llmrelay: interrupted again: cancelling %d requests in flight", inflight))
+        end
+      end
+      stop_said = n
+    end
+    if n >= 2 then return "cancel" end
+    if n == 1 then return "drain" end
+    return nil
+  end
+
+  local batch = require "llmrelay.batch"
+  local t0 = core.now()
+  local ok, summary = pcall(batch.run, client, source, sink, {
+    concurrency = o.effective_concurrency,
+    total = todo,
+    progress_interval = tty and BAR_INTERVAL or 0.5,
+    on_progress = progress.update,
+    should_stop = should_stop,
+  })
+  inf:close()
+  out:close()
+  if not ok then
+    progress.say("llmrelay: internal error: " .. errors.scrub(tostring(summary), secrets))
+    return EXIT_INTERNAL
+  end
+  run.elapsed = core.now() - t0
+  summary = summary or {}
+  progress.finish()
+  run.stopped = summary.stopped or (core.sigint_count() > 0 and "drain") or nil
+  if not quiet then report.summary(o, client, summary, run, ledger, total_lines) end
+  client:close()
+  if fatal then
+    eprint("llmrelay: ", fatal)
+    return EXIT_INTERNAL
+  end
+  if run.stopped then return EXIT_INTERRUPTED end
+  if run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
+  return EXIT_OK
+end
+
+---------------------------------------------------------------------------
+-- Entry point
+
+function _M.main(argv)
+  argv = argv or {}
+  local cmd = argv[1]
+  if cmd == nil then
+    io.stderr:write(MAIN_HELP)
+    return EXIT_USAGE
+  end
+  if cmd == "-h" or cmd == "--help" or cmd == "help" then
+    if cmd == "help" and argv[2] == "batch" then
+      io.stdout:write(BATCH_HELP)
+    else
+      io.stdout:write(MAIN_HELP)
+    end
+    return EXIT_OK
+  end
+  if cmd == "--version" then
+    io.stdout:write("llmrelay ", tostring(core.version or "?"), "\n")
+    return EXIT_OK
+  end
+  if cmd == "batch" then
+    local o, err = parse_batch_args(argv, 2)
+    if not o then return usage_error(err, "llmrelay batch --help") end
+    if o.help then
+      io.stdout:write(BATCH_HELP)
+      return EXIT_OK
+    end
+    return run_batch(o)
+  end
+  if sub(cmd, 1, 1) == "-" then return usage_error("unknown option '" .. cmd .. "'") end
+  return usage_error("unknown command '" .. cmd .. "'")
+end
+
+return _M
