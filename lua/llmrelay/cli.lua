@@ -138,6 +138,9 @@ local BATCH_FLAGS = {
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
                       max_attempts = true }
 
+-- the whole-number options and their largest value
+local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000 }
+
 -- Returns opts, or nil and a message.
 local function parse_batch_args(argv, first)
   local o = { endpoints = {} }
@@ -163,18 +166,12 @@ local function parse_batch_args(argv, first)
         end
         if name == "endpoint" then
           o.endpoints[#o.endpoints + 1] = value
-        elseif name == "concurrency" then
+        elseif WHOLE_MAX[name] then
           local n = tonumber(value)
-          if not n or n < 1 or n ~= floor(n) or n > 100000 then
-            return nil, "batch: --concurrency must be a whole number from 1 to 100000 (got '" .. value .. "')"
+          if not n or n < 1 or n ~= floor(n) or n > WHOLE_MAX[name] then
+            return nil, ("batch: %s must be a whole number from 1 to %d (got '%s')"):format(flag, WHOLE_MAX[name], value)
           end
-          o.concurrency = n
-        elseif name == "max_attempts" then
-          local n = tonumber(value)
-          if not n or n < 1 or n ~= floor(n) or n > 1000 then
-            return nil, "batch: --max-attempts must be a whole number from 1 to 1000 (got '" .. value .. "')"
-          end
-          o.max_attempts = n
+          o[name] = n
         else
           if o[name] then return nil, "batch: option '" .. flag .. "' given twice" end
           o[name] = value
