@@ -70,6 +70,10 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
       bits |= LR_BLOCK_CAPACITY;
     }
   }
+  if (e->answers == 0 && e->in_flight >= LR_WARMUP_IN_FLIGHT) {
+    at = INFINITY;
+    bits |= LR_BLOCK_CAPACITY;
+  }
   if (e->max_concurrency && e->in_flight >= e->max_concurrency) {
     at = INFINITY;
     bits |= LR_BLOCK_CAPACITY;
@@ -173,6 +177,7 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
 int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe) {
   lr_endpoint *e = &p->ep[i];
   if (e->in_flight > 0) e->in_flight--;
+  e->answers++;
   int changed = 0;
   double s = lr_pool_success_rate(p, i, now);
   switch (v) {

@@ -12,6 +12,10 @@
 #include "rng.h"
 
 #define LR_MAX_ENDPOINTS 64
+/* Until an endpoint has answered once, at most this many attempts are in
+ * flight to it: a dead or black-holed endpoint in a pool that starts with a
+ * burst then costs a few attempts, not a share of the whole burst. */
+#define LR_WARMUP_IN_FLIGHT 4
 
 typedef enum { LR_STRATEGY_WEIGHTED = 0, LR_STRATEGY_ROUND_ROBIN = 1, LR_STRATEGY_PRIORITY = 2 } lr_strategy;
 
@@ -40,6 +44,7 @@ typedef struct lr_endpoint {
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
   int consecutive_throttles;
   long requests, successes, failures, throttles;
+  long answers;           /* attempts that came back, whatever the verdict */
   lr_breaker breaker;
   lr_limiter limiter;
   char *models;           /* NUL-separated names it serves; NULL = every model */

@@ -292,6 +292,9 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
       send_to(rl, r, i, now);
       return D_SEND;
     }
+    /* An untried endpoint is only busy: its next answer frees a slot, sooner
+     * than a backoff would bring the request back to one that failed. */
+    if (why & LR_BLOCK_CAPACITY) return D_BLOCKED;
   }
   if (r->tried) {
     /* Every untried endpoint is busy or blocked. Going back to one that

@@ -214,6 +214,24 @@ TEST(a_429_without_limits_lets_one_probe_at_a_time) {
   CHECK(lr_pool_usable(&p, 0, 0, 1.1, &at, &why));
 }
 
+TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_answers) {
+  lr_pool p;
+  make(&p, 1, LR_STRATEGY_PRIORITY);
+  double at;
+  int why, sent = 0;
+  while (lr_pool_usable(&p, 0, 0, 1, &at, &why) && sent < 100) {
+    lr_pool_on_send(&p, 0, 0, 1);
+    sent++;
+  }
+  CHECK(sent == LR_WARMUP_IN_FLIGHT);
+  CHECK(isinf(at) && why == LR_BLOCK_CAPACITY);
+  lr_pool_on_result(&p, 0, LR_VERDICT_FAILURE, -1, 1.01, 0); /* any answer proves it reachable */
+  for (int k = 0; k < 50; k++) {
+    CHECK(lr_pool_usable(&p, 0, 0, 1.01, &at, &why));
+    lr_pool_on_send(&p, 0, 0, 1.01);
+  }
+}
+
 int main(void) {
   RUN(priority_uses_first_usable);
   RUN(round_robin_cycles_over_usable);
@@ -223,6 +241,7 @@ int main(void) {
   RUN(breaker_opens_and_blocks_with_wake_time);
   RUN(limiter_blocks_with_refill_time);
   RUN(models_mask);
+  RUN(an_unproven_endpoint_takes_a_few_attempts_until_it_answers);
   RUN(exhausted_endpoint_goes_at_the_servers_pace);
   RUN(a_429_without_limits_lets_one_probe_at_a_time);
   CTEST_END();

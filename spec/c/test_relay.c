@@ -422,6 +422,27 @@ TEST(requests_queue_behind_a_half_open_probe) {
   lr_relay_free(rl);
 }
 
+TEST(a_busy_untried_endpoint_is_waited_for_not_backed_off_from) {
+  lr_relay_cfg cfg = {.max_attempts = 5, .backoff = {0.5, 8, 60}, .budget = -1, .concurrency = 10,
+                      .attempt_timeout_s = 30};
+  lr_endpoint_cfg eps[2] = {{.weight = 1}, {.weight = 1, .max_concurrency = 1}};
+  lr_relay *rl = lr_relay_new(&cfg, eps, 2, LR_STRATEGY_PRIORITY, &bcfg, 5, 0);
+  lr_req busy, r, *out[8];
+  double wake;
+  lr_relay_submit(rl, &busy, 2, 0, INFINITY, 0, 0, NULL); /* holds endpoint 1's only slot */
+  lr_relay_poll(rl, 0, out, 8, &wake);
+  lr_relay_submit(rl, &r, 3, 0, INFINITY, 0, 0, NULL);
+  lr_relay_poll(rl, 0, out, 8, &wake);
+  CHECK(r.endpoint == 0);
+  answer(rl, &r, 500, 0.01);
+  CHECK(lr_relay_poll(rl, 0.01, out, 8, &wake) == 0);
+  CHECK(r.state == LR_REQ_READY); /* queued for endpoint 1, not backing off */
+  answer(rl, &busy, 200, 0.02);
+  lr_relay_poll(rl, 0.02, out, 8, &wake);
+  CHECK(r.state == LR_REQ_SENDING && r.endpoint == 1 && r.attempts == 2);
+  lr_relay_free(rl);
+}
+
 TEST(cancel_in_every_state) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
   lr_req a, b, *out[8];
@@ -449,8 +470,12 @@ TEST(cancel_in_every_state) {
 TEST(many_throttled_requests_wait_then_follow_one_probe) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1000);
   enum { N = 500 };
-  lr_req *r = calloc(N, sizeof *r), *out[N];
+  lr_req *r = calloc(N, sizeof *r), *out[N], first;
   double wake;
+  lr_relay_submit(rl, &first, 1, 0, INFINITY, 0, 0, NULL); /* the endpoint answers once: no warm-up limit */
+  lr_relay_poll(rl, 0, out, N, &wake);
+  answer(rl, &first, 200, 0);
+  lr_relay_poll(rl, 0, out, N, &wake);
   for (int k = 0; k < N; k++) lr_relay_submit(rl, &r[k], 1, 0, INFINITY, 0, 0, NULL);
   CHECK(lr_relay_poll(rl, 0, out, N, &wake) == N);
   for (int k = 0; k < N; k++) answer_hints(rl, &r[k], 429, "Retry-After: 2\r\n", 0);
@@ -500,6 +525,7 @@ int main(void) {
   RUN(failover_from_an_unreached_endpoint_is_outside_the_budget);
   RUN(attempt_timeout_is_cut_by_the_deadline);
   RUN(requests_queue_behind_a_half_open_probe);
+  RUN(a_busy_untried_endpoint_is_waited_for_not_backed_off_from);
   RUN(cancel_in_every_state);
   RUN(many_throttled_requests_wait_then_follow_one_probe);
   CTEST_END();
