@@ -311,6 +311,9 @@ static int l_status(lua_State *L) {
     set_int(L, "window_calls", calls);
     set_int(L, "window_failures", fails);
     if (e->max_concurrency) set_int(L, "max_concurrency", e->max_concurrency);
+    /* what the server's rate-limit headers taught us */
+    if (e->remaining >= 0 && now < e->remaining_until) set_num(L, "remaining", e->remaining);
+    if (e->slot_interval > 0) set_num(L, "server_rpm", 60.0 / e->slot_interval);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
