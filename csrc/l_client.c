@@ -192,7 +192,7 @@ static lr_client *check_client(lua_State *L) {
   return ud->c;
 }
 
-/* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil) -> id */
+/* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil, priority|nil) -> id */
 static int l_submit(lua_State *L) {
   lr_client *c = check_client(L);
   size_t len, mlen = 0;
@@ -201,7 +201,9 @@ static int l_submit(lua_State *L) {
   double tokens = luaL_optnumber(L, 4, 0);
   double timeout = luaL_optnumber(L, 5, 0);
   double deadline = lua_isnoneornil(L, 6) ? INFINITY : lr_now_mono() + luaL_checknumber(L, 6);
-  lr_call *call = lr_client_submit(c, body, len, lr_client_serving(c, model, mlen), tokens, timeout, deadline);
+  int priority = (int)luaL_optinteger(L, 7, 0);
+  lr_call *call = lr_client_submit(c, body, len, lr_client_serving(c, model, mlen), tokens, timeout, deadline,
+                                   priority);
   if (!call) {
     lua_pushnil(L);
     lua_pushliteral(L, "out of memory");

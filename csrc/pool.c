@@ -24,6 +24,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
     e->success_at = now;
     e->throttled_until = -INFINITY;
     e->remaining = -1;
+    e->remaining_tokens = -1;
     lr_breaker_init(&e->breaker, bcfg);
     lr_limiter_init(&e->limiter, eps[i].rpm, eps[i].tpm, now);
   }
@@ -69,6 +70,11 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
       at = INFINITY;
       bits |= LR_BLOCK_CAPACITY;
     }
+  }
+  if (e->remaining_tokens >= 0 && now < e->remaining_tokens_until && e->remaining_tokens < tokens) {
+    /* the server's token budget is spent: wait for its reset */
+    if (e->remaining_tokens_until > at) at = e->remaining_tokens_until;
+    bits |= LR_BLOCK_THROTTLE;
   }
   if (e->answers == 0 && e->in_flight >= LR_WARMUP_IN_FLIGHT) {
     at = INFINITY;
@@ -165,6 +171,7 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
   lr_endpoint *e = &p->ep[i];
   e->in_flight++;
   e->requests++;
+  if (e->remaining_tokens >= 0) e->remaining_tokens -= tokens;
   if (e->remaining >= 1) {
     e->remaining -= 1;
   } else if (e->remaining >= 0 && e->slot_interval > 0) {
@@ -205,6 +212,10 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
 
 void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now) {
   lr_endpoint *e = &p->ep[i];
+  if (h && h->remaining_tokens >= 0) {
+    e->remaining_tokens = h->remaining_tokens;
+    e->remaining_tokens_until = now + (h->reset_tokens_s >= 0 ? h->reset_tokens_s : 1.0);
+  }
   if (h && h->remaining_requests >= 0) {
     double rem = h->remaining_requests - e->in_flight; /* those in flight were not counted yet */
     double reset = h->reset_requests_s >= 0 ? h->reset_requests_s : h->reset_s;
@@ -219,6 +230,10 @@ void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now)
   } else if (status >= 200 && status < 300) {
     e->remaining = -1; /* a success that names no limit: nothing is known to be exhausted */
   }
+}
+
+void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double now) {
+  lr_limiter_correct(&p->ep[i].limiter, estimated, actual, now);
 }
 
 void lr_pool_throttle(lr_pool *p, int i, double until) {

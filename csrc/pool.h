@@ -40,6 +40,8 @@ typedef struct lr_endpoint {
   double throttled_until; /* no new request before this moment */
   double remaining;       /* requests the server said it still takes, less those sent since; < 0 unknown */
   double remaining_until; /* when that count expires (the server's reset) */
+  double remaining_tokens;      /* x-ratelimit-remaining-tokens, less estimates sent since; < 0 unknown */
+  double remaining_tokens_until; /* when that count expires (x-ratelimit-reset-tokens) */
   double slot_interval;   /* 60 / x-ratelimit-limit-requests: the server's pace; 0 unknown */
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
   int consecutive_throttles;
@@ -101,6 +103,10 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
  * known, else one at a time; so a throttle's end releases waiting requests
  * as the server frees them, not as one burst that earns the next 429. */
 void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now);
+
+/* An answer reported its real token usage: the configured tpm bucket is
+ * charged (or refunded) the difference from the estimate. */
+void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double now);
 
 /* A server asked for a pause: no new request to i before `until`. */
 void lr_pool_throttle(lr_pool *p, int i, double until);

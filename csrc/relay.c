@@ -12,11 +12,13 @@
 #define BUDGET_MIN_RETRIES 10 /* retries allowed per window on top of the share, so a quiet client can retry */
 #define BLOCKED_SCAN 64       /* capacity-blocked requests looked at per poll before giving up */
 
+#define N_PRIO (LR_PRIORITY_MAX - LR_PRIORITY_MIN + 1)
+
 struct lr_relay {
   lr_relay_cfg cfg;
   lr_pool pool;
   lr_rng rng;
-  lr_req *ready_head, *ready_tail; /* FIFO of requests to decide for */
+  lr_req *ready_head[N_PRIO], *ready_tail[N_PRIO]; /* requests to decide for: FIFO per priority */
   lr_req *done_head, *done_tail;   /* finished, to hand back */
   lr_req **heap;                   /* waiting requests, min-heap on wake_at */
   int heap_n, heap_cap;
@@ -107,6 +109,14 @@ static void heap_remove(lr_relay *rl, lr_req *r) {
     heap_up(rl, rl->heap[i]->heap_idx);
   }
   r->heap_idx = -1;
+}
+
+static void ready_push(lr_relay *rl, lr_req *r, int front) {
+  list_push(&rl->ready_head[r->prio], &rl->ready_tail[r->prio], r, front);
+}
+
+static void ready_unlink(lr_relay *rl, lr_req *r) {
+  list_unlink(&rl->ready_head[r->prio], &rl->ready_tail[r->prio], r);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -212,7 +222,7 @@ static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, double now, cons
 }
 
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
-                     double timeout_s, double now, void *udata) {
+                     double timeout_s, int priority, double now, void *udata) {
   memset(r, 0, sizeof *r);
   r->udata = udata;
   r->endpoint = r->last_endpoint = -1;
@@ -222,6 +232,9 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
   uint64_t all = rl->pool.n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << rl->pool.n) - 1);
   r->allowed = allowed & all;
   r->tokens = tokens > 0 ? tokens : 0;
+  if (priority < LR_PRIORITY_MIN) priority = LR_PRIORITY_MIN;
+  if (priority > LR_PRIORITY_MAX) priority = LR_PRIORITY_MAX;
+  r->prio = priority - LR_PRIORITY_MIN;
   r->deadline = deadline;
   r->timeout_s = timeout_s > 0 ? timeout_s : rl->cfg.attempt_timeout_s;
   r->attempt_timeout_s = r->timeout_s;
@@ -231,7 +244,7 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
     return;
   }
   r->state = LR_REQ_READY;
-  list_push(&rl->ready_head, &rl->ready_tail, r, 0);
+  ready_push(rl, r, 0);
 }
 
 /* ---- deciding ------------------------------------------------------------- */
@@ -372,36 +385,43 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
       r->new_round_on_wake = 0;
     }
     r->state = LR_REQ_READY;
-    list_push(&rl->ready_head, &rl->ready_tail, r, 0);
+    ready_push(rl, r, 0);
   }
-  int blocked = 0;
-  for (lr_req *r = rl->ready_head, *next; r && n < max && blocked < BLOCKED_SCAN; r = next) {
-    next = r->next;
-    if (rl->in_flight >= rl->cfg.concurrency && now < r->deadline) break;
-    list_unlink(&rl->ready_head, &rl->ready_tail, r);
-    switch (decide(rl, r, now)) {
-    case D_SEND:
-      out[n++] = r;
-      break;
-    case D_WAIT:
-      r->state = LR_REQ_WAITING;
-      if (heap_push(rl, r) != 0) finish(rl, r, r->kind, now, "out of memory");
-      break;
-    case D_BLOCKED: /* put back where it was */
-      if (next) {
-        r->next = next;
-        r->prev = next->prev;
-        if (next->prev) next->prev->next = r;
-        else rl->ready_head = r;
-        next->prev = r;
-      } else {
-        list_push(&rl->ready_head, &rl->ready_tail, r, 0);
+  int blocked = 0, ready_left = 0, full = 0;
+  for (int p = N_PRIO - 1; p >= 0; p--) { /* higher priorities first */
+    lr_req **head = &rl->ready_head[p], **tail = &rl->ready_tail[p];
+    for (lr_req *r = *head, *next; r && n < max && blocked < BLOCKED_SCAN && !full; r = next) {
+      next = r->next;
+      if (rl->in_flight >= rl->cfg.concurrency && now < r->deadline) {
+        full = 1; /* no slot: nothing below may overtake */
+        break;
       }
-      blocked++;
-      break;
-    case D_DONE:
-      break;
+      list_unlink(head, tail, r);
+      switch (decide(rl, r, now)) {
+      case D_SEND:
+        out[n++] = r;
+        break;
+      case D_WAIT:
+        r->state = LR_REQ_WAITING;
+        if (heap_push(rl, r) != 0) finish(rl, r, r->kind, now, "out of memory");
+        break;
+      case D_BLOCKED: /* put back where it was */
+        if (next) {
+          r->next = next;
+          r->prev = next->prev;
+          if (next->prev) next->prev->next = r;
+          else *head = r;
+          next->prev = r;
+        } else {
+          list_push(head, tail, r, 0);
+        }
+        blocked++;
+        break;
+      case D_DONE:
+        break;
+      }
     }
+    if (*head) ready_left = 1;
   }
   while (n < max && rl->done_head) {
     lr_req *r = rl->done_head;
@@ -411,7 +431,7 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
   }
   emit_breaker_changes(rl);
   *next_wake = rl->heap_n ? rl->heap[0]->wake_at : INFINITY;
-  if (rl->done_head || (rl->ready_head && rl->in_flight < rl->cfg.concurrency && blocked == 0))
+  if (rl->done_head || (ready_left && rl->in_flight < rl->cfg.concurrency && blocked == 0))
     *next_wake = now; /* more to hand out than fitted in `out` */
   return n;
 }
@@ -527,6 +547,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->endpoint = -1;
   switch (c.action) {
   case C_OK:
+    if (o->usage_tokens >= 0) lr_pool_on_usage(&rl->pool, i, r->tokens, o->usage_tokens, now);
     r->retry_after_s = -1;
     finish(rl, r, LR_E_NONE, now, NULL);
     return;
@@ -551,14 +572,14 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
     return;
   }
   r->state = LR_REQ_READY;
-  list_push(&rl->ready_head, &rl->ready_tail, r, 1); /* it has waited already: it goes first */
+  ready_push(rl, r, 1); /* it has waited already: it goes first among its priority */
 }
 
 lr_req_state lr_relay_cancel(lr_relay *rl, lr_req *r, lr_error_kind kind, double now) {
   lr_req_state was = r->state;
   switch (was) {
   case LR_REQ_READY:
-    list_unlink(&rl->ready_head, &rl->ready_tail, r);
+    ready_unlink(rl, r);
     break;
   case LR_REQ_WAITING:
     heap_remove(rl, r);

@@ -24,6 +24,10 @@ typedef struct lr_relay_cfg {
 
 typedef enum { LR_REQ_NEW, LR_REQ_READY, LR_REQ_WAITING, LR_REQ_SENDING, LR_REQ_DONE } lr_req_state;
 
+/* Request priorities: higher goes first; FIFO within a priority. */
+#define LR_PRIORITY_MIN (-10)
+#define LR_PRIORITY_MAX 10
+
 typedef struct lr_req {
   /* Read by executors. */
   lr_req_state state;
@@ -44,6 +48,7 @@ typedef struct lr_req {
   double tokens, deadline, wake_at, timeout_s;
   int free_retry; /* the last failure put no load on a server: its retry is outside the budget */
   int rounds, probe, new_round_on_wake;
+  int prio; /* index of its ready queue: priority - LR_PRIORITY_MIN */
   struct lr_req *prev, *next;
   int heap_idx;
 } lr_req;
@@ -55,6 +60,7 @@ typedef struct lr_outcome {
   const lr_hints *hints;    /* the answer's headers, or NULL */
   const char *message;      /* transport error text, or NULL */
   int not_sent;             /* 1: the request never reached the server (refused, DNS, TLS handshake) */
+  double usage_tokens;      /* for 2xx: the answer's usage.total_tokens; < 0 unknown */
 } lr_outcome;
 
 typedef enum { LR_EV_RETRY, LR_EV_FAILOVER, LR_EV_BREAKER, LR_EV_THROTTLE } lr_event_type;
@@ -84,9 +90,9 @@ long lr_relay_active(const lr_relay *rl);
 /* Starts a request. `allowed`: the endpoints that may serve it (bit i =
  * endpoint i); none -> it finishes as invalid_request. deadline: absolute
  * monotonic time, INFINITY for none. timeout_s: per attempt, <= 0 for the
- * relay's default. */
+ * relay's default. priority: LR_PRIORITY_MIN..MAX (clamped), 0 normal. */
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
-                     double timeout_s, double now, void *udata);
+                     double timeout_s, int priority, double now, void *udata);
 
 /* Advances the relay: returns up to `max` requests the executor must act on,
  * each either SENDING (send attempt r->attempts to r->endpoint now) or DONE

@@ -1,4 +1,7 @@
 /* The libcurl multi executor. See transport_curl.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include "transport_curl.h"
 
 #include <curl/curl.h>
@@ -252,7 +255,7 @@ lr_call *lr_client_find(lr_client *c, uint64_t id) {
 }
 
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
-                          double timeout_s, double deadline) {
+                          double timeout_s, double deadline, int priority) {
   lr_call *call = call_alloc(c);
   if (!call) return NULL;
   call->body = malloc(len ? len : 1);
@@ -267,7 +270,7 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
   call->resp_len = 0;
   call->err_body_len = 0;
   call->next_done = NULL;
-  lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, lr_now_mono(), call);
+  lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, priority, lr_now_mono(), call);
   return call;
 }
 
@@ -350,7 +353,8 @@ static void active_remove(lr_client *c, lr_transfer *x) {
 
 static void report(lr_client *c, lr_call *call, int status, lr_error_kind transport, int body_ok,
                    const lr_hints *h, const char *msg) {
-  lr_outcome o = {.status = status, .transport = transport, .body_ok = body_ok, .hints = h, .message = msg};
+  lr_outcome o = {.status = status, .transport = transport, .body_ok = body_ok, .hints = h, .message = msg,
+                  .usage_tokens = -1};
   lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
 }
 
@@ -392,6 +396,22 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   return 0;
 }
 
+/* usage.total_tokens of a (valid JSON) answer, or -1: a scan, not a parse. */
+static double usage_tokens(const char *b, size_t n) {
+  static const char key[] = "\"total_tokens\"";
+  const char *p = memmem(b, n, key, sizeof key - 1), *end = b + n;
+  if (!p) return -1;
+  p += sizeof key - 1;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ':')) p++;
+  double v = 0;
+  int digits = 0;
+  while (p < end && *p >= '0' && *p <= '9' && digits < 15) {
+    v = v * 10 + (*p++ - '0');
+    digits++;
+  }
+  return digits ? v : -1;
+}
+
 static void keep_error_body(lr_call *call, const lr_transfer *x) {
   size_t n = x->len < sizeof call->err_body ? x->len : sizeof call->err_body;
   memcpy(call->err_body, x->buf, n);
@@ -426,8 +446,10 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
       }
     }
     if (!ok) keep_error_body(call, x);
-    report(c, call, (int)status, LR_E_NONE, ok, &x->hints,
-           ok ? NULL : (status >= 200 && status < 300 ? "the response body is not a JSON object" : NULL));
+    lr_outcome o = {.status = (int)status, .body_ok = ok, .hints = &x->hints,
+                    .message = ok ? NULL : (status >= 200 && status < 300 ? "the response body is not a JSON object" : NULL),
+                    .usage_tokens = ok ? usage_tokens(x->buf, x->len) : -1};
+    lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
   } else if (x->too_large) {
     snprintf(msg, sizeof msg, "response body exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
     report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
@@ -438,7 +460,7 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
     snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
     curl_off_t sent_at = 0; /* 0: the request was never sent (refused, DNS, TLS handshake) */
     curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &sent_at);
-    lr_outcome o = {.transport = LR_E_CONNECT, .message = msg, .not_sent = sent_at == 0};
+    lr_outcome o = {.transport = LR_E_CONNECT, .message = msg, .not_sent = sent_at == 0, .usage_tokens = -1};
     lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
   }
   transfer_put(c, x);

@@ -60,7 +60,7 @@ uint64_t lr_client_serving(lr_client *c, const char *model, size_t len);
 /* Starts a request; the body is copied. deadline: absolute monotonic seconds
  * or INFINITY. NULL when out of memory. */
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
-                          double timeout_s, double deadline);
+                          double timeout_s, double deadline, int priority);
 lr_call *lr_client_find(lr_client *c, uint64_t id);
 
 /* Advances transfers and timers, waiting at most max_wait_s for something to

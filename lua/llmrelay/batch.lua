@@ -5,7 +5,7 @@
 --
 --   summary = batch.run(client, source, sink, opts)
 --   source() -> item | nil (exhausted)
---     item = { key =, body = <request JSON>, model =, timeout =, deadline = }
+--     item = { key =, body = <request JSON>, model =, timeout =, deadline =, priority = }
 --         or { key =, error = <errors table> }   (failed before sending)
 --   sink(key, res): res = { ok = true, status, body = <raw JSON>, endpoint, attempts, latency }
 --                      or { ok = false, error = <errors table>, status, error_body, attempts }
@@ -102,7 +102,7 @@ function _M.run(client, source, sink, opts)
       elseif item.error then
         record(item.key, { ok = false, error = item.error, attempts = 0 })
       else
-        local id, err = client:_submit(item.body, item.model, item.timeout, item.deadline, waiter)
+        local id, err = client:_submit(item.body, item.model, item.timeout, item.deadline, waiter, item.priority)
         if id then
           inflight[id] = item.key
           n_inflight = n_inflight + 1

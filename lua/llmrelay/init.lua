@@ -119,8 +119,8 @@ function Client:_concurrency()
 end
 
 -- Starts a request whose result goes to `waiter`. -> id | nil, err
-function Client:_submit(body, model, timeout, deadline, waiter)
-  local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline)
+function Client:_submit(body, model, timeout, deadline, waiter, priority)
+  local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline, priority)
   if not id then return nil, err end
   self._waiters[id] = waiter
   return id
@@ -251,7 +251,11 @@ local function check_opts(opts, fn, extra)
   if opts == nil then return {} end
   if type(opts) ~= "table" then error(fn .. ": opts must be a table (got " .. type(opts) .. ")", 3) end
   for k, v in pairs(opts) do
-    if OPT_KEYS[k] then
+    if k == "priority" then
+      if type(v) ~= "number" or v ~= floor(v) or v < -10 or v > 10 then
+        error(fn .. ": opts.priority must be a whole number from -10 to 10", 3)
+      end
+    elseif OPT_KEYS[k] then
       check_seconds(v, fn, "opts." .. k, 3)
     elseif not (extra and extra[k]) then
       error(fn .. ": unknown option '" .. tostring(k) .. "'", 3)
@@ -282,7 +286,7 @@ local function one(self, req, opts, fn)
   local body, msg = encode_request(req, "request")
   if not body then error(fn .. ": " .. msg, 3) end
   local waiter = { inbox = {} }
-  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter)
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority)
   if not id then
     return nil, errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
   end
@@ -296,7 +300,7 @@ function Client:chat_completion(req, opts)
   return one(self, req, opts, "chat_completion")
 end
 
-local CHAT_OPTS = { timeout = true, deadline = true, system = true }
+local CHAT_OPTS = { timeout = true, deadline = true, priority = true, system = true }
 
 -- client:chat(text_or_messages, opts) -> reply text, response | nil, err
 -- opts: model, system, timeout, deadline, and any request field (temperature, max_tokens, ...).
@@ -321,7 +325,7 @@ function Client:chat(input, opts)
   end
   local req, ropts = { messages = messages }, nil
   for k, v in pairs(opts) do
-    if k == "timeout" or k == "deadline" then
+    if k == "timeout" or k == "deadline" or k == "priority" then
       ropts = ropts or {}
       ropts[k] = v
     elseif not CHAT_OPTS[k] then
@@ -365,7 +369,8 @@ function Client:batch(requests, opts)
     if not body then
       return { key = i, error = errors.new { kind = "invalid_request", attempts = 0, message = msg } }
     end
-    return { key = i, body = body, model = req.model, timeout = opts.timeout, deadline = opts.deadline }
+    return { key = i, body = body, model = req.model, timeout = opts.timeout, deadline = opts.deadline,
+             priority = opts.priority }
   end
   local function guarded(cb, ...)
     local ok, err = pcall(cb, ...)

@@ -232,6 +232,35 @@ TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_answers) {
   }
 }
 
+TEST(spent_token_budget_waits_for_its_reset) {
+  lr_pool p;
+  make(&p, 1, LR_STRATEGY_PRIORITY);
+  double at;
+  int why;
+  learn(&p, 0, "x-ratelimit-remaining-tokens: 1000\nx-ratelimit-reset-tokens: 6s\n", 200, 0);
+  CHECK(lr_pool_usable(&p, 0, 800, 0, &at, &why));
+  lr_pool_on_send(&p, 0, 800, 0);
+  CHECK(!lr_pool_usable(&p, 0, 800, 0, &at, &why)); /* 200 left, 800 wanted */
+  CHECK(why == LR_BLOCK_THROTTLE);
+  CHECK_NEAR(at, 6, 1e-9);
+  CHECK(lr_pool_usable(&p, 0, 100, 0, &at, &why)); /* a small one still fits */
+  CHECK(lr_pool_usable(&p, 0, 800, 6, &at, &why)); /* reset passed */
+}
+
+TEST(usage_corrects_the_configured_token_bucket) {
+  lr_pool p;
+  lr_endpoint_cfg eps[1] = {{.weight = 1, .tpm = 6000}}; /* 100 tokens/s, capacity 1000 */
+  lr_pool_init(&p, eps, 1, LR_STRATEGY_PRIORITY, &bcfg, 0);
+  double at;
+  int why;
+  lr_pool_on_send(&p, 0, 900, 0); /* estimated 900 */
+  CHECK(!lr_pool_usable(&p, 0, 500, 0, &at, &why));
+  lr_pool_on_usage(&p, 0, 900, 100, 0); /* it used 100: 800 come back */
+  CHECK(lr_pool_usable(&p, 0, 500, 0, &at, &why));
+  lr_pool_on_usage(&p, 0, 100, 1100, 0); /* another used 1,000 more than estimated */
+  CHECK(!lr_pool_usable(&p, 0, 500, 0, &at, &why));
+}
+
 int main(void) {
   RUN(priority_uses_first_usable);
   RUN(round_robin_cycles_over_usable);
@@ -242,6 +271,8 @@ int main(void) {
   RUN(limiter_blocks_with_refill_time);
   RUN(models_mask);
   RUN(an_unproven_endpoint_takes_a_few_attempts_until_it_answers);
+  RUN(spent_token_budget_waits_for_its_reset);
+  RUN(usage_corrects_the_configured_token_bucket);
   RUN(exhausted_endpoint_goes_at_the_servers_pace);
   RUN(a_429_without_limits_lets_one_probe_at_a_time);
   CTEST_END();

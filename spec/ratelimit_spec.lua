@@ -1,0 +1,108 @@
+-- Rate limits: priorities, waiting without a slot, failing fast past a
+-- deadline, pacing to the server's published limit.
+local llmrelay = require "llmrelay"
+local mock = require "spec.support.mock"
+local now = require("llmrelay.core").now
+
+local function req(text, model)
+  return { model = model or "m", messages = { { role = "user", content = text } } }
+end
+
+describe("rate limits", function()
+  after_each(function() mock.stop_all() end)
+
+  it("serves higher priorities first, FIFO within a priority", function()
+    local m = mock.start { name = "slow", latency_ms = 60 }
+    local client = llmrelay.new { endpoints = { { base_url = m.url } }, concurrency = 1 }
+    local order = {}
+    local function go(name, prio)
+      llmrelay.spawn(function()
+        assert(client:chat_completion(req(name), { priority = prio }))
+        order[#order + 1] = name
+      end)
+    end
+    llmrelay.run(function()
+      go("first", 0) -- takes the only slot
+      llmrelay.sleep(0.01)
+      go("low", -3)
+      go("normal-1", 0)
+      go("high", 5)
+      go("normal-2", nil)
+    end)
+    assert.are.same({ "first", "high", "normal-1", "normal-2", "low" }, order)
+    assert.has_error(function() client:chat_completion(req("x"), { priority = 11 }) end,
+      "chat_completion: opts.priority must be a whole number from -10 to 10")
+  end)
+
+  it("a request waiting out a throttle holds no slot: others proceed elsewhere", function()
+    local a = mock.start { name = "a", throttle_first = 1, throttle_ms = 800 }
+    local b = mock.start { name = "b" }
+    local client = llmrelay.new {
+      endpoints = { { base_url = a.url, name = "a", models = { "only-a" } },
+                    { base_url = b.url, name = "b", models = { "any" } } },
+      concurrency = 1,
+    }
+    local t0, waited_at, quick_at = now(), nil, nil
+    llmrelay.run(function()
+      llmrelay.spawn(function()
+        assert(client:chat_completion(req("patient", "only-a")))
+        waited_at = now() - t0
+      end)
+      llmrelay.spawn(function()
+        llmrelay.sleep(0.05) -- the first is waiting on a's throttle by now
+        for i = 1, 5 do assert(client:chat_completion(req("quick" .. i, "any"))) end
+        quick_at = now() - t0
+      end)
+    end)
+    assert.is_true(quick_at < 0.4, "the other requests finished at " .. quick_at)
+    assert.is_true(waited_at >= 0.8, "the throttled one finished at " .. waited_at)
+    assert.are.equal(5, b:stats().requests)
+  end)
+
+  it("fails fast with rate_limited when the throttle outlasts the deadline", function()
+    local m = mock.start { name = "a", throttle_first = 1, throttle_ms = 30000 }
+    local client = llmrelay.new { endpoints = { { base_url = m.url } } }
+    local t0 = now()
+    local resp, err = client:chat_completion(req("x"), { deadline = 2 })
+    assert.is_nil(resp)
+    assert.are.equal("rate_limited", err.kind)
+    assert.is_true(err.retry_after >= 29 and err.retry_after <= 33, tostring(err.retry_after))
+    assert.is_true(now() - t0 < 0.5)
+  end)
+
+  it("fails fast with circuit_open when every breaker is open past the deadline", function()
+    local client = llmrelay.new {
+      endpoints = { { base_url = "http://127.0.0.1:" .. mock.free_port() .. "/v1" } },
+      breaker = { failure_threshold = 1, cooldown = 60 },
+      retry = { max_attempts = 3, max_retry_after = 10 },
+    }
+    local t0 = now()
+    local _, first = client:chat_completion(req("x"))
+    -- the breaker opened; the next attempt is 60 s away, past max_retry_after: give up now
+    assert.are.equal("circuit_open", first.kind)
+    assert.are.equal(1, first.attempts)
+    assert.is_true(now() - t0 < 0.5)
+    t0 = now()
+    local resp, err = client:chat_completion(req("y"), { deadline = 5 })
+    assert.is_nil(resp)
+    assert.are.equal("circuit_open", err.kind)
+    assert.are.equal(0, err.attempts)
+    assert.is_true(err.retry_after > 50)
+    assert.is_true(now() - t0 < 0.5)
+  end)
+
+  it("paces one endpoint to its published limit: --rps 20 --burst 5, 100 requests within 1.2x the ideal time", function()
+    local m = mock.start { name = "paced", rps = 20, burst = 5 }
+    local client = llmrelay.new { endpoints = { { base_url = m.url } } }
+    local list = {}
+    for i = 1, 100 do list[i] = req("p" .. i) end
+    local t0 = now()
+    local _, summary = client:batch(list, { concurrency = 20 })
+    local dt = now() - t0
+    local ideal = (100 - 5) / 20
+    assert.are.equal(100, summary.ok)
+    assert.is_true(dt <= 1.2 * ideal, ("took %.2f s, ideal %.2f s"):format(dt, ideal))
+    local st = m:stats()
+    assert.is_true((st.status["429"] or 0) <= 16, "429 answers: " .. tostring(st.status["429"]))
+  end)
+end)
