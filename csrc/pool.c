@@ -25,6 +25,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
     e->throttled_until = -INFINITY;
     e->remaining = -1;
     e->remaining_tokens = -1;
+    e->limit_cut_at = -INFINITY;
     lr_breaker_init(&e->breaker, bcfg);
     lr_limiter_init(&e->limiter, eps[i].rpm, eps[i].tpm, now);
   }
@@ -75,6 +76,10 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
     /* the server's token budget is spent: wait for its reset */
     if (e->remaining_tokens_until > at) at = e->remaining_tokens_until;
     bits |= LR_BLOCK_THROTTLE;
+  }
+  if (e->limit > 0 && e->in_flight + 1 > e->limit) {
+    at = INFINITY; /* the adaptive limit: a release frees a slot */
+    bits |= LR_BLOCK_CAPACITY;
   }
   if (e->answers == 0 && e->in_flight >= LR_WARMUP_IN_FLIGHT) {
     at = INFINITY;
@@ -210,8 +215,24 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
   return changed;
 }
 
-void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now) {
+static void adapt_limit(lr_endpoint *e, int status, double sent_at, double now) {
+  if (status == 429) {
+    if (sent_at <= e->limit_cut_at) return; /* sent before the last cut: already accounted for */
+    double base = e->limit > 0 ? e->limit : (double)(e->in_flight + 1);
+    e->limit = base / 2 >= 1 ? base / 2 : 1;
+    e->limit_cut_at = now;
+  } else if (status >= 200 && status < 300 && e->limit > 0 && e->in_flight + 2 > e->limit) {
+    double scale = 1.0; /* grow slower when a failed probe costs a long pause */
+    if (e->last_pause_s > 0 && e->latency_ewma_s > 0 && e->latency_ewma_s < e->last_pause_s)
+      scale = e->latency_ewma_s / e->last_pause_s;
+    if (scale < 0.05) scale = 0.05;
+    e->limit += scale / e->limit;
+  }
+}
+
+void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent_at, double now) {
   lr_endpoint *e = &p->ep[i];
+  adapt_limit(e, status, sent_at, now);
   if (h && h->remaining_tokens >= 0) {
     e->remaining_tokens = h->remaining_tokens;
     e->remaining_tokens_until = now + (h->reset_tokens_s >= 0 ? h->reset_tokens_s : 1.0);
@@ -236,8 +257,10 @@ void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double
   lr_limiter_correct(&p->ep[i].limiter, estimated, actual, now);
 }
 
-void lr_pool_throttle(lr_pool *p, int i, double until) {
+void lr_pool_throttle(lr_pool *p, int i, double now, double seconds) {
   lr_endpoint *e = &p->ep[i];
+  double until = now + seconds;
+  e->last_pause_s = seconds;
   e->throttles++;
   e->consecutive_throttles++;
   if (until > e->throttled_until) e->throttled_until = until;

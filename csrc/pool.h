@@ -42,6 +42,9 @@ typedef struct lr_endpoint {
   double remaining_until; /* when that count expires (the server's reset) */
   double remaining_tokens;      /* x-ratelimit-remaining-tokens, less estimates sent since; < 0 unknown */
   double remaining_tokens_until; /* when that count expires (x-ratelimit-reset-tokens) */
+  double limit;           /* adaptive in-flight limit (AIMD), 0 until the first 429 */
+  double limit_cut_at;    /* when it was last cut: 429s of attempts sent before do not cut again */
+  double last_pause_s;    /* the last pause a server asked for, which sets how fast the limit grows */
   double slot_interval;   /* 60 / x-ratelimit-limit-requests: the server's pace; 0 unknown */
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
   int consecutive_throttles;
@@ -97,19 +100,25 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now);
  * when the breaker changed state. */
 int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe);
 
-/* Learns from an answer's rate-limit headers (h may be NULL). While the server
- * says no request remains (x-ratelimit-remaining-requests: 0, or a 429),
- * requests go at the server's pace (one per 60/limit s) when the limit is
- * known, else one at a time; so a throttle's end releases waiting requests
- * as the server frees them, not as one burst that earns the next 429. */
-void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double now);
+/* Learns from an answer (h, its headers, may be NULL; sent_at: when its
+ * attempt was sent). While the server says no request remains
+ * (x-ratelimit-remaining-requests: 0, or a 429), requests go at the server's
+ * pace (one per 60/limit s) when the limit is known, else one at a time; so a
+ * throttle's end releases waiting requests as the server frees them, not as
+ * one burst that earns the next 429.
+ * Adaptive concurrency: the first 429 sets an in-flight limit of half what was
+ * in flight; each later 429 (of an attempt sent after the last cut) halves it;
+ * while the limit is what holds requests back, each success raises it by
+ * 1/limit (one per round trip), scaled down by how long the server's pauses
+ * are compared with the latency, so a probe that earns a 1 s pause is rare. */
+void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent_at, double now);
 
 /* An answer reported its real token usage: the configured tpm bucket is
  * charged (or refunded) the difference from the estimate. */
 void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double now);
 
-/* A server asked for a pause: no new request to i before `until`. */
-void lr_pool_throttle(lr_pool *p, int i, double until);
+/* A server asked for a pause: no new request to i for `seconds`. */
+void lr_pool_throttle(lr_pool *p, int i, double now, double seconds);
 
 /* success_ewma as of now (the idle drift applied). */
 double lr_pool_success_rate(lr_pool *p, int i, double now);

@@ -529,10 +529,10 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->last_endpoint = i;
   classification c = classify(rl, r, o, now);
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
-  lr_pool_learn(&rl->pool, i, o->hints, o->status, now);
+  lr_pool_learn(&rl->pool, i, o->hints, o->status, r->sent_at, now);
   r->probe = 0;
   if (c.throttle_s > 0) {
-    lr_pool_throttle(&rl->pool, i, now + c.throttle_s);
+    lr_pool_throttle(&rl->pool, i, now, c.throttle_s);
     lr_event e = {.type = LR_EV_THROTTLE, .endpoint = i, .status = o->status, .delay_s = c.throttle_s};
     emit(rl, &e);
     r->retry_after_s = c.throttle_s;

@@ -91,6 +91,20 @@ describe("rate limits", function()
     assert.is_true(now() - t0 < 0.5)
   end)
 
+  it("adapts its concurrency to a server that publishes no limits: no 429 storm, nothing lost", function()
+    local m = mock.start { name = "quiet", rps = 50, burst = 5, rl_headers = "retry-after", latency_ms = 100 }
+    local client = llmrelay.new { endpoints = { { base_url = m.url } }, concurrency = 50 }
+    local list = {}
+    for i = 1, 100 do list[i] = req("a" .. i) end
+    local _, summary = client:batch(list, { concurrency = 50 })
+    assert.are.equal(100, summary.ok)
+    -- the opening burst of 50 meets a bucket of 5; after that the limit keeps 429s rare
+    local r429 = m:stats().status["429"] or 0
+    assert.is_true(r429 < 100, "429 answers: " .. r429)
+    local limit = client:status()[1].adaptive_limit
+    assert.is_true(limit ~= nil and limit < 25, "adaptive limit " .. tostring(limit))
+  end)
+
   it("paces one endpoint to its published limit: --rps 20 --burst 5, 100 requests within 1.2x the ideal time", function()
     local m = mock.start { name = "paced", rps = 20, burst = 5 }
     local client = llmrelay.new { endpoints = { { base_url = m.url } } }

@@ -22,7 +22,7 @@ TEST(priority_uses_first_usable) {
   double wake;
   int why;
   CHECK(lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why) == 0);
-  lr_pool_throttle(&p, 0, 10);
+  lr_pool_throttle(&p, 0, 0, 10);
   CHECK(lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why) == 1);
   CHECK(lr_pool_pick(&p, 5, 0, 1, &rng, &wake, &why) == 2);
   CHECK(lr_pool_pick(&p, 1, 0, 1, &rng, &wake, &why) == -1);
@@ -41,7 +41,7 @@ TEST(round_robin_cycles_over_usable) {
   int why, seq[6];
   for (int k = 0; k < 6; k++) seq[k] = lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why);
   CHECK(seq[0] == 0 && seq[1] == 1 && seq[2] == 2 && seq[3] == 0 && seq[4] == 1 && seq[5] == 2);
-  lr_pool_throttle(&p, 1, 100);
+  lr_pool_throttle(&p, 1, 0, 100);
   for (int k = 0; k < 4; k++) seq[k] = lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why);
   CHECK(seq[0] == 0 && seq[1] == 2 && seq[2] == 0 && seq[3] == 2);
 }
@@ -170,7 +170,7 @@ static void learn(lr_pool *p, int i, const char *headers, int status, double now
     lr_hints_feed_line(&h, l, n, 1e9);
     l += n;
   }
-  lr_pool_learn(p, i, &h, status, now);
+  lr_pool_learn(p, i, &h, status, now, now);
 }
 
 TEST(exhausted_endpoint_goes_at_the_servers_pace) {
@@ -261,6 +261,37 @@ TEST(usage_corrects_the_configured_token_bucket) {
   CHECK(!lr_pool_usable(&p, 0, 500, 0, &at, &why));
 }
 
+TEST(adaptive_limit_halves_on_429_and_grows_slowly) {
+  lr_pool p;
+  make(&p, 1, LR_STRATEGY_PRIORITY);
+  double at;
+  int why;
+  for (int k = 0; k < 21; k++) lr_pool_on_send(&p, 0, 0, 0); /* 21 in flight, sent at t=0 */
+  CHECK(p.ep[0].limit == 0);                                  /* no limit before a 429 */
+  lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 0.1, 0);
+  lr_pool_learn(&p, 0, NULL, 429, 0, 0.1);
+  CHECK_NEAR(p.ep[0].limit, 10.5, 1e-9); /* half of the 21 that were in flight */
+  for (int k = 0; k < 5; k++) {          /* the others, sent before the cut, cut nothing */
+    lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 0.1, 0);
+    lr_pool_learn(&p, 0, NULL, 429, 0, 0.1);
+  }
+  CHECK_NEAR(p.ep[0].limit, 10.5, 1e-9);
+  CHECK(p.ep[0].in_flight == 15);
+  CHECK(!lr_pool_usable(&p, 0, 0, 1, &at, &why) && (why & LR_BLOCK_CAPACITY));
+  lr_pool_on_send(&p, 0, 0, 2); /* a new attempt (the test goes past the block) */
+  lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 2.1, 0);
+  lr_pool_learn(&p, 0, NULL, 429, 2, 2.1); /* sent after the cut: it cuts */
+  CHECK_NEAR(p.ep[0].limit, 5.25, 1e-9);
+  /* successes while the limit binds raise it by scale/limit, scale = latency / pause */
+  lr_pool_throttle(&p, 0, 2.1, 1.0);
+  for (int k = 0; k < 10; k++) {
+    lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.1, 3, 0);
+    lr_pool_on_send(&p, 0, 0, 3);
+    lr_pool_learn(&p, 0, NULL, 200, 3, 3);
+  }
+  CHECK(p.ep[0].limit > 5.25 && p.ep[0].limit < 5.25 + 10 * 0.1 / 5.25 + 1e-9);
+}
+
 int main(void) {
   RUN(priority_uses_first_usable);
   RUN(round_robin_cycles_over_usable);
@@ -273,6 +304,7 @@ int main(void) {
   RUN(an_unproven_endpoint_takes_a_few_attempts_until_it_answers);
   RUN(spent_token_budget_waits_for_its_reset);
   RUN(usage_corrects_the_configured_token_bucket);
+  RUN(adaptive_limit_halves_on_429_and_grows_slowly);
   RUN(exhausted_endpoint_goes_at_the_servers_pace);
   RUN(a_429_without_limits_lets_one_probe_at_a_time);
   CTEST_END();
