@@ -81,7 +81,7 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
     at = INFINITY; /* the adaptive limit: a release frees a slot */
     bits |= LR_BLOCK_CAPACITY;
   }
-  if (e->answers == 0 && e->in_flight >= LR_WARMUP_IN_FLIGHT) {
+  if (!e->reachable && e->in_flight >= LR_WARMUP_IN_FLIGHT) {
     at = INFINITY;
     bits |= LR_BLOCK_CAPACITY;
   }
@@ -189,7 +189,6 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
 int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe) {
   lr_endpoint *e = &p->ep[i];
   if (e->in_flight > 0) e->in_flight--;
-  e->answers++;
   int changed = 0;
   double s = lr_pool_success_rate(p, i, now);
   switch (v) {
@@ -256,6 +255,8 @@ void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent
 void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double now) {
   lr_limiter_correct(&p->ep[i].limiter, estimated, actual, now);
 }
+
+void lr_pool_reached(lr_pool *p, int i) { p->ep[i].reachable = 1; }
 
 void lr_pool_throttle(lr_pool *p, int i, double now, double seconds) {
   lr_endpoint *e = &p->ep[i];

@@ -12,9 +12,10 @@
 #include "rng.h"
 
 #define LR_MAX_ENDPOINTS 64
-/* Until an endpoint has answered once, at most this many attempts are in
- * flight to it: a dead or black-holed endpoint in a pool that starts with a
- * burst then costs a few attempts, not a share of the whole burst. */
+/* Until an endpoint is known to be reachable (a connection to it was made,
+ * or it answered), at most this many attempts are in flight to it: a dead or
+ * black-holed endpoint in a pool that starts with a burst then costs a few
+ * attempts, not a share of the whole burst. */
 #define LR_WARMUP_IN_FLIGHT 4
 
 typedef enum { LR_STRATEGY_WEIGHTED = 0, LR_STRATEGY_ROUND_ROBIN = 1, LR_STRATEGY_PRIORITY = 2 } lr_strategy;
@@ -49,7 +50,7 @@ typedef struct lr_endpoint {
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
   int consecutive_throttles;
   long requests, successes, failures, throttles;
-  long answers;           /* attempts that came back, whatever the verdict */
+  int reachable;          /* a connection was made to it, or an attempt came back */
   lr_breaker breaker;
   lr_limiter limiter;
   char *models;           /* NUL-separated names it serves; NULL = every model */
@@ -116,6 +117,9 @@ void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent
 /* An answer reported its real token usage: the configured tpm bucket is
  * charged (or refunded) the difference from the estimate. */
 void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double now);
+
+/* A connection to endpoint i was made (the executor saw the request go out). */
+void lr_pool_reached(lr_pool *p, int i);
 
 /* A server asked for a pause: no new request to i for `seconds`. */
 void lr_pool_throttle(lr_pool *p, int i, double now, double seconds);

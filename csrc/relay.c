@@ -529,6 +529,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->last_endpoint = i;
   classification c = classify(rl, r, o, now);
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
+  if (o->status > 0) lr_pool_reached(&rl->pool, i); /* an executor may have said so sooner */
   lr_pool_learn(&rl->pool, i, o->hints, o->status, r->sent_at, now);
   r->probe = 0;
   if (c.throttle_s > 0) {

@@ -101,6 +101,20 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+/* The connection is made and the request is about to go: the endpoint is
+ * reachable, so the warm-up limit need not wait for its first answer. */
+static int on_connected(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                        int conn_local_port) {
+  (void)conn_primary_ip;
+  (void)conn_local_ip;
+  (void)conn_primary_port;
+  (void)conn_local_port;
+  lr_transfer *x = ud;
+  if (x->call && x->call->req.endpoint >= 0)
+    lr_pool_reached(lr_relay_pool(x->client->relay), x->call->req.endpoint);
+  return CURL_PREREQFUNC_OK;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   lr_transfer *x = ud;
   size_t n = size * nmemb;
@@ -323,6 +337,8 @@ static lr_transfer *transfer_get(lr_client *c) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_connected);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
   curl_easy_setopt(e, CURLOPT_POST, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);

@@ -214,7 +214,7 @@ TEST(a_429_without_limits_lets_one_probe_at_a_time) {
   CHECK(lr_pool_usable(&p, 0, 0, 1.1, &at, &why));
 }
 
-TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_answers) {
+TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_is_reached) {
   lr_pool p;
   make(&p, 1, LR_STRATEGY_PRIORITY);
   double at;
@@ -225,7 +225,11 @@ TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_answers) {
   }
   CHECK(sent == LR_WARMUP_IN_FLIGHT);
   CHECK(isinf(at) && why == LR_BLOCK_CAPACITY);
-  lr_pool_on_result(&p, 0, LR_VERDICT_FAILURE, -1, 1.01, 0); /* any answer proves it reachable */
+  lr_pool_on_result(&p, 0, LR_VERDICT_FAILURE, -1, 1.01, 0); /* a failure (say, refused) proves nothing */
+  CHECK(lr_pool_usable(&p, 0, 0, 1.01, &at, &why));           /* 3 in flight: one more may go */
+  lr_pool_on_send(&p, 0, 0, 1.01);
+  CHECK(!lr_pool_usable(&p, 0, 0, 1.01, &at, &why));
+  lr_pool_reached(&p, 0); /* a connection was made */
   for (int k = 0; k < 50; k++) {
     CHECK(lr_pool_usable(&p, 0, 0, 1.01, &at, &why));
     lr_pool_on_send(&p, 0, 0, 1.01);
@@ -301,7 +305,7 @@ int main(void) {
   RUN(breaker_opens_and_blocks_with_wake_time);
   RUN(limiter_blocks_with_refill_time);
   RUN(models_mask);
-  RUN(an_unproven_endpoint_takes_a_few_attempts_until_it_answers);
+  RUN(an_unproven_endpoint_takes_a_few_attempts_until_it_is_reached);
   RUN(spent_token_budget_waits_for_its_reset);
   RUN(usage_corrects_the_configured_token_bucket);
   RUN(adaptive_limit_halves_on_429_and_grows_slowly);
