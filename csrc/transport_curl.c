@@ -272,11 +272,15 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
                           double timeout_s, double deadline, int priority) {
   lr_call *call = call_alloc(c);
   if (!call) return NULL;
-  call->body = malloc(len ? len : 1);
-  if (!call->body) {
-    call->id = 0;
-    c->free_slots[c->n_free_slots++] = call->slot;
-    return NULL;
+  if (call->body_cap < len + 1) { /* the slot keeps its buffer for the next call */
+    char *b = realloc(call->body, len + 1);
+    if (!b) {
+      call->id = 0;
+      c->free_slots[c->n_free_slots++] = call->slot;
+      return NULL;
+    }
+    call->body = b;
+    call->body_cap = len + 1;
   }
   memcpy(call->body, body, len);
   call->body_len = len;
@@ -289,8 +293,7 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 }
 
 void lr_client_release(lr_client *c, lr_call *call) {
-  free(call->body);
-  call->body = NULL;
+  call->body_len = 0;
   call->resp_len = 0;
   call->id = 0;
   c->free_slots[c->n_free_slots++] = call->slot;

@@ -37,8 +37,8 @@ struct lr_transfer;
 typedef struct lr_call {
   lr_req req;                  /* the relay's view; req.kind etc. hold the result */
   uint64_t id;
-  char *body;                  /* the request body, sent by every attempt */
-  size_t body_len;
+  char *body;                  /* the request body, sent by every attempt; the buffer is kept for the slot's next call */
+  size_t body_len, body_cap;
   struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
   char *resp;                  /* DONE ok: the response body; the buffer is kept for the slot's next call */
   size_t resp_len, resp_cap;
