@@ -26,6 +26,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
     e->remaining = -1;
     e->remaining_tokens = -1;
     e->limit_cut_at = -INFINITY;
+    lr_ratelearn_init(&e->learnt);
     lr_breaker_init(&e->breaker, bcfg);
     lr_limiter_init(&e->limiter, eps[i].rpm, eps[i].tpm, now);
   }
@@ -71,6 +72,11 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
       at = INFINITY;
       bits |= LR_BLOCK_CAPACITY;
     }
+  }
+  double paced = lr_ratelearn_ready_at(&e->learnt, now);
+  if (paced > now) {
+    if (paced > at) at = paced;
+    bits |= LR_BLOCK_THROTTLE;
   }
   if (e->remaining_tokens >= 0 && now < e->remaining_tokens_until && e->remaining_tokens < tokens) {
     /* the server's token budget is spent: wait for its reset */
@@ -177,6 +183,7 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
   e->in_flight++;
   e->requests++;
   if (e->remaining_tokens >= 0) e->remaining_tokens -= tokens;
+  lr_ratelearn_sent(&e->learnt, now);
   if (e->remaining >= 1) {
     e->remaining -= 1;
   } else if (e->remaining >= 0 && e->slot_interval > 0) {
@@ -214,12 +221,14 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
   return changed;
 }
 
-static void adapt_limit(lr_endpoint *e, int status, double sent_at, double now) {
+static void adapt_limit(lr_endpoint *e, const lr_hints *h, int status, double sent_at, double now) {
   if (status == 429) {
     if (sent_at <= e->limit_cut_at) return; /* sent before the last cut: already accounted for */
     double base = e->limit > 0 ? e->limit : (double)(e->in_flight + 1);
     e->limit = base / 2 >= 1 ? base / 2 : 1;
     e->limit_cut_at = now;
+    /* no published limit to pace by: the rate learner adjusts when the pause is set */
+    if (!(h && (h->limit_requests >= 0 || h->remaining_requests >= 0))) e->learnt_cut = 1;
   } else if (status >= 200 && status < 300 && e->limit > 0 && e->in_flight + 2 > e->limit) {
     double scale = 1.0; /* grow slower when a failed probe costs a long pause */
     if (e->last_pause_s > 0 && e->latency_ewma_s > 0 && e->latency_ewma_s < e->last_pause_s)
@@ -231,7 +240,8 @@ static void adapt_limit(lr_endpoint *e, int status, double sent_at, double now) 
 
 void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent_at, double now) {
   lr_endpoint *e = &p->ep[i];
-  adapt_limit(e, status, sent_at, now);
+  adapt_limit(e, h, status, sent_at, now);
+  if (status >= 200 && status < 300) lr_ratelearn_success(&e->learnt, now);
   if (h && h->remaining_tokens >= 0) {
     e->remaining_tokens = h->remaining_tokens;
     e->remaining_tokens_until = now + (h->reset_tokens_s >= 0 ? h->reset_tokens_s : 1.0);
@@ -262,6 +272,10 @@ void lr_pool_throttle(lr_pool *p, int i, double now, double seconds) {
   lr_endpoint *e = &p->ep[i];
   double until = now + seconds;
   e->last_pause_s = seconds;
+  if (e->learnt_cut) {
+    lr_ratelearn_cut(&e->learnt, now, seconds);
+    e->learnt_cut = 0;
+  }
   e->throttles++;
   e->consecutive_throttles++;
   if (until > e->throttled_until) e->throttled_until = until;
@@ -289,6 +303,7 @@ int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {
 
 void lr_pool_free(lr_pool *p) {
   for (int i = 0; i < p->n; i++) {
+    lr_ratelearn_free(&p->ep[i].learnt);
     free(p->ep[i].models);
     p->ep[i].models = NULL;
     p->ep[i].n_models = 0;

@@ -9,6 +9,7 @@
 #include "breaker.h"
 #include "hints.h"
 #include "limiter.h"
+#include "ratelearn.h"
 #include "rng.h"
 
 #define LR_MAX_ENDPOINTS 64
@@ -46,6 +47,8 @@ typedef struct lr_endpoint {
   double limit;           /* adaptive in-flight limit (AIMD), 0 until the first 429 */
   double limit_cut_at;    /* when it was last cut: 429s of attempts sent before do not cut again */
   double last_pause_s;    /* the last pause a server asked for, which sets how fast the limit grows */
+  lr_ratelearn learnt;    /* the request rate learnt from 429s of a server that publishes no limits */
+  int learnt_cut;         /* a 429 asked the learner to adjust once the pause is known */
   double slot_interval;   /* 60 / x-ratelimit-limit-requests: the server's pace; 0 unknown */
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
   int consecutive_throttles;

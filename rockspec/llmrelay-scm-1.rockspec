@@ -38,7 +38,7 @@ build = {
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.core"] = {
       sources = {
-        "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c",
+        "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
         "csrc/jsoncheck.c", "csrc/pool.c", "csrc/relay.c", "csrc/transport_curl.c", "csrc/l_client.c", "csrc/l_util.c",
         "csrc/llmrelay_core.c",
       },

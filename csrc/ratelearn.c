@@ -1,0 +1,105 @@
+/* Learning a server's request rate from its 429s. See ratelearn.h. */
+#include "ratelearn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROBE_STEP_S 0.5 /* while probing, the pace doubles this often */
+#define PACE_SHARE 1.0   /* of the estimated rate: the smallest that fits, so the server allows it */
+
+void lr_ratelearn_init(lr_ratelearn *l) { memset(l, 0, sizeof *l); }
+
+void lr_ratelearn_free(lr_ratelearn *l) {
+  free(l->times);
+  l->times = NULL;
+  l->n_times = l->cap_times = 0;
+}
+
+void lr_ratelearn_success(lr_ratelearn *l, double now) {
+  l->recent[l->recent_head] = now;
+  l->recent_head = (l->recent_head + 1) % LR_RL_RECENT;
+  if (l->recent_n < LR_RL_RECENT) l->recent_n++;
+  if (!l->active || l->n_times >= LR_RL_MAX_TIMES) return;
+  if (l->n_times == l->cap_times) {
+    int cap = l->cap_times ? l->cap_times * 2 : 256;
+    double *t = realloc(l->times, (size_t)cap * sizeof *t);
+    if (!t) return;
+    l->times = t;
+    l->cap_times = cap;
+  }
+  l->times[l->n_times++] = now;
+}
+
+static int fits(const double *times, int n, double since, double burst, double pause_s, double rate) {
+  double level = rate * pause_s < burst ? rate * pause_s : burst, last = since;
+  for (int k = 0; k < n; k++) {
+    double t = times[k] > last ? times[k] : last;
+    level += rate * (t - last);
+    if (level > burst) level = burst;
+    last = t;
+    if (level < 1 - 1e-9) return 0;
+    level -= 1;
+  }
+  return 1;
+}
+
+double lr_ratelearn_estimate(const double *times, int n, double since, double burst, double pause_s) {
+  double lo = 0.01, hi = 1e6;
+  if (n <= 0 || !fits(times, n, since, burst, pause_s, hi)) return -1;
+  if (fits(times, n, since, burst, pause_s, lo)) return lo;
+  for (int k = 0; k < 80 && hi / lo > 1.0001; k++) {
+    double mid = sqrt(lo * hi);
+    if (fits(times, n, since, burst, pause_s, mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s) {
+  if (pause_s < 0) pause_s = 0;
+  if (!l->active) {
+    /* the bucket's size: what went through in the second before the first 429 */
+    int burst = 0;
+    for (int k = 0; k < l->recent_n; k++)
+      if (l->recent[k] > now - 1.0) burst++;
+    l->active = 1;
+    l->burst = burst > 0 ? burst : 1;
+    l->rate = 2 * l->burst / (pause_s > 0.1 ? pause_s : 0.1);
+  } else {
+    double est = l->n_times > l->burst
+                     ? lr_ratelearn_estimate(l->times, l->n_times, l->since, l->burst, l->pause_s)
+                     : -1;
+    if (est > 0) {
+      l->rate = PACE_SHARE * est;
+      l->estimated = 1;
+    } else {
+      l->rate = l->rate / 2 > 0.1 ? l->rate / 2 : 0.1;
+    }
+  }
+  l->pause_s = pause_s;
+  l->since = now + pause_s;
+  l->n_times = 0;
+  l->burst_left = (int)l->burst;
+  l->next_at = l->since;
+  l->step_at = l->since + PROBE_STEP_S;
+}
+
+double lr_ratelearn_ready_at(lr_ratelearn *l, double now) {
+  if (!l->active || l->rate <= 0) return now;
+  if (!l->estimated && now >= l->step_at) { /* probing: go faster until the server objects */
+    l->rate *= 2;
+    l->step_at = now + PROBE_STEP_S;
+  }
+  if (l->burst_left > 0) return now > l->since ? now : l->since;
+  return l->next_at > now ? l->next_at : now;
+}
+
+void lr_ratelearn_sent(lr_ratelearn *l, double now) {
+  if (!l->active || l->rate <= 0) return;
+  if (l->burst_left > 0) {
+    if (--l->burst_left == 0) l->next_at = now + 1.0 / l->rate; /* the bucket is empty now */
+  } else {
+    l->next_at = (l->next_at > now ? l->next_at : now) + 1.0 / l->rate;
+  }
+}

@@ -1,0 +1,48 @@
+/* A learnt request rate for servers that publish no limits and answer 429
+ * with nothing but a pause (Retry-After). Such a pause costs the endpoint all
+ * of its length, so the rate must be right after very few 429s. The model is
+ * the token bucket most limiters are: at the first 429 the successes of the
+ * last second give the bucket's size (the burst); after each pause the
+ * bucket is full again, so the burst goes at once and then requests are paced,
+ * the pace doubling every half second while it is a probe; at the next 429
+ * the successes since the pause are replayed against a bucket of that size to
+ * find the smallest refill rate that fits them, and 97 % of it becomes the
+ * pace. Sans-I/O: every call takes `now` (monotonic seconds). */
+#ifndef LR_RATELEARN_H
+#define LR_RATELEARN_H
+
+#define LR_RL_RECENT 256  /* success times kept for the burst estimate */
+#define LR_RL_MAX_TIMES 8192 /* success times kept between two 429s */
+
+typedef struct lr_ratelearn {
+  int active;         /* a 429 without published limits was seen */
+  int estimated;      /* the pace comes from the model, not the probe */
+  double burst;       /* requests the server's bucket holds */
+  double rate;        /* the pace, requests per second */
+  double next_at;     /* pacing: the earliest next send */
+  double step_at;     /* probing: when the pace doubles next */
+  double since;       /* when the current observation began (the last pause's end) */
+  double pause_s;     /* the last pause */
+  int burst_left;     /* sends allowed at once after a pause */
+  double recent[LR_RL_RECENT];
+  int recent_n, recent_head;
+  double *times;      /* successes since `since`, while active */
+  int n_times, cap_times;
+} lr_ratelearn;
+
+void lr_ratelearn_init(lr_ratelearn *l);
+void lr_ratelearn_free(lr_ratelearn *l);
+/* An attempt succeeded. */
+void lr_ratelearn_success(lr_ratelearn *l, double now);
+/* A 429 (one per burst of them) from a server that publishes no limits; it
+ * asked for a pause of pause_s seconds. */
+void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s);
+/* The earliest moment a request may be sent (now when it may). */
+double lr_ratelearn_ready_at(lr_ratelearn *l, double now);
+/* A request was sent. */
+void lr_ratelearn_sent(lr_ratelearn *l, double now);
+/* The smallest refill rate of a bucket of `burst`, full (up to rate x pause_s)
+ * at `since`, that admits every success in times[0..n); -1 if none does. */
+double lr_ratelearn_estimate(const double *times, int n, double since, double burst, double pause_s);
+
+#endif
