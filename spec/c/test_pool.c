@@ -44,6 +44,7 @@ TEST(round_robin_cycles_over_usable) {
   lr_pool_throttle(&p, 1, 0, 100);
   for (int k = 0; k < 4; k++) seq[k] = lr_pool_pick(&p, 7, 0, 1, &rng, &wake, &why);
   CHECK(seq[0] == 0 && seq[1] == 2 && seq[2] == 0 && seq[3] == 2);
+  lr_pool_free(&p);
 }
 
 TEST(weighted_follows_weights_and_health) {
@@ -68,6 +69,7 @@ TEST(weighted_follows_weights_and_health) {
   for (int k = 0; k < 10000; k++) count[lr_pool_pick(&p, 3, 0, 1, &rng, &wake, &why)]++;
   CHECK(count[1] > 4000); /* 1/16 + 6/16 = 0.44 */
   CHECK(count[0] > 5000);  /* both-heavy draws still go to 0: 9/16 */
+  lr_pool_free(&p);
 }
 
 TEST(failing_endpoint_loses_mixed_draws_then_recovers) {
@@ -85,6 +87,7 @@ TEST(failing_endpoint_loses_mixed_draws_then_recovers) {
   for (int k = 0; k < 4000; k++) count[lr_pool_pick(&p, 3, 0, 1, &rng, &wake, &why)]++;
   CHECK(count[0] > 700 && count[0] < 1300); /* only when both draws are it: 1/4 */
   CHECK(lr_pool_success_rate(&p, 0, 1000) > 0.99); /* idle drift back to healthy */
+  lr_pool_free(&p);
 }
 
 TEST(max_concurrency_blocks_until_release) {
@@ -102,6 +105,7 @@ TEST(max_concurrency_blocks_until_release) {
   CHECK(lr_pool_pick(&p, 1, 0, 2, &rng, &wake, &why) == 0);
   lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 2, b);
   CHECK(p.ep[0].in_flight == 0);
+  lr_pool_free(&p);
 }
 
 TEST(breaker_opens_and_blocks_with_wake_time) {
@@ -127,6 +131,7 @@ TEST(breaker_opens_and_blocks_with_wake_time) {
   CHECK(lr_pool_pick(&p, 1, 0, 6, &rng, &wake, &why) == -1); /* probe slot taken */
   CHECK(lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.1, 6.1, pr) == 1);
   CHECK(p.ep[0].breaker.state == LR_BREAKER_CLOSED);
+  lr_pool_free(&p);
 }
 
 TEST(limiter_blocks_with_refill_time) {
@@ -144,6 +149,7 @@ TEST(limiter_blocks_with_refill_time) {
   CHECK(lr_pool_pick(&p, 1, 0, 0, &rng, &wake, &why) == -1);
   CHECK(why == LR_BLOCK_LIMITER);
   CHECK_NEAR(wake, 1.0, 1e-6);
+  lr_pool_free(&p);
 }
 
 TEST(models_mask) {
@@ -196,6 +202,7 @@ TEST(exhausted_endpoint_goes_at_the_servers_pace) {
     lr_pool_on_send(&p, 0, 0, 20);
   }
   CHECK(!lr_pool_usable(&p, 0, 0, 20, &at, &why));
+  lr_pool_free(&p);
 }
 
 TEST(a_429_without_limits_lets_one_probe_at_a_time) {
@@ -212,6 +219,7 @@ TEST(a_429_without_limits_lets_one_probe_at_a_time) {
   learn(&p, 0, "", 200, 1.1); /* a success naming no limit: all may go */
   lr_pool_on_send(&p, 0, 0, 1.1);
   CHECK(lr_pool_usable(&p, 0, 0, 1.1, &at, &why));
+  lr_pool_free(&p);
 }
 
 TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_is_reached) {
@@ -234,6 +242,7 @@ TEST(an_unproven_endpoint_takes_a_few_attempts_until_it_is_reached) {
     CHECK(lr_pool_usable(&p, 0, 0, 1.01, &at, &why));
     lr_pool_on_send(&p, 0, 0, 1.01);
   }
+  lr_pool_free(&p);
 }
 
 TEST(spent_token_budget_waits_for_its_reset) {
@@ -249,6 +258,7 @@ TEST(spent_token_budget_waits_for_its_reset) {
   CHECK_NEAR(at, 6, 1e-9);
   CHECK(lr_pool_usable(&p, 0, 100, 0, &at, &why)); /* a small one still fits */
   CHECK(lr_pool_usable(&p, 0, 800, 6, &at, &why)); /* reset passed */
+  lr_pool_free(&p);
 }
 
 TEST(usage_corrects_the_configured_token_bucket) {
@@ -263,6 +273,7 @@ TEST(usage_corrects_the_configured_token_bucket) {
   CHECK(lr_pool_usable(&p, 0, 500, 0, &at, &why));
   lr_pool_on_usage(&p, 0, 100, 1100, 0); /* another used 1,000 more than estimated */
   CHECK(!lr_pool_usable(&p, 0, 500, 0, &at, &why));
+  lr_pool_free(&p);
 }
 
 TEST(adaptive_limit_halves_on_429_and_grows_slowly) {
@@ -294,6 +305,7 @@ TEST(adaptive_limit_halves_on_429_and_grows_slowly) {
     lr_pool_learn(&p, 0, NULL, 200, 3, 3);
   }
   CHECK(p.ep[0].limit > 5.25 && p.ep[0].limit < 5.25 + 10 * 0.1 / 5.25 + 1e-9);
+  lr_pool_free(&p);
 }
 
 int main(void) {
