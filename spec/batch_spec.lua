@@ -96,8 +96,9 @@ describe("client:batch", function()
     assert.are.equal(100, summary.ok)
     local r429 = m:stats().status["429"] or 0
     -- the opening burst of 20 meets a bucket of 10; after that the client goes at the
-    -- server's pace (x-ratelimit-limit-requests) and earns no more 429s
-    assert.is_true(r429 > 0 and r429 <= 12, "429 answers: " .. r429)
+    -- server's pace (x-ratelimit-limit-requests): at most that burst earns 429s (a client
+    -- that released its waiting requests all at once earned about 90 here)
+    assert.is_true(r429 > 0 and r429 <= 20, "429 answers: " .. r429)
     local st = client:status()[1]
     assert.are.equal(12000, st.server_rpm)
     assert.is_number(st.remaining)
