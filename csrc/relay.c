@@ -205,11 +205,10 @@ lr_pool *lr_relay_pool(lr_relay *rl) { return &rl->pool; }
 int lr_relay_in_flight(const lr_relay *rl) { return rl->in_flight; }
 long lr_relay_active(const lr_relay *rl) { return rl->active; }
 
-static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, double now, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, double now, const char *fmt, ...) {
-  (void)now;
+static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt, ...) {
   r->state = LR_REQ_DONE;
   r->kind = kind;
   if (fmt) {
@@ -222,7 +221,7 @@ static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, double now, cons
 }
 
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
-                     double timeout_s, int priority, double now, void *udata) {
+                     double timeout_s, int priority, void *udata) {
   memset(r, 0, sizeof *r);
   r->udata = udata;
   r->endpoint = r->last_endpoint = -1;
@@ -240,7 +239,7 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
   r->attempt_timeout_s = r->timeout_s;
   rl->active++;
   if (!r->allowed) {
-    finish(rl, r, LR_E_INVALID_REQUEST, now, "no endpoint serves this request's model");
+    finish(rl, r, LR_E_INVALID_REQUEST, "no endpoint serves this request's model");
     return;
   }
   r->state = LR_REQ_READY;
@@ -287,7 +286,7 @@ static void send_to(lr_relay *rl, lr_req *r, int i, double now) {
 static decision decide(lr_relay *rl, lr_req *r, double now) {
   lr_error_kind last = r->attempts ? r->kind : LR_E_NONE;
   if (now >= r->deadline) {
-    finish(rl, r, LR_E_DEADLINE, now, "deadline passed after %d attempt%s", r->attempts,
+    finish(rl, r, LR_E_DEADLINE, "deadline passed after %d attempt%s", r->attempts,
            r->attempts == 1 ? "" : "s");
     return D_DONE;
   }
@@ -298,7 +297,7 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
     int i = lr_pool_pick(&rl->pool, cand, r->tokens, now, &rl->rng, &wake, &why);
     if (i >= 0) {
       if (r->attempts > 0 && !r->free_retry && !budget_allows(rl, now)) {
-        finish(rl, r, last, now, "retry budget exhausted after %d attempt%s", r->attempts,
+        finish(rl, r, last, "retry budget exhausted after %d attempt%s", r->attempts,
                r->attempts == 1 ? "" : "s");
         return D_DONE;
       }
@@ -340,7 +339,7 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
   }
   if (wake == INFINITY) {
     if (why & LR_BLOCK_CAPACITY) return D_BLOCKED;
-    finish(rl, r, last ? last : LR_E_INVALID_REQUEST, now, "no endpoint can serve this request");
+    finish(rl, r, last ? last : LR_E_INVALID_REQUEST, "no endpoint can serve this request");
     return D_DONE;
   }
   double delay = wake - now;
@@ -354,13 +353,13 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
   }
   if (wake > r->deadline) {
     r->retry_after_s = delay;
-    finish(rl, r, why ? blocked_kind(why, LR_E_DEADLINE) : LR_E_DEADLINE, now,
+    finish(rl, r, why ? blocked_kind(why, LR_E_DEADLINE) : LR_E_DEADLINE,
            "%s: the next attempt could start in %.3g s, after the deadline", blocked_text(why), delay);
     return D_DONE;
   }
   if (why && delay > rl->cfg.backoff.max_retry_after_s) {
     r->retry_after_s = delay;
-    finish(rl, r, blocked_kind(why, last), now, "%s for %.3g s (more than max_retry_after)", blocked_text(why),
+    finish(rl, r, blocked_kind(why, last), "%s for %.3g s (more than max_retry_after)", blocked_text(why),
            delay);
     return D_DONE;
   }
@@ -403,7 +402,7 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
         break;
       case D_WAIT:
         r->state = LR_REQ_WAITING;
-        if (heap_push(rl, r) != 0) finish(rl, r, r->kind, now, "out of memory");
+        if (heap_push(rl, r) != 0) finish(rl, r, r->kind, "out of memory");
         break;
       case D_BLOCKED: /* put back where it was */
         if (next) {
@@ -550,10 +549,10 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   case C_OK:
     if (o->usage_tokens >= 0) lr_pool_on_usage(&rl->pool, i, r->tokens, o->usage_tokens, now);
     r->retry_after_s = -1;
-    finish(rl, r, LR_E_NONE, now, NULL);
+    finish(rl, r, LR_E_NONE, NULL);
     return;
   case C_FINAL:
-    finish(rl, r, c.kind, now, NULL);
+    finish(rl, r, c.kind, NULL);
     return;
   case C_RETRY_ELSEWHERE:
     r->allowed &= ~((uint64_t)1 << i);
@@ -565,11 +564,11 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   if (r->attempts >= rl->cfg.max_attempts) {
     if (!r->message[0])
       snprintf(r->message, sizeof r->message, "gave up after %d attempt%s", r->attempts, r->attempts == 1 ? "" : "s");
-    finish(rl, r, c.kind, now, NULL);
+    finish(rl, r, c.kind, NULL);
     return;
   }
   if (!r->allowed) {
-    finish(rl, r, c.kind, now, NULL);
+    finish(rl, r, c.kind, NULL);
     return;
   }
   r->state = LR_REQ_READY;

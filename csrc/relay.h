@@ -92,7 +92,7 @@ long lr_relay_active(const lr_relay *rl);
  * monotonic time, INFINITY for none. timeout_s: per attempt, <= 0 for the
  * relay's default. priority: LR_PRIORITY_MIN..MAX (clamped), 0 normal. */
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
-                     double timeout_s, int priority, double now, void *udata);
+                     double timeout_s, int priority, void *udata);
 
 /* Advances the relay: returns up to `max` requests the executor must act on,
  * each either SENDING (send attempt r->attempts to r->endpoint now) or DONE

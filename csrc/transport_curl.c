@@ -288,7 +288,7 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
   call->resp_len = 0;
   call->err_body_len = 0;
   call->next_done = NULL;
-  lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, priority, lr_now_mono(), call);
+  lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, priority, call);
   return call;
 }
 

@@ -60,7 +60,7 @@ static int count_events(lr_relay *rl, lr_event_type t) {
 TEST(success_in_one_attempt) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
   CHECK(poll1(rl, 0, &got, NULL) == 1 && got == &r);
   CHECK(r.state == LR_REQ_SENDING && r.endpoint == 0 && r.attempts == 1);
   CHECK_NEAR(r.attempt_timeout_s, 30, 1e-9);
@@ -76,7 +76,7 @@ TEST(success_in_one_attempt) {
 TEST(server_error_fails_over_at_once) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   CHECK(r.endpoint == 0);
   answer(rl, &r, 500, 0.01);
@@ -92,7 +92,7 @@ TEST(server_error_fails_over_at_once) {
 TEST(connect_and_timeout_fail_over) {
   lr_relay *rl = make(3, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   fail_transport(rl, &r, LR_E_CONNECT, 0);
   poll1(rl, 0, &got, NULL);
@@ -111,7 +111,7 @@ TEST(invalid_request_is_never_retried) {
   for (int k = 0; k < 3; k++) {
     lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
     lr_req r, *got;
-    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
     poll1(rl, 0, &got, NULL);
     answer(rl, &r, codes[k], 0.01);
     CHECK(poll1(rl, 0.01, &got, NULL) == 1);
@@ -125,7 +125,7 @@ TEST(rate_limited_waits_for_retry_after_ms_not_longer) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
   double wake;
-  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   answer_hints(rl, &r, 429, "retry-after-ms: 200\r\n", 1.0);
   CHECK(poll1(rl, 1.0, &got, &wake) == 0);
@@ -144,7 +144,7 @@ TEST(rate_limited_waits_for_retry_after_ms_not_longer) {
 TEST(rate_limited_fails_over_to_an_endpoint_with_capacity) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   answer_hints(rl, &r, 429, "Retry-After: 30\r\n", 0);
   CHECK(poll1(rl, 0, &got, NULL) == 1 && r.endpoint == 1);
@@ -153,7 +153,7 @@ TEST(rate_limited_fails_over_to_an_endpoint_with_capacity) {
   poll1(rl, 0.1, &got, NULL);
   /* the next request avoids the throttled endpoint without trying it */
   lr_req r2;
-  lr_relay_submit(rl, &r2, ALL(2), 0, INFINITY, 0, 0, 1, NULL);
+  lr_relay_submit(rl, &r2, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 1, &got, NULL);
   CHECK(r2.endpoint == 1 && r2.attempts == 1);
   lr_relay_free(rl);
@@ -162,7 +162,7 @@ TEST(rate_limited_fails_over_to_an_endpoint_with_capacity) {
 TEST(server_delay_beyond_max_retry_after_gives_up_with_hint) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   answer_hints(rl, &r, 429, "Retry-After: 3600\r\n", 0);
   CHECK(poll1(rl, 0, &got, NULL) == 1);
@@ -174,7 +174,7 @@ TEST(server_delay_beyond_max_retry_after_gives_up_with_hint) {
 TEST(deadline_fails_fast_when_nothing_is_usable_in_time) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(1), 0, 2.0, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(1), 0, 2.0, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   CHECK(r.attempt_timeout_s <= 30);
   answer_hints(rl, &r, 429, "Retry-After: 10\r\n", 0.5);
@@ -186,7 +186,7 @@ TEST(deadline_fails_fast_when_nothing_is_usable_in_time) {
 TEST(timeout_after_deadline_is_deadline) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(2), 0, 1.0, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, 1.0, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   fail_transport(rl, &r, LR_E_TIMEOUT, 1.0);
   CHECK(poll1(rl, 1.0, &got, NULL) == 1);
@@ -197,7 +197,7 @@ TEST(timeout_after_deadline_is_deadline) {
 TEST(max_attempts_ends_with_last_error) {
   lr_relay *rl = make(3, LR_STRATEGY_ROUND_ROBIN, 3, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, NULL);
   double now = 0;
   for (int k = 0; k < 3; k++) {
     CHECK(poll1(rl, now, &got, NULL) == 1 && r.state == LR_REQ_SENDING);
@@ -212,7 +212,7 @@ TEST(every_endpoint_failed_backs_off_with_jitter) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
   double wake;
-  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   answer(rl, &r, 500, 0);
   poll1(rl, 0, &got, NULL);
@@ -227,7 +227,7 @@ TEST(every_endpoint_failed_backs_off_with_jitter) {
 TEST(not_found_excludes_the_endpoint) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   answer(rl, &r, 404, 0);
   poll1(rl, 0, &got, NULL);
@@ -242,7 +242,7 @@ TEST(not_found_excludes_the_endpoint) {
 TEST(no_endpoint_for_model) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, 0, 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, 0, 0, INFINITY, 0, 0, NULL);
   CHECK(poll1(rl, 0, &got, NULL) == 1);
   CHECK(r.kind == LR_E_INVALID_REQUEST && r.attempts == 0);
   lr_relay_free(rl);
@@ -251,7 +251,7 @@ TEST(no_endpoint_for_model) {
 TEST(bad_body_and_should_retry) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   lr_outcome o = {.status = 200, .body_ok = 0};
   lr_relay_report(rl, &r, &o, 0);
@@ -261,7 +261,7 @@ TEST(bad_body_and_should_retry) {
   CHECK(poll1(rl, 0, &got, NULL) == 1 && r.state == LR_REQ_DONE && r.kind == LR_E_SERVER_ERROR);
   lr_relay_free(rl);
   rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
-  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
   poll1(rl, 0, &got, NULL);
   answer_hints(rl, &r, 418, "x-should-retry: true\r\n", 0);
   CHECK(poll1(rl, 0, &got, NULL) == 1 && r.state == LR_REQ_SENDING && r.endpoint == 1);
@@ -276,7 +276,7 @@ TEST(dead_endpoint_costs_threshold_plus_probes_per_cooldown) {
   double now = 0;
   for (int k = 0; k < 200; k++, now += 0.175) {
     lr_req r, *got;
-    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, now, NULL);
+    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
     while (poll1(rl, now, &got, NULL) == 1 && r.state == LR_REQ_SENDING) {
       if (r.endpoint == 0) {
         to_dead++;
@@ -299,7 +299,7 @@ TEST(concurrency_caps_attempts_not_waiting_requests) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 2);
   lr_req r[4], *out[8];
   double wake;
-  for (int k = 0; k < 4; k++) lr_relay_submit(rl, &r[k], ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+  for (int k = 0; k < 4; k++) lr_relay_submit(rl, &r[k], ALL(2), 0, INFINITY, 0, 0, NULL);
   CHECK(lr_relay_poll(rl, 0, out, 8, &wake) == 2);
   CHECK(lr_relay_in_flight(rl) == 2 && r[2].state == LR_REQ_READY);
   /* r0 is throttled: while it waits, its slot goes to r2 */
@@ -316,10 +316,10 @@ TEST(waiting_request_holds_no_slot) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
   lr_req a, b, *out[8];
   double wake;
-  lr_relay_submit(rl, &a, ALL(1), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &a, ALL(1), 0, INFINITY, 0, 0, NULL);
   lr_relay_poll(rl, 0, out, 8, &wake);
   answer(rl, &a, 500, 0); /* a backs off: only one endpoint, already tried */
-  lr_relay_submit(rl, &b, ALL(1), 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &b, ALL(1), 0, INFINITY, 0, 0, NULL);
   int n = lr_relay_poll(rl, 0, out, 8, &wake);
   CHECK(a.state == LR_REQ_WAITING);
   CHECK(n == 1 && out[0] == &b && b.state == LR_REQ_SENDING);
@@ -333,8 +333,8 @@ TEST(max_concurrency_queues_instead_of_failing) {
   lr_relay *rl = lr_relay_new(&cfg, eps, 1, LR_STRATEGY_WEIGHTED, &bcfg, 5, 0);
   lr_req a, b, *out[8];
   double wake;
-  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, 0, NULL);
-  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, NULL);
   CHECK(lr_relay_poll(rl, 0, out, 8, &wake) == 1 && b.state == LR_REQ_READY);
   CHECK(lr_relay_poll(rl, 1, out, 8, &wake) == 0 && b.state == LR_REQ_READY);
   answer(rl, &a, 200, 1);
@@ -352,7 +352,7 @@ TEST(retry_budget_caps_retries) {
   lr_req r[30], *got;
   int retried = 0, gave_up = 0;
   for (int k = 0; k < 30; k++) {
-    lr_relay_submit(rl, &r[k], ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+    lr_relay_submit(rl, &r[k], ALL(2), 0, INFINITY, 0, 0, NULL);
     poll1(rl, 0, &got, NULL);
     answer(rl, &r[k], 500, 0);
     poll1(rl, 0, &got, NULL);
@@ -379,7 +379,7 @@ TEST(failover_from_an_unreached_endpoint_is_outside_the_budget) {
   int retried = 0;
   for (int k = 0; k < 30; k++) {
     lr_req r, *got;
-    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, 0, NULL);
+    lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
     poll1(rl, 0, &got, NULL);
     lr_outcome refused = {.transport = LR_E_CONNECT, .not_sent = 1};
     lr_relay_report(rl, &r, &refused, 0);
@@ -395,7 +395,7 @@ TEST(failover_from_an_unreached_endpoint_is_outside_the_budget) {
 TEST(attempt_timeout_is_cut_by_the_deadline) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
-  lr_relay_submit(rl, &r, ALL(1), 0, 10.4, 0, 0, 10, NULL);
+  lr_relay_submit(rl, &r, ALL(1), 0, 10.4, 0, 0, NULL);
   poll1(rl, 10, &got, NULL);
   CHECK_NEAR(r.attempt_timeout_s, 0.4, 1e-9);
   lr_relay_free(rl);
@@ -406,14 +406,14 @@ TEST(requests_queue_behind_a_half_open_probe) {
   lr_req f[3], a, b, *out[8];
   double wake;
   for (int k = 0; k < 3; k++) {
-    lr_relay_submit(rl, &f[k], 1, 0, INFINITY, 0, 0, 0, NULL);
+    lr_relay_submit(rl, &f[k], 1, 0, INFINITY, 0, 0, NULL);
     lr_relay_poll(rl, 0, out, 8, &wake);
     answer(rl, &f[k], 500, 0);
     lr_relay_poll(rl, 0, out, 8, &wake);
   }
   CHECK(lr_relay_pool(rl)->ep[0].breaker.state == LR_BREAKER_OPEN);
-  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, 10, NULL);
-  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, 10, NULL);
+  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, NULL);
   CHECK(lr_relay_poll(rl, 10, out, 8, &wake) == 1 && a.state == LR_REQ_SENDING); /* the probe */
   CHECK(b.state == LR_REQ_READY);                                               /* queued, not failed */
   answer(rl, &a, 200, 10.1);
@@ -429,9 +429,9 @@ TEST(a_busy_untried_endpoint_is_waited_for_not_backed_off_from) {
   lr_relay *rl = lr_relay_new(&cfg, eps, 2, LR_STRATEGY_PRIORITY, &bcfg, 5, 0);
   lr_req busy, r, *out[8];
   double wake;
-  lr_relay_submit(rl, &busy, 2, 0, INFINITY, 0, 0, 0, NULL); /* holds endpoint 1's only slot */
+  lr_relay_submit(rl, &busy, 2, 0, INFINITY, 0, 0, NULL); /* holds endpoint 1's only slot */
   lr_relay_poll(rl, 0, out, 8, &wake);
-  lr_relay_submit(rl, &r, 3, 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &r, 3, 0, INFINITY, 0, 0, NULL);
   lr_relay_poll(rl, 0, out, 8, &wake);
   CHECK(r.endpoint == 0);
   answer(rl, &r, 500, 0.01);
@@ -447,13 +447,13 @@ TEST(higher_priority_first_fifo_within) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
   lr_req hold, lo1, mid1, hi1, mid2, hi2, *out[8];
   double wake;
-  lr_relay_submit(rl, &hold, 1, 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &hold, 1, 0, INFINITY, 0, 0, NULL);
   lr_relay_poll(rl, 0, out, 8, &wake); /* takes the only slot */
-  lr_relay_submit(rl, &lo1, 1, 0, INFINITY, 0, -5, 0, NULL);
-  lr_relay_submit(rl, &mid1, 1, 0, INFINITY, 0, 0, 0, NULL);
-  lr_relay_submit(rl, &hi1, 1, 0, INFINITY, 0, 99, 0, NULL); /* clamped to the maximum */
-  lr_relay_submit(rl, &mid2, 1, 0, INFINITY, 0, 0, 0, NULL);
-  lr_relay_submit(rl, &hi2, 1, 0, INFINITY, 0, 10, 0, NULL);
+  lr_relay_submit(rl, &lo1, 1, 0, INFINITY, 0, -5, NULL);
+  lr_relay_submit(rl, &mid1, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &hi1, 1, 0, INFINITY, 0, 99, NULL); /* clamped to the maximum */
+  lr_relay_submit(rl, &mid2, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &hi2, 1, 0, INFINITY, 0, 10, NULL);
   CHECK(lr_relay_poll(rl, 0, out, 8, &wake) == 0); /* no slot: everyone queues */
   lr_req *order[5], *cur = &hold;
   for (int k = 0; k < 5; k++) {
@@ -471,8 +471,8 @@ TEST(cancel_in_every_state) {
   lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 1);
   lr_req a, b, *out[8];
   double wake;
-  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, 0, NULL);
-  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &a, 1, 0, INFINITY, 0, 0, NULL);
+  lr_relay_submit(rl, &b, 1, 0, INFINITY, 0, 0, NULL);
   lr_relay_poll(rl, 0, out, 8, &wake);
   CHECK(a.state == LR_REQ_SENDING && b.state == LR_REQ_READY);
   CHECK(lr_relay_cancel(rl, &b, LR_E_CANCELLED, 0) == LR_REQ_READY);
@@ -480,7 +480,7 @@ TEST(cancel_in_every_state) {
   CHECK(a.kind == LR_E_CANCELLED && lr_relay_in_flight(rl) == 0 && lr_relay_active(rl) == 0);
   CHECK(lr_relay_pool(rl)->ep[0].in_flight == 0);
   lr_req c;
-  lr_relay_submit(rl, &c, 1, 0, INFINITY, 0, 0, 0, NULL);
+  lr_relay_submit(rl, &c, 1, 0, INFINITY, 0, 0, NULL);
   lr_relay_poll(rl, 0, out, 8, &wake);
   answer_hints(rl, &c, 429, "Retry-After: 5\r\n", 0);
   lr_relay_poll(rl, 0, out, 8, &wake);
@@ -496,11 +496,11 @@ TEST(many_throttled_requests_wait_then_follow_one_probe) {
   enum { N = 500 };
   lr_req *r = calloc(N, sizeof *r), *out[N], first;
   double wake;
-  lr_relay_submit(rl, &first, 1, 0, INFINITY, 0, 0, 0, NULL); /* the endpoint answers once: no warm-up limit */
+  lr_relay_submit(rl, &first, 1, 0, INFINITY, 0, 0, NULL); /* the endpoint answers once: no warm-up limit */
   lr_relay_poll(rl, 0, out, N, &wake);
   answer(rl, &first, 200, 0);
   lr_relay_poll(rl, 0, out, N, &wake);
-  for (int k = 0; k < N; k++) lr_relay_submit(rl, &r[k], 1, 0, INFINITY, 0, 0, 0, NULL);
+  for (int k = 0; k < N; k++) lr_relay_submit(rl, &r[k], 1, 0, INFINITY, 0, 0, NULL);
   CHECK(lr_relay_poll(rl, 0, out, N, &wake) == N);
   for (int k = 0; k < N; k++) answer_hints(rl, &r[k], 429, "Retry-After: 2\r\n", 0);
   lr_relay_poll(rl, 0, out, N, &wake);
