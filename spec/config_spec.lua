@@ -477,5 +477,12 @@ describe("errors", function()
       assert.equal("plain", errors.scrub("plain", {}))
       assert.equal("plain", errors.scrub("plain", { "" }))
     end)
+
+    it("redact_keys removes the keys and leaves bearer text alone", function()
+      assert.equal("a [REDACTED] b, Bearer tok-1",
+                   errors.redact_keys("a " .. FAKE_KEY .. " b, Bearer tok-1", { FAKE_KEY }))
+      assert.equal("[REDACTED]", errors.redact_keys("sk-abcdef", { "sk-abc", "sk-abcdef" }))
+      assert.is_nil(errors.redact_keys(nil, { FAKE_KEY }))
+    end)
   end)
 end)

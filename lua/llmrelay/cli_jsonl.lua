@@ -185,14 +185,8 @@ local function json_string(s)
   return encode(s)
 end
 
--- Replaces every key in `s` by [REDACTED], plainly (no pattern): for bodies
--- that succeeded, where "Bearer ..." may be legitimate text.
-local function scrub_keys(s, secrets)
-  for _, k in ipairs(secrets) do
-    if find(s, k, 1, true) then s = errors.scrub(s, { k }) end
-  end
-  return s
-end
+-- Bodies that succeeded lose the keys only: "Bearer ..." may be legitimate text there.
+local scrub_keys = errors.redact_keys
 
 -- secrets: the configured keys, each also in its JSON-escaped form, so a key
 -- quoted inside a JSON body is caught either way.

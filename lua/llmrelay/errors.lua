@@ -101,19 +101,24 @@ local function replace_plain(s, needle)
   return concat(out)
 end
 
+-- Replaces every one of the keys in `s` by [REDACTED], plainly (no pattern).
+function _M.redact_keys(s, secrets)
+  if type(s) ~= "string" or not secrets then return s end
+  -- Longest first, so a key that contains another is removed whole.
+  local list = {}
+  for _, k in pairs(secrets) do
+    if type(k) == "string" and k ~= "" then list[#list + 1] = k end
+  end
+  table.sort(list, function(a, b) return #a > #b end)
+  for _, k in ipairs(list) do s = replace_plain(s, k) end
+  return s
+end
+
 -- Removes every api key from text that may have come back from a server (some 401
 -- bodies quote the key), plus any bearer token, whoever's it is.
 function _M.scrub(s, secrets)
   if type(s) ~= "string" then return s end
-  if secrets then
-    -- Longest first, so a key that contains another is removed whole.
-    local list = {}
-    for _, k in pairs(secrets) do
-      if type(k) == "string" and k ~= "" then list[#list + 1] = k end
-    end
-    table.sort(list, function(a, b) return #a > #b end)
-    for _, k in ipairs(list) do s = replace_plain(s, k) end
-  end
+  s = _M.redact_keys(s, secrets)
   s = gsub(s, "([Bb][Ee][Aa][Rr][Ee][Rr])%s+[^%s\"'\\,;]+", "%1 " .. REDACTED)
   return s
 end
