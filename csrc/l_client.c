@@ -317,7 +317,10 @@ static int l_status(lua_State *L) {
     if (e->remaining >= 0 && now < e->remaining_until) set_num(L, "remaining", e->remaining);
     if (e->slot_interval > 0) set_num(L, "server_rpm", 60.0 / e->slot_interval);
     if (e->limit > 0) set_num(L, "adaptive_limit", e->limit);
-    if (e->learnt.active) set_num(L, "learnt_rate", e->learnt.rate);
+    if (e->learnt.active) {
+      set_num(L, "learnt_rate", e->learnt.rate);
+      set_str(L, "learnt_from", e->learnt.borrowed ? "sibling" : e->learnt.estimated ? "own" : "probe");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

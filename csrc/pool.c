@@ -15,6 +15,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
   p->n = n > LR_MAX_ENDPOINTS ? LR_MAX_ENDPOINTS : n;
   p->strategy = strategy;
   p->breaker_cfg = *bcfg;
+  p->prober = -1;
   for (int i = 0; i < p->n; i++) {
     lr_endpoint *e = &p->ep[i];
     e->weight = eps[i].weight > 0 ? eps[i].weight : 1.0;
@@ -40,6 +41,30 @@ double lr_pool_success_rate(lr_pool *p, int i, double now) {
     e->success_at = now;
   }
   return e->success_ewma;
+}
+
+/* Learning the rates of endpoints that publish no limits: each probe ends in
+ * a 429 and a whole Retry-After pause, so only one endpoint probes at a time
+ * while the others keep their pace; once one has an estimate, an endpoint
+ * still probing takes it over (keys of one service usually share a limit)
+ * and a 429 of its own later corrects it. */
+static void coordinate_learning(lr_pool *p, int i, double now) {
+  lr_endpoint *e = &p->ep[i];
+  if (!lr_ratelearn_probing(&e->learnt)) return;
+  double sibling = -1;
+  for (int k = 0; k < p->n; k++) {
+    const lr_ratelearn *o = &p->ep[k].learnt;
+    if (k != i && o->active && o->estimated && !o->borrowed && (sibling < 0 || o->rate < sibling)) sibling = o->rate;
+  }
+  if (sibling > 0) {
+    lr_ratelearn_adopt(&e->learnt, sibling);
+    return;
+  }
+  int cur = p->prober;
+  if (cur < 0 || cur >= p->n || !lr_ratelearn_probing(&p->ep[cur].learnt) ||
+      p->ep[cur].breaker.state == LR_BREAKER_OPEN)
+    p->prober = i;
+  lr_ratelearn_hold(&e->learnt, p->prober != i, now);
 }
 
 int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_at, int *why) {
@@ -73,6 +98,7 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
       bits |= LR_BLOCK_CAPACITY;
     }
   }
+  coordinate_learning(p, i, now);
   double paced = lr_ratelearn_ready_at(&e->learnt, now);
   if (paced > now) {
     if (paced > at) at = paced;
@@ -241,7 +267,7 @@ static void adapt_limit(lr_endpoint *e, const lr_hints *h, int status, double se
 void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent_at, double now) {
   lr_endpoint *e = &p->ep[i];
   adapt_limit(e, h, status, sent_at, now);
-  if (status >= 200 && status < 300) lr_ratelearn_success(&e->learnt, now);
+  if (status >= 200 && status < 300) lr_ratelearn_success(&e->learnt, sent_at, now);
   if (h && h->remaining_tokens >= 0) {
     e->remaining_tokens = h->remaining_tokens;
     e->remaining_tokens_until = now + (h->reset_tokens_s >= 0 ? h->reset_tokens_s : 1.0);

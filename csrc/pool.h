@@ -65,6 +65,7 @@ typedef struct lr_pool {
   int n;
   lr_strategy strategy;
   int rr_next;
+  int prober;  /* the one endpoint whose learnt rate probes upward; the others hold their pace */
   lr_breaker_cfg breaker_cfg;
 } lr_pool;
 

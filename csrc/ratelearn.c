@@ -6,7 +6,8 @@
 #include <string.h>
 
 #define PROBE_STEP_S 0.5 /* while probing, the pace doubles this often */
-#define PACE_SHARE 1.0   /* of the estimated rate: the smallest that fits, so the server allows it */
+#define PACE_SHARE 1.0
+#define LR_RL_CATCHUP 2.0 /* requests a late pace may make up for */   /* of the estimated rate: the smallest that fits, so the server allows it */
 
 void lr_ratelearn_init(lr_ratelearn *l) { memset(l, 0, sizeof *l); }
 
@@ -16,11 +17,21 @@ void lr_ratelearn_free(lr_ratelearn *l) {
   l->n_times = l->cap_times = 0;
 }
 
-void lr_ratelearn_success(lr_ratelearn *l, double now) {
+void lr_ratelearn_success(lr_ratelearn *l, double sent_at, double now) {
   l->recent[l->recent_head] = now;
   l->recent_head = (l->recent_head + 1) % LR_RL_RECENT;
   if (l->recent_n < LR_RL_RECENT) l->recent_n++;
-  if (!l->active || l->n_times >= LR_RL_MAX_TIMES) return;
+  if (!l->active) return;
+  if (sent_at < l->since) {
+    /* sent before the pause: an answer still in flight at the first 429 was
+     * part of the burst it measured */
+    if (l->cuts == 1 && sent_at <= l->cut_at && sent_at > l->cut_at - 1.0) {
+      l->burst += 1;
+      l->burst_left += 1;
+    }
+    return;
+  }
+  if (l->n_times >= LR_RL_MAX_TIMES) return;
   if (l->n_times == l->cap_times) {
     int cap = l->cap_times ? l->cap_times * 2 : 256;
     double *t = realloc(l->times, (size_t)cap * sizeof *t);
@@ -73,11 +84,18 @@ void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s) {
     if (est > 0) {
       l->rate = PACE_SHARE * est;
       l->estimated = 1;
+      l->borrowed = 0;
+    } else if (l->n_times > 0 && l->n_times < l->burst) {
+      /* the refilled bucket held less than measured (one more answer slipped
+       * into the measuring second): the burst was wrong, not the pace */
+      l->burst = l->n_times;
     } else {
       l->rate = l->rate / 2 > 0.1 ? l->rate / 2 : 0.1;
     }
   }
   l->pause_s = pause_s;
+  l->cut_at = now;
+  l->cuts++;
   l->since = now + pause_s;
   l->n_times = 0;
   l->burst_left = (int)l->burst;
@@ -87,7 +105,7 @@ void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s) {
 
 double lr_ratelearn_ready_at(lr_ratelearn *l, double now) {
   if (!l->active || l->rate <= 0) return now;
-  if (!l->estimated && now >= l->step_at) { /* probing: go faster until the server objects */
+  if (!l->estimated && !l->hold && now >= l->step_at) { /* probing: go faster until the server objects */
     l->rate *= 2;
     l->step_at = now + PROBE_STEP_S;
   }
@@ -100,6 +118,26 @@ void lr_ratelearn_sent(lr_ratelearn *l, double now) {
   if (l->burst_left > 0) {
     if (--l->burst_left == 0) l->next_at = now + 1.0 / l->rate; /* the bucket is empty now */
   } else {
-    l->next_at = (l->next_at > now ? l->next_at : now) + 1.0 / l->rate;
+    /* a send that comes late (timers wake in whole milliseconds, the loop is
+     * busy) may be made up for, by at most a little of the server's bucket:
+     * otherwise every late wake-up is capacity lost for good */
+    double credit = l->burst / 4 < LR_RL_CATCHUP ? l->burst / 4 : LR_RL_CATCHUP;
+    double floor = now - credit / l->rate;
+    l->next_at = (l->next_at > floor ? l->next_at : floor) + 1.0 / l->rate;
   }
+}
+
+int lr_ratelearn_probing(const lr_ratelearn *l) { return l->active && !l->estimated; }
+
+void lr_ratelearn_hold(lr_ratelearn *l, int hold, double now) {
+  if (l->hold && !hold && l->step_at < now + PROBE_STEP_S) l->step_at = now + PROBE_STEP_S;
+  l->hold = hold;
+}
+
+void lr_ratelearn_adopt(lr_ratelearn *l, double rate) {
+  if (!lr_ratelearn_probing(l) || rate <= 0) return;
+  if (rate > l->rate) l->rate = rate;
+  l->estimated = 1;
+  l->borrowed = 1;
+  l->hold = 0;
 }

@@ -16,13 +16,17 @@
 
 typedef struct lr_ratelearn {
   int active;         /* a 429 without published limits was seen */
-  int estimated;      /* the pace comes from the model, not the probe */
+  int estimated;      /* the pace comes from the model (or a sibling's), not the probe */
+  int borrowed;       /* the pace is a sibling endpoint's estimate, not this one's */
+  int hold;           /* probing is paused: a sibling probes, this one keeps its pace */
   double burst;       /* requests the server's bucket holds */
   double rate;        /* the pace, requests per second */
   double next_at;     /* pacing: the earliest next send */
   double step_at;     /* probing: when the pace doubles next */
   double since;       /* when the current observation began (the last pause's end) */
   double pause_s;     /* the last pause */
+  double cut_at;      /* when the last 429 came */
+  int cuts;           /* 429s learnt from */
   int burst_left;     /* sends allowed at once after a pause */
   double recent[LR_RL_RECENT];
   int recent_n, recent_head;
@@ -32,8 +36,10 @@ typedef struct lr_ratelearn {
 
 void lr_ratelearn_init(lr_ratelearn *l);
 void lr_ratelearn_free(lr_ratelearn *l);
-/* An attempt succeeded. */
-void lr_ratelearn_success(lr_ratelearn *l, double now);
+/* An attempt sent at sent_at succeeded. Only attempts sent after the last
+ * pause tell the rate; those that were in flight when the first 429 came
+ * belong to the burst it measured. */
+void lr_ratelearn_success(lr_ratelearn *l, double sent_at, double now);
 /* A 429 (one per burst of them) from a server that publishes no limits; it
  * asked for a pause of pause_s seconds. */
 void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s);
@@ -41,6 +47,15 @@ void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s);
 double lr_ratelearn_ready_at(lr_ratelearn *l, double now);
 /* A request was sent. */
 void lr_ratelearn_sent(lr_ratelearn *l, double now);
+/* Pauses (hold = 1) or resumes the probe; resuming starts a fresh step. */
+void lr_ratelearn_hold(lr_ratelearn *l, int hold, double now);
+/* Takes a sibling endpoint's estimate as this one's pace while this one is
+ * still probing (a pool of keys to the same service usually shares a limit);
+ * a 429 later re-estimates from this endpoint's own successes. */
+void lr_ratelearn_adopt(lr_ratelearn *l, double rate);
+/* The endpoint is probing (active, no estimate yet). */
+int lr_ratelearn_probing(const lr_ratelearn *l);
+
 /* The smallest refill rate of a bucket of `burst`, full (up to rate x pause_s)
  * at `since`, that admits every success in times[0..n); -1 if none does. */
 double lr_ratelearn_estimate(const double *times, int n, double since, double burst, double pause_s);

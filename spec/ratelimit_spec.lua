@@ -105,6 +105,33 @@ describe("rate limits", function()
     assert.is_true(limit ~= nil and limit < 25, "adaptive limit " .. tostring(limit))
   end)
 
+  it("learns the rate of a pool that sends only Retry-After: one endpoint probes, the others take its estimate", function()
+    local mocks, eps = {}, {}
+    for i = 1, 3 do
+      mocks[i] = mock.start { name = "bare" .. i, rps = 100, burst = 25, rl_headers = "retry-after" }
+      eps[i] = { base_url = mocks[i].url, name = "b" .. i }
+    end
+    local client = llmrelay.new { endpoints = eps, concurrency = 50 }
+    local list = {}
+    for i = 1, 900 do list[i] = req("r" .. i) end
+    local _, summary = client:batch(list, { concurrency = 50 })
+    assert.are.equal(900, summary.ok)
+    local r429, probed = 0, 0
+    for i, m in ipairs(mocks) do
+      r429 = r429 + (m:stats().status["429"] or 0)
+      local st = client:status()[i]
+      -- every endpoint ends paced near the server's 100 req/s, never above it
+      assert.is_true(st.learnt_rate and st.learnt_rate > 80 and st.learnt_rate <= 101,
+                     st.name .. " learnt " .. tostring(st.learnt_rate))
+      if st.learnt_from == "own" then probed = probed + 1 end
+      assert.is_true(st.learnt_from == "own" or st.learnt_from == "sibling", tostring(st.learnt_from))
+    end
+    -- one endpoint paid a second pause to measure the rate; the others took its estimate
+    assert.are.equal(1, probed)
+    -- each 429 pause also turns away what was in flight to that endpoint (about C/3)
+    assert.is_true(r429 <= 100, "429 answers: " .. r429)
+  end)
+
   it("paces one endpoint to its published limit: --rps 20 --burst 5, 100 requests within 1.2x the ideal time", function()
     local m = mock.start { name = "paced", rps = 20, burst = 5 }
     local client = llmrelay.new { endpoints = { { base_url = m.url } } }

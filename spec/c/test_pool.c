@@ -308,7 +308,61 @@ TEST(adaptive_limit_halves_on_429_and_grows_slowly) {
   lr_pool_free(&p);
 }
 
+TEST(learnt_rates_probe_one_endpoint_at_a_time_and_share_the_estimate) {
+  lr_pool p;
+  make(&p, 3, LR_STRATEGY_WEIGHTED);
+  double at;
+  int why;
+  for (int i = 0; i < 3; i++) { /* each answers a burst of 25, then a bare 429 */
+    for (int k = 0; k < 25; k++) {
+      lr_pool_on_send(&p, i, 0, 0);
+      lr_pool_on_result(&p, i, LR_VERDICT_SUCCESS, 0.001, 0.001, 0);
+      lr_pool_learn(&p, i, NULL, 200, 0, 0.001);
+    }
+    lr_pool_on_send(&p, i, 0, 0.002);
+    lr_pool_on_result(&p, i, LR_VERDICT_NEUTRAL, 0.001, 0.003, 0);
+    learn(&p, i, "Retry-After: 1\n", 429, 0.003);
+    lr_pool_throttle(&p, i, 0.003, 1.0);
+  }
+  for (int i = 0; i < 3; i++) lr_pool_usable(&p, i, 0, 1.1, &at, &why);
+  int probing = 0;
+  for (int i = 0; i < 3; i++) probing += !p.ep[i].learnt.hold;
+  CHECK(probing == 1 && p.prober >= 0 && !p.ep[p.prober].learnt.hold);
+  for (int i = 0; i < 3; i++) lr_pool_usable(&p, i, 0, 2.5, &at, &why); /* a second on */
+  for (int i = 0; i < 3; i++)
+    CHECK(i == p.prober ? p.ep[i].learnt.rate > 50 : p.ep[i].learnt.rate == 50);
+  /* the prober's estimate: the others take it over */
+  int pr = p.prober;
+  p.ep[pr].learnt.estimated = 1;
+  p.ep[pr].learnt.rate = 99;
+  for (int i = 0; i < 3; i++) lr_pool_usable(&p, i, 0, 2.6, &at, &why);
+  for (int i = 0; i < 3; i++) CHECK_NEAR(p.ep[i].learnt.rate, 99, 1e-9);
+  for (int i = 0; i < 3; i++) CHECK(i == pr ? !p.ep[i].learnt.borrowed : p.ep[i].learnt.borrowed);
+  lr_pool_free(&p);
+}
+
+TEST(an_open_prober_hands_the_probe_over) {
+  lr_pool p;
+  make(&p, 2, LR_STRATEGY_WEIGHTED);
+  double at;
+  int why;
+  for (int i = 0; i < 2; i++) {
+    for (int k = 0; k < 5; k++) lr_pool_learn(&p, i, NULL, 200, 0, 0.001);
+    learn(&p, i, "Retry-After: 1\n", 429, 0.003);
+    lr_pool_throttle(&p, i, 0.003, 1.0);
+  }
+  lr_pool_usable(&p, 0, 0, 1.1, &at, &why);
+  lr_pool_usable(&p, 1, 0, 1.1, &at, &why);
+  CHECK(p.prober == 0 && p.ep[1].learnt.hold);
+  p.ep[0].breaker.state = LR_BREAKER_OPEN;
+  lr_pool_usable(&p, 1, 0, 1.2, &at, &why);
+  CHECK(p.prober == 1 && !p.ep[1].learnt.hold);
+  lr_pool_free(&p);
+}
+
 int main(void) {
+  RUN(learnt_rates_probe_one_endpoint_at_a_time_and_share_the_estimate);
+  RUN(an_open_prober_hands_the_probe_over);
   RUN(priority_uses_first_usable);
   RUN(round_robin_cycles_over_usable);
   RUN(weighted_follows_weights_and_health);
