@@ -17,7 +17,7 @@ CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
 BUILD := build/$(LUA)
-POLICY := errors backoff hints breaker limiter ratelearn jsoncheck pool relay
+POLICY := errors backoff hints breaker limiter ratelearn jsoncheck pool relay sse
 CORE := $(POLICY) transport_curl l_client l_util llmrelay_core
 CORE_OBJ := $(CORE:%=$(BUILD)/obj/%.o)
 HEADERS := $(wildcard csrc/*.h)
