@@ -115,6 +115,7 @@ struct config {
     long fail_first, throttle_first, throttle_ms, hang_first;
     const char *bad_marker, *auth_key;
     long chunk_ms, cut_after, stall_after; /* stream faults, -1/0 = off */
+    long end_after, error_after;          /* stream faults, -1 = off */
     long parent_pid; /* exit when this process is gone (0 = off) */
 };
 struct stats {

@@ -21,7 +21,8 @@ static void usage(FILE *f)
         "  [--fail-body json|html] [--throttle-first N] [--throttle-ms MS]\n"
         "  [--reset-rate P] [--hang-rate P] [--hang-first N]\n"
         "  [--bad-marker S] [--auth-key K] [--stream-chunk-ms MS]\n"
-        "  [--stream-cut-after K] [--stream-stall-after K] [--parent-pid P]\n",
+        "  [--stream-cut-after K] [--stream-stall-after K] [--stream-end-after K]\n"
+        "  [--stream-error-after K] [--parent-pid P]\n",
         f);
 }
 
@@ -96,7 +97,7 @@ void parse_flags(int argc, char **argv)
     cfg.seed = 42;
     cfg.fail_status = 500;
     cfg.throttle_ms = 1000;
-    cfg.cut_after = cfg.stall_after = -1;
+    cfg.cut_after = cfg.stall_after = cfg.end_after = cfg.error_after = -1;
     long burst = -1;
     for (int i = 1; i < argc; i++) {
         char *f = argv[i], *v, *eq;
@@ -181,6 +182,10 @@ void parse_flags(int argc, char **argv)
             cfg.cut_after = num(f, v, 0, 1000000000);
         else if (!strcmp(o, "stream-stall-after"))
             cfg.stall_after = num(f, v, 0, 1000000000);
+        else if (!strcmp(o, "stream-end-after"))
+            cfg.end_after = num(f, v, 0, 1000000000);
+        else if (!strcmp(o, "stream-error-after"))
+            cfg.error_after = num(f, v, 0, 1000000000);
         else if (!strcmp(o, "parent-pid"))
             cfg.parent_pid = num(f, v, 1, 2147483647);
         else

@@ -41,6 +41,10 @@
  *   --stream-chunk-ms MS     wait MS between SSE events
  *   --stream-cut-after K     after K events close the connection (no final
  *                            chunk: the client sees a truncated body)
+ *   --stream-end-after K     after K events end the body cleanly, without a
+ *                            finish chunk or [DONE] (a truncated answer)
+ *   --stream-error-after K   after K events send an OpenAI-style error event
+ *                            ({"error":{...}}) and end the body
  *   --stream-stall-after K   after K events stop sending, keep the socket
  *                            open (counted in hangs)
  *   --parent-pid P      exit like on SIGTERM once process P is gone (used by

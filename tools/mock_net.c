@@ -289,6 +289,27 @@ static void stream_pump(struct conn *c)
             stream_done(c, ST_READ);
             return;
         }
+        if (cfg.end_after >= 0 && s->events >= cfg.end_after) {
+            /* a clean end of the body, without finish_reason or [DONE] */
+            if (s->chunked)
+                buf_puts(&c->out, "0\r\n\r\n");
+            else
+                c->close_after = 1;
+            stream_done(c, ST_READ);
+            return;
+        }
+        if (cfg.error_after >= 0 && s->events >= cfg.error_after) {
+            static const char ev[] = "data: {\"error\":{\"message\":\"mock stream error\","
+                                     "\"type\":\"server_error\"}}\n\n";
+            if (s->chunked)
+                buf_printf(&c->out, "%zx\r\n%s\r\n0\r\n\r\n", sizeof ev - 1, ev);
+            else {
+                buf_puts(&c->out, ev);
+                c->close_after = 1;
+            }
+            stream_done(c, ST_READ);
+            return;
+        }
         if (cfg.stall_after >= 0 && s->events >= cfg.stall_after) {
             st.hangs++;
             stream_done(c, ST_HANG);
