@@ -148,6 +148,7 @@ static int l_new(lua_State *L) {
   t = sub_table(L, 1, "timeout");
   cfg.connect_timeout_s = num_field(L, t, "connect", 5);
   cfg.first_byte_timeout_s = num_field(L, t, "first_byte", 60);
+  cfg.idle_timeout_s = num_field(L, t, "idle", 30);
   cfg.relay.attempt_timeout_s = num_field(L, t, "total", 600);
   t = sub_table(L, 1, "tls");
   lua_getfield(L, t, "ca_file");
@@ -192,7 +193,7 @@ static lr_client *check_client(lua_State *L) {
   return ud->c;
 }
 
-/* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil, priority|nil) -> id */
+/* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil, priority|nil, stream|nil) -> id */
 static int l_submit(lua_State *L) {
   lr_client *c = check_client(L);
   size_t len, mlen = 0;
@@ -202,8 +203,9 @@ static int l_submit(lua_State *L) {
   double timeout = luaL_optnumber(L, 5, 0);
   double deadline = lua_isnoneornil(L, 6) ? INFINITY : lr_now_mono() + luaL_checknumber(L, 6);
   int priority = (int)luaL_optinteger(L, 7, 0);
+  int stream = lua_toboolean(L, 8);
   lr_call *call = lr_client_submit(c, body, len, lr_client_serving(c, model, mlen), tokens, timeout, deadline,
-                                   priority);
+                                   priority, stream);
   if (!call) {
     lua_pushnil(L);
     lua_pushliteral(L, "out of memory");
@@ -243,6 +245,50 @@ static void set_str(lua_State *L, const char *k, const char *v) {
   lua_setfield(L, -2, k);
 }
 
+/* Pushes the call's waiting stream events as an array of strings. */
+static void push_events(lua_State *L, lr_client *c, lr_call *call) {
+  size_t len;
+  long n;
+  const char *b = lr_client_stream_take(c, call, &len, &n);
+  lua_createtable(L, (int)n, 0);
+  size_t off = 0;
+  for (long k = 1; k <= n && off + 4 <= len; k++) {
+    uint32_t l;
+    memcpy(&l, b + off, 4);
+    lua_pushlstring(L, b + off + 4, l);
+    lua_rawseti(L, -2, (int)k);
+    off += 4 + l;
+  }
+}
+
+/* stream_ready() -> array of ids of streams with events waiting, or nil */
+static int l_stream_ready(lua_State *L) {
+  lr_client *c = check_client(L);
+  uint64_t ids[256];
+  int n = lr_client_stream_ready(c, ids, 256), total = 0;
+  if (n == 0) return 0;
+  lua_createtable(L, n, 0);
+  while (n > 0) {
+    for (int k = 0; k < n; k++) {
+      lua_pushnumber(L, (lua_Number)ids[k]);
+      lua_rawseti(L, -2, ++total);
+    }
+    n = lr_client_stream_ready(c, ids, 256);
+  }
+  return 1;
+}
+
+/* stream_take(id) -> array of event data strings (possibly empty), or nil for
+ * an unknown or finished call. The caller has them now: from here on a
+ * failure of the stream is final. */
+static int l_stream_take(lua_State *L) {
+  lr_client *c = check_client(L);
+  lr_call *call = lr_client_find(c, (uint64_t)luaL_checknumber(L, 2));
+  if (!call || !call->stream || call->req.state == LR_REQ_DONE) return 0;
+  push_events(L, c, call);
+  return 1;
+}
+
 /* take() -> the next finished request as a table, or nil */
 static int l_take(lua_State *L) {
   lr_client *c = check_client(L);
@@ -257,6 +303,14 @@ static int l_take(lua_State *L) {
   if (r->status) set_int(L, "status", r->status);
   if (r->last_endpoint >= 0) set_int(L, "endpoint", r->last_endpoint + 1);
   if (r->latency_s >= 0) set_num(L, "latency", r->latency_s);
+  if (call->stream) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "stream");
+    if (call->ev_n > 0) {
+      push_events(L, c, call);
+      lua_setfield(L, -2, "events");
+    }
+  }
   if (r->kind == LR_E_NONE) {
     lua_pushlstring(L, call->resp ? call->resp : "", call->resp_len);
     lua_setfield(L, -2, "body");
@@ -387,6 +441,7 @@ static int l_tostring(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"submit", l_submit}, {"step", l_step},     {"take", l_take},     {"cancel", l_cancel},
     {"pending", l_pending}, {"status", l_status}, {"events", l_events}, {"enable_events", l_enable_events},
+    {"stream_ready", l_stream_ready}, {"stream_take", l_stream_take},
     {"close", l_close},   {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};

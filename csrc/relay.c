@@ -209,6 +209,8 @@ static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt,
     __attribute__((format(printf, 4, 5)));
 
 static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt, ...) {
+  if (r->partial && kind != LR_E_NONE) kind = LR_E_STREAM_INTERRUPTED; /* some of the answer came */
+  r->partial = 0;
   r->state = LR_REQ_DONE;
   r->kind = kind;
   if (fmt) {
@@ -463,6 +465,7 @@ static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *
       break;
     case LR_E_CONNECT:
     case LR_E_DECODE:
+    case LR_E_SERVER_ERROR: /* a stream's error event */
       c.health = LR_VERDICT_FAILURE;
       break;
     default: /* body over the cap, cancelled: trying elsewhere would end the same */
@@ -527,6 +530,11 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->status = o->status;
   r->last_endpoint = i;
   classification c = classify(rl, r, o, now);
+  r->partial = o->partial || o->committed;
+  if (o->committed && c.action != C_OK) { /* the caller has part of the answer: no second one */
+    c.kind = LR_E_STREAM_INTERRUPTED;
+    c.action = C_FINAL;
+  }
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
   if (o->status > 0) lr_pool_reached(&rl->pool, i); /* an executor may have said so sooner */
   lr_pool_learn(&rl->pool, i, o->hints, o->status, r->sent_at, now);
@@ -571,6 +579,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
     finish(rl, r, c.kind, NULL);
     return;
   }
+  r->partial = 0; /* retried: the executor drops what the attempt sent */
   r->state = LR_REQ_READY;
   ready_push(rl, r, 1); /* it has waited already: it goes first among its priority */
 }

@@ -47,6 +47,7 @@ typedef struct lr_req {
   uint64_t allowed, tried;
   double tokens, deadline, wake_at, timeout_s;
   int free_retry; /* the last failure put no load on a server: its retry is outside the budget */
+  int partial;    /* while reporting: the attempt was a stream that had sent events */
   int rounds, probe, new_round_on_wake;
   int prio; /* index of its ready queue: priority - LR_PRIORITY_MIN */
   struct lr_req *prev, *next;
@@ -55,12 +56,18 @@ typedef struct lr_req {
 
 typedef struct lr_outcome {
   int status;               /* HTTP status of the final response; 0 when none came */
-  lr_error_kind transport;  /* LR_E_NONE when an answer came, else CONNECT, TIMEOUT, HTTP (body over the cap), CANCELLED */
+  lr_error_kind transport;  /* LR_E_NONE when an answer came, else CONNECT, TIMEOUT, HTTP (body over the cap),
+                               CANCELLED; for streams also SERVER_ERROR (an error event), DECODE (an event that
+                               is not a JSON object) */
   int body_ok;              /* for 2xx: the body is what was asked for (a JSON object, a complete stream) */
   const lr_hints *hints;    /* the answer's headers, or NULL */
   const char *message;      /* transport error text, or NULL */
   int not_sent;             /* 1: the request never reached the server (refused, DNS, TLS handshake) */
   double usage_tokens;      /* for 2xx: the answer's usage.total_tokens; < 0 unknown */
+  int committed;            /* a stream whose events the caller already has: a failure cannot be
+                               retried, it ends the request as stream_interrupted */
+  int partial;              /* a stream that sent events (not yet taken): if the failure ends the
+                               request, it ends as stream_interrupted and the executor delivers them */
 } lr_outcome;
 
 typedef enum { LR_EV_RETRY, LR_EV_FAILOVER, LR_EV_BREAKER, LR_EV_THROTTLE } lr_event_type;

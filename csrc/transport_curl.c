@@ -12,11 +12,16 @@
 #include <time.h>
 
 #include "jsoncheck.h"
+#include "sse.h"
 
 #define MAX_JSON_DEPTH 512
 #define SLOT_BITS 24
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define POLL_BATCH 256
+#define MAX_EVENT_BYTES ((size_t)4 << 20) /* one SSE event, at most (and at most max_response_bytes) */
+
+/* How a stream attempt went wrong, beyond what libcurl reports. */
+enum { SF_NONE, SF_ERROR_EVENT, SF_BAD_EVENT, SF_EVENT_TOO_BIG, SF_NOMEM, SF_IDLE };
 
 typedef struct lr_transfer {
   CURL *easy;
@@ -30,6 +35,13 @@ typedef struct lr_transfer {
   double wall; /* wall clock at the first header, for HTTP-date hints */
   double first_byte_deadline;
   int active_idx;
+  /* streams */
+  int mode;             /* 0 until the first body byte; 1 buffered (JSON, errors), 2 decoded as SSE */
+  lr_sse sse;
+  int saw_done, saw_finish, fault;
+  double stream_usage;  /* usage.total_tokens of the final chunk; < 0 none */
+  size_t stream_bytes;
+  double last_read_at;  /* for timeout.idle */
   char errbuf[CURL_ERROR_SIZE];
   struct lr_transfer *next_free;
 } lr_transfer;
@@ -54,6 +66,8 @@ struct lr_client {
   uint32_t *free_slots;
   uint32_t n_free_slots;
   uint64_t next_gen;
+  uint64_t *ready;      /* ids of stream calls with events waiting */
+  int n_ready, cap_ready;
   lr_call *done_head, *done_tail;
   long n_done;
 };
@@ -80,10 +94,18 @@ static char *dupstr(const char *s) {
 
 /* ---- libcurl callbacks (no Lua here: they only fill the transfer) ------- */
 
+static size_t stream_body(lr_transfer *x, const char *data, size_t n);
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   lr_transfer *x = ud;
   size_t n = size * nmemb;
   x->got_first_byte = 1;
+  if (x->mode == 0) {
+    long st = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+    x->mode = x->call && x->call->stream && st >= 200 && st < 300 && x->hints.event_stream ? 2 : 1;
+  }
+  if (x->mode == 2) return stream_body(x, data, n);
   if (x->len + n > x->client->cfg.max_response_bytes) {
     x->too_large = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -120,8 +142,141 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   size_t n = size * nmemb;
   if (!x->got_first_byte || x->wall == 0) x->wall = lr_now_wall();
   x->got_first_byte = 1;
+  if (x->call && x->call->stream) x->last_read_at = lr_now_mono();
   lr_hints_feed_line(&x->hints, data, n, x->wall);
   return n;
+}
+
+/* ---- streams ------------------------------------------------------------------ */
+
+static const char *skip_ws(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  return p;
+}
+
+/* {"error": ...}: how OpenAI-compatible servers report a failure mid-stream. */
+static int is_error_object(const char *b, size_t n) {
+  const char *p = skip_ws(b, b + n), *end = b + n;
+  if (p == end || *p != '{') return 0;
+  p = skip_ws(p + 1, end);
+  return (size_t)(end - p) >= 7 && memcmp(p, "\"error\"", 7) == 0;
+}
+
+/* Some "finish_reason" of the chunk is not null: the answer is complete. */
+static int has_finish_reason(const char *b, size_t n) {
+  static const char key[] = "\"finish_reason\"";
+  const char *p = b, *end = b + n;
+  while ((p = memmem(p, (size_t)(end - p), key, sizeof key - 1))) {
+    p = skip_ws(p + sizeof key - 1, end);
+    if (p < end && *p == ':') p = skip_ws(p + 1, end);
+    if (p < end && *p != 'n') return 1;
+  }
+  return 0;
+}
+
+static double usage_tokens(const char *b, size_t n);
+
+static void keep_error_text(lr_call *call, const char *b, size_t n) {
+  if (n > sizeof call->err_body) n = sizeof call->err_body;
+  memcpy(call->err_body, b, n);
+  call->err_body_len = n;
+}
+
+static int ready_push(lr_client *c, lr_call *call) {
+  if (c->n_ready == c->cap_ready) {
+    int cap = c->cap_ready ? c->cap_ready * 2 : 64;
+    uint64_t *r = realloc(c->ready, (size_t)cap * sizeof *r);
+    if (!r) return -1;
+    c->ready = r;
+    c->cap_ready = cap;
+  }
+  c->ready[c->n_ready++] = call->id;
+  call->notified = 1;
+  return 0;
+}
+
+static int on_event(void *ud, const lr_sse_event *ev) {
+  lr_transfer *x = ud;
+  lr_call *call = x->call;
+  if (ev->done) {
+    x->saw_done = 1;
+    return 0;
+  }
+  if (x->saw_done || (ev->data_len == 0 && !(ev->event_len == 5 && !memcmp(ev->event, "error", 5))))
+    return 0; /* keep-alive events without data; anything after [DONE] */
+  if ((ev->event_len == 5 && !memcmp(ev->event, "error", 5)) || is_error_object(ev->data, ev->data_len)) {
+    x->fault = SF_ERROR_EVENT;
+    keep_error_text(call, ev->data, ev->data_len);
+    return 1;
+  }
+  if (lr_json_check_object(ev->data, ev->data_len, MAX_JSON_DEPTH) != 0) {
+    x->fault = SF_BAD_EVENT;
+    keep_error_text(call, ev->data, ev->data_len);
+    return 1;
+  }
+  if (!x->saw_finish && has_finish_reason(ev->data, ev->data_len)) x->saw_finish = 1;
+  if (memmem(ev->data, ev->data_len, "\"usage\"", 7)) {
+    double u = usage_tokens(ev->data, ev->data_len);
+    if (u >= 0) x->stream_usage = u;
+  }
+  size_t need = call->ev_len + 4 + ev->data_len;
+  if (need > call->ev_cap) {
+    size_t cap = call->ev_cap ? call->ev_cap : 4096;
+    while (cap < need) cap *= 2;
+    char *b = realloc(call->ev, cap);
+    if (!b) {
+      x->fault = SF_NOMEM;
+      return 1;
+    }
+    call->ev = b;
+    call->ev_cap = cap;
+  }
+  uint32_t len = (uint32_t)ev->data_len;
+  memcpy(call->ev + call->ev_len, &len, 4);
+  memcpy(call->ev + call->ev_len + 4, ev->data, ev->data_len);
+  call->ev_len = need;
+  call->ev_n++;
+  if (!call->notified && ready_push(x->client, call) != 0) {
+    x->fault = SF_NOMEM;
+    return 1;
+  }
+  return 0;
+}
+
+static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
+  x->last_read_at = lr_now_mono();
+  x->stream_bytes += n;
+  if (x->stream_bytes > x->client->cfg.max_response_bytes) {
+    x->too_large = 1;
+    return 0;
+  }
+  int rc = lr_sse_feed(&x->sse, data, n, on_event, x);
+  if (rc == LR_SSE_OK) return n;
+  if (rc == LR_SSE_TOO_BIG) x->fault = SF_EVENT_TOO_BIG;
+  else if (rc == LR_SSE_NOMEM) x->fault = SF_NOMEM;
+  return 0; /* aborts the transfer; x->fault says why */
+}
+
+int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max) {
+  int n = c->n_ready < max ? c->n_ready : max;
+  memcpy(ids, c->ready, (size_t)n * sizeof *ids);
+  memmove(c->ready, c->ready + n, (size_t)(c->n_ready - n) * sizeof *ids);
+  c->n_ready -= n;
+  for (int k = 0; k < n; k++) {
+    lr_call *call = lr_client_find(c, ids[k]);
+    if (call) call->notified = 0;
+  }
+  return n;
+}
+
+const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n) {
+  (void)c;
+  *len = call->ev_len;
+  *n = call->ev_n;
+  call->delivered += call->ev_n;
+  call->ev_len = 0;
+  call->ev_n = 0;
+  return call->ev;
 }
 
 /* ---- life cycle ------------------------------------------------------------ */
@@ -182,6 +337,7 @@ oom:
 
 static void transfer_destroy(lr_transfer *x) {
   if (x->easy) curl_easy_cleanup(x->easy);
+  lr_sse_free(&x->sse);
   free(x->buf);
   free(x);
 }
@@ -203,10 +359,12 @@ void lr_client_free(lr_client *c) {
     if (!c->slots[s]) continue;
     free(c->slots[s]->body);
     free(c->slots[s]->resp);
+    free(c->slots[s]->ev);
     free(c->slots[s]);
   }
   free(c->slots);
   free(c->free_slots);
+  free(c->ready);
   for (int i = 0; i < c->n_ep; i++) {
     free(c->ep[i].url);
     curl_slist_free_all(c->ep[i].headers);
@@ -269,7 +427,7 @@ lr_call *lr_client_find(lr_client *c, uint64_t id) {
 }
 
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
-                          double timeout_s, double deadline, int priority) {
+                          double timeout_s, double deadline, int priority, int stream) {
   lr_call *call = call_alloc(c);
   if (!call) return NULL;
   if (call->body_cap < len + 1) { /* the slot keeps its buffer for the next call */
@@ -288,6 +446,10 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
   call->resp_len = 0;
   call->err_body_len = 0;
   call->next_done = NULL;
+  call->stream = stream;
+  call->ev_len = 0;
+  call->ev_n = call->delivered = 0;
+  call->notified = 0;
   lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, priority, call);
   return call;
 }
@@ -295,6 +457,9 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 void lr_client_release(lr_client *c, lr_call *call) {
   call->body_len = 0;
   call->resp_len = 0;
+  call->ev_len = 0;
+  call->ev_n = call->delivered = 0;
+  call->stream = call->notified = 0;
   call->id = 0;
   c->free_slots[c->n_free_slots++] = call->slot;
 }
@@ -332,6 +497,8 @@ static lr_transfer *transfer_get(lr_client *c) {
     return NULL;
   }
   x->client = c;
+  size_t max_event = c->cfg.max_response_bytes < MAX_EVENT_BYTES ? c->cfg.max_response_bytes : MAX_EVENT_BYTES;
+  lr_sse_init(&x->sse, max_event ? max_event : 1);
   CURL *e = x->easy;
   curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -388,6 +555,13 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->wall = 0;
   x->too_large = 0;
   x->errbuf[0] = 0;
+  x->mode = 0;
+  x->saw_done = x->saw_finish = 0;
+  x->fault = SF_NONE;
+  x->stream_usage = -1;
+  x->stream_bytes = 0;
+  x->last_read_at = now;
+  lr_sse_reset(&x->sse);
   lr_hints_init(&x->hints);
   double t = call->req.attempt_timeout_s;
   x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;
@@ -437,6 +611,60 @@ static void keep_error_body(lr_call *call, const lr_transfer *x) {
   call->err_body_len = n;
 }
 
+/* A stream attempt ended: complete ([DONE] or a finish_reason came), or cut,
+ * silent too long, or carrying an error. */
+static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) {
+  lr_call *call = x->call;
+  char msg[CURL_ERROR_SIZE + 96];
+  lr_outcome o = {.status = (int)status, .hints = &x->hints, .usage_tokens = -1, .committed = call->delivered > 0};
+  msg[0] = 0;
+  switch (x->fault) {
+  case SF_ERROR_EVENT:
+    o.transport = LR_E_SERVER_ERROR;
+    snprintf(msg, sizeof msg, "the stream carried an error event");
+    break;
+  case SF_BAD_EVENT:
+    o.transport = LR_E_DECODE;
+    snprintf(msg, sizeof msg, "a stream event is not a JSON object");
+    break;
+  case SF_EVENT_TOO_BIG:
+    o.transport = LR_E_HTTP;
+    snprintf(msg, sizeof msg, "a stream event exceeds %zu bytes", x->sse.max_event);
+    break;
+  case SF_NOMEM:
+    o.transport = LR_E_CONNECT;
+    snprintf(msg, sizeof msg, "out of memory while reading the stream");
+    break;
+  case SF_IDLE:
+    o.transport = LR_E_TIMEOUT;
+    snprintf(msg, sizeof msg, "timeout: the stream was silent for idle (%.3g s)", c->cfg.idle_timeout_s);
+    break;
+  default:
+    if (x->too_large) {
+      o.transport = LR_E_HTTP;
+      snprintf(msg, sizeof msg, "stream exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
+    } else if (rc == CURLE_OK) {
+      lr_sse_finish(&x->sse); /* an event without its blank line is no event */
+      o.body_ok = x->saw_done || x->saw_finish;
+      if (o.body_ok) o.usage_tokens = x->stream_usage;
+      else snprintf(msg, sizeof msg, "the stream ended without [DONE] or a finish_reason");
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+      o.transport = LR_E_TIMEOUT;
+      snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    } else {
+      o.transport = LR_E_CONNECT;
+      snprintf(msg, sizeof msg, "the stream was cut: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    }
+  }
+  if (msg[0]) o.message = msg;
+  o.partial = call->ev_n > 0;
+  lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
+  if (call->req.state != LR_REQ_DONE) { /* retried: nothing reached the caller, the next attempt starts afresh */
+    call->ev_len = 0;
+    call->ev_n = 0;
+  }
+}
+
 static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
   lr_call *call = x->call;
   active_remove(c, x);
@@ -444,7 +672,9 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
   long status = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   char msg[CURL_ERROR_SIZE + 64];
-  if (rc == CURLE_OK) {
+  if (x->mode == 2) {
+    stream_done(c, x, rc, status);
+  } else if (rc == CURLE_OK) {
     int ok = 0;
     if (status >= 200 && status < 300) {
       ok = lr_json_check_object(x->buf, x->len, MAX_JSON_DEPTH) == 0;
@@ -504,9 +734,23 @@ static double dispatch(lr_client *c) {
   }
 }
 
+/* When a transfer's own timer (first byte, stream idle) expires; INFINITY if none. */
+static double timer_due(const lr_client *c, const lr_transfer *x) {
+  if (!x->got_first_byte) return x->first_byte_deadline;
+  if (x->call && x->call->stream && x->mode != 1 && c->cfg.idle_timeout_s > 0)
+    return x->last_read_at + c->cfg.idle_timeout_s;
+  return INFINITY;
+}
+
 static void check_first_byte(lr_client *c, double now) {
   for (int k = 0; k < c->n_active;) {
     lr_transfer *x = c->active[k];
+    if (x->got_first_byte && now >= timer_due(c, x)) { /* a stream gone silent */
+      x->fault = SF_IDLE;
+      x->mode = 2;
+      transfer_done(c, x, CURLE_OPERATION_TIMEDOUT);
+      continue;
+    }
     if (!x->got_first_byte && now >= x->first_byte_deadline) {
       lr_call *call = x->call;
       active_remove(c, x);
@@ -526,9 +770,10 @@ int lr_client_step(lr_client *c, double max_wait_s, char *err, size_t errlen) {
   double now = lr_now_mono();
   double wait = c->n_done ? 0 : max_wait_s;
   if (wake - now < wait) wait = wake - now;
-  for (int k = 0; k < c->n_active; k++)
-    if (!c->active[k]->got_first_byte && c->active[k]->first_byte_deadline - now < wait)
-      wait = c->active[k]->first_byte_deadline - now;
+  for (int k = 0; k < c->n_active; k++) {
+    double due = timer_due(c, c->active[k]);
+    if (due - now < wait) wait = due - now;
+  }
   if (wait < 0) wait = 0;
   if (c->n_active > 0 || wait > 0) {
     int ms = (int)ceil(wait * 1000.0);

@@ -23,6 +23,7 @@ typedef struct lr_client_cfg {
   lr_breaker_cfg breaker;
   lr_strategy strategy;
   double connect_timeout_s, first_byte_timeout_s;
+  double idle_timeout_s;       /* streams: the longest silence between two reads once the answer began; <= 0 none */
   const char *ca_file;         /* NULL: the system's CA store */
   int insecure;                /* 1: do not verify TLS peers (only when asked) */
   size_t max_response_bytes;
@@ -44,6 +45,16 @@ typedef struct lr_call {
   size_t resp_len, resp_cap;
   char err_body[2048];         /* the last failed answer's body (truncated), for messages */
   size_t err_body_len;
+  /* Streams (submitted with stream = 1): decoded events not yet taken, each a
+   * 4-byte native-endian length then the event's data. Until the caller has
+   * taken one (delivered > 0) a failed attempt drops them and may be retried;
+   * after that a failure ends the call as stream_interrupted. */
+  int stream;
+  char *ev;
+  size_t ev_len, ev_cap;
+  long ev_n;                   /* events in ev */
+  long delivered;              /* events the caller has taken */
+  int notified;                /* its id is in the client's ready list */
   struct lr_call *next_done;
   uint32_t slot;
 } lr_call;
@@ -60,7 +71,14 @@ uint64_t lr_client_serving(lr_client *c, const char *model, size_t len);
 /* Starts a request; the body is copied. deadline: absolute monotonic seconds
  * or INFINITY. NULL when out of memory. */
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
-                          double timeout_s, double deadline, int priority);
+                          double timeout_s, double deadline, int priority, int stream);
+/* Streams: ids of calls that have events waiting since the last call (at
+ * most max; the rest stay for the next call). */
+int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max);
+/* Streams: hands over the call's waiting events (see lr_call.ev); the caller
+ * has them once this returns. *n: how many. The buffer is the call's: read it
+ * before the next step. */
+const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n);
 lr_call *lr_client_find(lr_client *c, uint64_t id);
 
 /* Advances transfers and timers, waiting at most max_wait_s for something to

@@ -9,6 +9,7 @@ local config = require "llmrelay.config"
 local errors = require "llmrelay.errors"
 local sched = require "llmrelay.sched"
 local batch = require "llmrelay.batch"
+local stream = require "llmrelay.stream"
 
 local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
@@ -79,9 +80,20 @@ local function deliver_events(self)
   end
 end
 
--- Moves finished requests from the core to their waiters.
+-- Moves finished requests from the core to their waiters, and tells
+-- streams that events arrived.
 local function drain(self)
   local h, waiters = self._h, self._waiters
+  local ready = h:stream_ready()
+  if ready then
+    for i = 1, #ready do
+      local w = waiters[ready[i]]
+      if w then
+        w.ready = true
+        if w.co then sched.wake(w.co, w) end
+      end
+    end
+  end
   while true do
     local r = h:take()
     if not r then break end
@@ -119,8 +131,8 @@ function Client:_concurrency()
 end
 
 -- Starts a request whose result goes to `waiter`. -> id | nil, err
-function Client:_submit(body, model, timeout, deadline, waiter, priority)
-  local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline, priority)
+function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed)
+  local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed)
   if not id then return nil, err end
   self._waiters[id] = waiter
   return id
@@ -130,11 +142,12 @@ function Client:_cancel(id)
   return self._h:cancel(id)
 end
 
--- Waits until the waiter holds a result, or `timeout` seconds passed (nil:
--- no limit). Yields inside llmrelay.run, drives the loop itself outside.
+-- Waits until the waiter holds a result (or, for a stream, events are
+-- ready), or `timeout` seconds passed (nil: no limit). Yields inside
+-- llmrelay.run, drives the loop itself outside.
 function Client:_wait(waiter, timeout)
   local inbox = waiter.inbox
-  if #inbox > 0 then return end
+  if #inbox > 0 or waiter.ready then return end
   if sched.current() then
     waiter.co = coroutine.running()
     sched.attach(self)
@@ -152,7 +165,7 @@ function Client:_wait(waiter, timeout)
     end
     local ok, err = self:_pump(wait)
     if not ok then error("llmrelay: event loop failure: " .. tostring(err), 0) end
-  until #inbox > 0 or (t_end and now() >= t_end)
+  until #inbox > 0 or waiter.ready or (t_end and now() >= t_end)
 end
 
 -- The result of one request, waiting for it.
@@ -300,7 +313,62 @@ function Client:chat_completion(req, opts)
   return one(self, req, opts, "chat_completion")
 end
 
-local CHAT_OPTS = { timeout = true, deadline = true, priority = true, system = true }
+local STREAM_OPTS = { on_delta = true }
+
+-- A streamed request's body: the caller's fields plus "stream": true and,
+-- unless the caller chose stream_options, include_usage (the final chunk
+-- then carries the usage, counted like a non-streamed answer's).
+local function encode_stream(req)
+  if type(req) ~= "table" then return nil, "request must be a table (got " .. type(req) .. ")" end
+  if req.stream ~= nil and req.stream ~= true then return nil, "request.stream must be true or nil" end
+  local copy = {}
+  for k, v in pairs(req) do copy[k] = v end
+  copy.stream = nil
+  local body, msg = encode_request(copy, "request")
+  if not body then return nil, msg end
+  copy.stream = true
+  if copy.stream_options == nil then copy.stream_options = { include_usage = true } end
+  return encode(copy)
+end
+
+-- client:stream(req, opts) -> a stream (see lua/llmrelay/stream.lua):
+--   for chunk, err in client:stream(req) do ... end
+-- opts: timeout, deadline, priority, on_delta = function(text).
+function Client:stream(req, opts)
+  check_open(self)
+  opts = check_opts(opts, "stream", STREAM_OPTS)
+  if opts.on_delta ~= nil and type(opts.on_delta) ~= "function" then
+    error("stream: opts.on_delta must be a function", 2)
+  end
+  local body, msg = encode_stream(req)
+  if not body then error("stream: " .. msg, 2) end
+  local waiter = { inbox = {} }
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, true)
+  local st = stream.new(self, id, waiter, opts.on_delta, make_error)
+  if not id then
+    st._finished = true
+    st._err = errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
+  end
+  return st, nil, nil, st
+end
+
+-- chat(..., { stream = true }): the whole text, read as a stream.
+local function chat_streamed(self, req, ropts, on_delta)
+  local o = { on_delta = on_delta }
+  for k, v in pairs(ropts or {}) do o[k] = v end
+  local st = self:stream(req, o)
+  while true do
+    local chunk, err = st:next()
+    if chunk == nil then
+      raise_callback_error(self)
+      if err then return nil, err end
+      break
+    end
+  end
+  return st:text(), { usage = st.usage, _llmrelay = st._llmrelay }
+end
+
+local CHAT_OPTS = { timeout = true, deadline = true, priority = true, system = true, stream = true, on_delta = true }
 
 -- client:chat(text_or_messages, opts) -> reply text, response | nil, err
 -- opts: model, system, timeout, deadline, and any request field (temperature, max_tokens, ...).
@@ -332,6 +400,11 @@ function Client:chat(input, opts)
       req[k] = v
     end
   end
+  if opts.on_delta ~= nil and type(opts.on_delta) ~= "function" then
+    error("chat: opts.on_delta must be a function", 2)
+  end
+  if opts.stream ~= nil and type(opts.stream) ~= "boolean" then error("chat: opts.stream must be a boolean", 2) end
+  if opts.stream or opts.on_delta then return chat_streamed(self, req, ropts, opts.on_delta) end
   local resp, err = one(self, req, ropts, "chat")
   if not resp then return nil, err end
   local choice = type(resp.choices) == "table" and resp.choices[1]

@@ -540,7 +540,54 @@ TEST(many_throttled_requests_wait_then_follow_one_probe) {
   lr_relay_free(rl);
 }
 
+TEST(stream_failure_before_delivery_fails_over_after_it_is_final) {
+  lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  /* cut with events received but none taken by the caller: a normal failover */
+  lr_outcome cut = {.transport = LR_E_CONNECT, .message = "cut", .partial = 1};
+  lr_relay_report(rl, &r, &cut, 0.1);
+  CHECK(r.state == LR_REQ_READY && r.kind == LR_E_CONNECT);
+  CHECK(poll1(rl, 0.1, &got, NULL) == 1 && got == &r && r.endpoint == 1 && r.attempts == 2);
+  /* the caller has events now: the same failure ends the request, no third attempt */
+  lr_outcome cut2 = {.transport = LR_E_CONNECT, .message = "cut", .committed = 1, .partial = 1};
+  lr_relay_report(rl, &r, &cut2, 0.2);
+  CHECK(poll1(rl, 0.2, &got, NULL) == 1 && got == &r);
+  CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_STREAM_INTERRUPTED && r.attempts == 2);
+  /* an error event (SERVER_ERROR) before delivery is retried like a 5xx */
+  lr_req q;
+  lr_relay_submit(rl, &q, ALL(2), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0.3, &got, NULL);
+  lr_outcome ev = {.status = 200, .transport = LR_E_SERVER_ERROR, .message = "error event"};
+  lr_relay_report(rl, &q, &ev, 0.4);
+  CHECK(q.state == LR_REQ_READY);
+  lr_relay_free(rl);
+}
+
+TEST(stream_whose_last_attempt_sent_events_ends_interrupted) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 1, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  lr_outcome cut = {.transport = LR_E_CONNECT, .message = "cut", .partial = 1};
+  lr_relay_report(rl, &r, &cut, 0.1); /* max_attempts reached: the events it sent are the answer so far */
+  CHECK(poll1(rl, 0.1, &got, NULL) == 1 && got == &r);
+  CHECK(r.kind == LR_E_STREAM_INTERRUPTED);
+  /* without events it is the plain failure */
+  lr_req q;
+  lr_relay_submit(rl, &q, ALL(1), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0.2, &got, NULL);
+  lr_outcome cut2 = {.transport = LR_E_CONNECT, .message = "cut"};
+  lr_relay_report(rl, &q, &cut2, 0.3);
+  poll1(rl, 0.3, &got, NULL);
+  CHECK(q.state == LR_REQ_DONE && q.kind == LR_E_CONNECT);
+  lr_relay_free(rl);
+}
+
 int main(void) {
+  RUN(stream_failure_before_delivery_fails_over_after_it_is_final);
+  RUN(stream_whose_last_attempt_sent_events_ends_interrupted);
   RUN(success_in_one_attempt);
   RUN(server_error_fails_over_at_once);
   RUN(connect_and_timeout_fail_over);

@@ -78,6 +78,55 @@ local ok, err = pcall(function()
   local res, sum = cb:batch(list, { concurrency = 8 })
   check("batch", sum.ok == 30 and res[30].ok and not res[31].ok, sum.ok)
 
+  -- streams: whole, failed over, cut, silent, an error event, left early, many at once
+  local cut = mock.start { name = "cut", stream_cut_after = 3, stream_chunk_ms = 5 }
+  local stall = mock.start { name = "stall", stream_stall_after = 2 }
+  local errev = mock.start { name = "errev", stream_error_after = 2, stream_chunk_ms = 5 }
+  local sc = llmrelay.new { endpoints = { { base_url = dead }, { base_url = hang.url }, { base_url = healthy.url } },
+                            strategy = "priority", timeout = { first_byte = 0.2 } }
+  local text = {}
+  for chunk, se in sc:stream(req("stream me")) do
+    if not chunk then text = { tostring(se) } break end
+    local c1 = chunk.choices[1]
+    if c1 and type(c1.delta.content) == "string" then text[#text + 1] = c1.delta.content end
+  end
+  check("stream fails over and completes", table.concat(text) == "echo: stream me", table.concat(text))
+  local function interrupted(url, opts)
+    local cl = llmrelay.new { endpoints = { { base_url = url } }, timeout = opts }
+    local st = cl:stream(req("a b c d e"))
+    local n = 0
+    while true do
+      local chunk, se = st:next()
+      if not chunk then cl:close() return n, se end
+      n = n + 1
+    end
+  end
+  local nc, ce = interrupted(cut.url)
+  check("cut stream", nc == 3 and ce and ce.kind == "stream_interrupted" and ce.partial == "echo: a ", ce)
+  local ns, se2 = interrupted(stall.url, { idle = 0.2 })
+  check("stalled stream", ns == 2 and se2 and se2.kind == "stream_interrupted", se2)
+  local ne, ee = interrupted(errev.url)
+  check("error event", ne == 2 and ee and ee.kind == "stream_interrupted", ee)
+  local early = sc:stream(req("x y z"))
+  early:next()
+  early:close()
+  check("stream left early", sc:pending() == 0, sc:pending())
+  local left = sc:stream(req("dropped")) -- never read: collected below
+  left = nil
+  local streamed = 0
+  local ms = llmrelay.new { endpoints = { { base_url = healthy.url }, { base_url = flaky.url } } }
+  llmrelay.run(function()
+    for i = 1, 20 do
+      llmrelay.spawn(function()
+        local st = ms:stream(req("s" .. i))
+        while st:next() do end
+        if st:text() == "echo: s" .. i then streamed = streamed + 1 end
+      end)
+    end
+  end)
+  check("20 streams in coroutines", streamed == 20, streamed)
+  sc, ms = nil, nil
+
   -- clients dropped without close() are collected with their transfers
   h, d, b, l = nil, nil, nil, nil
   collectgarbage()

@@ -1,0 +1,202 @@
+-- Streamed chat completions: the object client:stream returns.
+--
+-- The C core decodes the text/event-stream and keeps each attempt's events
+-- until this side takes them; until the first one is taken an attempt that
+-- fails is retried or failed over like any other, after it the stream can
+-- only end complete or with kind "stream_interrupted" (err.partial holds the
+-- text received). This file turns events into decoded chunks, counts the
+-- text, and waits: yielding inside llmrelay.run, driving the loop outside.
+--
+--   for chunk, err in client:stream(req) do ... end
+--     chunk: a decoded chat.completion.chunk; on failure the body sees
+--     chunk == false and err (a generic for would end silently on nil).
+--   local st = client:stream(req); local chunk, err = st:next()
+--     chunk, or nil at the clean end, or nil, err.
+
+local cjson = require "cjson.safe"
+local errors = require "llmrelay.errors"
+
+local type, ipairs, pcall, setmetatable, concat, remove = type, ipairs, pcall, setmetatable, table.concat, table.remove
+local decode = cjson.decode
+
+local Stream = {}
+Stream.__index = Stream
+
+local _M = {}
+
+-- client: the llmrelay client; id: the core's request id; waiter: its waiter;
+-- on_delta: optional function(text); make_error(client, r): a core result -> err.
+function _M.new(client, id, waiter, on_delta, make_error)
+  return setmetatable({
+    _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error,
+    _queue = {}, _qi = 1, _parts = {}, _finished = false,
+    usage = nil, chunks = 0,
+  }, Stream)
+end
+
+-- The text of a chunk's first choice, if any.
+local function delta_text(chunk)
+  local choices = chunk.choices
+  if type(choices) ~= "table" then return nil end
+  for i = 1, #choices do
+    local c = choices[i]
+    if type(c) == "table" and (c.index == nil or c.index == 0) then
+      local d = c.delta
+      local t = type(d) == "table" and d.content
+      if type(t) == "string" and t ~= "" then return t end
+      return nil
+    end
+  end
+  return nil
+end
+
+local function push(self, chunk)
+  local q = self._queue
+  q[#q + 1] = chunk
+end
+
+-- Decodes the core's event strings into the queue. The core checked each is
+-- a JSON object; one cjson still refuses (nesting past its limit) ends the
+-- stream as "decode".
+local function enqueue(self, events, r)
+  for i = 1, #events do
+    local chunk = decode(events[i])
+    if type(chunk) ~= "table" then
+      self:close()
+      self._err = errors.new { kind = "decode", endpoint = r and r.endpoint, attempts = r and r.attempts,
+                               message = "a stream event could not be decoded" }
+      return
+    end
+    push(self, chunk)
+  end
+end
+
+-- A non-streamed answer to a streamed request (a server that ignored
+-- "stream": true) becomes one chunk carrying the whole message.
+local function as_chunk(resp)
+  local choices = {}
+  if type(resp.choices) == "table" then
+    for i, c in ipairs(resp.choices) do
+      if type(c) == "table" then
+        choices[i] = { index = c.index or (i - 1), delta = type(c.message) == "table" and c.message or {},
+                       finish_reason = c.finish_reason }
+      end
+    end
+  end
+  return { id = resp.id, object = "chat.completion.chunk", created = resp.created, model = resp.model,
+           choices = choices, usage = resp.usage }
+end
+
+-- The call is over: its last events, then success or the error.
+local function finish(self, r)
+  local client = self._client
+  self._finished = true
+  client._waiters[self._id] = nil
+  if r.endpoint then self._llmrelay = { endpoint = client._names[r.endpoint], attempts = r.attempts,
+                                        latency = r.latency } end
+  if r.events then enqueue(self, r.events, r) end
+  if self._err then return end
+  if r.ok then
+    if r.body and r.body ~= "" then
+      local resp = decode(r.body)
+      if type(resp) == "table" then push(self, as_chunk(resp)) end
+    end
+    return
+  end
+  self._err = self._make_error(client, r)
+end
+
+-- Fills the queue: events that arrived, or the final result; waits when
+-- there is neither.
+local function fill(self)
+  local client, w = self._client, self._waiter
+  while true do
+    if w.inbox[1] then
+      finish(self, remove(w.inbox, 1))
+      return
+    end
+    if w.ready then
+      w.ready = false
+      local events = client._h:stream_take(self._id)
+      if events and #events > 0 then
+        enqueue(self, events)
+        return
+      end
+    end
+    client:_wait(w)
+  end
+end
+
+-- -> chunk | nil (the clean end) | nil, err
+function Stream:next()
+  while true do
+    local q, i = self._queue, self._qi
+    local chunk = q[i]
+    if chunk ~= nil then
+      q[i] = nil
+      self._qi = i + 1
+      self.chunks = self.chunks + 1
+      if chunk.usage ~= nil and chunk.usage ~= cjson.null then self.usage = chunk.usage end
+      local t = delta_text(chunk)
+      if t then
+        self._parts[#self._parts + 1] = t
+        if self._on_delta then self._on_delta(t) end
+      end
+      return chunk
+    end
+    self._queue, self._qi = {}, 1
+    if self._finished then
+      local err = self._err
+      if err then
+        self._err = nil
+        if err.kind == "stream_interrupted" or self.chunks > 0 then err.partial = concat(self._parts) end
+        return nil, err
+      end
+      return nil
+    end
+    if not self._client._h then
+      self._finished = true
+      return nil, errors.new { kind = "cancelled", message = "the client was closed" }
+    end
+    fill(self)
+  end
+end
+
+-- The text of the first choice so far.
+function Stream:text()
+  return concat(self._parts)
+end
+
+-- Stops a stream that is still running (a loop left early): its transfer is
+-- aborted and its connection slot freed. Safe to call twice.
+local function stop(self, pump)
+  if self._finished then return end
+  self._finished = true
+  local client = self._client
+  client._waiters[self._id] = nil
+  if client._h then
+    client._h:cancel(self._id)
+    if pump then client:_pump(0) end -- hands the cancelled call back to the core at once
+  end
+end
+
+function Stream:close()
+  stop(self, true)
+end
+
+-- The iterator protocol: for chunk, err in st (or in client:stream(req)).
+-- A failure comes as false, err, so the loop body sees it: a generic for
+-- would end silently on nil, the truncated-answer trap this API exists to
+-- close. Called directly the same holds; st:next() is the nil, err form.
+function Stream.__call(self)
+  local chunk, err = self:next()
+  if chunk == nil and err ~= nil then return false, err end
+  return chunk
+end
+
+Stream.__close = Stream.close
+-- A stream dropped unfinished frees its slot; the client may be gone already.
+-- No loop step from a finalizer: the next step hands the call back.
+Stream.__gc = function(self) pcall(stop, self, false) end
+
+return _M
