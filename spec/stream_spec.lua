@@ -211,6 +211,23 @@ describe("client:stream", function()
     assert.are.equal("echo: p ", err.partial)
   end)
 
+  it("a server that ignores stream = true and answers one JSON body gives one chunk with the whole text", function()
+    local m = mock.start { name = "nostream", ignore_stream = 1 }
+    local client = llmrelay.new { endpoints = { { base_url = m.url } } }
+    local st = client:stream(req("all at once"))
+    local chunks = {}
+    for chunk, err in st do
+      assert.is_nil(err)
+      chunks[#chunks + 1] = chunk
+    end
+    assert.are.equal(1, #chunks)
+    assert.are.equal("chat.completion.chunk", chunks[1].object)
+    assert.are.equal("stop", chunks[1].choices[1].finish_reason)
+    assert.are.equal("echo: all at once", st:text())
+    assert.is_true(st.usage.total_tokens > 0)
+    assert.are.equal(0, m:stats().streams)
+  end)
+
   it("leaving the loop early stops the stream and frees its slot", function()
     local m = mock.start { name = "slow", stream_chunk_ms = 50 }
     local client = llmrelay.new { endpoints = { { base_url = m.url } } }

@@ -116,6 +116,7 @@ struct config {
     const char *bad_marker, *auth_key;
     long chunk_ms, cut_after, stall_after; /* stream faults, -1/0 = off */
     long end_after, error_after;          /* stream faults, -1 = off */
+    long ignore_stream;                   /* 1: answer "stream": true with one JSON body */
     long parent_pid; /* exit when this process is gone (0 = off) */
 };
 struct stats {

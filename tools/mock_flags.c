@@ -22,7 +22,7 @@ static void usage(FILE *f)
         "  [--reset-rate P] [--hang-rate P] [--hang-first N]\n"
         "  [--bad-marker S] [--auth-key K] [--stream-chunk-ms MS]\n"
         "  [--stream-cut-after K] [--stream-stall-after K] [--stream-end-after K]\n"
-        "  [--stream-error-after K] [--parent-pid P]\n",
+        "  [--stream-error-after K] [--ignore-stream 0|1] [--parent-pid P]\n",
         f);
 }
 
@@ -186,6 +186,8 @@ void parse_flags(int argc, char **argv)
             cfg.end_after = num(f, v, 0, 1000000000);
         else if (!strcmp(o, "stream-error-after"))
             cfg.error_after = num(f, v, 0, 1000000000);
+        else if (!strcmp(o, "ignore-stream"))
+            cfg.ignore_stream = num(f, v, 0, 1);
         else if (!strcmp(o, "parent-pid"))
             cfg.parent_pid = num(f, v, 1, 2147483647);
         else

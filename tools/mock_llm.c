@@ -45,6 +45,8 @@
  *                            finish chunk or [DONE] (a truncated answer)
  *   --stream-error-after K   after K events send an OpenAI-style error event
  *                            ({"error":{...}}) and end the body
+ *   --ignore-stream 1        answer "stream": true with one chat.completion JSON
+ *                            body, like servers that do not stream
  *   --stream-stall-after K   after K events stop sending, keep the socket
  *                            open (counted in hangs)
  *   --parent-pid P      exit like on SIGTERM once process P is gone (used by
@@ -362,7 +364,7 @@ static void chat(struct conn *c, char *base)
     char cid[sizeof id + 16];
     snprintf(cid, sizeof cid, "chatcmpl-%s", id);
     long created = (long)time(NULL);
-    if (!ci.stream) {
+    if (!ci.stream || cfg.ignore_stream) {
         jb.len = 0;
         chat_render(&jb, cid, created, model, content, cl, ptok, ctok, (size_t)cfg.pad_bytes);
         reply(c, 200, "application/json", h, 1);
