@@ -33,13 +33,14 @@ build = {
     ["llmrelay.errors"] = "lua/llmrelay/errors.lua",
     ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
     ["llmrelay.batch"] = "lua/llmrelay/batch.lua",
+    ["llmrelay.stream"] = "lua/llmrelay/stream.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.core"] = {
       sources = {
         "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
-        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/relay.c", "csrc/transport_curl.c", "csrc/l_client.c", "csrc/l_util.c",
+        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/sse.c", "csrc/relay.c", "csrc/transport_curl.c", "csrc/l_client.c", "csrc/l_util.c",
         "csrc/llmrelay_core.c",
       },
       incdirs = { "csrc", "$(CURL_INCDIR)" },
