@@ -101,9 +101,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   size_t n = size * nmemb;
   x->got_first_byte = 1;
   if (x->mode == 0) {
-    long st = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
-    x->mode = x->call && x->call->stream && st >= 200 && st < 300 && x->hints.event_stream ? 2 : 1;
+    x->mode = 1;
+    if (x->call && x->call->stream && x->hints.event_stream) { /* only streams pay for the lookup */
+      long st = 0;
+      curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+      if (st >= 200 && st < 300) x->mode = 2;
+    }
   }
   if (x->mode == 2) return stream_body(x, data, n);
   if (x->len + n > x->client->cfg.max_response_bytes) {
