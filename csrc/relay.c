@@ -530,11 +530,8 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->status = o->status;
   r->last_endpoint = i;
   classification c = classify(rl, r, o, now);
-  r->partial = o->partial || o->committed;
-  if (o->committed && c.action != C_OK) { /* the caller has part of the answer: no second one */
-    c.kind = LR_E_STREAM_INTERRUPTED;
-    c.action = C_FINAL;
-  }
+  r->partial = o->partial || o->committed; /* finish() then names the failure stream_interrupted */
+  if (o->committed && c.action != C_OK) c.action = C_FINAL; /* the caller has part of the answer: no second one */
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
   if (o->status > 0) lr_pool_reached(&rl->pool, i); /* an executor may have said so sooner */
   lr_pool_learn(&rl->pool, i, o->hints, o->status, r->sent_at, now);

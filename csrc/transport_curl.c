@@ -218,10 +218,8 @@ static int on_event(void *ud, const lr_sse_event *ev) {
     return 1;
   }
   if (!x->saw_finish && has_finish_reason(ev->data, ev->data_len)) x->saw_finish = 1;
-  if (memmem(ev->data, ev->data_len, "\"usage\"", 7)) {
-    double u = usage_tokens(ev->data, ev->data_len);
-    if (u >= 0) x->stream_usage = u;
-  }
+  double u = usage_tokens(ev->data, ev->data_len);
+  if (u >= 0) x->stream_usage = u;
   size_t need = call->ev_len + 4 + ev->data_len;
   if (need > call->ev_cap) {
     size_t cap = call->ev_cap ? call->ev_cap : 4096;
@@ -608,12 +606,6 @@ static double usage_tokens(const char *b, size_t n) {
   return digits ? v : -1;
 }
 
-static void keep_error_body(lr_call *call, const lr_transfer *x) {
-  size_t n = x->len < sizeof call->err_body ? x->len : sizeof call->err_body;
-  memcpy(call->err_body, x->buf, n);
-  call->err_body_len = n;
-}
-
 /* A stream attempt ended: complete ([DONE] or a finish_reason came), or cut,
  * silent too long, or carrying an error. */
 static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) {
@@ -697,7 +689,7 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
         }
       }
     }
-    if (!ok) keep_error_body(call, x);
+    if (!ok) keep_error_text(call, x->buf, x->len);
     lr_outcome o = {.status = (int)status, .body_ok = ok, .hints = &x->hints,
                     .message = ok ? NULL : (status >= 200 && status < 300 ? "the response body is not a JSON object" : NULL),
                     .usage_tokens = ok ? usage_tokens(x->buf, x->len) : -1};
@@ -745,16 +737,17 @@ static double timer_due(const lr_client *c, const lr_transfer *x) {
   return INFINITY;
 }
 
-static void check_first_byte(lr_client *c, double now) {
+/* Ends the transfers whose own timer expired. */
+static void check_timers(lr_client *c, double now) {
   for (int k = 0; k < c->n_active;) {
     lr_transfer *x = c->active[k];
-    if (x->got_first_byte && now >= timer_due(c, x)) { /* a stream gone silent */
+    if (now < timer_due(c, x)) {
+      k++;
+    } else if (x->got_first_byte) { /* a stream gone silent */
       x->fault = SF_IDLE;
       x->mode = 2;
-      transfer_done(c, x, CURLE_OPERATION_TIMEDOUT);
-      continue;
-    }
-    if (!x->got_first_byte && now >= x->first_byte_deadline) {
+      transfer_done(c, x, CURLE_OPERATION_TIMEDOUT); /* the slot now holds another transfer */
+    } else {
       lr_call *call = x->call;
       active_remove(c, x);
       call->xfer = NULL;
@@ -762,9 +755,7 @@ static void check_first_byte(lr_client *c, double now) {
       snprintf(msg, sizeof msg, "timeout: no response within first_byte (%.3g s)", c->cfg.first_byte_timeout_s);
       report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
       transfer_put(c, x);
-      continue; /* the slot now holds another transfer */
     }
-    k++;
   }
 }
 
@@ -800,7 +791,7 @@ int lr_client_step(lr_client *c, double max_wait_s, char *err, size_t errlen) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     if (x && x->call) transfer_done(c, x, m->data.result);
   }
-  check_first_byte(c, lr_now_mono());
+  check_timers(c, lr_now_mono());
   dispatch(c);
   return (int)c->n_done;
 }
