@@ -171,3 +171,27 @@ void lr_breaker_on_neutral(lr_breaker *b, const lr_breaker_cfg *cfg, double now,
   b->probes_in_flight--;
   probes_changed(b, cfg, now);
 }
+
+int lr_breaker_adopt_open(lr_breaker *b, double until, double cooldown_s, double now) {
+  if (until <= now) return 0;
+  if (cooldown_s > 0) b->cooldown_s = cooldown_s;
+  if (b->state == LR_BREAKER_OPEN) {
+    if (until > b->open_until) b->open_until = until;
+    return 0;
+  }
+  b->state = LR_BREAKER_OPEN;
+  b->open_until = until;
+  b->probes_in_flight = 0;
+  b->times_opened++;
+  return 1;
+}
+
+int lr_breaker_adopt_closed(lr_breaker *b, const lr_breaker_cfg *cfg) {
+  if (b->state == LR_BREAKER_CLOSED) return 0;
+  b->state = LR_BREAKER_CLOSED;
+  b->probes_in_flight = 0;
+  b->cooldown_s = cfg->cooldown_s;
+  b->consecutive_failures = 0;
+  window_clear(b);
+  return 1;
+}

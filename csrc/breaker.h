@@ -53,6 +53,13 @@ int lr_breaker_on_failure(lr_breaker *b, const lr_breaker_cfg *cfg, double now, 
 /* The attempt says nothing about health (429, 404, cancelled): frees a probe slot. */
 void lr_breaker_on_neutral(lr_breaker *b, const lr_breaker_cfg *cfg, double now, int probe);
 
+/* Another process opened it until `until` with a cool-down of cooldown_s
+ * (<= 0: keep ours): adopt that, unless it is already over or ours ends
+ * later. Returns 1 when the state changed. */
+int lr_breaker_adopt_open(lr_breaker *b, double until, double cooldown_s, double now);
+/* Another process closed it (its probe succeeded). Returns 1 when the state changed. */
+int lr_breaker_adopt_closed(lr_breaker *b, const lr_breaker_cfg *cfg);
+
 /* Calls and failures in the window ending at now, for status. */
 void lr_breaker_window(const lr_breaker *b, const lr_breaker_cfg *cfg, double now, int *calls, int *failures);
 

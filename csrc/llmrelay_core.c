@@ -2,6 +2,7 @@
 #include "compat.h"
 
 void lr_client_open(lua_State *L);
+void lr_relay_open(lua_State *L);
 void lr_util_open(lua_State *L);
 
 #if defined(_WIN32)
@@ -13,6 +14,7 @@ void lr_util_open(lua_State *L);
 LR_EXPORT int luaopen_llmrelay_core(lua_State *L) {
   lua_newtable(L);
   lr_client_open(L);
+  lr_relay_open(L);
   lr_util_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");

@@ -117,6 +117,10 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
     at = INFINITY;
     bits |= LR_BLOCK_CAPACITY;
   }
+  if (e->shared_block_until > now) {
+    if (e->shared_block_until > at) at = e->shared_block_until;
+    bits |= LR_BLOCK_CAPACITY; /* other processes hold it: one of their releases frees it */
+  }
   if (e->max_concurrency && e->in_flight >= e->max_concurrency) {
     at = INFINITY;
     bits |= LR_BLOCK_CAPACITY;
@@ -217,6 +221,18 @@ int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
   }
   lr_limiter_take(&e->limiter, tokens, now);
   return lr_breaker_on_send(&e->breaker, &p->breaker_cfg, now);
+}
+
+void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, double until, double now) {
+  lr_endpoint *e = &p->ep[i];
+  if (e->in_flight > 0) e->in_flight--;
+  if (e->requests > 0) e->requests--;
+  if (e->remaining_tokens >= 0) e->remaining_tokens += tokens;
+  if (e->remaining >= 0 && e->slot_interval <= 0) e->remaining += 1;
+  lr_bucket_adjust(&e->limiter.requests, 1, now);
+  lr_bucket_adjust(&e->limiter.tokens, tokens, now);
+  lr_breaker_on_neutral(&e->breaker, &p->breaker_cfg, now, probe);
+  if (until > e->shared_block_until) e->shared_block_until = until;
 }
 
 int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double now, int probe) {

@@ -54,6 +54,7 @@ typedef struct lr_endpoint {
   int consecutive_throttles;
   long requests, successes, failures, throttles;
   int reachable;          /* a connection was made to it, or an attempt came back */
+  double shared_block_until; /* state shared with other processes refused an attempt: none before this */
   lr_breaker breaker;
   lr_limiter limiter;
   char *models;           /* NUL-separated names it serves; NULL = every model */
@@ -121,6 +122,11 @@ void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent
 /* An answer reported its real token usage: the configured tpm bucket is
  * charged (or refunded) the difference from the estimate. */
 void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double now);
+
+/* An attempt chosen for endpoint i was not sent after all (state shared with
+ * other processes refused it): undoes lr_pool_on_send, and keeps i from
+ * being picked again before `until`. */
+void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, double until, double now);
 
 /* A connection to endpoint i was made (the executor saw the request go out). */
 void lr_pool_reached(lr_pool *p, int i);

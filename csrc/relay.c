@@ -530,6 +530,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->status = o->status;
   r->last_endpoint = i;
   classification c = classify(rl, r, o, now);
+  r->verdict = c.health;
   r->partial = o->partial || o->committed; /* finish() then names the failure stream_interrupted */
   if (o->committed && c.action != C_OK) c.action = C_FINAL; /* the caller has part of the answer: no second one */
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
@@ -579,6 +580,23 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->partial = 0; /* retried: the executor drops what the attempt sent */
   r->state = LR_REQ_READY;
   ready_push(rl, r, 1); /* it has waited already: it goes first among its priority */
+}
+
+void lr_relay_unsend(lr_relay *rl, lr_req *r, double until, double now) {
+  if (r->state != LR_REQ_SENDING) return;
+  rl->in_flight--;
+  lr_pool_unsend(&rl->pool, r->endpoint, r->tokens, r->probe, until, now);
+  r->probe = 0;
+  int k = budget_slot(rl, now);
+  if (r->attempts == 1) {
+    if (rl->budget_first[k] > 0) rl->budget_first[k]--;
+  } else if (!r->free_retry && rl->budget_retry[k] > 0) {
+    rl->budget_retry[k]--;
+  }
+  r->attempts--;
+  r->endpoint = -1;
+  r->state = LR_REQ_READY;
+  ready_push(rl, r, 1);
 }
 
 lr_req_state lr_relay_cancel(lr_relay *rl, lr_req *r, lr_error_kind kind, double now) {

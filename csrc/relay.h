@@ -41,6 +41,8 @@ typedef struct lr_req {
   double retry_after_s;     /* DONE with an error: when trying again may help; < 0 unknown */
   double latency_s;         /* DONE: the last attempt's latency */
   char message[200];        /* DONE with an error: what happened, for people */
+  lr_verdict verdict;       /* after a report: what the attempt said about its endpoint's health */
+  int probe;                /* SENDING: the attempt is a half-open breaker probe */
   void *udata;              /* the executor's */
 
   /* Private to relay.c. */
@@ -48,7 +50,7 @@ typedef struct lr_req {
   double tokens, deadline, wake_at, timeout_s;
   int free_retry; /* the last failure put no load on a server: its retry is outside the budget */
   int partial;    /* while reporting: the attempt was a stream that had sent events */
-  int rounds, probe, new_round_on_wake;
+  int rounds, new_round_on_wake;
   int prio; /* index of its ready queue: priority - LR_PRIORITY_MIN */
   struct lr_req *prev, *next;
   int heap_idx;
@@ -109,6 +111,12 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
 
 /* The attempt of a SENDING request ended. */
 void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now);
+
+/* The executor did not send the attempt after all (state shared with other
+ * processes refused it): the attempt is not counted, the request goes back
+ * to the front of its queue, and its endpoint is not picked again before
+ * `until`. */
+void lr_relay_unsend(lr_relay *rl, lr_req *r, double until, double now);
 
 /* Ends a request now as `cancelled` (or with `kind`, e.g. LR_E_DEADLINE).
  * Returns its previous state: if SENDING, the executor must abort the

@@ -4,6 +4,8 @@
 #endif
 #include "transport_curl.h"
 
+#include "answer.h"
+
 #include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +16,6 @@
 #include "jsoncheck.h"
 #include "sse.h"
 
-#define MAX_JSON_DEPTH 512
 #define SLOT_BITS 24
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define POLL_BATCH 256
@@ -152,33 +153,6 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
 
 /* ---- streams ------------------------------------------------------------------ */
 
-static const char *skip_ws(const char *p, const char *end) {
-  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
-  return p;
-}
-
-/* {"error": ...}: how OpenAI-compatible servers report a failure mid-stream. */
-static int is_error_object(const char *b, size_t n) {
-  const char *p = skip_ws(b, b + n), *end = b + n;
-  if (p == end || *p != '{') return 0;
-  p = skip_ws(p + 1, end);
-  return (size_t)(end - p) >= 7 && memcmp(p, "\"error\"", 7) == 0;
-}
-
-/* Some "finish_reason" of the chunk is not null: the answer is complete. */
-static int has_finish_reason(const char *b, size_t n) {
-  static const char key[] = "\"finish_reason\"";
-  const char *p = b, *end = b + n;
-  while ((p = memmem(p, (size_t)(end - p), key, sizeof key - 1))) {
-    p = skip_ws(p + sizeof key - 1, end);
-    if (p < end && *p == ':') p = skip_ws(p + 1, end);
-    if (p < end && *p != 'n') return 1;
-  }
-  return 0;
-}
-
-static double usage_tokens(const char *b, size_t n);
-
 static void keep_error_text(lr_call *call, const char *b, size_t n) {
   if (n > sizeof call->err_body) n = sizeof call->err_body;
   memcpy(call->err_body, b, n);
@@ -201,24 +175,25 @@ static int ready_push(lr_client *c, lr_call *call) {
 static int on_event(void *ud, const lr_sse_event *ev) {
   lr_transfer *x = ud;
   lr_call *call = x->call;
-  if (ev->done) {
+  switch (lr_answer_classify(ev, x->saw_done)) {
+  case LR_SEV_DONE:
     x->saw_done = 1;
     return 0;
-  }
-  if (x->saw_done || (ev->data_len == 0 && !(ev->event_len == 5 && !memcmp(ev->event, "error", 5))))
-    return 0; /* keep-alive events without data; anything after [DONE] */
-  if ((ev->event_len == 5 && !memcmp(ev->event, "error", 5)) || is_error_object(ev->data, ev->data_len)) {
+  case LR_SEV_SKIP:
+    return 0;
+  case LR_SEV_ERROR:
     x->fault = SF_ERROR_EVENT;
     keep_error_text(call, ev->data, ev->data_len);
     return 1;
-  }
-  if (lr_json_check_object(ev->data, ev->data_len, MAX_JSON_DEPTH) != 0) {
+  case LR_SEV_BAD:
     x->fault = SF_BAD_EVENT;
     keep_error_text(call, ev->data, ev->data_len);
     return 1;
+  case LR_SEV_DATA:
+    break;
   }
-  if (!x->saw_finish && has_finish_reason(ev->data, ev->data_len)) x->saw_finish = 1;
-  double u = usage_tokens(ev->data, ev->data_len);
+  if (!x->saw_finish && lr_answer_has_finish_reason(ev->data, ev->data_len)) x->saw_finish = 1;
+  double u = lr_answer_usage_tokens(ev->data, ev->data_len);
   if (u >= 0) x->stream_usage = u;
   size_t need = call->ev_len + 4 + ev->data_len;
   if (need > call->ev_cap) {
@@ -590,22 +565,6 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   return 0;
 }
 
-/* usage.total_tokens of a (valid JSON) answer, or -1: a scan, not a parse. */
-static double usage_tokens(const char *b, size_t n) {
-  static const char key[] = "\"total_tokens\"";
-  const char *p = memmem(b, n, key, sizeof key - 1), *end = b + n;
-  if (!p) return -1;
-  p += sizeof key - 1;
-  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ':')) p++;
-  double v = 0;
-  int digits = 0;
-  while (p < end && *p >= '0' && *p <= '9' && digits < 15) {
-    v = v * 10 + (*p++ - '0');
-    digits++;
-  }
-  return digits ? v : -1;
-}
-
 /* A stream attempt ended: complete ([DONE] or a finish_reason came), or cut,
  * silent too long, or carrying an error. */
 static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) {
@@ -672,7 +631,7 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
   } else if (rc == CURLE_OK) {
     int ok = 0;
     if (status >= 200 && status < 300) {
-      ok = lr_json_check_object(x->buf, x->len, MAX_JSON_DEPTH) == 0;
+      ok = lr_json_check_object(x->buf, x->len, LR_MAX_JSON_DEPTH) == 0;
       if (ok) { /* both buffers live as long as their owners: a copy, no allocation */
         if (call->resp_cap < x->len + 1) {
           char *b = realloc(call->resp, x->len + 1);
@@ -692,7 +651,7 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
     if (!ok) keep_error_text(call, x->buf, x->len);
     lr_outcome o = {.status = (int)status, .body_ok = ok, .hints = &x->hints,
                     .message = ok ? NULL : (status >= 200 && status < 300 ? "the response body is not a JSON object" : NULL),
-                    .usage_tokens = ok ? usage_tokens(x->buf, x->len) : -1};
+                    .usage_tokens = ok ? lr_answer_usage_tokens(x->buf, x->len) : -1};
     lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
   } else if (x->too_large) {
     snprintf(msg, sizeof msg, "response body exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);

@@ -1,0 +1,264 @@
+/* What both Lua bindings (the libcurl client and the bare relay the
+ * OpenResty executor drives) share: reading the normalized config, status
+ * tables and events. Conversions only, no policy. */
+#include "l_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "transport_curl.h"
+
+/* ---- reading the normalized config (validated by lua/llmrelay/config.lua) -- */
+
+double lrl_num_field(lua_State *L, int t, const char *k, double dflt) {
+  lua_getfield(L, t, k);
+  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+int lrl_sub_table(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  if (!lua_istable(L, -1)) luaL_error(L, "config.%s must be a table", k);
+  return lua_gettop(L);
+}
+
+/* Everything built while reading the config, in a userdata whose __gc frees
+ * it, so an error half-way through leaks nothing. */
+#define SCRATCH_MT LRL_SCRATCH_MT
+#define MAX_HEADERS 40
+#define MAX_MODELS 32
+
+typedef struct {
+  lr_client_endpoint eps[LR_MAX_ENDPOINTS];
+  const char *hdrs[LR_MAX_ENDPOINTS][MAX_HEADERS];
+  const char *models[LR_MAX_ENDPOINTS][MAX_MODELS];
+  char *items[LR_MAX_ENDPOINTS * (MAX_HEADERS + MAX_MODELS + 1)];
+  int n;
+} scratch;
+
+static const char *keep(lua_State *L, scratch *s, const char *a, const char *b, const char *c) {
+  size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+  if (s->n == (int)(sizeof s->items / sizeof s->items[0])) luaL_error(L, "config too large");
+  char *p = malloc(la + lb + lc + 1);
+  if (!p) luaL_error(L, "out of memory");
+  memcpy(p, a, la);
+  if (b) memcpy(p + la, b, lb);
+  if (c) memcpy(p + la + lb, c, lc);
+  p[la + lb + lc] = 0;
+  s->items[s->n++] = p;
+  return p;
+}
+
+int lrl_scratch_gc(lua_State *L) {
+  scratch *s = luaL_checkudata(L, 1, SCRATCH_MT);
+  for (int i = 0; i < s->n; i++) free(s->items[i]);
+  s->n = 0;
+  return 0;
+}
+
+static int has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
+
+static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, const char **hdr, const char **models,
+                          scratch *s) {
+  lua_getfield(L, t, "url");
+  const char *url = luaL_checkstring(L, -1);
+  ep->url = keep(L, s, url, NULL, NULL);
+  lua_pop(L, 1);
+  int nh = 0;
+  lua_getfield(L, t, "api_key");
+  if (lua_isstring(L, -1)) {
+    const char *key = lua_tostring(L, -1);
+    if (has_crlf(key)) luaL_error(L, "endpoints[%d].api_key must not contain CR or LF", i + 1);
+    hdr[nh++] = keep(L, s, "Authorization: Bearer ", key, NULL);
+  }
+  lua_pop(L, 1);
+  hdr[nh++] = "Content-Type: application/json";
+  hdr[nh++] = "Accept: application/json, text/event-stream";
+  hdr[nh++] = "Expect:"; /* no 100-continue round trip before the body */
+  lua_getfield(L, t, "headers");
+  if (lua_istable(L, -1)) {
+    int n = (int)lrc_rawlen(L, -1);
+    if (n > MAX_HEADERS - 4) luaL_error(L, "endpoints[%d].headers: at most %d", i + 1, MAX_HEADERS - 4);
+    for (int k = 1; k <= n; k++) {
+      lua_rawgeti(L, -1, k);
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);
+      const char *name = luaL_checkstring(L, -2), *value = luaL_checkstring(L, -1);
+      if (has_crlf(name) || has_crlf(value))
+        luaL_error(L, "endpoints[%d].headers[\"%s\"] must not contain CR or LF", i + 1, name);
+      hdr[nh++] = keep(L, s, name, ": ", value);
+      lua_pop(L, 3);
+    }
+  }
+  lua_pop(L, 1);
+  ep->headers = hdr;
+  ep->n_headers = nh;
+  int nm = 0;
+  lua_getfield(L, t, "models");
+  if (lua_istable(L, -1)) {
+    int n = (int)lrc_rawlen(L, -1);
+    if (n > MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d", i + 1, MAX_MODELS);
+    for (int k = 1; k <= n; k++) {
+      lua_rawgeti(L, -1, k);
+      models[nm++] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  ep->models = models;
+  ep->n_models = nm;
+  ep->policy.weight = lrl_num_field(L, t, "weight", 1);
+  ep->policy.max_concurrency = (int)lrl_num_field(L, t, "max_concurrency", 0);
+  ep->policy.rpm = lrl_num_field(L, t, "rpm", 0);
+  ep->policy.tpm = lrl_num_field(L, t, "tpm", 0);
+}
+
+
+void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoint **eps_out, int *n_out) {
+  lr_client_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  int t = lrl_sub_table(L, idx, "retry");
+  cfg.relay.max_attempts = (int)lrl_num_field(L, t, "max_attempts", 5);
+  cfg.relay.backoff.base_delay_s = lrl_num_field(L, t, "base_delay", 0.5);
+  cfg.relay.backoff.max_delay_s = lrl_num_field(L, t, "max_delay", 30);
+  cfg.relay.backoff.max_retry_after_s = lrl_num_field(L, t, "max_retry_after", 120);
+  cfg.relay.budget = lrl_num_field(L, t, "budget", 0.2);
+  t = lrl_sub_table(L, idx, "breaker");
+  cfg.breaker.failure_threshold = (int)lrl_num_field(L, t, "failure_threshold", 5);
+  cfg.breaker.failure_rate = lrl_num_field(L, t, "failure_rate", 0.5);
+  cfg.breaker.min_calls = (int)lrl_num_field(L, t, "min_calls", 20);
+  cfg.breaker.window_s = lrl_num_field(L, t, "window", 30);
+  cfg.breaker.cooldown_s = lrl_num_field(L, t, "cooldown", 60);
+  cfg.breaker.max_cooldown_s = lrl_num_field(L, t, "max_cooldown", 300);
+  cfg.breaker.half_open_probes = (int)lrl_num_field(L, t, "half_open_probes", 1);
+  t = lrl_sub_table(L, idx, "timeout");
+  cfg.connect_timeout_s = lrl_num_field(L, t, "connect", 5);
+  cfg.first_byte_timeout_s = lrl_num_field(L, t, "first_byte", 60);
+  cfg.idle_timeout_s = lrl_num_field(L, t, "idle", 30);
+  cfg.relay.attempt_timeout_s = lrl_num_field(L, t, "total", 600);
+  t = lrl_sub_table(L, idx, "tls");
+  lua_getfield(L, t, "ca_file");
+  cfg.ca_file = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+  lua_getfield(L, t, "insecure");
+  cfg.insecure = lua_toboolean(L, -1);
+  cfg.max_response_bytes = (size_t)lrl_num_field(L, idx, "max_response_bytes", 64.0 * 1024 * 1024);
+  cfg.relay.concurrency = (int)lrl_num_field(L, idx, "concurrency", 64);
+  lua_getfield(L, idx, "user_agent");
+  cfg.user_agent = lua_isstring(L, -1) ? lua_tostring(L, -1) : "llmrelay";
+  lua_getfield(L, idx, "strategy");
+  const char *strat = lua_isstring(L, -1) ? lua_tostring(L, -1) : "weighted";
+  cfg.strategy = strcmp(strat, "priority") == 0      ? LR_STRATEGY_PRIORITY
+                 : strcmp(strat, "round_robin") == 0 ? LR_STRATEGY_ROUND_ROBIN
+                                                     : LR_STRATEGY_WEIGHTED;
+  /* jitter must differ between processes that start together */
+  cfg.seed = (uint64_t)(lr_now_wall() * 1e6) ^ ((uint64_t)(uintptr_t)&cfg << 16) ^ ((uint64_t)getpid() << 40);
+
+  t = lrl_sub_table(L, idx, "endpoints");
+  int n = (int)lrc_rawlen(L, t);
+  if (n < 1 || n > LR_MAX_ENDPOINTS) luaL_error(L, "config.endpoints must hold 1 to %d endpoints", LR_MAX_ENDPOINTS);
+  scratch *s = lrc_newuserdata(L, sizeof *s);
+  s->n = 0;
+  luaL_getmetatable(L, SCRATCH_MT);
+  lua_setmetatable(L, -2);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, t, i + 1);
+    if (!lua_istable(L, -1)) luaL_error(L, "config.endpoints[%d] must be a table", i + 1);
+    read_endpoint(L, lua_gettop(L), i, &s->eps[i], s->hdrs[i], s->models[i], s);
+    lua_pop(L, 1);
+  }
+  *out = cfg;
+  *eps_out = s->eps;
+  *n_out = n;
+}
+
+void lrl_set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+void lrl_set_int(lua_State *L, const char *k, long v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+void lrl_set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+void lrl_push_status(lua_State *L, lr_pool *p, double now) {
+  lua_createtable(L, p->n, 0);
+  for (int i = 0; i < p->n; i++) {
+    lr_endpoint *e = &p->ep[i];
+    lr_pool_usable(p, i, 0, now, NULL, NULL); /* brings a cooled-down breaker to half-open */
+    lua_createtable(L, 0, 16);
+    lrl_set_str(L, "state", lr_breaker_state_name(e->breaker.state));
+    lrl_set_int(L, "in_flight", e->in_flight);
+    lrl_set_int(L, "requests", e->requests);
+    lrl_set_int(L, "successes", e->successes);
+    lrl_set_int(L, "failures", e->failures);
+    lrl_set_int(L, "throttles", e->throttles);
+    lrl_set_int(L, "consecutive_failures", e->breaker.consecutive_failures);
+    lrl_set_int(L, "times_opened", e->breaker.times_opened);
+    if (e->latency_ewma_s >= 0) lrl_set_num(L, "latency_ewma", e->latency_ewma_s);
+    lrl_set_num(L, "success_rate", lr_pool_success_rate(p, i, now));
+    if (e->throttled_until > now) lrl_set_num(L, "throttled_for", e->throttled_until - now);
+    if (e->breaker.state == LR_BREAKER_OPEN) lrl_set_num(L, "open_for", e->breaker.open_until - now);
+    lrl_set_num(L, "cooldown", e->breaker.cooldown_s);
+    int calls, fails;
+    lr_breaker_window(&e->breaker, &p->breaker_cfg, now, &calls, &fails);
+    lrl_set_int(L, "window_calls", calls);
+    lrl_set_int(L, "window_failures", fails);
+    if (e->max_concurrency) lrl_set_int(L, "max_concurrency", e->max_concurrency);
+    /* what the server's rate-limit headers taught us */
+    if (e->remaining >= 0 && now < e->remaining_until) lrl_set_num(L, "remaining", e->remaining);
+    if (e->slot_interval > 0) lrl_set_num(L, "server_rpm", 60.0 / e->slot_interval);
+    if (e->limit > 0) lrl_set_num(L, "adaptive_limit", e->limit);
+    if (e->learnt.active) {
+      lrl_set_num(L, "learnt_rate", e->learnt.rate);
+      lrl_set_str(L, "learnt_from", e->learnt.borrowed ? "sibling" : e->learnt.estimated ? "own" : "probe");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static const char *event_names[] = {"retry", "failover", "breaker", "throttle"};
+
+int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata)) {
+  lr_event ev[64];
+  int n = lr_relay_events(rl, ev, 64);
+  if (n == 0) return 0;
+  lua_createtable(L, n, 0);
+  for (int k = 0; k < n; k++) {
+    lr_event *e = &ev[k];
+    lua_createtable(L, 0, 8);
+    lrl_set_str(L, "type", event_names[e->type]);
+    lrl_set_int(L, "endpoint", e->endpoint + 1);
+    switch (e->type) {
+    case LR_EV_FAILOVER:
+      lrl_set_int(L, "to", e->to + 1);
+      /* fall through */
+    case LR_EV_RETRY:
+      lrl_set_int(L, "attempt", e->attempt);
+      if (e->kind != LR_E_NONE) lrl_set_str(L, "kind", lr_error_kind_name(e->kind));
+      if (e->type == LR_EV_RETRY) lrl_set_num(L, "delay", e->delay_s);
+      if (e->udata) lrl_set_num(L, "request", request_id(e->udata));
+      break;
+    case LR_EV_BREAKER:
+      lrl_set_str(L, "from", lr_breaker_state_name((lr_breaker_state)e->from));
+      lrl_set_str(L, "state", lr_breaker_state_name((lr_breaker_state)e->to));
+      break;
+    case LR_EV_THROTTLE:
+      lrl_set_num(L, "delay", e->delay_s);
+      break;
+    }
+    if (e->status) lrl_set_int(L, "status", e->status);
+    lua_rawseti(L, -2, k + 1);
+  }
+  return 1;
+}

@@ -1,0 +1,27 @@
+/* Helpers shared by the Lua bindings (l_client.c, l_relay.c). */
+#ifndef LR_L_COMMON_H
+#define LR_L_COMMON_H
+#include "compat.h"
+#include "relay.h"
+#include "transport_curl.h"
+
+#define LRL_SCRATCH_MT "llmrelay.scratch"
+
+double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
+int lrl_sub_table(lua_State *L, int t, const char *k);
+/* Reads the normalized config (lua/llmrelay/config.lua) at idx (an absolute
+ * index). Pushes values onto the stack, among them the userdata that owns
+ * *eps and the strings cfg and *eps point to: leave them there while those
+ * are used, then restore the stack. */
+void lrl_read_config(lua_State *L, int idx, lr_client_cfg *cfg, lr_client_endpoint **eps, int *n);
+int lrl_scratch_gc(lua_State *L);
+void lrl_set_num(lua_State *L, const char *k, double v);
+void lrl_set_int(lua_State *L, const char *k, long v);
+void lrl_set_str(lua_State *L, const char *k, const char *v);
+/* Pushes the status array of the pool (one table per endpoint, config order). */
+void lrl_push_status(lua_State *L, lr_pool *p, double now);
+/* Pushes the relay's pending events as an array and returns 1, or returns 0
+ * (pushing nothing) when there are none. request_id maps a request's udata. */
+int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata));
+
+#endif

@@ -1,0 +1,499 @@
+/* Lua binding of the bare relay (relay.c plus shared.c) and of the stream
+ * decoder (sse.c plus answer.c), for executors written in Lua: the OpenResty
+ * transport sends with cosockets, and asks these objects every question of
+ * policy. Conversions only; the time is the caller's (`now` arguments). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "answer.h"
+#include "compat.h"
+#include "errors.h"
+#include "hints.h"
+#include "l_common.h"
+#include "relay.h"
+#include "shared.h"
+#include "sse.h"
+
+#define RELAY_MT "llmrelay.relay"
+#define DECODER_MT "llmrelay.stream_decoder"
+#define POLL_BATCH 256
+
+/* A request slot. Slots are allocated one by one (the relay keeps pointers
+ * into them) and reused through a free list; a request's id is its slot's
+ * index + 1, valid from submit until result() or cancel(). */
+typedef struct rq {
+  lr_req req;
+  int used;
+  int index; /* in slots[] */
+  struct rq *next_free;
+} rq;
+
+typedef struct {
+  lr_relay *rl; /* NULL once closed */
+  rq **slots;
+  int n_slots, cap_slots;
+  rq *free_list;
+} relay_ud;
+
+static relay_ud *check_relay(lua_State *L) {
+  relay_ud *ud = luaL_checkudata(L, 1, RELAY_MT);
+  if (!ud->rl) luaL_error(L, "llmrelay relay is closed");
+  return ud;
+}
+
+static double req_id(void *udata) { return (double)(uintptr_t)udata; }
+
+/* The live request with this id (argument idx), or NULL. */
+static rq *find(lua_State *L, relay_ud *ud, int idx) {
+  lua_Number v = luaL_checknumber(L, idx);
+  if (v < 1 || v > ud->n_slots || v != floor(v)) return NULL;
+  rq *q = ud->slots[(int)v - 1];
+  return q->used ? q : NULL;
+}
+
+static void release(relay_ud *ud, rq *q) {
+  q->used = 0;
+  q->next_free = ud->free_list;
+  ud->free_list = q;
+}
+
+static void free_relay(relay_ud *ud) {
+  if (ud->rl) lr_relay_free(ud->rl);
+  ud->rl = NULL;
+  for (int k = 0; k < ud->n_slots; k++) free(ud->slots[k]);
+  free(ud->slots);
+  ud->slots = NULL;
+  ud->n_slots = ud->cap_slots = 0;
+  ud->free_list = NULL;
+}
+
+/* core.relay(cfg, now) -> relay. cfg: the normalized config. */
+static int l_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double now = luaL_checknumber(L, 2);
+  relay_ud *ud = lrc_newuserdata(L, sizeof *ud);
+  memset(ud, 0, sizeof *ud);
+  luaL_getmetatable(L, RELAY_MT);
+  lua_setmetatable(L, -2);
+  int top = lua_gettop(L);
+  lr_client_cfg cfg;
+  lr_client_endpoint *eps;
+  int n;
+  lrl_read_config(L, 1, &cfg, &eps, &n);
+  lr_endpoint_cfg pol[LR_MAX_ENDPOINTS];
+  for (int i = 0; i < n; i++) pol[i] = eps[i].policy;
+  ud->rl = lr_relay_new(&cfg.relay, pol, n, cfg.strategy, &cfg.breaker, cfg.seed, now);
+  if (!ud->rl) return luaL_error(L, "llmrelay.core: out of memory");
+  for (int i = 0; i < n; i++)
+    if (lr_pool_set_models(lr_relay_pool(ud->rl), i, eps[i].models, eps[i].n_models) != 0) {
+      free_relay(ud);
+      return luaL_error(L, "llmrelay.core: out of memory");
+    }
+  lua_settop(L, top);
+  return 1;
+}
+
+/* submit(model|nil, tokens, timeout|nil, deadline|nil (absolute, the caller's clock), priority|nil) -> id */
+static int l_submit(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  size_t mlen = 0;
+  const char *model = luaL_optlstring(L, 2, NULL, &mlen);
+  double tokens = luaL_optnumber(L, 3, 0);
+  double timeout = luaL_optnumber(L, 4, 0);
+  double deadline = lua_isnoneornil(L, 5) ? INFINITY : luaL_checknumber(L, 5);
+  int priority = (int)luaL_optinteger(L, 6, 0);
+  rq *q = ud->free_list;
+  if (q) {
+    ud->free_list = q->next_free;
+  } else {
+    if (ud->n_slots == ud->cap_slots) {
+      int cap = ud->cap_slots ? ud->cap_slots * 2 : 64;
+      rq **s = realloc(ud->slots, (size_t)cap * sizeof *s);
+      if (!s) goto oom;
+      ud->slots = s;
+      ud->cap_slots = cap;
+    }
+    q = calloc(1, sizeof *q);
+    if (!q) goto oom;
+    q->index = ud->n_slots;
+    ud->slots[ud->n_slots++] = q;
+  }
+  q->used = 1;
+  uintptr_t id = (uintptr_t)q->index + 1;
+  lr_relay_submit(ud->rl, &q->req, lr_pool_serving(lr_relay_pool(ud->rl), model, mlen), tokens, deadline, timeout,
+                  priority, (void *)id);
+  lua_pushnumber(L, (lua_Number)id);
+  return 1;
+oom:
+  lua_pushnil(L);
+  lua_pushliteral(L, "out of memory");
+  return 2;
+}
+
+/* poll(now, out) -> n, next_wake. Fills out[] with n actions of 4 values:
+ * id, endpoint (1-based: send attempt now; 0: finished, see result(id)),
+ * attempt number, attempt timeout in seconds. next_wake: math.huge when
+ * only a report or a submit can help. */
+static int l_poll(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  double now = luaL_checknumber(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lr_req *out[POLL_BATCH];
+  double next_wake = INFINITY;
+  int n = lr_relay_poll(ud->rl, now, out, POLL_BATCH, &next_wake);
+  for (int k = 0; k < n; k++) {
+    lr_req *r = out[k];
+    int sending = r->state == LR_REQ_SENDING;
+    lua_pushnumber(L, req_id(r->udata));
+    lua_rawseti(L, 3, 4 * k + 1);
+    lua_pushinteger(L, sending ? r->endpoint + 1 : 0);
+    lua_rawseti(L, 3, 4 * k + 2);
+    lua_pushinteger(L, r->attempts);
+    lua_rawseti(L, 3, 4 * k + 3);
+    lua_pushnumber(L, sending ? r->attempt_timeout_s : 0);
+    lua_rawseti(L, 3, 4 * k + 4);
+  }
+  lua_pushinteger(L, n);
+  lua_pushnumber(L, next_wake);
+  return 2;
+}
+
+/* result(id) -> { ok, attempts, status, endpoint, latency, kind, message, retry_after }
+ * for a finished request; the id is free afterwards. nil if not finished. */
+static int l_result(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  if (!q || q->req.state != LR_REQ_DONE) return 0;
+  const lr_req *r = &q->req;
+  lua_createtable(L, 0, 8);
+  lua_pushboolean(L, r->kind == LR_E_NONE);
+  lua_setfield(L, -2, "ok");
+  lrl_set_int(L, "attempts", r->attempts);
+  if (r->status) lrl_set_int(L, "status", r->status);
+  if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
+  if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
+  if (r->kind != LR_E_NONE) {
+    lrl_set_str(L, "kind", lr_error_kind_name(r->kind));
+    if (r->message[0]) lrl_set_str(L, "message", r->message);
+    if (r->retry_after_s >= 0) lrl_set_num(L, "retry_after", r->retry_after_s);
+  }
+  release(ud, q);
+  return 1;
+}
+
+static lr_error_kind kind_of(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return LR_E_NONE;
+  const char *s = luaL_checkstring(L, idx);
+  for (int k = 1; k < LR_E__COUNT; k++)
+    if (strcmp(s, lr_error_kind_name((lr_error_kind)k)) == 0) return (lr_error_kind)k;
+  return (lr_error_kind)luaL_argerror(L, idx, "unknown error kind");
+}
+
+static const char *verdict_names[] = {"success", "failure", "neutral"};
+
+/* report(id, now, status, transport_kind|nil, body_ok, headers|nil, message|nil,
+ *        not_sent, usage_tokens|nil, committed, partial) -> verdict, endpoint
+ * headers: the raw header block ("Name: value" lines). verdict: what the
+ * attempt said of its endpoint's health ("success" "failure" "neutral"). */
+static int l_report(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  if (!q || q->req.state != LR_REQ_SENDING) return 0;
+  double now = luaL_checknumber(L, 3);
+  lr_outcome o;
+  memset(&o, 0, sizeof o);
+  o.status = (int)luaL_optinteger(L, 4, 0);
+  o.transport = kind_of(L, 5);
+  o.body_ok = lua_toboolean(L, 6);
+  lr_hints h;
+  size_t hl = 0;
+  const char *hb = luaL_optlstring(L, 7, NULL, &hl);
+  if (hb) {
+    lr_hints_init(&h);
+    const char *p = hb, *end = hb + hl;
+    while (p < end) {
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      const char *le = nl ? nl + 1 : end;
+      lr_hints_feed_line(&h, p, (size_t)(le - p), now);
+      p = le;
+    }
+    o.hints = &h;
+  }
+  o.message = luaL_optstring(L, 8, NULL);
+  o.not_sent = lua_toboolean(L, 9);
+  o.usage_tokens = luaL_optnumber(L, 10, -1);
+  o.committed = lua_toboolean(L, 11);
+  o.partial = lua_toboolean(L, 12);
+  int ep = q->req.endpoint;
+  lr_relay_report(ud->rl, &q->req, &o, now);
+  lua_pushstring(L, verdict_names[q->req.verdict]);
+  lua_pushinteger(L, ep + 1);
+  return 2;
+}
+
+/* is_probe(id) -> whether the attempt being sent is a half-open probe */
+static int l_is_probe(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  lua_pushboolean(L, q && q->req.state == LR_REQ_SENDING && q->req.probe);
+  return 1;
+}
+
+/* unsend(id, now, until): the attempt was not sent after all (see lr_relay_unsend). */
+static int l_unsend(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  if (q) lr_relay_unsend(ud->rl, &q->req, luaL_checknumber(L, 4), luaL_checknumber(L, 3));
+  return 0;
+}
+
+/* cancel(id, now, kind|nil) -> previous state ("sending", ...) or nil; the id is free afterwards */
+static int l_cancel(lua_State *L) {
+  static const char *states[] = {"new", "ready", "waiting", "sending", "done"};
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  if (!q) return 0;
+  lr_error_kind kind = lua_isnoneornil(L, 4) ? LR_E_CANCELLED : kind_of(L, 4);
+  lr_req_state was = lr_relay_cancel(ud->rl, &q->req, kind, luaL_checknumber(L, 3));
+  release(ud, q);
+  lua_pushstring(L, states[was]);
+  return 1;
+}
+
+static int check_ep(lua_State *L, relay_ud *ud, int idx) {
+  int i = (int)luaL_checkinteger(L, idx) - 1;
+  if (i < 0 || i >= lr_relay_pool(ud->rl)->n) luaL_argerror(L, idx, "no such endpoint");
+  return i;
+}
+
+/* reached(endpoint): a connection to it was made */
+static int l_reached(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  lr_pool_reached(lr_relay_pool(ud->rl), check_ep(L, ud, 2));
+  return 0;
+}
+
+static void read_view(lua_State *L, int idx, lr_shared_view *v) {
+  v->fails = luaL_optnumber(L, idx, 0);
+  v->open_until = luaL_optnumber(L, idx + 1, 0);
+  v->cooldown_s = luaL_optnumber(L, idx + 2, 0);
+  v->throttled_until = luaL_optnumber(L, idx + 3, 0);
+  v->in_flight = luaL_optnumber(L, idx + 4, 0);
+  v->proven = lua_toboolean(L, idx + 5);
+}
+
+/* import(endpoint, now, fails, open_until, cooldown, throttled_until, in_flight, proven) -> changed */
+static int l_import(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  int i = check_ep(L, ud, 2);
+  lr_shared_view v;
+  read_view(L, 4, &v);
+  lua_pushboolean(L, lr_shared_import(lr_relay_pool(ud->rl), i, &v, luaL_checknumber(L, 3)));
+  return 1;
+}
+
+/* admit(endpoint, now, probe, fails, open_until, cooldown, throttled_until, in_flight, proven) -> ok, retry_at */
+static int l_admit(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  int i = check_ep(L, ud, 2);
+  lr_shared_view v;
+  read_view(L, 5, &v);
+  double at;
+  int ok = lr_shared_admit(lr_relay_pool(ud->rl), i, &v, lua_toboolean(L, 4), luaL_checknumber(L, 3), &at);
+  lua_pushboolean(L, ok);
+  lua_pushnumber(L, at);
+  return 2;
+}
+
+/* export(endpoint, now) -> fails, open_until, cooldown, throttled_until, state */
+static int l_export(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  int i = check_ep(L, ud, 2);
+  double now = luaL_checknumber(L, 3);
+  lr_pool *p = lr_relay_pool(ud->rl);
+  lr_pool_usable(p, i, 0, now, NULL, NULL); /* brings a cooled-down breaker to half-open */
+  lr_shared_view v;
+  lr_shared_export(p, i, now, &v);
+  lua_pushnumber(L, v.fails);
+  lua_pushnumber(L, v.open_until);
+  lua_pushnumber(L, v.cooldown_s);
+  lua_pushnumber(L, v.throttled_until);
+  lua_pushstring(L, lr_breaker_state_name(p->ep[i].breaker.state));
+  return 5;
+}
+
+static int l_status(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  lrl_push_status(L, lr_relay_pool(ud->rl), luaL_checknumber(L, 2));
+  return 1;
+}
+
+static int l_enable_events(lua_State *L) {
+  lr_relay_enable_events(check_relay(L)->rl, lua_toboolean(L, 2));
+  return 0;
+}
+
+static int l_events(lua_State *L) { return lrl_push_events(L, check_relay(L)->rl, req_id); }
+
+static int l_active(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lr_relay_active(check_relay(L)->rl));
+  return 1;
+}
+
+static int l_in_flight(lua_State *L) {
+  lua_pushinteger(L, lr_relay_in_flight(check_relay(L)->rl));
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  free_relay(luaL_checkudata(L, 1, RELAY_MT));
+  return 0;
+}
+
+/* ---- the stream decoder --------------------------------------------------- */
+
+typedef struct {
+  lr_sse sse;
+  int saw_done, saw_finish, fault, live;
+  double usage;
+  lua_State *L; /* during feed: where the events table is, at index `out` */
+  int out, n;
+} decoder_ud;
+
+enum { F_NONE, F_ERROR_EVENT, F_BAD_EVENT, F_TOO_BIG, F_NOMEM };
+static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"};
+
+static decoder_ud *check_decoder(lua_State *L) {
+  decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
+  if (!d->live) luaL_error(L, "llmrelay stream decoder is closed");
+  return d;
+}
+
+/* core.stream_decoder(max_event_bytes) -> decoder */
+static int l_decoder_new(lua_State *L) {
+  size_t max = (size_t)luaL_optnumber(L, 1, 4.0 * 1024 * 1024);
+  decoder_ud *d = lrc_newuserdata(L, sizeof *d);
+  memset(d, 0, sizeof *d);
+  lr_sse_init(&d->sse, max);
+  d->usage = -1;
+  d->live = 1;
+  luaL_getmetatable(L, DECODER_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int on_event(void *udata, const lr_sse_event *ev) {
+  decoder_ud *d = udata;
+  lua_State *L = d->L;
+  lr_stream_event_class c = lr_answer_classify(ev, d->saw_done);
+  switch (c) {
+  case LR_SEV_DONE:
+    d->saw_done = 1;
+    return 0;
+  case LR_SEV_SKIP:
+    return 0;
+  case LR_SEV_ERROR:
+  case LR_SEV_BAD:
+    d->fault = c == LR_SEV_ERROR ? F_ERROR_EVENT : F_BAD_EVENT;
+    lua_pushlstring(L, ev->data, ev->data_len > 2048 ? 2048 : ev->data_len);
+    lua_setfield(L, d->out, "fault_text");
+    return 1;
+  case LR_SEV_DATA:
+    break;
+  }
+  if (!d->saw_finish && lr_answer_has_finish_reason(ev->data, ev->data_len)) d->saw_finish = 1;
+  double u = lr_answer_usage_tokens(ev->data, ev->data_len);
+  if (u >= 0) d->usage = u;
+  lua_pushlstring(L, ev->data, ev->data_len);
+  lua_rawseti(L, d->out, ++d->n);
+  return 0;
+}
+
+/* feed(bytes) -> events, fault|nil, fault_text|nil
+ * events: the data of each chunk for the caller (JSON object texts). fault:
+ * "error_event" (the server failed mid-stream), "bad_event" (not a JSON
+ * object), "too_big" (an event over the cap), "nomem". A fault sticks. */
+static int l_decoder_feed(lua_State *L) {
+  decoder_ud *d = check_decoder(L);
+  size_t len;
+  const char *b = luaL_checklstring(L, 2, &len);
+  lua_settop(L, 2);
+  lua_newtable(L);
+  if (d->fault == F_NONE) {
+    d->L = L;
+    d->out = 3;
+    d->n = 0;
+    int rc = lr_sse_feed(&d->sse, b, len, on_event, d);
+    d->L = NULL;
+    if (rc == LR_SSE_TOO_BIG) d->fault = F_TOO_BIG;
+    else if (rc == LR_SSE_NOMEM) d->fault = F_NOMEM;
+  }
+  if (d->fault == F_NONE) return 1;
+  lua_pushstring(L, fault_names[d->fault]);
+  lua_getfield(L, 3, "fault_text");
+  lua_pushnil(L);
+  lua_setfield(L, 3, "fault_text");
+  return 3;
+}
+
+/* state() -> saw_done, saw_finish, usage_tokens (-1 unknown) */
+static int l_decoder_state(lua_State *L) {
+  decoder_ud *d = check_decoder(L);
+  lua_pushboolean(L, d->saw_done);
+  lua_pushboolean(L, d->saw_finish);
+  lua_pushnumber(L, d->usage);
+  return 3;
+}
+
+/* complete() -> whether the stream so far is a whole answer ([DONE] or a finish_reason came) */
+static int l_decoder_complete(lua_State *L) {
+  decoder_ud *d = check_decoder(L);
+  lr_sse_finish(&d->sse);
+  lua_pushboolean(L, d->fault == F_NONE && (d->saw_done || d->saw_finish));
+  return 1;
+}
+
+/* reset(): ready for a new stream (the next attempt) */
+static int l_decoder_reset(lua_State *L) {
+  decoder_ud *d = check_decoder(L);
+  lr_sse_reset(&d->sse);
+  d->saw_done = d->saw_finish = d->fault = 0;
+  d->usage = -1;
+  return 0;
+}
+
+static int l_decoder_gc(lua_State *L) {
+  decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
+  if (d->live) lr_sse_free(&d->sse);
+  d->live = 0;
+  return 0;
+}
+
+void lr_relay_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"submit", l_submit},   {"poll", l_poll},       {"result", l_result},   {"report", l_report},
+      {"is_probe", l_is_probe}, {"unsend", l_unsend}, {"cancel", l_cancel},   {"reached", l_reached},
+      {"import", l_import},   {"admit", l_admit},     {"export", l_export},   {"status", l_status},
+      {"events", l_events},   {"enable_events", l_enable_events}, {"active", l_active},
+      {"in_flight", l_in_flight}, {"close", l_close}, {NULL, NULL}};
+  luaL_newmetatable(L, RELAY_MT);
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  lrc_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  static const luaL_Reg dmethods[] = {{"feed", l_decoder_feed}, {"state", l_decoder_state},
+                                      {"complete", l_decoder_complete}, {"reset", l_decoder_reset},
+                                      {"close", l_decoder_gc}, {NULL, NULL}};
+  luaL_newmetatable(L, DECODER_MT);
+  lua_pushcfunction(L, l_decoder_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  lrc_setfuncs(L, dmethods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  static const luaL_Reg fns[] = {{"relay", l_new}, {"stream_decoder", l_decoder_new}, {NULL, NULL}};
+  lrc_setfuncs(L, fns, 0);
+}
