@@ -13,7 +13,8 @@
 --     ports = 2,                             -- $PORT, $PORT2 ... (default 1)
 --     init = [[ lua ]],                      -- init_by_lua code (optional)
 --     init_worker = [[ lua ]],               -- init_worker_by_lua code (optional)
---     env = { "LLMRELAY_TEST_KEY", "OTHER=value" },  -- `env` directives
+--     env = { "LLMRELAY_TEST_KEY", "OTHER=value", THIRD = "value" },  -- `env`
+--                                            -- directives (nginx clears the rest)
 --     main = [[ main-context text ]],        -- optional, e.g. timer_resolution
 --     log_level = "warn",                    -- error_log level (default warn)
 --   }
