@@ -10,6 +10,7 @@
 #include "compat.h"
 #include "errors.h"
 #include "hints.h"
+#include "jsoncheck.h"
 #include "l_common.h"
 #include "relay.h"
 #include "shared.h"
@@ -470,6 +471,24 @@ static int l_decoder_gc(lua_State *L) {
   return 0;
 }
 
+/* core.json_object_ok(body) -> whether body is one JSON object (the check the libcurl executor makes) */
+static int l_json_object_ok(lua_State *L) {
+  size_t n;
+  const char *b = luaL_checklstring(L, 1, &n);
+  lua_pushboolean(L, lr_json_check_object(b, n, LR_MAX_JSON_DEPTH) == 0);
+  return 1;
+}
+
+/* core.usage_tokens(body) -> usage.total_tokens of an answer, or nil */
+static int l_usage_tokens(lua_State *L) {
+  size_t n;
+  const char *b = luaL_checklstring(L, 1, &n);
+  double u = lr_answer_usage_tokens(b, n);
+  if (u < 0) return 0;
+  lua_pushnumber(L, u);
+  return 1;
+}
+
 void lr_relay_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"submit", l_submit},   {"poll", l_poll},       {"result", l_result},   {"report", l_report},
@@ -494,6 +513,10 @@ void lr_relay_open(lua_State *L) {
   lrc_setfuncs(L, dmethods, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  static const luaL_Reg fns[] = {{"relay", l_new}, {"stream_decoder", l_decoder_new}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"relay", l_new},
+                                 {"stream_decoder", l_decoder_new},
+                                 {"json_object_ok", l_json_object_ok},
+                                 {"usage_tokens", l_usage_tokens},
+                                 {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }

@@ -37,10 +37,15 @@ build = {
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
+    ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",
+    ["llmrelay.resty.shared"] = "lua/llmrelay/resty/shared.lua",
+    ["llmrelay.resty.engine"] = "lua/llmrelay/resty/engine.lua",
+    ["llmrelay.resty.gateway"] = "lua/llmrelay/resty/gateway.lua",
     ["llmrelay.core"] = {
       sources = {
         "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
-        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/sse.c", "csrc/relay.c", "csrc/transport_curl.c", "csrc/l_client.c", "csrc/l_util.c",
+        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/sse.c", "csrc/answer.c", "csrc/shared.c", "csrc/relay.c",
+        "csrc/transport_curl.c", "csrc/l_common.c", "csrc/l_client.c", "csrc/l_relay.c", "csrc/l_util.c",
         "csrc/llmrelay_core.c",
       },
       incdirs = { "csrc", "$(CURL_INCDIR)" },

@@ -416,7 +416,25 @@ local function parse_user_agent(v)
 end
 
 local TOP_KEYS = { "endpoints", "strategy", "retry", "breaker", "timeout", "tls",
-                   "max_response_bytes", "concurrency", "on_event", "user_agent" }
+                   "max_response_bytes", "concurrency", "on_event", "user_agent",
+                   "name", "shared_dict", "transport" }
+
+-- OpenResty: the pool's name namespaces its shared-dict keys
+-- (llmrelay:<name>:<endpoint>:<field>); shared_dict names a lua_shared_dict.
+local function parse_word(v, what, default)
+  if v == nil then return default end
+  if type(v) ~= "string" then fail(what .. " must be a string (got " .. got(v) .. ")") end
+  if not find(v, "^[%w_.%-]+$") then fail(what .. " must be letters, digits, '_', '.' or '-' (got " .. show(v) .. ")") end
+  return v
+end
+
+local TRANSPORTS = { auto = true, curl = true, resty = true }
+
+local function parse_transport(v)
+  if v == nil then return "auto" end
+  if not TRANSPORTS[v] then fail("transport must be \"auto\", \"curl\" or \"resty\" (got " .. show(v) .. ")") end
+  return v
+end
 
 local function normalize(cfg)
   if type(cfg) ~= "table" then fail("config must be a table (got " .. got(cfg) .. ")") end
@@ -438,6 +456,9 @@ local function normalize(cfg)
     concurrency = number(cfg.concurrency, "concurrency", POSITIVE_INT, 64),
     on_event = cfg.on_event,
     user_agent = parse_user_agent(cfg.user_agent),
+    name = parse_word(cfg.name, "name", "default"),
+    shared_dict = parse_word(cfg.shared_dict, "shared_dict", nil),
+    transport = parse_transport(cfg.transport),
   }
 end
 

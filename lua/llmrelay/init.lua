@@ -38,19 +38,39 @@ local function scrubber(secrets)
   return function(s) return errors.scrub(s, secrets) end
 end
 
+local deliver_events -- below
+
+-- Inside nginx (OpenResty), requests go out through cosockets (llmrelay.resty.engine)
+-- unless transport = "curl" asks for libcurl, which would block the worker.
+local function in_openresty()
+  return type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function"
+end
+
 function _M.new(user_cfg)
   local cfg = config.validate(user_cfg, 2)
   local names = {}
   for i, ep in ipairs(cfg.endpoints) do names[i] = ep.name end
+  local resty = cfg.transport == "resty" or (cfg.transport == "auto" and in_openresty())
+  if resty and not in_openresty() then error("llmrelay.new: transport = \"resty\" needs OpenResty (ngx)", 2) end
+  if cfg.shared_dict and not resty then
+    error("llmrelay.new: shared_dict needs OpenResty (a lua_shared_dict); remove it outside nginx", 2)
+  end
+  local waiters = {}
+  local h = resty and require("llmrelay.resty.engine").new(cfg, waiters) or core.client(cfg)
   local self = setmetatable({
-    _h = core.client(cfg),
+    _h = h,
+    _resty = resty,
+    _cfg = cfg,
     _names = names,
     _scrub = scrubber(config.secrets(cfg)),
     _on_event = cfg.on_event,
     _conc = cfg.concurrency,
-    _waiters = {},
+    _waiters = waiters,
   }, Client)
-  if cfg.on_event then self._h:enable_events(true) end
+  if cfg.on_event then
+    self._h:enable_events(true)
+    if resty then h.on_events = function() deliver_events(self) end end
+  end
   return self
 end
 
@@ -68,7 +88,7 @@ end
 -- Turns the core's events into the documented shape and hands them to on_event.
 -- A failing on_event is a programmer mistake: it is stashed and raised once the
 -- current call has its result, so no request is abandoned half-way.
-local function deliver_events(self)
+deliver_events = function(self)
   local evs = self._h:events()
   if not evs then return end
   local names, cb = self._names, self._on_event
@@ -135,6 +155,7 @@ function Client:_submit(body, model, timeout, deadline, waiter, priority, stream
   local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed)
   if not id then return nil, err end
   self._waiters[id] = waiter
+  if self._resty then self._h:submitted() end
   return id
 end
 
@@ -148,6 +169,7 @@ end
 function Client:_wait(waiter, timeout)
   local inbox = waiter.inbox
   if #inbox > 0 or waiter.ready then return end
+  if self._resty then return self._h:wait(waiter, timeout) end
   if sched.current() then
     waiter.co = coroutine.running()
     sched.attach(self)

@@ -1,0 +1,416 @@
+-- llmrelay.resty.engine: the OpenResty executor. It has the same face as the
+-- libcurl client handle of llmrelay.core (submit, take, stream_take, cancel,
+-- status, events, pending, close), so lua/llmrelay/init.lua serves both; but
+-- here every attempt is sent by a light thread with cosockets, and waiting is
+-- a semaphore wait, so no request ever blocks its nginx worker. Every
+-- decision (which endpoint, retry or fail over, how long to wait) is asked of
+-- the relay (core.relay, csrc/relay.c).
+--
+-- Each worker builds its own relay on first use (a client made in
+-- init_by_lua is shared by the forked workers: the relay must not be).
+
+local ngx = ngx
+local core = require "llmrelay.core"
+local http = require "llmrelay.resty.http"
+local shared = require "llmrelay.resty.shared"
+local semaphore = require "ngx.semaphore"
+
+local spawn, thread_wait = ngx.thread.spawn, ngx.thread.wait
+local get_phase, update_time, ngx_now = ngx.get_phase, ngx.update_time, ngx.now
+local min, huge = math.min, math.huge
+local pairs, ipairs, tostring = pairs, ipairs, tostring
+
+local _M = {}
+local Engine = {}
+Engine.__index = Engine
+
+-- The longest a waiter sleeps before it looks at the relay again: requests
+-- held back by another worker's state are not announced by any event here.
+local MAX_SLEEP = 0.05
+local MAX_ERROR_BODY = 2048
+
+-- Phases where cosockets and ngx.sleep work.
+local YIELDABLE = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
+                    ssl_session_fetch = true }
+
+local function now()
+  update_time()
+  return ngx_now()
+end
+_M.now = now
+
+function _M.phase_error()
+  local phase = get_phase()
+  if YIELDABLE[phase] then return nil end
+  return "llmrelay: cannot send requests in nginx's " .. phase .. " phase (cosockets are not available there);"
+    .. " call it from rewrite_by_lua, access_by_lua, content_by_lua or an ngx.timer"
+end
+
+-- cfg: the normalized config; waiters: the client's id -> waiter table.
+function _M.new(cfg, waiters)
+  local eps = {}
+  for i, ep in ipairs(cfg.endpoints) do
+    local target = http.parse_url(ep.url)
+    local headers = { "Content-Type: application/json", "Accept: application/json, text/event-stream",
+                      "User-Agent: " .. cfg.user_agent }
+    if ep.api_key then headers[#headers + 1] = "Authorization: Bearer " .. ep.api_key end
+    for _, h in ipairs(ep.headers or {}) do headers[#headers + 1] = h[1] .. ": " .. h[2] end
+    eps[i] = { target = target, headers = headers,
+               pool = "llmrelay:" .. target.scheme .. ":" .. target.host .. ":" .. target.port
+                 .. (cfg.tls.insecure and ":noverify" or "") }
+  end
+  if cfg.tls.ca_file then
+    -- cosockets verify against lua_ssl_trusted_certificate (nginx.conf); the file cannot be set per socket
+    ngx.log(ngx.INFO, "llmrelay: tls.ca_file is ignored under OpenResty; set lua_ssl_trusted_certificate")
+  end
+  local self = setmetatable({
+    cfg = cfg, eps = eps, waiters = waiters, calls = {}, pid = nil, rl = nil,
+    buf = {}, next_wake = huge, events_on = false, closed = false,
+  }, Engine)
+  if cfg.shared_dict then
+    -- checked now when the dict exists (a client made in init_by_lua), else on first use
+    local store, err = shared.new(cfg.shared_dict, cfg.name, cfg.endpoints, cfg.breaker)
+    if not store then error("llmrelay.new: " .. err, 3) end
+    self.store_ok = true
+  end
+  return self
+end
+
+-- The worker's relay (and shared store), made on first use in each worker.
+local function relay(self)
+  local pid = ngx.worker.pid()
+  if self.pid ~= pid then
+    self.pid = pid
+    self.calls = {}
+    self.rl = core.relay(self.cfg, now())
+    if self.events_on then self.rl:enable_events(true) end
+    if self.cfg.shared_dict then
+      self.store = assert(shared.new(self.cfg.shared_dict, self.cfg.name, self.cfg.endpoints, self.cfg.breaker))
+    end
+  end
+  return self.rl
+end
+
+local function post(w)
+  if w and w.sema then w.sema:post(1) end
+end
+
+-- A finished request in the shape of the core client's take().
+local function result_of(self, id, call)
+  local r = self.rl:result(id)
+  r.id = id
+  if r.ok then
+    r.body = call.resp or ""
+  else
+    r.error_body = call.err_body
+  end
+  if call.stream then
+    r.stream = true
+    if call.ev and #call.ev > 0 then
+      r.events = call.ev
+      call.ev = nil
+    end
+  end
+  return r
+end
+
+-- Hands the relay's decisions out: attempts to send go to the light-thread
+-- queue of the waiter that owns the request; finished requests to its inbox.
+function Engine:drive()
+  local rl = relay(self)
+  local t = now()
+  if self.store then self.store:import(rl, t) end
+  local buf, calls, waiters = self.buf, self.calls, self.waiters
+  while true do
+    local n, wake = rl:poll(t, buf)
+    self.next_wake = wake
+    for k = 0, n - 1 do
+      local id, ep, attempt, tmo = buf[4 * k + 1], buf[4 * k + 2], buf[4 * k + 3], buf[4 * k + 4]
+      local call = calls[id]
+      local w = waiters[id]
+      if ep > 0 then
+        call.ep, call.attempt, call.tmo = ep, attempt, tmo
+        local todo = w.todo
+        if not todo then
+          todo = {}
+          w.todo = todo
+        end
+        todo[#todo + 1] = call
+        post(w)
+      else
+        calls[id] = nil
+        local r = result_of(self, id, call)
+        if w then
+          waiters[id] = nil
+          local inbox = w.inbox
+          inbox[#inbox + 1] = r
+          post(w)
+        end
+      end
+    end
+    if n < 256 then break end
+  end
+  if self.events_on and self.on_events then self.on_events() end
+end
+
+-- submit(body, model, tokens, timeout, deadline (seconds from now), priority, stream) -> id | nil, err
+function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed)
+  local perr = _M.phase_error()
+  if perr then return nil, perr end
+  local rl = relay(self)
+  local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority)
+  if not id then return nil, err end
+  self.calls[id] = { id = id, body = body, stream = streamed and true or false }
+  return id
+end
+
+-- After the client registered the waiter: decide at once.
+function Engine:submitted()
+  self:drive()
+end
+
+local function keep_error_text(call, s)
+  if s and s ~= "" then call.err_body = #s > MAX_ERROR_BODY and s:sub(1, MAX_ERROR_BODY) or s end
+end
+
+local function stream_ok(status, ctype)
+  return status >= 200 and status < 300 and ctype ~= nil and ctype:find("text/event-stream", 1, true) ~= nil
+end
+
+-- One attempt, in a light thread of the request that owns the call.
+local function attempt(self, call)
+  local rl, id, i = self.rl, call.id, call.ep
+  local ep, cfg = self.eps[i], self.cfg
+  local store, probe = self.store, false
+  local t = now()
+  if store then
+    local ok, at = store:admit(rl, i, id, call.tokens or 0, t)
+    if not ok then
+      rl:unsend(id, t, at)
+      call.thread_done = true
+      self:drive()
+      return
+    end
+    probe = at -- admit returns the probe flag on success
+  end
+  local decoder
+  if call.stream then
+    decoder = call.decoder
+    if not decoder then
+      decoder = core.stream_decoder(4 * 1024 * 1024)
+      call.decoder = decoder
+    else
+      decoder:reset()
+    end
+    call.ev = {}
+  end
+  local fault, fault_text
+  local res = http.post {
+    target = ep.target, head = http.request_head(ep.target, ep.headers, #call.body), body = call.body,
+    connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
+    idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, max_bytes = cfg.max_response_bytes,
+    verify = not cfg.tls.insecure, pool = ep.pool,
+    on_connected = function() rl:reached(i) end,
+    stream_ok = call.stream and stream_ok or nil,
+    on_data = function(piece)
+      if call.cancelled then return "cancelled" end
+      local evs, f, ft = decoder:feed(piece)
+      local n = #evs
+      if n > 0 then
+        local q = call.ev
+        for k = 1, n do q[#q + 1] = evs[k] end
+        local w = self.waiters[id]
+        if w then
+          w.ready = true
+          post(w)
+        end
+      end
+      if f then
+        fault, fault_text = f, ft
+        return f
+      end
+    end,
+  }
+  t = now()
+  if call.cancelled then
+    -- the relay already forgot it (cancel); only the shared count is left
+    if store then store:release(rl, i, "neutral", probe, 0, t) end
+    call.thread_done = true
+    return
+  end
+  local status = res.status or 0
+  local kind, msg, body_ok, usage = nil, nil, false, nil
+  local committed, partial = false, false
+  if res.err_kind then
+    kind, msg = res.err_kind, res.err
+    if res.body then keep_error_text(call, res.body) end
+  elseif res.streamed then
+    committed = (call.delivered or 0) > 0
+    if fault == "error_event" then
+      kind, msg = "server_error", "the stream carried an error event"
+      keep_error_text(call, fault_text)
+    elseif fault == "bad_event" then
+      kind, msg = "decode", "a stream event is not a JSON object"
+      keep_error_text(call, fault_text)
+    elseif fault == "too_big" then
+      kind, msg = "http", "a stream event exceeds 4194304 bytes"
+    elseif fault then
+      kind, msg = "connect", "out of memory while reading the stream"
+    else
+      body_ok = decoder:complete()
+      if body_ok then
+        local _, _, u = decoder:state()
+        if u >= 0 then usage = u end
+      else
+        msg = "the stream ended without [DONE] or a finish_reason"
+      end
+    end
+  else
+    local body = res.body or ""
+    if status >= 200 and status < 300 then
+      body_ok = core.json_object_ok(body)
+      if body_ok then
+        call.resp = body
+        usage = core.usage_tokens(body)
+      else
+        msg = "the response body is not a JSON object"
+        keep_error_text(call, body)
+      end
+    else
+      keep_error_text(call, body)
+    end
+  end
+  if call.stream then partial = #call.ev > 0 end
+  local verdict = rl:report(id, t, status, kind, body_ok, res.headers, msg, not res.sent, usage, committed, partial)
+  if store then store:release(rl, i, verdict, probe, status, t) end
+  call.thread_done = true
+  self:drive()
+  -- a retry starts afresh: what this attempt sent never reached the caller
+  if self.calls[id] and call.ev then call.ev = {} end
+end
+
+-- Starts the light threads for the waiter's queued attempts; collects the
+-- threads that ended (an unwaited light thread lives until its request ends).
+local function run_todo(self, w)
+  local threads = w.threads
+  if threads then
+    for th, call in pairs(threads) do
+      if call.thread_done then
+        threads[th] = nil
+        thread_wait(th)
+      end
+    end
+  end
+  local todo = w.todo
+  if not todo or #todo == 0 then return end
+  w.todo = nil
+  if not threads then
+    threads = {}
+    w.threads = threads
+  end
+  for k = 1, #todo do
+    local call = todo[k]
+    call.thread_done = false
+    local th, err = spawn(attempt, self, call)
+    if th then
+      threads[th] = call
+      call.thread = th
+    else
+      local t = now()
+      self.rl:report(call.id, t, 0, "connect", false, nil, "cannot start a light thread: " .. tostring(err), true)
+      self:drive()
+    end
+  end
+end
+
+-- Waits until the waiter holds a result, or (streams) events, or `timeout`
+-- seconds passed (nil: no limit). Yields to nginx meanwhile.
+function Engine:wait(w, timeout)
+  local perr = _M.phase_error()
+  if perr then error(perr, 3) end
+  if not w.sema then w.sema = semaphore.new(0) end
+  local t_end = timeout and now() + timeout
+  while true do
+    run_todo(self, w)
+    if #w.inbox > 0 or w.ready then return end
+    local t = now()
+    if t_end and t >= t_end then return end
+    local sleep = min(self.next_wake - t, MAX_SLEEP)
+    if t_end then sleep = min(sleep, t_end - t) end
+    if sleep > 0 then w.sema:wait(sleep) end
+    if not w.todo and #w.inbox == 0 and not w.ready then self:drive() end
+  end
+end
+
+-- The client's loop step: decide, start what this request owns, sleep a little.
+function Engine:step(timeout, w)
+  self:drive()
+  if w then run_todo(self, w) end
+  if timeout and timeout > 0 then ngx.sleep(min(timeout, MAX_SLEEP)) end
+  return 0
+end
+
+-- Nothing is queued for take(): results go straight to their waiters.
+function Engine:take() return nil end
+function Engine:stream_ready() return nil end
+
+-- Hands over the stream's waiting events; from here on a failure is final.
+function Engine:stream_take(id)
+  local call = self.calls[id]
+  if not call or not call.stream then return nil end
+  local ev = call.ev or {}
+  call.ev = {}
+  call.delivered = (call.delivered or 0) + #ev
+  return ev
+end
+
+function Engine:cancel(id)
+  local call = self.calls[id]
+  if not call then return false end
+  self.calls[id] = nil
+  call.cancelled = true
+  local was = self.rl:cancel(id, now())
+  if was == "sending" and call.thread then
+    -- only the owner may kill it; elsewhere it stops at its next read
+    pcall(ngx.thread.kill, call.thread)
+    if self.store and call.ep then self.store:release(self.rl, call.ep, "neutral", false, 0, now()) end
+  end
+  return true
+end
+
+function Engine:pending()
+  if not self.rl then return 0 end
+  return self.rl:active()
+end
+
+function Engine:status()
+  local rl = relay(self)
+  local t = now()
+  if self.store then self.store:import(rl, t, true) end
+  local st = rl:status(t)
+  if self.store then
+    for i, s in ipairs(st) do
+      local v = self.store:view(i)
+      s.shared_in_flight = v.in_flight
+      s.shared_failures = v.fails
+    end
+  end
+  return st
+end
+
+function Engine:enable_events(on)
+  self.events_on = on and true or false
+  if self.rl then self.rl:enable_events(self.events_on) end
+end
+
+function Engine:events()
+  if not self.rl then return nil end
+  return self.rl:events()
+end
+
+function Engine:close()
+  if self.rl then self.rl:close() end
+  self.rl, self.pid, self.closed = nil, nil, true
+end
+
+return _M
