@@ -87,6 +87,8 @@ local function as_chunk(resp)
            choices = choices, usage = resp.usage }
 end
 
+_M.as_chunk = as_chunk
+
 -- The call is over: its last events, then success or the error.
 local function finish(self, r)
   local client = self._client
