@@ -27,6 +27,7 @@ function _M.parse_url(url)
   port = tonumber(port) or (scheme == "https" and 443 or 80)
   if path == "" then path = "/" end
   return { scheme = scheme, host = host, port = port, path = path, tls = scheme == "https",
+           ip = match(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil or find(host, ":", 1, true) ~= nil,
            host_header = (port == 80 and scheme == "http" or port == 443 and scheme == "https") and host
              or (host .. ":" .. port) }
 end
@@ -83,8 +84,12 @@ function _M.post(o)
     return fail("connect", "connect to " .. t.host_header .. ": " .. tostring(err))
   end
   if t.tls and sock:getreusedtimes() == 0 then
+    -- nginx checks a certificate's name with X509_check_host, which knows no
+    -- IP addresses: an IP literal gets the chain verified, not the name
+    local name = t.host
+    if t.ip then name = nil end
     local session
-    session, err = sock:sslhandshake(nil, t.host, o.verify)
+    session, err = sock:sslhandshake(nil, name, o.verify)
     if not session then return fail("connect", "TLS handshake with " .. t.host_header .. ": " .. tostring(err)) end
   end
   if o.on_connected then o.on_connected() end
