@@ -69,7 +69,7 @@ function _M.new(cfg, waiters)
   }, Engine)
   if cfg.shared_dict then
     -- checked now when the dict exists (a client made in init_by_lua), else on first use
-    local store, err = shared.new(cfg.shared_dict, cfg.name, cfg.endpoints, cfg.breaker)
+    local store, err = shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)
     if not store then error("llmrelay.new: " .. err, 3) end
     self.store_ok = true
   end
@@ -85,7 +85,7 @@ local function relay(self)
     self.rl = core.relay(self.cfg, now())
     if self.events_on then self.rl:enable_events(true) end
     if self.cfg.shared_dict then
-      self.store = assert(shared.new(self.cfg.shared_dict, self.cfg.name, self.cfg.endpoints, self.cfg.breaker))
+      self.store = assert(shared.new(self.cfg.shared_dict, self.cfg.name, self.cfg.endpoints))
     end
   end
   return self.rl
@@ -184,7 +184,7 @@ local function attempt(self, call)
   local store, probe = self.store, false
   local t = now()
   if store then
-    local ok, at = store:admit(rl, i, id, call.tokens or 0, t)
+    local ok, at = store:admit(rl, i, id, call.tokens or 0, t, call.tmo)
     if not ok then
       rl:unsend(id, t, at)
       call.thread_done = true
@@ -192,6 +192,7 @@ local function attempt(self, call)
       return
     end
     probe = at -- admit returns the probe flag on success
+    call.probe = probe
   end
   local decoder
   if call.stream then
@@ -234,7 +235,7 @@ local function attempt(self, call)
   t = now()
   if call.cancelled then
     -- the relay already forgot it (cancel); only the shared count is left
-    if store then store:release(rl, i, "neutral", probe, 0, t) end
+    if store and not call.thread_done then store:release(rl, i, "neutral", probe, 0, t) end
     call.thread_done = true
     return
   end
@@ -297,7 +298,7 @@ local function run_todo(self, w)
     for th, call in pairs(threads) do
       if call.thread_done then
         threads[th] = nil
-        thread_wait(th)
+        pcall(thread_wait, th) -- a killed thread has nothing to collect
       end
     end
   end
@@ -370,10 +371,14 @@ function Engine:cancel(id)
   self.calls[id] = nil
   call.cancelled = true
   local was = self.rl:cancel(id, now())
-  if was == "sending" and call.thread then
-    -- only the owner may kill it; elsewhere it stops at its next read
-    pcall(ngx.thread.kill, call.thread)
-    if self.store and call.ep then self.store:release(self.rl, call.ep, "neutral", false, 0, now()) end
+  if was == "sending" and call.thread and not call.thread_done then
+    -- only the coroutine that spawned it may kill it; elsewhere it stops at
+    -- its next read, and releases its shared slot itself
+    local ok, killed = pcall(ngx.thread.kill, call.thread)
+    if ok and killed then
+      call.thread_done = true
+      if self.store and call.ep then self.store:release(self.rl, call.ep, "neutral", call.probe, 0, now()) end
+    end
   end
   return true
 end

@@ -27,7 +27,7 @@ local IMPORT_EVERY = 0.002
 
 -- dict_name: a lua_shared_dict; pool: the namespace (config.name);
 -- endpoints: the normalized endpoints (name, rpm, tpm).
-function _M.new(dict_name, pool, endpoints, breaker)
+function _M.new(dict_name, pool, endpoints)
   local dict = ngx.shared[dict_name]
   if not dict then
     return nil, "lua_shared_dict '" .. dict_name .. "' is not declared in nginx.conf (add: lua_shared_dict "
@@ -41,7 +41,7 @@ function _M.new(dict_name, pool, endpoints, breaker)
     keys[i] = k
   end
   return setmetatable({ dict = dict, keys = keys, n = #endpoints, imported_at = -1, pid = ngx.worker.pid(),
-                        probe_ttl = 1, proven = {}, cooldown = breaker.cooldown }, Store)
+                        proven = {} }, Store)
 end
 
 local function num(v)
@@ -83,10 +83,11 @@ end
 
 -- May this worker send the attempt `id` the relay chose for endpoint i?
 -- -> true | false, retry_at
-function Store:admit(relay, i, id, tokens, now)
+function Store:admit(relay, i, id, tokens, now, timeout)
   local d, k = self.dict, self.keys[i]
   local probe = relay:is_probe(id)
-  if probe and not d:add(k.probe, self.pid, self.probe_ttl) then
+  -- the probe lock lasts as long as the probe may (a worker that dies holding it frees it then)
+  if probe and not d:add(k.probe, self.pid, math.max(1, timeout or 1)) then
     return false, now + 0.05 -- another worker probes it
   end
   local inflight = d:incr(k.inflight, 1, 0) or 1
