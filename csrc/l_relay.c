@@ -489,6 +489,17 @@ static int l_usage_tokens(lua_State *L) {
   return 1;
 }
 
+/* core.shared_bucket(rate, cap, t0, used_after, need, now) -> ok, excess, retry_at (see lr_shared_bucket) */
+static int l_shared_bucket(lua_State *L) {
+  double excess, at;
+  int ok = lr_shared_bucket(luaL_checknumber(L, 1), luaL_checknumber(L, 2), luaL_checknumber(L, 3),
+                            luaL_checknumber(L, 4), luaL_checknumber(L, 5), luaL_checknumber(L, 6), &excess, &at);
+  lua_pushboolean(L, ok);
+  lua_pushnumber(L, excess);
+  lua_pushnumber(L, at);
+  return 3;
+}
+
 void lr_relay_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"submit", l_submit},   {"poll", l_poll},       {"result", l_result},   {"report", l_report},
@@ -517,6 +528,7 @@ void lr_relay_open(lua_State *L) {
                                  {"stream_decoder", l_decoder_new},
                                  {"json_object_ok", l_json_object_ok},
                                  {"usage_tokens", l_usage_tokens},
+                                 {"shared_bucket", l_shared_bucket},
                                  {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }

@@ -54,3 +54,17 @@ void lr_shared_export(const lr_pool *p, int i, double now, lr_shared_view *out) 
   out->in_flight = e->in_flight;
   out->proven = e->reachable;
 }
+
+int lr_shared_bucket(double rate, double cap, double t0, double used_after, double need, double now, double *excess,
+                     double *retry_at) {
+  double credit = rate * (now - t0) + cap;
+  double before = used_after - need;
+  double over = credit - before - cap;
+  if (over < 0 || !(rate > 0)) over = 0;
+  double used = used_after + over;
+  *excess = over;
+  *retry_at = now;
+  if (used <= credit || !(rate > 0)) return 1;
+  *retry_at = now + (used - credit) / rate;
+  return 0;
+}

@@ -35,6 +35,16 @@ int lr_shared_import(lr_pool *p, int i, const lr_shared_view *v, double now);
  * look again. */
 int lr_shared_admit(const lr_pool *p, int i, const lr_shared_view *v, int probe, double now, double *retry_at);
 
+/* A token bucket (configured rpm/tpm) kept in a store that offers only an
+ * atomic add: `used` counts the units taken since t0, and this take of
+ * `need` is already in used_after. The bucket holds rate x (now - t0) + cap
+ * - used, never more than cap: *excess is the idle credit above cap, which
+ * the executor adds to `used` (so it is lost, as in any bucket). Returns 1
+ * when the take fits; else 0, the executor gives `need` back, and *retry_at
+ * is when it would fit. Races between processes can only make it stricter. */
+int lr_shared_bucket(double rate, double cap, double t0, double used_after, double need, double now, double *excess,
+                     double *retry_at);
+
 /* What this process knows of endpoint i, for the store: open_until and
  * cooldown_s when its breaker is open, throttled_until. */
 void lr_shared_export(const lr_pool *p, int i, double now, lr_shared_view *out);

@@ -15,6 +15,7 @@
 --   rq, tk     configured rpm / tpm buckets: units taken since `t0`
 
 local ngx = ngx
+local core = require "llmrelay.core"
 local floor = math.floor
 
 local _M = {}
@@ -60,25 +61,21 @@ function Store:import(relay, now, force)
   end
 end
 
--- A shared token bucket from incr alone: `used` counts units taken since t0;
--- the bucket holds rate x (now - t0) + cap - used, at most cap. Races between
--- workers can only make it stricter, never let more through.
+-- A configured rpm/tpm bucket shared by the workers, from incr alone; the
+-- arithmetic is csrc/shared.c's (lr_shared_bucket).
 local function bucket_take(d, key, t0key, rate, cap, need, now)
   local t0 = d:get(t0key)
   if not t0 then
     d:add(t0key, now)
     t0 = d:get(t0key) or now
   end
-  local credit = rate * (now - t0) + cap
-  local used = d:incr(key, need, rate * (now - t0))
+  local used = d:incr(key, need, rate * (now - t0)) -- a new bucket starts full
   if not used then return true end -- the dict is full: fail open, the worker's own limiter still holds
-  local before = used - need
-  if credit - before > cap then -- an idle bucket overflowed: what is above cap is lost
-    used = d:incr(key, (credit - cap) - before) or used
-  end
-  if used <= credit then return true end
+  local ok, excess, at = core.shared_bucket(rate, cap, t0, used, need, now)
+  if excess > 0 then d:incr(key, excess) end
+  if ok then return true end
   d:incr(key, -need)
-  return false, now + (used - credit) / rate
+  return false, at
 end
 
 -- May this worker send the attempt `id` the relay chose for endpoint i?
