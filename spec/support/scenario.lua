@@ -127,6 +127,53 @@ local ok, err = pcall(function()
   check("20 streams in coroutines", streamed == 20, streamed)
   sc, ms = nil, nil
 
+  -- the bare relay and stream decoder the OpenResty executor drives (csrc/l_relay.c)
+  local core = require "llmrelay.core"
+  local cfg = require("llmrelay.config").validate {
+    endpoints = { { base_url = "http://127.0.0.1:1/v1", name = "a" }, { base_url = "http://127.0.0.1:2/v1", name = "b",
+                  models = { "m" } } },
+    breaker = { failure_threshold = 2 },
+  }
+  local rl = core.relay(cfg, 100)
+  rl:enable_events(true)
+  local buf, done = {}, 0
+  for i = 1, 50 do rl:submit(i % 5 == 0 and "zz" or "m", 10, nil, i % 7 == 0 and 100.5 or nil) end
+  for round = 1, 20 do
+    local t = 100 + round * 0.01
+    local n = rl:poll(t, buf)
+    for k = 0, n - 1 do
+      local id, ep = buf[4 * k + 1], buf[4 * k + 2]
+      if ep == 0 then
+        if rl:result(id) then done = done + 1 end
+      elseif id % 3 == 0 then
+        rl:report(id, t, 500, nil, false, "Retry-After: 1\r\nX-Other: y\r\n", nil, false, nil, false, false)
+      elseif id % 11 == 0 then
+        rl:unsend(id, t, t + 0.005)
+      else
+        rl:report(id, t, 200, nil, true, "x-ratelimit-remaining-requests: 5\r\n", nil, false, 12, false, false)
+      end
+    end
+    rl:import(1, t, 1, 0, 0, t + 0.01, 0, true)
+    rl:admit(2, t, false, 0, 0, 0, 0, 3, true)
+    rl:export(1, t)
+  end
+  rl:events()
+  rl:status(101)
+  for id = 1, 50 do rl:cancel(id, 101) end
+  check("bare relay", done >= 10 and rl:active() == 0, done .. " done, " .. rl:active() .. " active")
+  rl:close()
+  local dec = core.stream_decoder(96)
+  local evs = dec:feed('data: {"a":1}\n\ndata: {"choices":[{"finish_reason":"stop"}],"usage":{"total_tokens":7}}\n\ndata: [DO')
+  dec:feed("NE]\n\n")
+  local sd, sf, su = dec:state()
+  check("stream decoder", #evs == 2 and sd and sf and su == 7 and dec:complete(), #evs)
+  local _, fault = dec:feed(("data: " .. ("x"):rep(100) .. "\n"))
+  check("stream decoder cap", fault ~= nil, fault)
+  dec:reset()
+  local _, f2 = dec:feed('event: error\ndata: {"error":{}}\n\n')
+  check("stream decoder error event", f2 == "error_event", f2)
+  rl, dec = nil, nil
+
   -- clients dropped without close() are collected with their transfers
   h, d, b, l = nil, nil, nil, nil
   collectgarbage()
