@@ -186,6 +186,16 @@ int lr_breaker_adopt_open(lr_breaker *b, double until, double cooldown_s, double
   return 1;
 }
 
+int lr_breaker_adopt_expired(lr_breaker *b, double until, double cooldown_s) {
+  if (b->state != LR_BREAKER_CLOSED) return 0;
+  if (cooldown_s > 0) b->cooldown_s = cooldown_s;
+  b->state = LR_BREAKER_OPEN;
+  b->open_until = until;
+  b->probes_in_flight = 0;
+  b->times_opened++;
+  return 1;
+}
+
 int lr_breaker_adopt_closed(lr_breaker *b, const lr_breaker_cfg *cfg) {
   if (b->state == LR_BREAKER_CLOSED) return 0;
   b->state = LR_BREAKER_CLOSED;

@@ -57,6 +57,10 @@ void lr_breaker_on_neutral(lr_breaker *b, const lr_breaker_cfg *cfg, double now,
  * (<= 0: keep ours): adopt that, unless it is already over or ours ends
  * later. Returns 1 when the state changed. */
 int lr_breaker_adopt_open(lr_breaker *b, double until, double cooldown_s, double now);
+/* Another process opened it and that open period ended at `until` (<= now):
+ * open with that end, so the next look makes it half-open. Returns 1 when
+ * the state changed. */
+int lr_breaker_adopt_expired(lr_breaker *b, double until, double cooldown_s);
 /* Another process closed it (its probe succeeded). Returns 1 when the state changed. */
 int lr_breaker_adopt_closed(lr_breaker *b, const lr_breaker_cfg *cfg);
 

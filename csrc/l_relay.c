@@ -179,6 +179,8 @@ static int l_result(lua_State *L) {
     if (r->message[0]) lrl_set_str(L, "message", r->message);
     if (r->retry_after_s >= 0) lrl_set_num(L, "retry_after", r->retry_after_s);
   }
+  /* read before poll handed it out: it is still on the relay's done list */
+  lr_relay_cancel(ud->rl, &q->req, r->kind, 0);
   release(ud, q);
   return 1;
 }
@@ -216,7 +218,7 @@ static int l_report(lua_State *L) {
     while (p < end) {
       const char *nl = memchr(p, '\n', (size_t)(end - p));
       const char *le = nl ? nl + 1 : end;
-      lr_hints_feed_line(&h, p, (size_t)(le - p), now);
+      lr_hints_feed_line(&h, p, (size_t)(le - p), lr_now_wall()); /* HTTP dates are wall-clock times */
       p = le;
     }
     o.hints = &h;

@@ -308,7 +308,10 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
     }
     /* An untried endpoint is only busy: its next answer frees a slot, sooner
      * than a backoff would bring the request back to one that failed. */
-    if (why & LR_BLOCK_CAPACITY) return D_BLOCKED;
+    if (why & LR_BLOCK_CAPACITY) {
+      r->wake_at = wake; /* finite when another process's state holds it */
+      return D_BLOCKED;
+    }
   }
   if (r->tried) {
     /* Every untried endpoint is busy or blocked. Going back to one that
@@ -340,7 +343,10 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
     }
   }
   if (wake == INFINITY) {
-    if (why & LR_BLOCK_CAPACITY) return D_BLOCKED;
+    if (why & LR_BLOCK_CAPACITY) {
+      r->wake_at = INFINITY;
+      return D_BLOCKED;
+    }
     finish(rl, r, last ? last : LR_E_INVALID_REQUEST, "no endpoint can serve this request");
     return D_DONE;
   }
@@ -389,6 +395,7 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
     ready_push(rl, r, 0);
   }
   int blocked = 0, ready_left = 0, full = 0;
+  double blocked_wake = INFINITY; /* the earliest a blocked request may go, or must end (its deadline) */
   for (int p = N_PRIO - 1; p >= 0; p--) { /* higher priorities first */
     lr_req **head = &rl->ready_head[p], **tail = &rl->ready_tail[p];
     for (lr_req *r = *head, *next; r && n < max && blocked < BLOCKED_SCAN && !full; r = next) {
@@ -417,6 +424,8 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
           list_push(head, tail, r, 0);
         }
         blocked++;
+        if (r->wake_at < blocked_wake) blocked_wake = r->wake_at;
+        if (r->deadline < blocked_wake) blocked_wake = r->deadline;
         break;
       case D_DONE:
         break;
@@ -432,6 +441,7 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
   }
   emit_breaker_changes(rl);
   *next_wake = rl->heap_n ? rl->heap[0]->wake_at : INFINITY;
+  if (blocked_wake < *next_wake) *next_wake = blocked_wake;
   if (rl->done_head || (ready_left && rl->in_flight < rl->cfg.concurrency && blocked == 0))
     *next_wake = now; /* more to hand out than fitted in `out` */
   return n;

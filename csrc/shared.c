@@ -20,9 +20,11 @@ int lr_shared_import(lr_pool *p, int i, const lr_shared_view *v, double now) {
     return 0;
   }
   b->consecutive_failures = (int)v->fails;
-  if (v->fails >= p->breaker_cfg.failure_threshold)
-    return lr_breaker_adopt_open(b, now + b->cooldown_s, b->cooldown_s, now);
-  return 0;
+  if (v->fails < p->breaker_cfg.failure_threshold) return 0;
+  /* another process opened it and its cool-down is over (nobody has probed
+   * yet): half-open, not a fresh cool-down */
+  if (v->open_until > 0) return lr_breaker_adopt_expired(b, v->open_until, v->cooldown_s);
+  return lr_breaker_adopt_open(b, now + b->cooldown_s, b->cooldown_s, now);
 }
 
 int lr_shared_admit(const lr_pool *p, int i, const lr_shared_view *v, int probe, double now, double *retry_at) {

@@ -333,6 +333,60 @@ describe("core.relay", function()
     rl:close()
   end)
 
+  it("a result read before poll handed it out is not handed out again", function()
+    local rl = relay { n = 1, models = { { "a" } } }
+    local x = rl:submit("nope") -- no endpoint serves it: finished at once
+    local y = rl:submit("nope")
+    assert.are.equal("invalid_request", rl:result(x).kind)
+    local z = rl:submit("a") -- reuses x's slot
+    local acts = poll(rl, 0)
+    local seen = {}
+    for _, a in ipairs(acts) do
+      assert.is_nil(seen[a.id], "request " .. a.id .. " handed out twice")
+      seen[a.id] = a.endpoint
+    end
+    assert.are.equal(1, seen[z])
+    assert.are.equal(0, seen[y])
+    assert.are.equal("invalid_request", rl:result(y).kind)
+    rl:report(z, 0.1, 200, nil, true)
+    poll(rl, 0.1)
+    assert.is_true(rl:result(z).ok)
+    assert.are.equal(0, rl:active())
+    rl:close()
+  end)
+
+  it("a request held back by shared state gives poll a wake time", function()
+    local rl = relay { n = 1 }
+    local id = rl:submit("m")
+    poll1(rl, 0)
+    rl:unsend(id, 0, 0.5)
+    local acts, wake = poll(rl, 0)
+    assert.are.equal(0, #acts)
+    assert.are.equal(0.5, wake)
+    assert.are.equal(1, poll1(rl, 0.5).endpoint)
+    -- a deadline ends a held-back request on time
+    local id2 = rl:submit("m", 0, nil, 0.8)
+    poll1(rl, 0.6)
+    rl:unsend(id2, 0.6, 5)
+    acts, wake = poll(rl, 0.6)
+    assert.are.equal(0.8, wake)
+    local done = poll1(rl, 0.8)
+    assert.are.equal(0, done.endpoint)
+    assert.are.equal("deadline", rl:result(id2).kind)
+    rl:close()
+  end)
+
+  it("reads HTTP-date hints against the wall clock, whatever clock the executor uses", function()
+    local rl = relay { n = 1 }
+    local id = rl:submit("m")
+    poll1(rl, 0) -- the executor's clock starts at 0
+    local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 10)
+    rl:report(id, 0, 429, nil, false, "Retry-After: " .. date .. "\r\n")
+    local st = rl:status(0)
+    assert.is_true(st[1].throttled_for > 8 and st[1].throttled_for < 12, tostring(st[1].throttled_for))
+    rl:close()
+  end)
+
   it("cancel ends a request in any state and frees its id", function()
     local rl = relay { n = 1 }
     local a = rl:submit("m")

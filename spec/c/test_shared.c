@@ -129,6 +129,20 @@ TEST(import_opens_when_shared_failures_reach_the_threshold) {
   lr_pool_free(&p);
 }
 
+TEST(import_of_an_expired_open_period_goes_half_open_not_open_again) {
+  lr_pool p;
+  make_pool(&p, 1, &BCFG, 0);
+  /* another process opened it until 10; nobody has probed yet; we look at 10.5 */
+  lr_shared_view v = {.fails = 3, .open_until = 10, .cooldown_s = 10};
+  CHECK(lr_shared_import(&p, 0, &v, 10.5) == 1);
+  double at;
+  int why;
+  CHECK(lr_pool_usable(&p, 0, 0, 10.5, &at, &why) == 1); /* a probe may go now */
+  CHECK(state(&p, 0) == LR_BREAKER_HALF_OPEN);
+  CHECK(lr_pool_on_send(&p, 0, 0, 10.5) == 1);           /* and it is a probe */
+  lr_pool_free(&p);
+}
+
 TEST(import_closes_when_a_probe_elsewhere_succeeded_but_not_while_failures_run) {
   lr_pool p;
   /* open, by our own failures */
@@ -689,6 +703,7 @@ int main(void) {
   RUN(import_adopts_a_later_throttle_and_proof);
   RUN(import_opens_while_another_process_holds_it_open);
   RUN(import_opens_when_shared_failures_reach_the_threshold);
+  RUN(import_of_an_expired_open_period_goes_half_open_not_open_again);
   RUN(import_closes_when_a_probe_elsewhere_succeeded_but_not_while_failures_run);
   RUN(admit_refuses_while_another_process_holds_it_open);
   RUN(admit_keeps_failures_plus_in_flight_within_the_threshold);
