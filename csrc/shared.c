@@ -39,7 +39,9 @@ int lr_shared_admit(const lr_pool *p, int i, const lr_shared_view *v, int probe,
   } else if (v->fails > 0 && v->fails + v->in_flight > cfg->failure_threshold) {
     at = now + RECHECK_S;
   }
-  if (!v->proven && !e->reachable && v->in_flight > LR_WARMUP_IN_FLIGHT) at = fmax(at, now + RECHECK_S);
+  /* until some process had an answer from it: a connection made is not
+   * enough, an endpoint that answers 500 at once would take a whole burst */
+  if (!v->proven && v->in_flight > LR_WARMUP_IN_FLIGHT) at = fmax(at, now + RECHECK_S);
   if (e->max_concurrency && v->in_flight > e->max_concurrency) at = fmax(at, now + RECHECK_S);
   if (v->throttled_until > now) at = fmax(at, v->throttled_until);
   if (retry_at) *retry_at = at;

@@ -30,7 +30,8 @@ int lr_shared_import(lr_pool *p, int i, const lr_shared_view *v, double now);
  * failures plus attempts in flight never pass failure_threshold once an
  * attempt failed (so a dead endpoint costs at most that many attempts per
  * cool-down, however many processes race); at most half_open_probes probes;
- * LR_WARMUP_IN_FLIGHT attempts until an endpoint is known to answer;
+ * LR_WARMUP_IN_FLIGHT attempts until some process had an answer from it
+ * (v->proven; a connection made is not enough);
  * max_concurrency in flight. 1: send; 0: don't, and *retry_at is when to
  * look again. */
 int lr_shared_admit(const lr_pool *p, int i, const lr_shared_view *v, int probe, double now, double *retry_at);

@@ -235,6 +235,7 @@ static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
 
 int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max) {
   int n = c->n_ready < max ? c->n_ready : max;
+  if (n == 0) return 0; /* c->ready may still be NULL */
   memcpy(ids, c->ready, (size_t)n * sizeof *ids);
   memmove(c->ready, c->ready + n, (size_t)(c->n_ready - n) * sizeof *ids);
   c->n_ready -= n;
