@@ -273,6 +273,13 @@ describe("gateway", function()
           endpoints = {
             { name = "d1", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-upstream-SECRET-d1" },
             { name = "d2", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-upstream-SECRET-d2" } } }
+        -- default max_retry_after (120 s): only the gateway's deadline keeps a caller from waiting
+        clients.down3 = llmrelay.new{ name = "down3", shared_dict = "llmrelay", timeout = T,
+          retry = { max_attempts = 2, base_delay = 0.05 },
+          breaker = { failure_threshold = 1, cooldown = 30 },
+          endpoints = {
+            { name = "d1", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-upstream-SECRET-d1" },
+            { name = "d2", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-upstream-SECRET-d2" } } }
         clients.cut = llmrelay.new{ name = "cut", shared_dict = "llmrelay", timeout = T,
           retry = { max_attempts = 1 },
           endpoints = { { name = "cut", base_url = %q, api_key = "sk-upstream-SECRET-cut" } } }
@@ -289,7 +296,7 @@ describe("gateway", function()
             { name = "dead", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-upstream-SECRET-dead" },
             { name = "bad", base_url = %q, api_key = "sk-upstream-SECRET-bad" },
             { name = "h", base_url = %q, api_key = "sk-upstream-SECRET-h", models = { "gpt-x", "gpt-z" } } } }
-      ]]):format(M.good, M.alt, dead[1], dead[2], dead[1], dead[2], M.cut, M.locked, dead[1], M.bad, M.h),
+      ]]):format(M.good, M.alt, dead[1], dead[2], dead[1], dead[2], dead[1], dead[2], M.cut, M.locked, dead[1], M.bad, M.h),
       http = [[
         lua_socket_log_errors off;
         # a server that echoes the key it was given in a plain-text 401 (like
@@ -318,6 +325,9 @@ describe("gateway", function()
           listen 127.0.0.1:$PORT3;
           location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.down) } }
           location /fresh/ { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.down2) } }
+          location /deadline/ { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.down3, { deadline = 2 })
+          } }
         }
         server {
           listen 127.0.0.1:$PORT4;
@@ -539,13 +549,26 @@ describe("gateway", function()
         { method = "POST", body = chat_body("down stream", { stream = true }) })
       assert.equal(502, status, body)
       assert.matches("^application/json", h["content-type"])
-      assert.equal("connect", assert_openai_error(body).error.type)
+      assert.equal("connect", assert_openai_error(body).error.code)
       -- open breakers (the client above): 503 at once
       status, body, h = req(url(3, "/v1/chat/completions"),
         { method = "POST", body = chat_body("down stream", { stream = true }) })
       assert.equal(503, status, body)
       assert.matches("^application/json", h["content-type"])
       assert_openai_error(body)
+    end)
+
+    it("answers at once with 503 and Retry-After when only a wait past opts.deadline could help", function()
+      local status, body = req(url(3, "/deadline/v1/chat/completions"), { method = "POST", body = chat_body("d1") })
+      assert.equal(502, status, body) -- both refused: both breakers open (threshold 1, cool-down 30 s)
+      local t0 = now()
+      local h
+      status, body, h = req(url(3, "/deadline/v1/chat/completions"), { method = "POST", body = chat_body("d2") })
+      assert.is_true(now() - t0 < 1, "waited " .. (now() - t0) .. " s")
+      assert.equal(503, status, body)
+      assert.equal("circuit_open", assert_openai_error(body).error.code)
+      local ra = tonumber(h["retry-after"])
+      assert.is_true(ra ~= nil and ra >= 25 and ra <= 31, tostring(h["retry-after"]))
     end)
 
     it("ends a stream cut on its last attempt with an error event, not silently", function()

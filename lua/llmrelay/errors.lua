@@ -114,11 +114,26 @@ function _M.redact_keys(s, secrets)
   return s
 end
 
+-- A text cut short (the core keeps 2 KiB of an error body) may end with the
+-- first bytes of a key: those go too, from MIN_TAIL bytes on.
+local MIN_TAIL = 4
+local function redact_tail(s, secrets)
+  for _, k in pairs(secrets) do
+    if type(k) == "string" then
+      for n = math.min(#k - 1, #s), MIN_TAIL, -1 do
+        if sub(s, -n) == sub(k, 1, n) then return sub(s, 1, #s - n) .. REDACTED end
+      end
+    end
+  end
+  return s
+end
+
 -- Removes every api key from text that may have come back from a server (some 401
 -- bodies quote the key), plus any bearer token, whoever's it is.
 function _M.scrub(s, secrets)
   if type(s) ~= "string" then return s end
   s = _M.redact_keys(s, secrets)
+  if secrets then s = redact_tail(s, secrets) end
   s = gsub(s, "([Bb][Ee][Aa][Rr][Ee][Rr])%s+[^%s\"'\\,;]+", "%1 " .. REDACTED)
   return s
 end

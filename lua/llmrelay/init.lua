@@ -55,12 +55,16 @@ function _M.new(user_cfg)
   if cfg.shared_dict and not resty then
     error("llmrelay.new: shared_dict needs OpenResty (a lua_shared_dict); remove it outside nginx", 2)
   end
+  local models = {} -- the configured models, for a gateway's /models (the cfg holds keys: not kept here)
+  for _, ep in ipairs(cfg.endpoints) do
+    for _, m in ipairs(ep.models or {}) do models[#models + 1] = m end
+  end
   local waiters = {}
   local h = resty and require("llmrelay.resty.engine").new(cfg, waiters) or core.client(cfg)
   local self = setmetatable({
     _h = h,
     _resty = resty,
-    _cfg = cfg,
+    _models = models,
     _names = names,
     _scrub = scrubber(config.secrets(cfg)),
     _on_event = cfg.on_event,
@@ -217,7 +221,8 @@ end
 
 local function make_error(self, r)
   local msg = r.message
-  local server = server_message(r.error_body)
+  -- scrubbed before server_message cuts it, so that no cut splits a key
+  local server = server_message(self._scrub(r.error_body))
   if server then msg = msg and (msg .. ": " .. server) or server end
   if not msg then msg = r.status and ("HTTP " .. r.status) or r.kind end
   msg = self._scrub(msg)

@@ -24,6 +24,10 @@ local _M = {}
 local Engine = {}
 Engine.__index = Engine
 
+-- What holds api keys (the config, the request headers) lives here, not in
+-- the engine's table, so no dump of a client ever shows them.
+local private = setmetatable({}, { __mode = "k" })
+
 -- The longest a waiter sleeps before it looks at the relay again: requests
 -- held back by another worker's state are not announced by any event here.
 local MAX_SLEEP = 0.05
@@ -64,9 +68,10 @@ function _M.new(cfg, waiters)
     ngx.log(ngx.INFO, "llmrelay: tls.ca_file is ignored under OpenResty; set lua_ssl_trusted_certificate")
   end
   local self = setmetatable({
-    cfg = cfg, eps = eps, waiters = waiters, calls = {}, pid = nil, rl = nil,
+    waiters = waiters, calls = {}, pid = nil, rl = nil,
     buf = {}, next_wake = huge, events_on = false, closed = false,
   }, Engine)
+  private[self] = { cfg = cfg, eps = eps }
   if cfg.shared_dict then
     -- checked now when the dict exists (a client made in init_by_lua), else on first use
     local store, err = shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)
@@ -82,11 +87,10 @@ local function relay(self)
   if self.pid ~= pid then
     self.pid = pid
     self.calls = {}
-    self.rl = core.relay(self.cfg, now())
+    local cfg = private[self].cfg
+    self.rl = core.relay(cfg, now())
     if self.events_on then self.rl:enable_events(true) end
-    if self.cfg.shared_dict then
-      self.store = assert(shared.new(self.cfg.shared_dict, self.cfg.name, self.cfg.endpoints))
-    end
+    if cfg.shared_dict then self.store = assert(shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)) end
   end
   return self.rl
 end
@@ -180,7 +184,8 @@ end
 -- One attempt, in a light thread of the request that owns the call.
 local function attempt(self, call)
   local rl, id, i = self.rl, call.id, call.ep
-  local ep, cfg = self.eps[i], self.cfg
+  local p = private[self]
+  local ep, cfg = p.eps[i], p.cfg
   local store, probe = self.store, false
   local t = now()
   if store then

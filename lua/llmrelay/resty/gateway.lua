@@ -14,6 +14,11 @@
 --   open_status  true: /health and /metrics need no key (for probes and scrapers)
 --   health_path, metrics_path   other paths for those two
 --   models       extra model ids for /models (endpoints that serve every model list none)
+--   deadline     seconds a request may take in all, waits and retries included
+--                (nil: none). A request that could only start after it (every
+--                breaker open, every endpoint throttled) is answered at once
+--                with 503/429 and Retry-After. Without it, a request waits up
+--                to retry.max_retry_after for a usable endpoint.
 -- The request body goes upstream unchanged; the upstream keys are the
 -- pool's and never reach the caller; neither do upstream headers.
 
@@ -45,8 +50,11 @@ local function send_json(status, doc, headers)
   ngx.print(cjson.encode(doc))
 end
 
+-- OpenAI's error types; llmrelay's kind goes in `code`.
+local TYPE_OF = { invalid_request = "invalid_request_error", rate_limited = "rate_limit_error" }
+
 local function error_doc(message, kind, code)
-  return { error = { message = message, type = kind, code = code or kind, param = cjson.null } }
+  return { error = { message = message, type = TYPE_OF[kind] or kind, code = code or kind, param = cjson.null } }
 end
 
 local function fail(status, message, kind, headers)
@@ -61,7 +69,7 @@ local function error_response(err)
   if status == 429 or status == 503 then
     if err.retry_after then headers = { ["Retry-After"] = tostring(ceil(err.retry_after)) } end
   end
-  return status, error_doc(err.message or err.kind, err.kind), headers
+  return status, error_doc(err.message or err.kind, TYPE_OF[err.kind] or "api_error", err.kind), headers
 end
 
 ---------------------------------------------------------------------------
@@ -138,9 +146,9 @@ local function read_body()
 end
 
 
-local function complete(client, body, model)
+local function complete(client, body, model, deadline)
   local waiter = { inbox = {} }
-  local id, err = client:_submit(body, model, nil, nil, waiter, nil, false)
+  local id, err = client:_submit(body, model, nil, deadline, waiter, nil, false)
   if not id then return fail(503, tostring(err), "unavailable") end
   while not waiter.inbox[1] do client:_wait(waiter) end
   local res = client:_result(waiter.inbox[1])
@@ -166,9 +174,9 @@ end
 -- Streamed: nothing is sent until the first event, so a failure before it
 -- (every endpoint down) is still a proper HTTP error; after it a failure
 -- becomes an error event, which SDKs raise, never a silent end.
-local function streamed(client, body, model)
+local function streamed(client, body, model, deadline)
   local waiter = { inbox = {} }
-  local id, err = client:_submit(body, model, nil, nil, waiter, nil, true)
+  local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true)
   if not id then return fail(503, tostring(err), "unavailable") end
   local started = false
   local function start(r)
@@ -217,7 +225,7 @@ local function streamed(client, body, model)
         local status, doc, headers = error_response(res.error)
         return send_json(status, doc, headers)
       end
-      ngx.print(sse(cjson.encode(error_doc(res.error.message or res.error.kind, res.error.kind))))
+      ngx.print(sse(cjson.encode(error_doc(res.error.message or res.error.kind, "api_error", res.error.kind))))
       ngx.flush(true)
       return
     end
@@ -225,7 +233,7 @@ local function streamed(client, body, model)
   end
 end
 
-local function chat(client)
+local function chat(client, opts)
   local body = read_body()
   if not body or body == "" then return fail(400, "the request has no body", "invalid_request_error") end
   local req = cjson.decode(body)
@@ -237,8 +245,8 @@ local function chat(client)
   if model ~= nil and type(model) ~= "string" then
     return fail(400, "'model' must be a string", "invalid_request_error")
   end
-  if req.stream == true then return streamed(client, body, model) end
-  return complete(client, body, model)
+  if req.stream == true then return streamed(client, body, model, opts.deadline) end
+  return complete(client, body, model, opts.deadline)
 end
 
 ---------------------------------------------------------------------------
@@ -252,9 +260,7 @@ local function models(client, opts)
       data[#data + 1] = { id = m, object = "model", created = 0, owned_by = "llmrelay" }
     end
   end
-  for _, ep in ipairs(client._cfg.endpoints) do
-    for _, m in ipairs(ep.models or {}) do add(m) end
-  end
+  for _, m in ipairs(client._models) do add(m) end
   for _, m in ipairs(opts.models or {}) do add(m) end
   send_json(200, { object = "list", data = data })
 end
@@ -284,6 +290,9 @@ end
 
 function _M.serve(client, opts)
   if type(client) ~= "table" or not client._h then error("gateway.serve: expected an llmrelay client", 2) end
+  if opts and opts.deadline ~= nil and (type(opts.deadline) ~= "number" or not (opts.deadline > 0)) then
+    error("gateway.serve: opts.deadline must be a positive number of seconds", 2)
+  end
   if not client._resty then error("gateway.serve: the client must use the OpenResty transport", 2) end
   opts = opts or {}
   local uri, method = ngx.var.uri, ngx.req.get_method()
@@ -296,7 +305,7 @@ function _M.serve(client, opts)
   end
   if ends_with(uri, "/chat/completions") then
     if method ~= "POST" then return fail(405, "use POST", "invalid_request_error", { Allow = "POST" }) end
-    return chat(client)
+    return chat(client, opts)
   elseif ends_with(uri, "/models") then
     if method ~= "GET" then return fail(405, "use GET", "invalid_request_error", { Allow = "GET" }) end
     return models(client, opts)

@@ -88,12 +88,18 @@ function _M.post(o)
     -- IP addresses: an IP literal gets the chain verified, not the name
     local name = t.host
     if t.ip then name = nil end
-    local session
-    session, err = sock:sslhandshake(nil, name, o.verify)
-    if not session then return fail("connect", "TLS handshake with " .. t.host_header .. ": " .. tostring(err)) end
+    -- lua-resty-core 0.1.25 raises an assertion instead of returning the
+    -- error when a handshake that ended at once failed verification (its
+    -- reused_session = false path would even report success): the pcall turns
+    -- that into the failed attempt it is
+    local okc, session, herr = pcall(sock.sslhandshake, sock, nil, name, o.verify)
+    if not okc or not session then
+      return fail("connect", "TLS handshake with " .. t.host_header .. " failed"
+                    .. (okc and (": " .. tostring(herr)) or " (the certificate was not accepted)"))
+    end
   end
   if o.on_connected then o.on_connected() end
-  local reused = sock:getreusedtimes() > 0
+  local reused = (sock:getreusedtimes() or 0) > 0
   local res = { sent = false }
   local bytes
   bytes, err = sock:send({ o.head, o.body })
