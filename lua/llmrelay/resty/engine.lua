@@ -18,7 +18,7 @@ local semaphore = require "ngx.semaphore"
 local spawn, thread_wait = ngx.thread.spawn, ngx.thread.wait
 local get_phase, update_time, ngx_now = ngx.get_phase, ngx.update_time, ngx.now
 local min, huge = math.min, math.huge
-local pairs, ipairs, tostring = pairs, ipairs, tostring
+local pairs, ipairs, tostring, next = pairs, ipairs, tostring, next
 
 local _M = {}
 local Engine = {}
@@ -59,7 +59,7 @@ function _M.new(cfg, waiters)
                       "User-Agent: " .. cfg.user_agent }
     if ep.api_key then headers[#headers + 1] = "Authorization: Bearer " .. ep.api_key end
     for _, h in ipairs(ep.headers or {}) do headers[#headers + 1] = h[1] .. ": " .. h[2] end
-    eps[i] = { target = target, headers = headers,
+    eps[i] = { target = target, prefix = http.head_prefix(target, headers),
                pool = "llmrelay:" .. target.scheme .. ":" .. target.host .. ":" .. target.port
                  .. (cfg.tls.insecure and ":noverify" or "") }
   end
@@ -212,7 +212,7 @@ local function attempt(self, call)
   end
   local fault, fault_text
   local res = http.post {
-    target = ep.target, head = http.request_head(ep.target, ep.headers, #call.body), body = call.body,
+    target = ep.target, prefix = ep.prefix, body = call.body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
     idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, max_bytes = cfg.max_response_bytes,
     verify = not cfg.tls.insecure, pool = ep.pool,
@@ -310,6 +310,15 @@ local function run_todo(self, w)
   local todo = w.todo
   if not todo or #todo == 0 then return end
   w.todo = nil
+  -- one plain attempt and nothing else of this waiter's in flight: send it
+  -- from this coroutine, no light thread (a stream always gets one, so its
+  -- events reach the caller while it is read)
+  if #todo == 1 and not todo[1].stream and (not threads or next(threads) == nil) then
+    local call = todo[1]
+    call.thread_done = false
+    attempt(self, call)
+    return
+  end
   if not threads then
     threads = {}
     w.threads = threads
@@ -334,7 +343,6 @@ end
 function Engine:wait(w, timeout)
   local perr = _M.phase_error()
   if perr then error(perr, 3) end
-  if not w.sema then w.sema = semaphore.new(0) end
   local t_end = timeout and now() + timeout
   while true do
     run_todo(self, w)
@@ -343,7 +351,14 @@ function Engine:wait(w, timeout)
     if t_end and t >= t_end then return end
     local sleep = min(self.next_wake - t, MAX_SLEEP)
     if t_end then sleep = min(sleep, t_end - t) end
-    if sleep > 0 then w.sema:wait(sleep) end
+    if sleep > 0 then
+      local sema = w.sema
+      if not sema then -- made only when it must wait: a plain attempt sent inline needs none
+        sema = semaphore.new(0)
+        w.sema = sema
+      end
+      sema:wait(sleep)
+    end
     if not w.todo and #w.inbox == 0 and not w.ready then self:drive() end
   end
 end

@@ -38,22 +38,21 @@ local function ms(s)
   return v
 end
 
--- The request head; `target` was parsed by parse_url, `headers` is an array of
+-- The request head up to Content-Length, the same for every request to an
+-- endpoint; `target` was parsed by parse_url, `headers` is an array of
 -- "Name: value" lines (checked for CR/LF by config.lua).
-function _M.request_head(target, headers, body_len)
+function _M.head_prefix(target, headers)
   local h = { "POST ", target.path, " HTTP/1.1\r\nHost: ", target.host_header, "\r\n" }
   for i = 1, #headers do
     h[#h + 1] = headers[i]
     h[#h + 1] = "\r\n"
   end
   h[#h + 1] = "Content-Length: "
-  h[#h + 1] = body_len
-  h[#h + 1] = "\r\n\r\n"
   return concat(h)
 end
 
 -- Sends one request and reads the answer.
--- opts: target, head (request_head), body, connect_timeout, first_byte_timeout,
+-- opts: target, prefix (head_prefix), body, connect_timeout, first_byte_timeout,
 --   idle_timeout (streams), deadline (absolute ngx.now() time: the attempt's
 --   whole budget), max_bytes, verify (TLS), pool (keep-alive pool name),
 --   on_connected(), stream_ok(status, content_type) -> true to stream the body,
@@ -102,7 +101,7 @@ function _M.post(o)
   local reused = (sock:getreusedtimes() or 0) > 0
   local res = { sent = false }
   local bytes
-  bytes, err = sock:send({ o.head, o.body })
+  bytes, err = sock:send({ o.prefix, #o.body, "\r\n\r\n", o.body })
   if not bytes then
     -- a kept-alive connection the server closed meanwhile: nothing reached it
     return fail(err == "timeout" and "timeout" or "connect", "sending to " .. t.host_header .. ": " .. tostring(err),
