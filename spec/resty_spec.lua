@@ -40,7 +40,8 @@ describe("OpenResty transport", function()
     good = mock.start { name = "good", models = { "m1", "m2" } }
     bad = mock.start { name = "bad", fail_rate = 1 }
     slow = mock.start { name = "slow", stream_chunk_ms = 150 }
-    cut = mock.start { name = "cut", stream_cut_after = 2 }
+    -- events 20 ms apart: a cut right after the data can reset the connection before it is read
+    cut = mock.start { name = "cut", stream_cut_after = 2, stream_chunk_ms = 20 }
     local dead = mock.free_port()
     -- a TLS front for the good mock, with a certificate made for this run
     dir = sh("mktemp -d"):gsub("%s+$", "")
@@ -65,11 +66,15 @@ describe("OpenResty transport", function()
           ["local"] = llmrelay.new { name = "local", endpoints = { %s }, breaker = breaker },
           slow = llmrelay.new { endpoints = { %s }, timeout = { idle = 5 } },
           cut = llmrelay.new { endpoints = { %s }, retry = { max_attempts = 1 } },
+          cut3 = llmrelay.new { endpoints = { %s }, retry = { max_attempts = 3, base_delay = 0.01 } },
           rpm = llmrelay.new { name = "rpm", shared_dict = "llmrelay", endpoints = { %s }, concurrency = 64 },
           tls = llmrelay.new { endpoints = { %s }, retry = { max_attempts = 1 } },
           stranger = llmrelay.new { endpoints = { %s }, retry = { max_attempts = 1 } },
+          closer = llmrelay.new { endpoints = { { name = "closer", base_url = "http://127.0.0.1:$PORT/close/v1" } },
+                                  retry = { max_attempts = 1 } },
         }
-      ]]):format(main_eps, main_eps, ep("slow", slow.url), ep("cut", cut.url), ep("good", good.url, ", rpm = 120"),
+      ]]):format(main_eps, main_eps, ep("slow", slow.url), ep("cut", cut.url), ep("cut", cut.url),
+                 ep("good", good.url, ", rpm = 120"),
                  ep("tls", "https://127.0.0.1:$PORT2/v1"), ep("stranger", "https://127.0.0.1:$PORT3/v1")),
       init_worker = [[
         local resp, err = clients.main:chat_completion { model = "m1", messages = { { role = "user", content = "x" } } }
@@ -147,6 +152,27 @@ describe("OpenResty transport", function()
             header_filter_by_lua_block {
               local resp, err = clients.main:chat_completion { model = "m1", messages = { { role = "user", content = "x" } } }
               ngx.header["X-Err"] = err and err.message or "none"
+            }
+          }
+          # an upstream whose answers end when the connection closes (no length, not chunked)
+          location = /close/v1/chat/completions {
+            chunked_transfer_encoding off;
+            content_by_lua_block {
+              ngx.req.read_body()
+              local req = require("cjson").decode(ngx.req.get_body_data())
+              local text = req.messages[1].content
+              if req.stream then
+                ngx.header["Content-Type"] = "text/event-stream"
+                for word in text:gmatch("%%S+") do
+                  ngx.print('data: {"choices":[{"index":0,"delta":{"content":"', word, ' "}}]}\n\n')
+                  ngx.flush(true)
+                  ngx.sleep(0.01)
+                end
+                ngx.print('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+              else
+                ngx.header["Content-Type"] = "application/json"
+                ngx.print('{"choices":[{"index":0,"message":{"role":"assistant","content":"closed: ', text, '"}}]}')
+              end
             }
           }
           location = /init_worker { content_by_lua_block { ngx.say(ngx.shared.results:get("init_worker")) } }
@@ -239,6 +265,13 @@ describe("OpenResty transport", function()
     assert.equal("stream_interrupted", doc.kind)
     assert.is_true(#doc.partial > 0)
     assert.equal(doc.text, doc.partial)
+    -- with attempts to spare, a stream whose chunks the caller has is not sent again
+    cut:stats(true)
+    code, doc = get(n, "/stream?c=cut3")
+    assert.equal(200, code)
+    assert.equal("stream_interrupted", doc.kind)
+    assert.equal(doc.text, doc.partial)
+    assert.equal(1, cut:stats().requests)
   end)
 
   it("runs a batch inside one handler (one light thread per attempt)", function()
@@ -292,6 +325,20 @@ describe("OpenResty transport", function()
       _, doc = get(n, "/chat?c=" .. (i % 2 == 0 and "tls" or "stranger") .. "&q=t" .. i)
       assert.are.equal(i % 2 == 0, doc.ok, doc.err)
     end
+  end)
+
+  it("reads answers delimited by the close of the connection, plain and streamed", function()
+    local out = sh(("curl -s -D - -o /dev/null --max-time 5 -d '{\"messages\":[{\"content\":\"x\"}]}' '%s/close/v1/chat/completions'")
+                     :format(n.base))
+    assert.falsy(out:lower():find("content-length", 1, true), out)
+    assert.falsy(out:lower():find("chunked", 1, true), out)
+    local _, doc = get(n, "/chat?c=closer&q=bye")
+    assert.is_true(doc.ok, doc.err)
+    assert.equal("closed: bye", doc.content)
+    local code, sdoc = get(n, "/stream?c=closer")
+    assert.equal(200, code)
+    assert.is_nil(sdoc.kind)
+    assert.equal("one two three four ", sdoc.text)
   end)
 
   it("keeps connections alive to the upstream", function()

@@ -246,12 +246,12 @@ local function attempt(self, call)
   end
   local status = res.status or 0
   local kind, msg, body_ok, usage = nil, nil, false, nil
-  local committed, partial = false, false
+  -- the caller already has events of this attempt: a failure can only end it
+  local committed, partial = call.stream and (call.delivered or 0) > 0, false
   if res.err_kind then
     kind, msg = res.err_kind, res.err
     if res.body then keep_error_text(call, res.body) end
   elseif res.streamed then
-    committed = (call.delivered or 0) > 0
     if fault == "error_event" then
       kind, msg = "server_error", "the stream carried an error event"
       keep_error_text(call, fault_text)
