@@ -136,6 +136,8 @@ local function read_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
   if body then return body end
+  -- nginx wrote it to a file (larger than client_body_buffer_size): reading it
+  -- back is blocking file I/O; set client_body_buffer_size = client_max_body_size
   local file = ngx.req.get_body_file()
   if not file then return nil end
   local f = io.open(file, "rb")
