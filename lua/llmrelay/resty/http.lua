@@ -190,6 +190,33 @@ function _M.post(o)
     return fail("timeout", "timeout: the attempt took longer than allowed", res)
   end
 
+  -- hands a piece on; a result when reading must end here
+  local function deliver(piece)
+    local k, msg = take(piece)
+    if k == "stop" then
+      sock:close()
+      return res
+    elseif k then
+      return fail(k, msg, res)
+    end
+  end
+  -- reads `want` bytes of the body; a result when reading must end here
+  local function read_bytes(want)
+    while want > 0 do
+      if not read_timeout() then return deadline_hit() end
+      local piece
+      if streaming then
+        piece, err = sock:receiveany(min(want, PIECE))
+      else
+        piece, err = sock:receive(min(want, 4 * PIECE))
+      end
+      if not piece then return read_error(err) end
+      want = want - #piece
+      local over = deliver(piece)
+      if over then return over end
+    end
+  end
+
   local keep = not res.close
   if status == 204 or status == 304 then
     res.clen = 0
@@ -208,48 +235,14 @@ function _M.post(o)
         until line == ""
         break
       end
-      local want = size
-      while want > 0 do
-        if not read_timeout() then return deadline_hit() end
-        local piece
-        if streaming then
-          piece, err = sock:receiveany(min(want, PIECE))
-        else
-          piece, err = sock:receive(min(want, 4 * PIECE))
-        end
-        if not piece then return read_error(err) end
-        want = want - #piece
-        local k, msg = take(piece)
-        if k == "stop" then
-          sock:close()
-          return res
-        elseif k then
-          return fail(k, msg, res)
-        end
-      end
+      local over = read_bytes(size)
+      if over then return over end
       line, err = sock:receive(2)
       if not line then return read_error(err) end
     end
   elseif res.clen then
-    local want = res.clen
-    while want > 0 do
-      if not read_timeout() then return deadline_hit() end
-      local piece
-      if streaming then
-        piece, err = sock:receiveany(min(want, PIECE))
-      else
-        piece, err = sock:receive(want)
-      end
-      if not piece then return read_error(err) end
-      want = want - #piece
-      local k, msg = take(piece)
-      if k == "stop" then
-        sock:close()
-        return res
-      elseif k then
-        return fail(k, msg, res)
-      end
-    end
+    local over = read_bytes(res.clen)
+    if over then return over end
   else -- delimited by the close of the connection
     keep = false
     while true do
@@ -260,13 +253,8 @@ function _M.post(o)
         if err == "closed" then break end
         return read_error(err)
       end
-      local k, msg = take(piece)
-      if k == "stop" then
-        sock:close()
-        return res
-      elseif k then
-        return fail(k, msg, res)
-      end
+      local over = deliver(piece)
+      if over then return over end
     end
   end
   if not streaming then res.body = concat(parts) end
