@@ -699,6 +699,37 @@ TEST(without_admit_the_processes_spend_more) {
   }
 }
 
+
+TEST(shared_bucket_from_atomic_adds) {
+  double excess, at;
+  /* rate 2/s, cap 10, t0 = 0; a new bucket starts full: used starts at rate x (now - t0) */
+  double used = 2 * 5.0; /* first take at 5 s: used was initialised to 10, the take of 1 added */
+  CHECK(lr_shared_bucket(2, 10, 0, used + 1, 1, 5, &excess, &at) == 1 && excess == 0);
+  used += 1;
+  /* nine more fit (the bucket held 10), the eleventh does not, until 0.5 s later */
+  for (int k = 0; k < 9; k++) {
+    used += 1;
+    CHECK(lr_shared_bucket(2, 10, 0, used, 1, 5, &excess, &at) == 1);
+  }
+  used += 1;
+  CHECK(lr_shared_bucket(2, 10, 0, used, 1, 5, &excess, &at) == 0);
+  CHECK(fabs(at - 5.5) < 1e-9);
+  used -= 1; /* given back */
+  /* an idle bucket holds no more than cap: 100 s later, 10 go, the eleventh waits */
+  used += 1;
+  CHECK(lr_shared_bucket(2, 10, 0, used, 1, 105, &excess, &at) == 1);
+  CHECK(excess > 0);
+  used += excess;
+  for (int k = 0; k < 9; k++) {
+    used += 1;
+    CHECK(lr_shared_bucket(2, 10, 0, used, 1, 105, &excess, &at) == 1 && excess == 0);
+  }
+  used += 1;
+  CHECK(lr_shared_bucket(2, 10, 0, used, 1, 105, &excess, &at) == 0);
+  /* a take of tokens larger than what is left waits for the refill of the difference */
+  CHECK(lr_shared_bucket(100, 1000, 0, 1000 + 500, 500, 0, &excess, &at) == 0 && fabs(at - 5) < 1e-9);
+}
+
 int main(void) {
   RUN(import_adopts_a_later_throttle_and_proof);
   RUN(import_opens_while_another_process_holds_it_open);
@@ -721,5 +752,6 @@ int main(void) {
   RUN(unsend_does_not_spend_the_retry_budget);
   RUN(processes_sharing_a_record_spend_threshold_plus_probes_per_cooldown);
   RUN(without_admit_the_processes_spend_more);
+  RUN(shared_bucket_from_atomic_adds);
   CTEST_END();
 }

@@ -132,7 +132,10 @@ function Engine:drive()
       local id, ep, attempt, tmo = buf[4 * k + 1], buf[4 * k + 2], buf[4 * k + 3], buf[4 * k + 4]
       local call = calls[id]
       local w = waiters[id]
-      if ep > 0 then
+      if ep > 0 and not w then -- nobody waits for it any more
+        calls[id] = nil
+        rl:cancel(id, t)
+      elseif ep > 0 then
         call.ep, call.attempt, call.tmo = ep, attempt, tmo
         local todo = w.todo
         if not todo then
@@ -164,7 +167,7 @@ function Engine:submit(body, model, tokens, timeout, deadline, priority, streame
   local rl = relay(self)
   local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority)
   if not id then return nil, err end
-  self.calls[id] = { id = id, body = body, stream = streamed and true or false }
+  self.calls[id] = { id = id, body = body, tokens = tokens or 0, stream = streamed and true or false }
   return id
 end
 
@@ -189,7 +192,7 @@ local function attempt(self, call)
   local store, probe = self.store, false
   local t = now()
   if store then
-    local ok, at = store:admit(rl, i, id, call.tokens or 0, t, call.tmo)
+    local ok, at = store:admit(rl, i, id, call.tokens, t, call.tmo)
     if not ok then
       rl:unsend(id, t, at)
       call.thread_done = true
