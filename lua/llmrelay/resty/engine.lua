@@ -31,17 +31,23 @@ local private = setmetatable({}, { __mode = "k" })
 -- The longest a waiter sleeps before it looks at the relay again: requests
 -- held back by another worker's state are not announced by any event here.
 local MAX_SLEEP = 0.05
+local MIN_SLEEP = 0.001
 local MAX_ERROR_BODY = 2048
 
 -- Phases where cosockets and ngx.sleep work.
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
                     ssl_session_fetch = true }
 
-local function now()
+-- nginx's cached time, brought up to date at every return to its event loop
+-- (every cosocket wait, semaphore wait or sleep), which is as fine as the
+-- relay's decisions need; ngx.update_time() formats nginx's time strings
+-- again, a few microseconds each, so it is kept for measuring attempts.
+local now = ngx_now
+local function now_exact()
   update_time()
   return ngx_now()
 end
-_M.now = now
+_M.now = now_exact
 
 function _M.phase_error()
   local phase = get_phase()
@@ -190,7 +196,7 @@ local function attempt(self, call)
   local p = private[self]
   local ep, cfg = p.eps[i], p.cfg
   local store, probe = self.store, false
-  local t = now()
+  local t = now_exact()
   if store then
     local ok, at = store:admit(rl, i, id, call.tokens, t, call.tmo)
     if not ok then
@@ -240,7 +246,7 @@ local function attempt(self, call)
       end
     end,
   }
-  t = now()
+  t = now_exact()
   if call.cancelled then
     -- the relay already forgot it (cancel); only the shared count is left
     if store and not call.thread_done then store:release(rl, i, "neutral", probe, 0, t) end
@@ -354,7 +360,10 @@ function Engine:wait(w, timeout)
     if t_end and t >= t_end then return end
     local sleep = min(self.next_wake - t, MAX_SLEEP)
     if t_end then sleep = min(sleep, t_end - t) end
-    if sleep > 0 then
+    -- always yield: nginx's clock (ngx.now) moves only in its event loop, so
+    -- a loop that waits for a moment without yielding would never reach it
+    if sleep < MIN_SLEEP then sleep = MIN_SLEEP end
+    do
       local sema = w.sema
       if not sema then -- made only when it must wait: a plain attempt sent inline needs none
         sema = semaphore.new(0)

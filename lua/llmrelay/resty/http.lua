@@ -6,7 +6,7 @@
 
 local ngx = ngx
 local tcp = ngx.socket.tcp
-local find, lower, match = string.find, string.lower, string.match
+local find, lower, match, gmatch = string.find, string.lower, string.match, string.gmatch
 local tonumber, concat = tonumber, table.concat
 local min = math.min
 
@@ -109,44 +109,37 @@ function _M.post(o)
   end
   res.sent = true
 
-  -- status line and headers (a 1xx answer is skipped)
+  -- status line and headers, read as one block (a 1xx answer is skipped)
   local line, status
   repeat
-    line, err = sock:receive("*l")
-    if not line then
+    local reader = sock:receiveuntil("\r\n\r\n")
+    local head
+    head, err = reader(MAX_HEADER_BYTES + 1)
+    if not head then
       if err == "timeout" then return fail("timeout", "timeout: no answer within first_byte", res) end
       if reused and err == "closed" then res.sent = false end -- the server had dropped the idle connection
       return fail("connect", "reading the answer from " .. t.host_header .. ": " .. tostring(err), res)
     end
-    status = tonumber(match(line, "^HTTP/%d%.%d (%d%d%d)"))
+    if #head > MAX_HEADER_BYTES or reader(1) ~= nil then
+      return fail("http", "the answer's headers exceed 64 KiB", res)
+    end
+    status = tonumber(match(head, "^HTTP/%d%.%d (%d%d%d)"))
     if not status then return fail("connect", "not an HTTP answer from " .. t.host_header, res) end
-    local hdr, size = {}, 0
     local clen, chunked, close, ctype
-    while true do
-      line, err = sock:receive("*l")
-      if not line then
-        return fail(err == "timeout" and "timeout" or "connect", "reading headers: " .. tostring(err), res)
-      end
-      if line == "" then break end
-      size = size + #line
-      if size > MAX_HEADER_BYTES then return fail("http", "the answer's headers exceed 64 KiB", res) end
-      hdr[#hdr + 1] = line
-      local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
-      if name then
-        name = lower(name)
-        if name == "content-length" then
-          clen = tonumber(value)
-        elseif name == "transfer-encoding" then
-          chunked = find(lower(value), "chunked", 1, true) ~= nil
-        elseif name == "connection" then
-          close = find(lower(value), "close", 1, true) ~= nil
-        elseif name == "content-type" then
-          ctype = lower(value)
-        end
+    for name, value in gmatch(head, "\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+      name = lower(name)
+      if name == "content-length" then
+        clen = tonumber(value)
+      elseif name == "transfer-encoding" then
+        chunked = find(lower(value), "chunked", 1, true) ~= nil
+      elseif name == "connection" then
+        close = find(lower(value), "close", 1, true) ~= nil
+      elseif name == "content-type" then
+        ctype = lower(value)
       end
     end
     res.status, res.content_type = status, ctype
-    res.headers = concat(hdr, "\r\n") .. "\r\n"
+    res.headers = head .. "\r\n" -- the relay reads the rate-limit hints from it (a status line resets them)
     res.clen, res.chunked, res.close = clen, chunked, close
   until status >= 200
   if res.clen and res.clen > o.max_bytes then
