@@ -70,6 +70,8 @@ describe("OpenResty transport", function()
           rpm = llmrelay.new { name = "rpm", shared_dict = "llmrelay", endpoints = { %s }, concurrency = 64 },
           tls = llmrelay.new { endpoints = { %s }, retry = { max_attempts = 1 } },
           stranger = llmrelay.new { endpoints = { %s }, retry = { max_attempts = 1 } },
+          big = llmrelay.new { endpoints = { { name = "big", base_url = "http://127.0.0.1:$PORT/big/v1" } },
+                               retry = { max_attempts = 1 } },
           closer = llmrelay.new { endpoints = { { name = "closer", base_url = "http://127.0.0.1:$PORT/close/v1" } },
                                   retry = { max_attempts = 1 } },
         }
@@ -173,6 +175,14 @@ describe("OpenResty transport", function()
                 ngx.header["Content-Type"] = "application/json"
                 ngx.print('{"choices":[{"index":0,"message":{"role":"assistant","content":"closed: ', text, '"}}]}')
               end
+            }
+          }
+          # an upstream whose answer has 70 KB of headers
+          location = /big/v1/chat/completions {
+            content_by_lua_block {
+              ngx.header["X-Big"] = string.rep("a", 70000)
+              ngx.header["Content-Type"] = "application/json"
+              ngx.print('{"choices":[]}')
             }
           }
           location = /init_worker { content_by_lua_block { ngx.say(ngx.shared.results:get("init_worker")) } }
@@ -339,6 +349,13 @@ describe("OpenResty transport", function()
     assert.equal(200, code)
     assert.is_nil(sdoc.kind)
     assert.equal("one two three four ", sdoc.text)
+  end)
+
+  it("refuses an answer whose headers pass 64 KiB", function()
+    local _, doc = get(n, "/chat?c=big&q=x")
+    assert.is_false(doc.ok)
+    assert.equal("http", doc.kind)
+    assert.truthy(doc.err:find("headers exceed 64 KiB", 1, true), doc.err)
   end)
 
   it("keeps connections alive to the upstream", function()
