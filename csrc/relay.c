@@ -594,6 +594,11 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
 
 void lr_relay_unsend(lr_relay *rl, lr_req *r, double until, double now) {
   if (r->state != LR_REQ_SENDING) return;
+  /* the failover announced for this attempt did not happen */
+  if (rl->ev_n > 0) {
+    lr_event *last = &rl->ev[(rl->ev_head + rl->ev_n - 1) % EVENT_QUEUE];
+    if (last->type == LR_EV_FAILOVER && last->udata == r->udata && last->attempt == r->attempts) rl->ev_n--;
+  }
   rl->in_flight--;
   lr_pool_unsend(&rl->pool, r->endpoint, r->tokens, r->probe, until, now);
   r->probe = 0;

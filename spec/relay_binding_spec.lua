@@ -387,6 +387,25 @@ describe("core.relay", function()
     rl:close()
   end)
 
+  it("an attempt put back unsent leaves no failover event behind", function()
+    local rl = relay { n = 3 }
+    rl:enable_events(true)
+    local id = rl:submit("m")
+    poll1(rl, 0)
+    rl:report(id, 0.01, 500, nil, false) -- endpoint 1 failed: the retry fails over to 2
+    local a = poll1(rl, 0.01)
+    assert.are.equal(2, a.endpoint)
+    rl:unsend(id, 0.01, 1) -- the shared state refused endpoint 2
+    local b = poll1(rl, 0.01)
+    assert.are.equal(3, b.endpoint)
+    local failovers = {}
+    for _, e in ipairs(events(rl)) do
+      if e.type == "failover" then failovers[#failovers + 1] = e.endpoint .. ">" .. e.to end
+    end
+    assert.are.same({ "1>3" }, failovers)
+    rl:close()
+  end)
+
   it("cancel ends a request in any state and frees its id", function()
     local rl = relay { n = 1 }
     local a = rl:submit("m")
