@@ -191,31 +191,8 @@ end
 ---------------------------------------------------------------------------
 -- The official OpenAI Node SDK (spec/support/node)
 
-local function install_sdk()
-  local out = capture("sh spec/support/node/install.sh 2>&1; echo \"rc=$?\"") or ""
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  if rc ~= 0 then
-    return nil, "spec/support/node/install.sh failed (exit " .. tostring(rc) .. "; 3 = node or npm missing):\n" .. out
-  end
-  local script
-  for line in out:gmatch("[^\n]+") do
-    if line:match("%.mjs$") then script = line end
-  end
-  if not script then return nil, "install.sh printed no script path:\n" .. out end
-  return script
-end
-
-local function sdk(script, url, key, model, prompt)
-  local out = capture(table.concat({ "node", q(script), q(url), q(key), q(model), q(prompt) }, " ")
-    .. " 2>&1; echo \"rc=$?\"") or ""
-  local line
-  for l in out:gmatch("[^\n]+") do
-    if l:sub(1, 1) == "{" then line = l end
-  end
-  assert.equal("0", out:match("rc=(%d+)%s*$"), out)
-  assert.is_string(line, "no JSON line from the SDK client: " .. out)
-  return cjson.decode(line), out
-end
+local node = require "spec.support.node"
+local install_sdk, sdk = node.install, node.run
 
 ---------------------------------------------------------------------------
 

@@ -9,32 +9,8 @@ local mock = require "spec.support.mock"
 local q, capture = mock.quote, mock.capture
 
 -- install.sh; returns the client script's path, or nil and why not
-local function install()
-  local out = capture("sh spec/support/node/install.sh 2>&1; echo \"rc=$?\"") or ""
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  if rc ~= 0 then
-    return nil, "spec/support/node/install.sh failed (exit " .. tostring(rc) .. "):\n" .. out
-  end
-  local script
-  for line in out:gmatch("[^\n]+") do
-    if line:match("%.mjs$") then script = line end
-  end
-  if not script then return nil, "install.sh printed no script path:\n" .. out end
-  return script
-end
-
-local function sdk(script, url, key, model, prompt)
-  local cmd = table.concat({ "node", q(script), q(url), q(key), q(model),
-    prompt and q(prompt) or "" }, " ") .. " 2>&1; echo \"rc=$?\""
-  local out = capture(cmd) or ""
-  local line
-  for l in out:gmatch("[^\n]+") do
-    if l:sub(1, 1) == "{" then line = l end
-  end
-  assert.equal("0", out:match("rc=(%d+)%s*$"), out)
-  assert.is_string(line, "no JSON line from the SDK client: " .. out)
-  return cjson.decode(line), out
-end
+local node = require "spec.support.node"
+local install, sdk = node.install, node.run
 
 describe("OpenAI Node SDK against mock-llm", function()
   local script, why = install()

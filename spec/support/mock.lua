@@ -104,6 +104,8 @@ local function lua_pid()
   return my_pid
 end
 
+M.lua_pid = lua_pid -- the pid of this Lua process (the test runner)
+
 function M.start(opts)
   opts = opts or {}
   local bin = opts.bin or M.bin

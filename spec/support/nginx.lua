@@ -115,13 +115,7 @@ function M.available()
   return true
 end
 
-local my_pid
-local function lua_pid()
-  if not my_pid then
-    my_pid = tonumber((capture("echo $PPID") or ""):match("%d+"))
-  end
-  return my_pid
-end
+local lua_pid = mock.lua_pid
 
 local is_root
 local function root()

@@ -1,0 +1,45 @@
+-- spec/support/node.lua - the official OpenAI Node SDK client
+-- (spec/support/node/openai_client.mjs) for the specs.
+--
+--   local node = require "spec.support.node"
+--   local script, why = node.install()   -- install.sh: the SDK into build/node; nil, why if it cannot
+--   local r, out = node.run(script, base_url, api_key, model, prompt)
+--     r: the client's JSON line, decoded ({ plain, stream, models, errors });
+--        asserts (busted) that the client exited 0 and printed one
+
+local cjson = require "cjson"
+local assert = require "luassert" -- busted's assert lives in the specs' environment, not in _G
+local mock = require "spec.support.mock"
+
+local q, capture = mock.quote, mock.capture
+
+local M = {}
+
+function M.install()
+  local out = capture("sh spec/support/node/install.sh 2>&1; echo \"rc=$?\"") or ""
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  if rc ~= 0 then
+    return nil, "spec/support/node/install.sh failed (exit " .. tostring(rc) .. "; 3 = node or npm missing):\n" .. out
+  end
+  local script
+  for line in out:gmatch("[^\n]+") do
+    if line:match("%.mjs$") then script = line end
+  end
+  if not script then return nil, "install.sh printed no script path:\n" .. out end
+  return script
+end
+
+function M.run(script, url, key, model, prompt)
+  local cmd = table.concat({ "node", q(script), q(url), q(key), q(model), prompt and q(prompt) or "" }, " ")
+    .. " 2>&1; echo \"rc=$?\""
+  local out = capture(cmd) or ""
+  local line
+  for l in out:gmatch("[^\n]+") do
+    if l:sub(1, 1) == "{" then line = l end
+  end
+  assert.equal("0", out:match("rc=(%d+)%s*$"), out)
+  assert.is_string(line, "no JSON line from the SDK client: " .. out)
+  return cjson.decode(line), out
+end
+
+return M
