@@ -208,27 +208,38 @@ int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng
   }
 }
 
-int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
+enum { UNDO_REMAINING = 1, UNDO_SLOT = 2 };
+
+int lr_pool_on_send_undoable(lr_pool *p, int i, double tokens, double now, int *undo) {
   lr_endpoint *e = &p->ep[i];
+  *undo = 0;
   e->in_flight++;
   e->requests++;
   if (e->remaining_tokens >= 0) e->remaining_tokens -= tokens;
   lr_ratelearn_sent(&e->learnt, now);
   if (e->remaining >= 1) {
     e->remaining -= 1;
+    *undo |= UNDO_REMAINING;
   } else if (e->remaining >= 0 && e->slot_interval > 0) {
     e->next_slot_at = (e->next_slot_at > now ? e->next_slot_at : now) + e->slot_interval;
+    *undo |= UNDO_SLOT;
   }
   lr_limiter_take(&e->limiter, tokens, now);
   return lr_breaker_on_send(&e->breaker, &p->breaker_cfg, now);
 }
 
-void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, double until, double now) {
+int lr_pool_on_send(lr_pool *p, int i, double tokens, double now) {
+  int undo;
+  return lr_pool_on_send_undoable(p, i, tokens, now, &undo);
+}
+
+void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, int undo, double until, double now) {
   lr_endpoint *e = &p->ep[i];
   if (e->in_flight > 0) e->in_flight--;
   if (e->requests > 0) e->requests--;
   if (e->remaining_tokens >= 0) e->remaining_tokens += tokens;
-  if (e->remaining >= 0 && e->slot_interval <= 0) e->remaining += 1;
+  if ((undo & UNDO_REMAINING) && e->remaining >= 0) e->remaining += 1;
+  if (undo & UNDO_SLOT) e->next_slot_at -= e->slot_interval;
   lr_bucket_adjust(&e->limiter.requests, 1, now);
   lr_bucket_adjust(&e->limiter.tokens, tokens, now);
   lr_breaker_on_neutral(&e->breaker, &p->breaker_cfg, now, probe);

@@ -101,6 +101,9 @@ int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng
 /* An attempt goes to endpoint i: counts it, takes limiter tokens and, when
  * the breaker is half-open, a probe slot. Returns the breaker probe ticket. */
 int lr_pool_on_send(lr_pool *p, int i, double tokens, double now);
+/* The same; *undo records what it took from the server's published budget,
+ * for lr_pool_unsend. */
+int lr_pool_on_send_undoable(lr_pool *p, int i, double tokens, double now, int *undo);
 
 /* The attempt's verdict. latency_s is used for successes only. Returns 1
  * when the breaker changed state. */
@@ -126,7 +129,7 @@ void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double
 /* An attempt chosen for endpoint i was not sent after all (state shared with
  * other processes refused it): undoes lr_pool_on_send, and keeps i from
  * being picked again before `until`. */
-void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, double until, double now);
+void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, int undo, double until, double now);
 
 /* A connection to endpoint i was made (the executor saw the request go out). */
 void lr_pool_reached(lr_pool *p, int i);

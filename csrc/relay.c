@@ -281,7 +281,7 @@ static void send_to(lr_relay *rl, lr_req *r, int i, double now) {
   if (r->deadline - now < r->attempt_timeout_s) r->attempt_timeout_s = r->deadline - now;
   r->state = LR_REQ_SENDING;
   r->sent_at = now;
-  r->probe = lr_pool_on_send(&rl->pool, i, r->tokens, now);
+  r->probe = lr_pool_on_send_undoable(&rl->pool, i, r->tokens, now, &r->send_undo);
   rl->in_flight++;
 }
 
@@ -600,7 +600,7 @@ void lr_relay_unsend(lr_relay *rl, lr_req *r, double until, double now) {
     if (last->type == LR_EV_FAILOVER && last->udata == r->udata && last->attempt == r->attempts) rl->ev_n--;
   }
   rl->in_flight--;
-  lr_pool_unsend(&rl->pool, r->endpoint, r->tokens, r->probe, until, now);
+  lr_pool_unsend(&rl->pool, r->endpoint, r->tokens, r->probe, r->send_undo, until, now);
   r->probe = 0;
   int k = budget_slot(rl, now);
   if (r->attempts == 1) {

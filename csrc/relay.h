@@ -51,6 +51,7 @@ typedef struct lr_req {
   int free_retry; /* the last failure put no load on a server: its retry is outside the budget */
   int partial;    /* while reporting: the attempt was a stream that had sent events */
   int rounds, new_round_on_wake;
+  int send_undo;  /* what the current attempt took from the server's published budget */
   int prio; /* index of its ready queue: priority - LR_PRIORITY_MIN */
   struct lr_req *prev, *next;
   int heap_idx;

@@ -387,6 +387,23 @@ describe("core.relay", function()
     rl:close()
   end)
 
+  it("an attempt put back unsent gives back what it took of the server's published budget", function()
+    local rl = relay { n = 1 }
+    local id = rl:submit("m")
+    poll1(rl, 0)
+    rl:report(id, 0.01, 200, nil, true,
+              "x-ratelimit-limit-requests: 60\r\nx-ratelimit-remaining-requests: 3\r\nx-ratelimit-reset-requests: 10s\r\n")
+    poll1(rl, 0.01)
+    rl:result(id)
+    assert.are.equal(3, rl:status(0.02)[1].remaining)
+    id = rl:submit("m")
+    poll1(rl, 0.02)
+    assert.are.equal(2, rl:status(0.02)[1].remaining)
+    rl:unsend(id, 0.02, 0.02)
+    assert.are.equal(3, rl:status(0.02)[1].remaining)
+    rl:close()
+  end)
+
   it("an attempt put back unsent leaves no failover event behind", function()
     local rl = relay { n = 3 }
     rl:enable_events(true)
