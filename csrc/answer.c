@@ -4,6 +4,7 @@
 #endif
 #include "answer.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "jsoncheck.h"
@@ -54,4 +55,29 @@ double lr_answer_usage_tokens(const char *b, size_t n) {
     digits++;
   }
   return digits ? v : -1;
+}
+
+size_t lr_answer_max_event(size_t max_response_bytes) {
+  size_t cap = (size_t)4 << 20;
+  return max_response_bytes < cap ? max_response_bytes : cap;
+}
+
+lr_error_kind lr_answer_fault(lr_stream_fault f, size_t max_event, char *buf, size_t n) {
+  switch (f) {
+  case LR_SF_ERROR_EVENT:
+    snprintf(buf, n, "the stream carried an error event");
+    return LR_E_SERVER_ERROR;
+  case LR_SF_BAD_EVENT:
+    snprintf(buf, n, "a stream event is not a JSON object");
+    return LR_E_DECODE;
+  case LR_SF_TOO_BIG:
+    snprintf(buf, n, "a stream event exceeds %zu bytes", max_event);
+    return LR_E_HTTP;
+  case LR_SF_NOMEM:
+    snprintf(buf, n, "out of memory while reading the stream");
+    return LR_E_CONNECT;
+  default:
+    if (n) buf[0] = 0;
+    return LR_E_NONE;
+  }
 }

@@ -6,9 +6,19 @@
 #define LR_ANSWER_H
 #include <stddef.h>
 
+#include "errors.h"
 #include "sse.h"
 
 #define LR_MAX_JSON_DEPTH 512
+
+/* What can end a stream early, found while decoding it. */
+typedef enum { LR_SF_NONE, LR_SF_ERROR_EVENT, LR_SF_BAD_EVENT, LR_SF_TOO_BIG, LR_SF_NOMEM } lr_stream_fault;
+
+/* The cap on one SSE event: 4 MiB, and never more than the whole answer may be. */
+size_t lr_answer_max_event(size_t max_response_bytes);
+/* The attempt's outcome a fault makes: the kind it is reported as, and a
+ * message for people (into buf; max_event: the decoder's cap). */
+lr_error_kind lr_answer_fault(lr_stream_fault f, size_t max_event, char *buf, size_t n);
 
 typedef enum {
   LR_SEV_DATA,  /* a chunk for the caller: a JSON object */

@@ -3,6 +3,7 @@
  * transport sends with cosockets, and asks these objects every question of
  * policy. Conversions only; the time is the caller's (`now` arguments). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -364,8 +365,7 @@ typedef struct {
   int out, n;
 } decoder_ud;
 
-enum { F_NONE, F_ERROR_EVENT, F_BAD_EVENT, F_TOO_BIG, F_NOMEM };
-static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"};
+static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"}; /* by lr_stream_fault */
 
 static decoder_ud *check_decoder(lua_State *L) {
   decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
@@ -373,9 +373,14 @@ static decoder_ud *check_decoder(lua_State *L) {
   return d;
 }
 
-/* core.stream_decoder(max_event_bytes) -> decoder */
+/* core.stream_decoder(max_response_bytes|nil) -> decoder; one event may take
+ * that much, and at most 4 MiB (lr_answer_max_event) */
 static int l_decoder_new(lua_State *L) {
-  size_t max = (size_t)luaL_optnumber(L, 1, 4.0 * 1024 * 1024);
+  size_t max = lr_answer_max_event(SIZE_MAX);
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Number v = luaL_checknumber(L, 1);
+    if (v < (lua_Number)max) max = v < 1 ? 1 : (size_t)v;
+  }
   decoder_ud *d = lrc_newuserdata(L, sizeof *d);
   memset(d, 0, sizeof *d);
   lr_sse_init(&d->sse, max);
@@ -398,7 +403,7 @@ static int on_event(void *udata, const lr_sse_event *ev) {
     return 0;
   case LR_SEV_ERROR:
   case LR_SEV_BAD:
-    d->fault = c == LR_SEV_ERROR ? F_ERROR_EVENT : F_BAD_EVENT;
+    d->fault = c == LR_SEV_ERROR ? LR_SF_ERROR_EVENT : LR_SF_BAD_EVENT;
     lua_pushlstring(L, ev->data, ev->data_len > 2048 ? 2048 : ev->data_len);
     lua_setfield(L, d->out, "fault_text");
     return 1;
@@ -413,31 +418,35 @@ static int on_event(void *udata, const lr_sse_event *ev) {
   return 0;
 }
 
-/* feed(bytes) -> events, fault|nil, fault_text|nil
+/* feed(bytes) -> events, fault|nil, fault_text|nil, kind|nil, message|nil
  * events: the data of each chunk for the caller (JSON object texts). fault:
  * "error_event" (the server failed mid-stream), "bad_event" (not a JSON
- * object), "too_big" (an event over the cap), "nomem". A fault sticks. */
+ * object), "too_big" (an event over the cap), "nomem". A fault sticks.
+ * kind, message: the attempt's outcome it makes (lr_answer_fault). */
 static int l_decoder_feed(lua_State *L) {
   decoder_ud *d = check_decoder(L);
   size_t len;
   const char *b = luaL_checklstring(L, 2, &len);
   lua_settop(L, 2);
   lua_newtable(L);
-  if (d->fault == F_NONE) {
+  if (d->fault == LR_SF_NONE) {
     d->L = L;
     d->out = 3;
     d->n = 0;
     int rc = lr_sse_feed(&d->sse, b, len, on_event, d);
     d->L = NULL;
-    if (rc == LR_SSE_TOO_BIG) d->fault = F_TOO_BIG;
-    else if (rc == LR_SSE_NOMEM) d->fault = F_NOMEM;
+    if (rc == LR_SSE_TOO_BIG) d->fault = LR_SF_TOO_BIG;
+    else if (rc == LR_SSE_NOMEM) d->fault = LR_SF_NOMEM;
   }
-  if (d->fault == F_NONE) return 1;
+  if (d->fault == LR_SF_NONE) return 1;
   lua_pushstring(L, fault_names[d->fault]);
   lua_getfield(L, 3, "fault_text");
   lua_pushnil(L);
   lua_setfield(L, 3, "fault_text");
-  return 3;
+  char msg[96];
+  lua_pushstring(L, lr_error_kind_name(lr_answer_fault((lr_stream_fault)d->fault, d->sse.max_event, msg, sizeof msg)));
+  lua_pushstring(L, msg);
+  return 5;
 }
 
 /* state() -> saw_done, saw_finish, usage_tokens (-1 unknown) */
@@ -453,7 +462,7 @@ static int l_decoder_state(lua_State *L) {
 static int l_decoder_complete(lua_State *L) {
   decoder_ud *d = check_decoder(L);
   lr_sse_finish(&d->sse);
-  lua_pushboolean(L, d->fault == F_NONE && (d->saw_done || d->saw_finish));
+  lua_pushboolean(L, d->fault == LR_SF_NONE && (d->saw_done || d->saw_finish));
   return 1;
 }
 

@@ -19,10 +19,10 @@
 #define SLOT_BITS 24
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define POLL_BATCH 256
-#define MAX_EVENT_BYTES ((size_t)4 << 20) /* one SSE event, at most (and at most max_response_bytes) */
 
 /* How a stream attempt went wrong, beyond what libcurl reports. */
-enum { SF_NONE, SF_ERROR_EVENT, SF_BAD_EVENT, SF_EVENT_TOO_BIG, SF_NOMEM, SF_IDLE };
+/* x->fault: an lr_stream_fault, or this transport's own: */
+enum { SF_IDLE = LR_SF_NOMEM + 1 };
 
 typedef struct lr_transfer {
   CURL *easy;
@@ -182,11 +182,11 @@ static int on_event(void *ud, const lr_sse_event *ev) {
   case LR_SEV_SKIP:
     return 0;
   case LR_SEV_ERROR:
-    x->fault = SF_ERROR_EVENT;
+    x->fault = LR_SF_ERROR_EVENT;
     keep_error_text(call, ev->data, ev->data_len);
     return 1;
   case LR_SEV_BAD:
-    x->fault = SF_BAD_EVENT;
+    x->fault = LR_SF_BAD_EVENT;
     keep_error_text(call, ev->data, ev->data_len);
     return 1;
   case LR_SEV_DATA:
@@ -201,7 +201,7 @@ static int on_event(void *ud, const lr_sse_event *ev) {
     while (cap < need) cap *= 2;
     char *b = realloc(call->ev, cap);
     if (!b) {
-      x->fault = SF_NOMEM;
+      x->fault = LR_SF_NOMEM;
       return 1;
     }
     call->ev = b;
@@ -213,7 +213,7 @@ static int on_event(void *ud, const lr_sse_event *ev) {
   call->ev_len = need;
   call->ev_n++;
   if (!call->notified && ready_push(x->client, call) != 0) {
-    x->fault = SF_NOMEM;
+    x->fault = LR_SF_NOMEM;
     return 1;
   }
   return 0;
@@ -228,8 +228,8 @@ static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
   }
   int rc = lr_sse_feed(&x->sse, data, n, on_event, x);
   if (rc == LR_SSE_OK) return n;
-  if (rc == LR_SSE_TOO_BIG) x->fault = SF_EVENT_TOO_BIG;
-  else if (rc == LR_SSE_NOMEM) x->fault = SF_NOMEM;
+  if (rc == LR_SSE_TOO_BIG) x->fault = LR_SF_TOO_BIG;
+  else if (rc == LR_SSE_NOMEM) x->fault = LR_SF_NOMEM;
   return 0; /* aborts the transfer; x->fault says why */
 }
 
@@ -474,7 +474,7 @@ static lr_transfer *transfer_get(lr_client *c) {
     return NULL;
   }
   x->client = c;
-  size_t max_event = c->cfg.max_response_bytes < MAX_EVENT_BYTES ? c->cfg.max_response_bytes : MAX_EVENT_BYTES;
+  size_t max_event = lr_answer_max_event(c->cfg.max_response_bytes);
   lr_sse_init(&x->sse, max_event ? max_event : 1);
   CURL *e = x->easy;
   curl_easy_setopt(e, CURLOPT_PRIVATE, x);
@@ -534,7 +534,7 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->errbuf[0] = 0;
   x->mode = 0;
   x->saw_done = x->saw_finish = 0;
-  x->fault = SF_NONE;
+  x->fault = LR_SF_NONE;
   x->stream_usage = -1;
   x->stream_bytes = 0;
   x->last_read_at = now;
@@ -574,21 +574,11 @@ static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) 
   lr_outcome o = {.status = (int)status, .hints = &x->hints, .usage_tokens = -1, .committed = call->delivered > 0};
   msg[0] = 0;
   switch (x->fault) {
-  case SF_ERROR_EVENT:
-    o.transport = LR_E_SERVER_ERROR;
-    snprintf(msg, sizeof msg, "the stream carried an error event");
-    break;
-  case SF_BAD_EVENT:
-    o.transport = LR_E_DECODE;
-    snprintf(msg, sizeof msg, "a stream event is not a JSON object");
-    break;
-  case SF_EVENT_TOO_BIG:
-    o.transport = LR_E_HTTP;
-    snprintf(msg, sizeof msg, "a stream event exceeds %zu bytes", x->sse.max_event);
-    break;
-  case SF_NOMEM:
-    o.transport = LR_E_CONNECT;
-    snprintf(msg, sizeof msg, "out of memory while reading the stream");
+  case LR_SF_ERROR_EVENT:
+  case LR_SF_BAD_EVENT:
+  case LR_SF_TOO_BIG:
+  case LR_SF_NOMEM:
+    o.transport = lr_answer_fault((lr_stream_fault)x->fault, x->sse.max_event, msg, sizeof msg);
     break;
   case SF_IDLE:
     o.transport = LR_E_TIMEOUT;

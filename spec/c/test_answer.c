@@ -177,6 +177,20 @@ TEST(usage_tokens_missing_is_minus_one) {
   CHECK_NEAR(lr_answer_usage_tokens(b, sizeof b - 1), 345, 0);
 }
 
+
+TEST(fault_outcomes) {
+  char msg[96];
+  CHECK(lr_answer_fault(LR_SF_ERROR_EVENT, 100, msg, sizeof msg) == LR_E_SERVER_ERROR);
+  CHECK(strcmp(msg, "the stream carried an error event") == 0);
+  CHECK(lr_answer_fault(LR_SF_BAD_EVENT, 100, msg, sizeof msg) == LR_E_DECODE);
+  CHECK(lr_answer_fault(LR_SF_TOO_BIG, 4096, msg, sizeof msg) == LR_E_HTTP);
+  CHECK(strcmp(msg, "a stream event exceeds 4096 bytes") == 0);
+  CHECK(lr_answer_fault(LR_SF_NOMEM, 100, msg, sizeof msg) == LR_E_CONNECT);
+  CHECK(lr_answer_fault(LR_SF_NONE, 100, msg, sizeof msg) == LR_E_NONE && msg[0] == 0);
+  CHECK(lr_answer_max_event(1000) == 1000);
+  CHECK(lr_answer_max_event((size_t)64 << 20) == (size_t)4 << 20);
+}
+
 int main(void) {
   RUN(classify_done);
   RUN(classify_skip_keep_alive_and_after_done);
@@ -190,5 +204,6 @@ int main(void) {
   RUN(usage_tokens_found);
   RUN(usage_tokens_with_white_space_around_the_colon);
   RUN(usage_tokens_missing_is_minus_one);
+  RUN(fault_outcomes);
   CTEST_END();
 }

@@ -212,14 +212,14 @@ local function attempt(self, call)
   if call.stream then
     decoder = call.decoder
     if not decoder then
-      decoder = core.stream_decoder(4 * 1024 * 1024)
+      decoder = core.stream_decoder(cfg.max_response_bytes)
       call.decoder = decoder
     else
       decoder:reset()
     end
     call.ev = {}
   end
-  local fault, fault_text
+  local fault, fault_text, fault_kind, fault_msg
   local res = http.post {
     target = ep.target, prefix = ep.prefix, body = call.body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
@@ -229,7 +229,7 @@ local function attempt(self, call)
     stream_ok = call.stream and stream_ok or nil,
     on_data = function(piece)
       if call.cancelled then return "cancelled" end
-      local evs, f, ft = decoder:feed(piece)
+      local evs, f, ft, fk, fm = decoder:feed(piece)
       local n = #evs
       if n > 0 then
         local q = call.ev
@@ -241,7 +241,7 @@ local function attempt(self, call)
         end
       end
       if f then
-        fault, fault_text = f, ft
+        fault, fault_text, fault_kind, fault_msg = f, ft, fk, fm
         return f
       end
     end,
@@ -261,16 +261,9 @@ local function attempt(self, call)
     kind, msg = res.err_kind, res.err
     if res.body then keep_error_text(call, res.body) end
   elseif res.streamed then
-    if fault == "error_event" then
-      kind, msg = "server_error", "the stream carried an error event"
+    if fault then
+      kind, msg = fault_kind, fault_msg
       keep_error_text(call, fault_text)
-    elseif fault == "bad_event" then
-      kind, msg = "decode", "a stream event is not a JSON object"
-      keep_error_text(call, fault_text)
-    elseif fault == "too_big" then
-      kind, msg = "http", "a stream event exceeds 4194304 bytes"
-    elseif fault then
-      kind, msg = "connect", "out of memory while reading the stream"
     else
       body_ok = decoder:complete()
       if body_ok then
