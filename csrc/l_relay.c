@@ -500,11 +500,13 @@ static int l_usage_tokens(lua_State *L) {
   return 1;
 }
 
-/* core.shared_bucket(rate, cap, t0, used_after, need, now) -> ok, excess, retry_at (see lr_shared_bucket) */
+/* core.shared_bucket(per_minute, t0, used_after, need, now) -> ok, excess, retry_at
+ * (see lr_shared_bucket; the bucket is shaped as the configured limiters are) */
 static int l_shared_bucket(lua_State *L) {
-  double excess, at;
-  int ok = lr_shared_bucket(luaL_checknumber(L, 1), luaL_checknumber(L, 2), luaL_checknumber(L, 3),
-                            luaL_checknumber(L, 4), luaL_checknumber(L, 5), luaL_checknumber(L, 6), &excess, &at);
+  double rate, cap, excess, at;
+  lr_limiter_shape(luaL_checknumber(L, 1), &rate, &cap);
+  int ok = lr_shared_bucket(rate, cap, luaL_checknumber(L, 2), luaL_checknumber(L, 3), luaL_checknumber(L, 4),
+                            luaL_checknumber(L, 5), &excess, &at);
   lua_pushboolean(L, ok);
   lua_pushnumber(L, excess);
   lua_pushnumber(L, at);

@@ -42,13 +42,20 @@ void lr_bucket_adjust(lr_bucket *b, double n, double now) {
   if (b->level > b->capacity) b->level = b->capacity;
 }
 
-static void bucket_per_minute(lr_bucket *b, double per_minute, double now) {
+void lr_limiter_shape(double per_minute, double *rate_per_s, double *capacity) {
   if (per_minute > 0) {
     double ten_seconds = per_minute / 6;
-    lr_bucket_init(b, per_minute / 60, ten_seconds > 1 ? ten_seconds : 1, now);
+    *rate_per_s = per_minute / 60;
+    *capacity = ten_seconds > 1 ? ten_seconds : 1;
   } else {
-    lr_bucket_init(b, 0, 0, now);
+    *rate_per_s = *capacity = 0;
   }
+}
+
+static void bucket_per_minute(lr_bucket *b, double per_minute, double now) {
+  double rate, cap;
+  lr_limiter_shape(per_minute, &rate, &cap);
+  lr_bucket_init(b, rate, cap, now);
 }
 
 void lr_limiter_init(lr_limiter *l, double rpm, double tpm, double now) {

@@ -23,6 +23,10 @@ typedef struct lr_limiter {
   lr_bucket tokens;   /* tpm/60 per second, capacity max(1, tpm/6) */
 } lr_limiter;
 
+/* The bucket a per-minute limit makes: per_minute/60 per second, holding ten
+ * seconds' worth (at least 1); 0, 0 for no limit. */
+void lr_limiter_shape(double per_minute, double *rate_per_s, double *capacity);
+
 /* rpm, tpm: 0 = no limit. */
 void lr_limiter_init(lr_limiter *l, double rpm, double tpm, double now);
 /* Earliest moment a request estimated at `tokens` may go. */

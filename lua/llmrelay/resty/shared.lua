@@ -62,16 +62,16 @@ function Store:import(relay, now, force)
 end
 
 -- A configured rpm/tpm bucket shared by the workers, from incr alone; the
--- arithmetic is csrc/shared.c's (lr_shared_bucket).
-local function bucket_take(d, key, t0key, rate, cap, need, now)
+-- arithmetic and the bucket's shape are C's (lr_shared_bucket, lr_limiter_shape).
+local function bucket_take(d, key, t0key, per_minute, need, now)
   local t0 = d:get(t0key)
   if not t0 then
     d:add(t0key, now)
     t0 = d:get(t0key) or now
   end
-  local used = d:incr(key, need, rate * (now - t0)) -- a new bucket starts full
+  local used = d:incr(key, need, per_minute / 60 * (now - t0)) -- a new bucket starts full
   if not used then return true end -- the dict is full: fail open, the worker's own limiter still holds
-  local ok, excess, at = core.shared_bucket(rate, cap, t0, used, need, now)
+  local ok, excess, at = core.shared_bucket(per_minute, t0, used, need, now)
   if excess > 0 then d:incr(key, excess) end
   if ok then return true end
   d:incr(key, -need)
@@ -91,10 +91,10 @@ function Store:admit(relay, i, id, tokens, now, timeout)
   local ok, at = relay:admit(i, now, probe, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)),
                              num(d:get(k.thr)), inflight, self.proven[i] or d:get(k.proven))
   if ok and k.rpm > 0 then
-    ok, at = bucket_take(d, k.rq, k.t0, k.rpm / 60, math.max(1, k.rpm / 6), 1, now)
+    ok, at = bucket_take(d, k.rq, k.t0, k.rpm, 1, now)
   end
   if ok and k.tpm > 0 then
-    ok, at = bucket_take(d, k.tk, k.t0, k.tpm / 60, math.max(1, k.tpm / 6), tokens, now)
+    ok, at = bucket_take(d, k.tk, k.t0, k.tpm, tokens, now)
     if not ok and k.rpm > 0 then d:incr(k.rq, -1) end
   end
   if ok then return true, probe end
