@@ -47,7 +47,6 @@ local function now_exact()
   update_time()
   return ngx_now()
 end
-_M.now = now_exact
 
 function _M.phase_error()
   local phase = get_phase()
@@ -75,14 +74,13 @@ function _M.new(cfg, waiters)
   end
   local self = setmetatable({
     waiters = waiters, calls = {}, pid = nil, rl = nil,
-    buf = {}, next_wake = huge, events_on = false, closed = false,
+    buf = {}, next_wake = huge, events_on = false,
   }, Engine)
   private[self] = { cfg = cfg, eps = eps }
   if cfg.shared_dict then
     -- checked now when the dict exists (a client made in init_by_lua), else on first use
     local store, err = shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)
     if not store then error("llmrelay.new: " .. err, 3) end
-    self.store_ok = true
   end
   return self
 end
@@ -368,10 +366,9 @@ function Engine:wait(w, timeout)
   end
 end
 
--- The client's loop step: decide, start what this request owns, sleep a little.
-function Engine:step(timeout, w)
+-- The client's loop step: decide, sleep a little.
+function Engine:step(timeout)
   self:drive()
-  if w then run_todo(self, w) end
   if timeout and timeout > 0 then ngx.sleep(min(timeout, MAX_SLEEP)) end
   return 0
 end
@@ -440,7 +437,7 @@ end
 
 function Engine:close()
   if self.rl then self.rl:close() end
-  self.rl, self.pid, self.closed = nil, nil, true
+  self.rl, self.pid = nil, nil
 end
 
 return _M
