@@ -103,7 +103,8 @@ local function presented_key()
   return ngx.var.http_api_key or ngx.var.http_x_api_key
 end
 
--- Digests of the accepted keys, cached per opts table.
+-- Digests of the accepted keys, cached per opts table: build opts once (in
+-- init_by_lua), not in every request, or they are digested every time.
 local key_cache = setmetatable({}, { __mode = "k" })
 
 local function accepted_digests(opts)
