@@ -333,3 +333,140 @@ describe("mock-llm", function()
     assert.equal("2", rc:match("%d+"))
   end)
 end)
+
+-- --abuse MODE: hostile framing, read with a raw TCP client (bash's
+-- /dev/tcp) for a bounded time and number of bytes.
+describe("mock-llm --abuse", function()
+  local now = require("llmrelay.core").now
+  local m
+  after_each(function()
+    if m then m:stop() end
+    m = nil
+  end)
+  teardown(mock.stop_all)
+
+  local CHUNKED_HEAD = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" ..
+    "Transfer-Encoding: chunked\r\n"
+
+  -- A shell command: one chat request to port, then what the mock sends is
+  -- written to out, read for at most o.seconds and o.max_bytes (after
+  -- o.idle seconds of not reading at all).
+  local function raw_cmd(port, out, o)
+    local body = chat_body("hi")
+    local req = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" ..
+      "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " ..
+      #body .. "\r\n\r\n" .. body
+    local script = "exec 3<>/dev/tcp/127.0.0.1/" .. port .. " || exit 1; " ..
+      "printf '%s' " .. q(req) .. " >&3; " ..
+      (o.idle and ("sleep " .. o.idle .. "; ") or "") ..
+      -- cat writes what it reads at once: killed by timeout, nothing is lost
+      "timeout " .. o.seconds .. " cat <&3 | head -c " .. o.max_bytes .. " >" .. q(out)
+    return "bash -c " .. q(script)
+  end
+
+  -- -> the bytes read, the seconds it took
+  local function raw(port, o)
+    local out = os.tmpname()
+    local t0 = now()
+    capture(raw_cmd(port, out, o))
+    local text = read_file(out) or ""
+    os.remove(out)
+    return text, now() - t0
+  end
+
+  -- the mock's open sockets drop to 1 (the /stats request itself) within ~3 s
+  local function wait_closed()
+    local s
+    for _ = 1, 30 do
+      s = m:stats()
+      if s.open_sockets == 1 then return s end
+      capture("sleep 0.1")
+    end
+    return s
+  end
+
+  it("chunk-size-endless: '1's with no CRLF as fast as the peer reads, bounded when it does not", function()
+    m = mock.start{ abuse = "chunk-size-endless" }
+    local text = raw(m.port, { seconds = 10, max_bytes = 4 * 1024 * 1024 })
+    assert.equal(4 * 1024 * 1024, #text)
+    assert.equal(1, text:find(CHUNKED_HEAD, 1, true))
+    local body_at = assert(text:find("\r\n\r\n", 1, true)) + 4
+    assert.is_nil(text:find("[^1]", body_at), "only '1's after the head")
+    assert.is_true(#text - body_at > 4 * 1024 * 1024 - 1024)
+    -- a peer that reads nothing for 1 s: the mock queues a bounded amount
+    raw(m.port, { idle = 1, seconds = 2, max_bytes = 100 })
+    local hwm = tonumber(read_file("/proc/" .. m.pid .. "/status"):match("VmHWM:%s*(%d+)"))
+    assert.is_true(hwm < 64 * 1024, "mock VmHWM " .. hwm .. " kB")
+    local s = wait_closed()
+    assert.equal(1, s.open_sockets) -- both abused connections ended with their peers
+    assert.equal(2, s.abuses)
+    assert.equal(2, s.requests)
+    assert.same({}, s.status)
+  end)
+
+  it("headers-drip: the status line, then one header byte every 2 s; other connections are served", function()
+    m = mock.start{ abuse = "headers-drip" }
+    local out = os.tmpname()
+    local t0 = now()
+    local res = capture(raw_cmd(m.port, out, { seconds = 4.5, max_bytes = 200 }) ..
+      " & sleep 0.5; curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 3 " ..
+      q(m.base .. "/health") .. "; wait")
+    local elapsed = now() - t0
+    local text = read_file(out) or ""
+    os.remove(out)
+    local code, t = res:match("(%d+) ([%d.]+)")
+    assert.equal("200", code, "the mock served /health while dripping")
+    assert.is_true(tonumber(t) < 2, "/health took " .. t .. " s")
+    assert.is_true(elapsed >= 4.4, "the drip ended after " .. elapsed .. " s")
+    local head = "HTTP/1.1 200 OK\r\n"
+    assert.equal(1, text:find(head, 1, true), text)
+    local drip = text:sub(#head + 1)
+    assert.is_true(#drip >= 1 and #drip <= 4, "dripped " .. #drip .. " bytes in 4.5 s")
+    assert.equal(drip, ("X-Drip: y\r\n"):sub(1, #drip))
+    local s = wait_closed()
+    assert.equal(1, s.abuses)
+    assert.equal(1, s.open_sockets)
+  end)
+
+  it("continue-endless: a 100 Continue every 50 ms", function()
+    m = mock.start{ abuse = "continue-endless" }
+    local text, elapsed = raw(m.port, { seconds = 1.5, max_bytes = 100000 })
+    local one = "HTTP/1.1 100 Continue\r\n\r\n"
+    local n = #text // #one
+    assert.equal(text, one:rep(n), "nothing but 100 Continue")
+    assert.is_true(n >= 2 and n <= 40, n .. " answers in " .. elapsed .. " s")
+    assert.equal(1, wait_closed().abuses)
+  end)
+
+  it("trailers-endless: a chunked chat answer up to 0\\r\\n, then a trailer every 100 ms", function()
+    m = mock.start{ abuse = "trailers-endless" }
+    local text, elapsed = raw(m.port, { seconds = 1.5, max_bytes = 100000 })
+    assert.equal(1, text:find(CHUNKED_HEAD, 1, true), text)
+    local size, json, rest = text:match("\r\n\r\n(%x+)\r\n(.-)\r\n0\r\n(.*)$")
+    assert.equal(tonumber(size, 16), #json)
+    assert.equal("chat.completion", cjson.decode(json).object)
+    local n = #rest // #"X-T: y\r\n"
+    assert.equal(rest, ("X-T: y\r\n"):rep(n), "nothing but trailer lines")
+    assert.is_true(n >= 2 and n <= 20, n .. " trailers in " .. elapsed .. " s")
+    local s = wait_closed()
+    assert.equal(1, s.abuses)
+    assert.same({}, s.status)
+  end)
+
+  it("header-line-huge: a 200 KiB header line, then the normal answer", function()
+    m = mock.start{ abuse = "header-line-huge" }
+    local text = raw(m.port, { seconds = 5, max_bytes = 1024 * 1024 })
+    local head, body = text:match("^(.-\r\n)\r\n(.*)$")
+    assert.is_string(head)
+    assert.equal(1, head:find("HTTP/1.1 200 OK\r\n", 1, true))
+    assert.is_truthy(head:find("\r\nX-Huge: " .. ("a"):rep(200 * 1024) .. "\r\n", 1, true))
+    assert.equal(tonumber(head:match("Content%-Length: (%d+)")), #body)
+    assert.equal("echo: hi", cjson.decode(body).choices[1].message.content)
+    local s = wait_closed()
+    assert.equal(1, s.abuses)
+    assert.same({ ["200"] = 1 }, s.status)
+    -- other requests are abused too; a bad mode is a usage error
+    local rc = capture(q(mock.bin) .. " --abuse nope >/dev/null 2>&1; echo $?")
+    assert.equal("2", rc:match("%d+"))
+  end)
+end)

@@ -5,6 +5,8 @@
  *         mock_net.c  epoll loop, connections, timer heap, I/O state machine
  *         mock_http.c buffers, HTTP/1.x request parser, response heads
  *         mock_chat.c JSON scanning of chat requests, chat/stream rendering
+ *         mock_abuse.c hostile response framing (--abuse)
+ *         mock_timer.c the timer heap of mock_net.c
  * See the header of mock_llm.c for behaviour and flags.
  */
 #ifndef LLMRELAY_MOCK_H
@@ -113,15 +115,17 @@ struct config {
     double fail_rate, reset_rate, hang_rate;
     int fail_status, fail_html;
     long fail_first, throttle_first, throttle_ms, hang_first;
-    const char *bad_marker, *auth_key;
+    const char *bad_marker, *auth_key, *auth_header;
     long chunk_ms, cut_after, stall_after; /* stream faults, -1/0 = off */
     long end_after, error_after;          /* stream faults, -1 = off */
     long ignore_stream;                   /* 1: answer "stream": true with one JSON body */
+    long multiline_data;                  /* 1: each JSON chunk over several data: lines */
     long parent_pid; /* exit when this process is gone (0 = off) */
+    int abuse;       /* --abuse: AB_* (0 = off) */
 };
 struct stats {
     uint64_t requests, connections, resets, hangs, streams, auth_failures,
-        cuts;
+        cuts, abuses;
     uint64_t status[600];
     long open_connections, open_sockets;
 };
@@ -131,8 +135,8 @@ void stats_json(struct buf *b);
 void parse_flags(int argc, char **argv); /* mock_flags.c */
 
 /* ---- connections (mock_net.c) ---- */
-enum { ST_READ, ST_DELAY, ST_STREAM, ST_HANG, ST_CLOSING };
-enum { RK_BUF, RK_STREAM, RK_RESET, RK_HANG };
+enum { ST_READ, ST_DELAY, ST_STREAM, ST_HANG, ST_CLOSING, ST_ABUSE };
+enum { RK_BUF, RK_STREAM, RK_RESET, RK_HANG, RK_ABUSE };
 struct conn {
     int tag; /* must be first: distinguishes conns from other epoll objects */
     int fd, state;
@@ -149,11 +153,31 @@ struct conn {
     long rdelay_ms;
     struct buf pre;   /* rendered response (RK_BUF) or stream head */
     struct stream *strm;
+    long abuse_n;     /* abusive steps sent so far (ST_ABUSE) */
 };
 int net_listen(int port);
 void net_loop(void); /* returns on SIGTERM/SIGINT */
 void net_cleanup(void);
 int64_t now_us(void);
+
+/* ---- timer heap (mock_timer.c) ---- */
+void timer_set(struct conn *c, int64_t deadline);
+void timer_clear(struct conn *c);
+struct conn *timer_first(void); /* earliest deadline, NULL if none */
+void timer_cleanup(void);
+
+/* ---- hostile framing (mock_abuse.c) ---- */
+enum { AB_NONE, AB_CHUNK_SIZE, AB_HEADERS_DRIP, AB_CONTINUE, AB_TRAILERS,
+       AB_HEADER_HUGE };
+int abuse_mode(const char *name); /* AB_*, or -1 for an unknown name */
+/* Render the start of an abused 200 answer to a chat request into c->pre
+ * (body: the chat answer it would have been, hdrs: its extra headers) and
+ * set c->rkind: RK_ABUSE when the abuse goes on (mock_net.c then calls
+ * abuse_pump), RK_BUF when the answer is complete. */
+void abuse_begin(struct conn *c, const struct buf *body, const char *hdrs);
+/* Append the next abusive bytes to c->out; returns how many microseconds to
+ * wait before the next call, 0 for "once c->out has been written". */
+int64_t abuse_pump(struct conn *c);
 
 /* implemented by mock_llm.c, called by mock_net.c */
 void app_handle(struct conn *c, char *base); /* request complete: decide */

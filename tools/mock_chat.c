@@ -249,12 +249,15 @@ void chat_render(struct buf *b, const char *id, long created,
     buf_puts(b, "}");
 }
 
+/* --stream-multiline-data 1: the same JSON over four data: lines, split
+ * where a newline is JSON whitespace (SSE joins the lines with "\n"). */
 static void chunk_head(struct buf *t, const struct stream *s)
 {
+    const char *nl = cfg.multiline_data ? "\ndata: " : "";
     buf_printf(t,
-               "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\","
-               "\"created\":%ld,\"model\":\"%s\",\"choices\":",
-               s->id, s->created, s->model);
+               "data: {\"id\":\"%s\",%s\"object\":\"chat.completion.chunk\","
+               "%s\"created\":%ld,\"model\":\"%s\",\"choices\":%s",
+               s->id, nl, nl, s->created, s->model, nl);
 }
 
 /* Phases: 0 role chunk, 1 one chunk per word, 2 finish chunk, 3 usage chunk

@@ -3,6 +3,7 @@
  * flag, a missing or out-of-range value prints the usage and exits 2. */
 #include "mock.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,9 +21,10 @@ static void usage(FILE *f)
         "  [--fail-rate P] [--fail-first N] [--fail-status 5xx]\n"
         "  [--fail-body json|html] [--throttle-first N] [--throttle-ms MS]\n"
         "  [--reset-rate P] [--hang-rate P] [--hang-first N]\n"
-        "  [--bad-marker S] [--auth-key K] [--stream-chunk-ms MS]\n"
+        "  [--bad-marker S] [--auth-key K] [--auth-header NAME] [--stream-chunk-ms MS]\n"
         "  [--stream-cut-after K] [--stream-stall-after K] [--stream-end-after K]\n"
-        "  [--stream-error-after K] [--ignore-stream 0|1] [--parent-pid P]\n",
+        "  [--stream-error-after K] [--ignore-stream 0|1] [--parent-pid P]\n"
+        "  [--stream-multiline-data 0|1] [--abuse MODE]\n",
         f);
 }
 
@@ -176,6 +178,11 @@ void parse_flags(int argc, char **argv)
                 if ((unsigned char)*k <= 0x20 || *k == 0x7f)
                     bad(f, "no spaces or control characters");
             cfg.auth_key = v;
+        } else if (!strcmp(o, "auth-header") && *v) {
+            for (const char *k = v; *k; k++)
+                if (!strchr("!#$%&'*+-.^_`|~", *k) && !isalnum((unsigned char)*k))
+                    bad(f, "a header name (token characters)");
+            cfg.auth_header = v;
         } else if (!strcmp(o, "stream-chunk-ms"))
             cfg.chunk_ms = num(f, v, 0, 86400000);
         else if (!strcmp(o, "stream-cut-after"))
@@ -188,7 +195,15 @@ void parse_flags(int argc, char **argv)
             cfg.error_after = num(f, v, 0, 1000000000);
         else if (!strcmp(o, "ignore-stream"))
             cfg.ignore_stream = num(f, v, 0, 1);
-        else if (!strcmp(o, "parent-pid"))
+        else if (!strcmp(o, "stream-multiline-data"))
+            cfg.multiline_data = num(f, v, 0, 1);
+        else if (!strcmp(o, "abuse")) {
+            int m = abuse_mode(v);
+            if (m < 0)
+                bad(f, "chunk-size-endless, headers-drip, continue-endless, "
+                       "trailers-endless or header-line-huge");
+            cfg.abuse = m;
+        } else if (!strcmp(o, "parent-pid"))
             cfg.parent_pid = num(f, v, 1, 2147483647);
         else
             bad(argv[i], "unknown flag, repeated --models or empty value");

@@ -279,7 +279,7 @@ static int parse_head(struct req *r, const char *p, size_t hend)
         } else if (name_is(n, nl, "expect")) {
             if (name_is(v, vl, "100-continue"))
                 r->expect_continue = 1;
-        } else if (name_is(n, nl, "authorization")) {
+        } else if (name_is(n, nl, cfg.auth_header ? cfg.auth_header : "authorization")) {
             r->has_auth = 1;
             r->auth_off = vs;
             r->auth_len = vl;

@@ -37,6 +37,9 @@
  *   --hang-rate P --hang-first N   never answer (until the client closes)
  *   --bad-marker S      400 when the body contains S
  *   --auth-key K        401 unless "Authorization: Bearer K" (echoes the key)
+ *   --auth-header NAME  with --auth-key: the key is expected as the whole
+ *                       value of header NAME (api-key, x-api-key, ...) instead
+ *                       (echoed on 401 too)
  *   Stream faults (apply to every streamed answer):
  *   --stream-chunk-ms MS     wait MS between SSE events
  *   --stream-cut-after K     after K events close the connection (no final
@@ -49,13 +52,31 @@
  *                            body, like servers that do not stream
  *   --stream-stall-after K   after K events stop sending, keep the socket
  *                            open (counted in hangs)
+ *   --stream-multiline-data 1  send each chat.completion.chunk's JSON over
+ *                            four data: lines, split where a newline is JSON
+ *                            whitespace (SSE joins them with "\n": same JSON)
+ *   --abuse MODE        hostile HTTP/1.1 framing instead of every chat 200
+ *                       (tools/mock_abuse.c; counted in "abuses", not in
+ *                       "status"; other connections are served meanwhile):
+ *     chunk-size-endless  200, Content-Type: application/json, Transfer-
+ *                         Encoding: chunked, then '1's with no CRLF as fast
+ *                         as the peer reads, until it closes
+ *     headers-drip        the status line, then one header byte every 2 s
+ *     continue-endless    "HTTP/1.1 100 Continue" + blank line every 50 ms
+ *     trailers-endless    a chunked chat answer up to "0\r\n", then a
+ *                         trailer line "X-T: y" every 100 ms
+ *     header-line-huge    a 200 KiB "X-Huge: aaa..." header line, then the
+ *                         normal answer (counted in "status" too)
+ *     The endless modes end only when the peer closes; at most ~64 KiB of
+ *     output waits per connection whatever the peer reads.
  *   --parent-pid P      exit like on SIGTERM once process P is gone (used by
  *                       spec/support/mock.lua so no mock outlives its tests)
  *
  * Chat request pipeline (first match wins):
  *   count request -> auth (401) -> bad-marker (400) -> model (404)
  *   -> hang-first / hang-rate -> reset-rate -> throttle-first (429)
- *   -> rps bucket (429) -> fail-first / fail-rate (--fail-status) -> 200.
+ *   -> rps bucket (429) -> fail-first / fail-rate (--fail-status) -> 200
+ *   (or the --abuse framing).
  *   Every "-first N" counts the requests that REACH its step, so
  *   --throttle-first 1 --fail-first 1 gives 429, 500, 200.  A "-rate" draws
  *   from the PRNG only when its probability is > 0 (one PRNG stream shared
@@ -71,8 +92,9 @@
  *
  * /stats: {"name","requests","connections","open_connections","open_sockets",
  *   "status":{"<code>":n},"resets","hangs","streams","auth_failures",
- *   "stream_cuts"}.  Only chat requests count in requests/status; a status
- *   is counted when the answer is sent (hangs and resets have none).  A
+ *   "stream_cuts","abuses"}.  Only chat requests count in requests/status; a
+ *   status is counted when the answer is sent (hangs, resets and endless
+ *   abuses have none).  A
  *   connection is counted in connections/open_connections when its FIRST CHAT
  *   request arrives, so the short-lived curl connections used for /stats,
  *   /health or /v1/models never show up there; open_sockets counts every
@@ -115,11 +137,11 @@ void stats_json(struct buf *b)
         }
     buf_printf(b,
                "},\"resets\":%llu,\"hangs\":%llu,\"streams\":%llu,"
-               "\"auth_failures\":%llu,\"stream_cuts\":%llu}",
+               "\"auth_failures\":%llu,\"stream_cuts\":%llu,\"abuses\":%llu}",
                (unsigned long long)st.resets, (unsigned long long)st.hangs,
                (unsigned long long)st.streams,
                (unsigned long long)st.auth_failures,
-               (unsigned long long)st.cuts);
+               (unsigned long long)st.cuts, (unsigned long long)st.abuses);
 }
 
 static void stats_reset(void)
@@ -287,8 +309,9 @@ static void chat(struct conn *c, char *base)
     if (cfg.auth_key) {
         size_t kl = strlen(cfg.auth_key);
         const char *a = base + r->auth_off;
-        if (!r->has_auth || r->auth_len != kl + 7 ||
-            memcmp(a, "Bearer ", 7) != 0 || memcmp(a + 7, cfg.auth_key, kl)) {
+        size_t skip = cfg.auth_header ? 0 : 7; /* "Bearer " */
+        if (!r->has_auth || r->auth_len != kl + skip ||
+            memcmp(a, "Bearer ", skip) != 0 || memcmp(a + skip, cfg.auth_key, kl)) {
             auth_fail(c, base, h);
             return;
         }
@@ -364,6 +387,13 @@ static void chat(struct conn *c, char *base)
     char cid[sizeof id + 16];
     snprintf(cid, sizeof cid, "chatcmpl-%s", id);
     long created = (long)time(NULL);
+    if (cfg.abuse) {
+        st.abuses++;
+        jb.len = 0;
+        chat_render(&jb, cid, created, model, content, cl, ptok, ctok, (size_t)cfg.pad_bytes);
+        abuse_begin(c, &jb, h);
+        return;
+    }
     if (!ci.stream || cfg.ignore_stream) {
         jb.len = 0;
         chat_render(&jb, cid, created, model, content, cl, ptok, ctok, (size_t)cfg.pad_bytes);

@@ -2,9 +2,9 @@
  * server (see mock_llm.c for behaviour).
  *
  * One epoll instance (level-triggered), non-blocking sockets, no threads, no
- * sleeps.  Timers (reply latency, slow stream chunks, close lingering) live in
- * a binary min-heap of connections keyed by deadline: O(log n) per operation,
- * the epoll_wait timeout comes from the heap top.  SIGTERM/SIGINT arrive via
+ * sleeps.  Timers (reply latency, slow stream chunks, abuse pacing, close
+ * lingering) live in a min-heap of connections (mock_timer.c); the epoll_wait
+ * timeout comes from its top.  SIGTERM/SIGINT arrive via
  * signalfd.
  *
  * Connection states:
@@ -14,6 +14,8 @@
  *   ST_DELAY   reply decided, waiting for its latency timer
  *   ST_STREAM  emitting SSE events (all at once, or one per timer tick)
  *   ST_HANG    never answered; only a peer close (EPOLLRDHUP) ends it
+ *   ST_ABUSE   hostile framing (mock_abuse.c), paced by the timer or by what
+ *              the peer reads; only a peer close ends it
  *   ST_CLOSING output done, write side shut down, input drained until the
  *              peer closes (bounded by a 2 s timer) so that no RST eats the
  *              last response
@@ -43,8 +45,6 @@ enum { TAG_CONN = 1, TAG_LISTEN, TAG_SIGNAL, TAG_PARENT };
 static int tag_listen = TAG_LISTEN, tag_signal = TAG_SIGNAL,
            tag_parent = TAG_PARENT;
 static int epfd = -1, lfd = -1, sfd = -1, spare_fd = -1, pfd = -1;
-static struct conn **heap;
-static size_t heap_n, heap_cap;
 static struct buf scratch;
 /* every open connection, for cleanup at exit only (never scanned per
  * request); each conn knows its index (aidx) for O(1) removal */
@@ -56,73 +56,6 @@ int64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* ------------------------------------------------------------ timer heap */
-
-static void heap_swap(size_t a, size_t b)
-{
-    struct conn *t = heap[a];
-    heap[a] = heap[b];
-    heap[b] = t;
-    heap[a]->hidx = (long)a;
-    heap[b]->hidx = (long)b;
-}
-
-static void heap_up(size_t i)
-{
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (heap[p]->deadline <= heap[i]->deadline)
-            break;
-        heap_swap(i, p);
-        i = p;
-    }
-}
-
-static void heap_down(size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < heap_n && heap[l]->deadline < heap[m]->deadline)
-            m = l;
-        if (r < heap_n && heap[r]->deadline < heap[m]->deadline)
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(i, m);
-        i = m;
-    }
-}
-
-static void timer_clear(struct conn *c)
-{
-    if (c->hidx < 0)
-        return;
-    size_t i = (size_t)c->hidx;
-    c->hidx = -1;
-    heap_n--;
-    if (i == heap_n)
-        return;
-    heap[i] = heap[heap_n];
-    heap[i]->hidx = (long)i;
-    heap_up(i);
-    heap_down((size_t)heap[i]->hidx);
-}
-
-static void timer_set(struct conn *c, int64_t deadline)
-{
-    timer_clear(c);
-    if (heap_n == heap_cap) {
-        heap_cap = heap_cap ? heap_cap * 2 : 1024;
-        heap = realloc(heap, heap_cap * sizeof *heap);
-        if (!heap)
-            abort();
-    }
-    c->deadline = deadline;
-    c->hidx = (long)heap_n;
-    heap[heap_n++] = c;
-    heap_up(heap_n - 1);
 }
 
 /* ----------------------------------------------------------- connections */
@@ -168,6 +101,7 @@ static void conn_events(struct conn *c)
     case ST_DELAY:
     case ST_STREAM:
     case ST_HANG:
+    case ST_ABUSE:
         if (!c->peer_eof)
             ev |= EPOLLRDHUP;
         break;
@@ -267,7 +201,9 @@ static int reply_fire(struct conn *c)
     if (c->pre.cap > BIG_BUF)
         buf_free(&c->pre);
     c->close_after |= c->rclose;
-    c->state = c->rkind == RK_STREAM ? ST_STREAM : ST_READ;
+    c->state = c->rkind == RK_STREAM  ? ST_STREAM
+               : c->rkind == RK_ABUSE ? ST_ABUSE
+                                      : ST_READ;
     c->st_wait = 0;
     return 0;
 }
@@ -347,9 +283,20 @@ static void conn_run(struct conn *c)
             stream_pump(c);
             continue;
         }
-        if (c->state == ST_HANG && c->peer_eof) {
+        if ((c->state == ST_HANG || c->state == ST_ABUSE) && c->peer_eof) {
             conn_close(c);
             return;
+        }
+        if (c->state == ST_ABUSE) {
+            if (c->st_wait)
+                break;
+            int64_t wait = abuse_pump(c);
+            if (wait > 0) {
+                c->st_wait = 1;
+                timer_set(c, now_us() + wait);
+                continue; /* write this step */
+            }
+            break; /* endless output: one batch per EPOLLOUT, never a busy loop */
         }
         if (c->state != ST_READ)
             break;
@@ -428,7 +375,7 @@ static void conn_event(struct conn *c, uint32_t ev)
         return;
     }
     if ((ev & EPOLLRDHUP) && c->state != ST_READ) {
-        if (c->state == ST_HANG) {
+        if (c->state == ST_HANG || c->state == ST_ABUSE) {
             conn_close(c);
             return;
         }
@@ -449,6 +396,7 @@ static void conn_timer(struct conn *c)
             return;
         break;
     case ST_STREAM:
+    case ST_ABUSE:
         c->st_wait = 0;
         break;
     case ST_CLOSING:
@@ -557,8 +505,8 @@ void net_loop(void)
     int64_t checked = 0;
     for (;;) {
         int timeout = -1;
-        if (heap_n) {
-            int64_t d = heap[0]->deadline - now_us();
+        if (timer_first()) {
+            int64_t d = timer_first()->deadline - now_us();
             timeout = d <= 0 ? 0 : (int)((d + 999) / 1000);
         }
         if (cfg.parent_pid > 0 && pfd < 0) { /* no pidfd: poll once a second */
@@ -588,8 +536,8 @@ void net_loop(void)
             }
         }
         int64_t now = now_us();
-        while (heap_n && heap[0]->deadline <= now) {
-            struct conn *c = heap[0];
+        struct conn *c;
+        while ((c = timer_first()) && c->deadline <= now) {
             timer_clear(c);
             conn_timer(c);
         }
@@ -601,7 +549,7 @@ void net_cleanup(void)
     while (all_n)
         conn_free(all[all_n - 1]);
     free(all);
-    free(heap);
+    timer_cleanup();
     buf_free(&scratch);
     close(lfd);
     close(sfd);

@@ -17,6 +17,10 @@
 --                                            -- directives (nginx clears the rest)
 --     main = [[ main-context text ]],        -- optional, e.g. timer_resolution
 --     log_level = "warn",                    -- error_log level (default warn)
+--     memory_limit_mb = 1024,                -- optional: `ulimit -v` of nginx and
+--                                            -- its workers, so a runaway worker
+--                                            -- fails its allocations instead of
+--                                            -- eating the machine
 --   }
 --   n.port, n.ports[i]     -- the ports picked ($PORT is n.ports[1])
 --   n.base                 -- "http://127.0.0.1:<port>"
@@ -334,8 +338,10 @@ function M.start(opts)
   write_file(self.conf_file, conf)
 
   -- -e: the errors of startup (before error_log is read) go to the same file
-  local cmd = string.format("cd %s && %s -p %s -c %s -e %s >%s 2>&1 </dev/null & echo $!",
-    q(prefix), q(bin), q(prefix .. "/"), q(self.conf_file), q(self.error_log_file),
+  local limit = opts.memory_limit_mb and
+    string.format("ulimit -v %d && ", math.floor(opts.memory_limit_mb * 1024)) or ""
+  local cmd = string.format("cd %s && %s%s -p %s -c %s -e %s >%s 2>&1 </dev/null & echo $!",
+    q(prefix), limit, q(bin), q(prefix .. "/"), q(self.conf_file), q(self.error_log_file),
     q(self.stderr_file))
   local pid = tonumber((capture(cmd) or ""):match("%d+"))
   if not pid then
