@@ -177,10 +177,11 @@ describe("OpenResty transport", function()
               end
             }
           }
-          # an upstream whose answer has 70 KB of headers
+          # an upstream whose answer has 70 KB of headers (10 lines of 7,000 bytes:
+          # each under the 8 KiB line cap, together over the 64 KiB block cap)
           location = /big/v1/chat/completions {
             content_by_lua_block {
-              ngx.header["X-Big"] = string.rep("a", 70000)
+              for i = 1, 10 do ngx.header["X-Big-" .. i] = string.rep("a", 7000) end
               ngx.header["Content-Type"] = "application/json"
               ngx.print('{"choices":[]}')
             }
@@ -368,5 +369,146 @@ describe("OpenResty transport", function()
     assert.equal(30, st.requests)
     assert.is_true(st.connections <= 4, "30 requests took " .. st.connections .. " connections")
     assert_clean_log(n)
+  end)
+end)
+
+-- Issue 12, items 1 and 2: the cosocket path reads an answer through the
+-- core's HTTP/1.1 decoder (csrc/http1.c), every part capped, every read
+-- bounded by the attempt's timeout.total. Hostile upstreams are locations of
+-- this nginx that write raw bytes on the request's socket, each for a
+-- bounded time; nginx runs under `ulimit -v` so the old unbounded reads
+-- could not eat the machine.
+describe("OpenResty transport against hostile framing", function()
+  local available = nginx.available()
+  if not available then return end
+  local n, slow
+
+  -- a location writing `head`, then `piece` every `every` seconds, `times` times
+  local function raw(path, head, piece, every, times)
+    return ([[
+          location = /%s/v1/chat/completions { content_by_lua_block {
+            ngx.req.read_body()
+            local sock = assert(ngx.req.socket(true))
+            sock:send(%s)
+            for _ = 1, %d do
+              if %s > 0 then ngx.sleep(%s) end
+              if not sock:send(%s) then break end
+            end
+          } }
+    ]]):format(path, head, times, every, every, piece)
+  end
+
+  setup(function()
+    slow = mock.start { name = "slow-total", stream_chunk_ms = 700 }
+    local function client(name, tmo)
+      return ("%s = llmrelay.new { endpoints = { { name = %q, base_url = 'http://127.0.0.1:$PORT/%s/v1' } }, "
+              .. "retry = { max_attempts = 1 }, timeout = %s },\n"):format(name, name, name, tmo)
+    end
+    local T3 = "{ first_byte = 2, idle = 2, total = 3 }"
+    local T6 = "{ first_byte = 2, idle = 2, total = 6 }"
+    n = nginx.start {
+      workers = 2, memory_limit_mb = 1024,
+      init = [[
+        local llmrelay = require "llmrelay"
+        hostile = {
+      ]] .. client("ones", T3) .. client("ext", T3) .. client("drip", T3) .. client("continue", T3)
+        .. client("trailers", T6) .. ([[
+          stream = llmrelay.new { endpoints = { { name = "stream", base_url = %q } },
+                                  retry = { max_attempts = 1 }, timeout = { first_byte = 2, idle = 2, total = 2.5 } },
+        }
+      ]]):format(slow.url),
+      http = [[
+        lua_socket_log_errors off;
+        server {
+          listen 127.0.0.1:$PORT;
+          location = /t { content_by_lua_block {
+            local t0 = ngx.now()
+            local resp, err = hostile[ngx.var.arg_c]:chat_completion { model = "m",
+              messages = { { role = "user", content = "x" } } }
+            ngx.update_time()
+            ngx.say(require("cjson").encode { ok = resp ~= nil, kind = err and err.kind,
+              message = err and err.message, elapsed = ngx.now() - t0 })
+          } }
+          location = /s { content_by_lua_block {
+            local t0, chunks, failure = ngx.now(), 0, nil
+            for chunk, err in hostile.stream:stream { model = "m", messages = { { role = "user",
+                content = "one two three four five six seven eight nine ten" } } } do
+              if not chunk then failure = err break end
+              chunks = chunks + 1
+            end
+            ngx.update_time()
+            ngx.say(require("cjson").encode { chunks = chunks, kind = failure and failure.kind,
+              message = failure and failure.message, elapsed = ngx.now() - t0 })
+          } }
+      ]]
+        -- 200, chunked, then 2 MB of '1' with no CRLF (the worker killer, bounded)
+        .. raw("ones", [["HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"]],
+               [[string.rep("1", 65536)]], 0, 32)
+        -- a chunk size, then 2 MB of chunk extension
+        .. raw("ext", [["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;"]], [[string.rep("e", 65536)]], 0, 32)
+        -- a status line, then one header byte every 0.5 s for 6 s
+        .. raw("drip", [["HTTP/1.1 200 OK\r\n"]], [["X"]], 0.5, 12)
+        -- 50 interim answers at once, then silence for 4 s
+        .. raw("continue", [[string.rep("HTTP/1.1 100 Continue\r\n\r\n", 50)]], [[""]], 4, 1)
+        -- a whole chunked body up to its last chunk, then a trailer line every 50 ms for 10 s
+        .. raw("trailers", [["HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"]],
+               [["X-Trailer: 1\r\n"]], 0.05, 200)
+        .. "}\n",
+    }
+  end)
+
+  teardown(function()
+    if n then n:stop() end
+    mock.stop_all()
+  end)
+
+  local function call(c, path)
+    local code, doc, body = get(n, (path or "/t?c=") .. c, 20)
+    assert.equal(200, code, body)
+    return doc
+  end
+
+  it("refuses an endless chunk-size line or extension at its cap, at once", function()
+    local doc = call("ones")
+    assert.is_false(doc.ok)
+    assert.equal("connect", doc.kind, doc.message) -- no answer has such a size: malformed, as libcurl says
+    assert.truthy(doc.message:find("answer chunk size overflows 64 bits", 1, true), doc.message)
+    assert.is_true(doc.elapsed < 2, ("took %.2f s"):format(doc.elapsed))
+    doc = call("ext")
+    assert.equal("http", doc.kind, doc.message)
+    assert.truthy(doc.message:find("answer chunk-size line longer than 1024 bytes", 1, true), doc.message)
+    assert.is_true(doc.elapsed < 2, ("took %.2f s"):format(doc.elapsed))
+  end)
+
+  it("ends headers dripped a byte at a time at timeout.total, and says so", function()
+    local doc = call("drip")
+    assert.equal("timeout", doc.kind, doc.message)
+    assert.equal("timeout.total (3 s) reached while reading the answer's headers", doc.message)
+    assert.is_true(doc.elapsed >= 2.5 and doc.elapsed < 5, ("took %.2f s"):format(doc.elapsed))
+  end)
+
+  it("refuses more than 8 interim (1xx) answers", function()
+    local doc = call("continue")
+    assert.equal("http", doc.kind, doc.message)
+    assert.equal("more than 8 interim (1xx) answers before the final one", doc.message)
+    assert.is_true(doc.elapsed < 2, ("took %.2f s"):format(doc.elapsed))
+  end)
+
+  it("refuses endless trailers at 32 lines", function()
+    local doc = call("trailers")
+    assert.equal("http", doc.kind, doc.message)
+    assert.equal("the answer has more than 32 trailer lines", doc.message)
+    assert.is_true(doc.elapsed < 5, ("took %.2f s"):format(doc.elapsed))
+  end)
+
+  it("names timeout.total, not idle, when a live stream outlasts the attempt", function()
+    local doc = call("", "/s")
+    assert.is_true(doc.chunks >= 1)
+    assert.equal("stream_interrupted", doc.kind, doc.message)
+    assert.truthy(doc.message:find("timeout.total (2.5 s) reached while reading the answer's body", 1, true), doc.message)
+    assert.is_true(doc.elapsed < 4.5, ("took %.2f s"):format(doc.elapsed))
+    local log = n:error_log()
+    assert.falsy(log:find("[alert]", 1, true), log)
+    assert.falsy(log:find("[crit]", 1, true), log)
   end)
 end)

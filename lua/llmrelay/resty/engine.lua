@@ -221,7 +221,8 @@ local function attempt(self, call)
   local res = http.post {
     target = ep.target, prefix = ep.prefix, body = call.body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
-    idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, max_bytes = cfg.max_response_bytes,
+    idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, total_timeout = call.tmo,
+    max_bytes = cfg.max_response_bytes,
     verify = not cfg.tls.insecure, pool = ep.pool,
     on_connected = function() rl:reached(i) end,
     stream_ok = call.stream and stream_ok or nil,
@@ -274,12 +275,13 @@ local function attempt(self, call)
   else
     local body = res.body or ""
     if status >= 200 and status < 300 then
-      body_ok = core.json_object_ok(body)
+      local why
+      body_ok, why = core.json_object_ok(body, cfg.max_response_bytes)
       if body_ok then
         call.resp = body
         usage = core.usage_tokens(body)
       else
-        msg = "the response body is not a JSON object"
+        msg = why
         keep_error_text(call, body)
       end
     else

@@ -1,20 +1,21 @@
 -- llmrelay.resty.http: one HTTP/1.1 POST over an nginx cosocket, for the
 -- OpenResty executor. Keep-alive pools, TLS with verification, timeouts,
--- Content-Length, chunked and close-delimited bodies, and streamed bodies
--- handed on as they arrive. It decides nothing: the outcome goes back to the
--- relay (csrc/relay.c), which chooses what happens next.
+-- and the answer's bytes moved to the core's decoder (csrc/http1.c), which
+-- frames Content-Length, chunked and close-delimited bodies within caps;
+-- streamed bodies are handed on as they arrive. It decides nothing: the
+-- outcome goes back to the relay (csrc/relay.c), which chooses what happens next.
 
 local ngx = ngx
-local tcp = ngx.socket.tcp
-local find, lower, match, gmatch = string.find, string.lower, string.match, string.gmatch
-local tonumber, concat = tonumber, table.concat
-local min = math.min
+local core = require "llmrelay.core"
+local tcp, now = ngx.socket.tcp, ngx.now
+local http1 = core.http1
+local find, match = string.find, string.match
+local tonumber, tostring, concat = tonumber, tostring, table.concat
 
 local _M = {}
 
 local KEEPALIVE_IDLE_MS = 60000
 local KEEPALIVE_POOL = 64
-local MAX_HEADER_BYTES = 64 * 1024
 local PIECE = 65536
 
 -- "https://host:port/path" -> scheme, host, port, path
@@ -51,11 +52,18 @@ function _M.head_prefix(target, headers)
   return concat(h)
 end
 
--- Sends one request and reads the answer.
+-- Sends one request and reads the answer. The answer's bytes go, as they
+-- come, to the HTTP/1.1 decoder of the core (csrc/http1.c), which frames it,
+-- applies every cap and words every error; this loop only moves bytes, and
+-- before every read sets the socket's timeout to the smaller of the phase's
+-- limit (first_byte until the head is complete, idle while a stream is read,
+-- none for a plain body) and the time left to the attempt's deadline, so an
+-- attempt costs at most its total whatever the upstream sends.
 -- opts: target, prefix (head_prefix), body, connect_timeout, first_byte_timeout,
 --   idle_timeout (streams), deadline (absolute ngx.now() time: the attempt's
---   whole budget), max_bytes, verify (TLS), pool (keep-alive pool name),
---   on_connected(), stream_ok(status, content_type) -> true to stream the body,
+--   whole budget), total_timeout (that budget in seconds, for messages),
+--   max_bytes, verify (TLS), pool (keep-alive pool name), on_connected(),
+--   stream_ok(status, content_type) -> true to stream the body,
 --   on_data(piece) -> nil to go on, or a string (why to stop).
 -- -> res: { status, headers (raw block), content_type, body (not streamed),
 --           sent (the request reached the server), err (nil, or text),
@@ -63,23 +71,32 @@ end
 function _M.post(o)
   local t = o.target
   local sock = tcp()
-  local now = ngx.now
-  local function left()
-    return o.deadline - now()
-  end
+  local dec = http1(o.max_bytes)
   local function fail(kind, msg, res)
     sock:close()
     res = res or {}
     res.err_kind, res.err = kind, msg
     return res
   end
-  local budget = left()
-  if budget <= 0 then return fail("timeout", "timeout: no time left for an attempt") end
-  sock:settimeouts(ms(min(o.connect_timeout, budget)), ms(min(o.first_byte_timeout, budget)),
-                   ms(min(o.first_byte_timeout, budget)))
+  -- the read or write timeout: the phase's limit (seconds, nil: none) or the
+  -- time left, whichever is smaller, and which one it is
+  local function limit(phase_s, name)
+    local l = o.deadline - now()
+    if phase_s and phase_s < l then return phase_s, name end
+    return l, "total"
+  end
+  local function timed_out(which, phase_s, at, res)
+    local kind, msg = dec:timeout(which, which == "total" and o.total_timeout or phase_s, at)
+    return fail(kind, msg, res)
+  end
+
+  local cw, cwhich = limit(o.connect_timeout, "connect")
+  if cw <= 0 then return timed_out("total", nil, "connect") end
+  local sw = limit(o.first_byte_timeout, "first_byte")
+  sock:settimeouts(ms(cw), ms(sw), ms(sw))
   local ok, err = sock:connect(t.host, t.port, { pool = o.pool, pool_size = KEEPALIVE_POOL })
   if not ok then
-    if err == "timeout" then return fail("timeout", "timeout: connecting to " .. t.host_header) end
+    if err == "timeout" then return timed_out(cwhich, o.connect_timeout, "connect") end
     return fail("connect", "connect to " .. t.host_header .. ": " .. tostring(err))
   end
   if t.tls and sock:getreusedtimes() == 0 then
@@ -100,154 +117,70 @@ function _M.post(o)
   if o.on_connected then o.on_connected() end
   local reused = (sock:getreusedtimes() or 0) > 0
   local res = { sent = false }
+  local swhich
+  sw, swhich = limit(o.first_byte_timeout, "first_byte")
+  if sw <= 0 then return timed_out("total", nil, "send", res) end
+  sock:settimeout(ms(sw))
   local bytes
   bytes, err = sock:send({ o.prefix, #o.body, "\r\n\r\n", o.body })
   if not bytes then
     -- a kept-alive connection the server closed meanwhile: nothing reached it
-    return fail(err == "timeout" and "timeout" or "connect", "sending to " .. t.host_header .. ": " .. tostring(err),
-                res)
+    if err == "timeout" then return timed_out(swhich, o.first_byte_timeout, "send", res) end
+    return fail("connect", "sending to " .. t.host_header .. ": " .. tostring(err), res)
   end
   res.sent = true
 
-  -- status line and headers, read as one block (a 1xx answer is skipped)
-  local line, status
-  repeat
-    local reader = sock:receiveuntil("\r\n\r\n")
-    local head
-    head, err = reader(MAX_HEADER_BYTES + 1)
+  local parts, head, streaming, keep = {}, false, false, false
+  while true do
+    local phase_s, name
     if not head then
-      if err == "timeout" then return fail("timeout", "timeout: no answer within first_byte", res) end
-      if reused and err == "closed" then res.sent = false end -- the server had dropped the idle connection
-      return fail("connect", "reading the answer from " .. t.host_header .. ": " .. tostring(err), res)
+      phase_s, name = o.first_byte_timeout, "first_byte"
+    elseif streaming then
+      phase_s, name = o.idle_timeout, "idle"
     end
-    if #head > MAX_HEADER_BYTES or reader(1) ~= nil then
-      return fail("http", "the answer's headers exceed 64 KiB", res)
-    end
-    status = tonumber(match(head, "^HTTP/%d%.%d (%d%d%d)"))
-    if not status then return fail("connect", "not an HTTP answer from " .. t.host_header, res) end
-    local clen, chunked, close, ctype
-    for name, value in gmatch(head, "\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-      name = lower(name)
-      if name == "content-length" then
-        clen = tonumber(value)
-      elseif name == "transfer-encoding" then
-        chunked = find(lower(value), "chunked", 1, true) ~= nil
-      elseif name == "connection" then
-        close = find(lower(value), "close", 1, true) ~= nil
-      elseif name == "content-type" then
-        ctype = lower(value)
-      end
-    end
-    res.status, res.content_type = status, ctype
-    res.headers = head .. "\r\n" -- the relay reads the rate-limit hints from it (a status line resets them)
-    res.clen, res.chunked, res.close = clen, chunked, close
-  until status >= 200
-  if res.clen and res.clen > o.max_bytes then
-    return fail("http", "response body exceeds max_response_bytes (" .. o.max_bytes .. ")", res)
-  end
-
-  local streaming = o.stream_ok and o.stream_ok(status, res.content_type)
-  res.streamed = streaming and true or false
-  local parts, total = {}, 0
-  local function take(piece)
-    total = total + #piece
-    if total > o.max_bytes then
-      return "http", "response body exceeds max_response_bytes (" .. o.max_bytes .. ")"
-    end
-    if streaming then
-      local why = o.on_data(piece)
-      if why then
-        res.stopped = why
-        return "stop"
-      end
+    local w, which = limit(phase_s, name)
+    if w <= 0 then return timed_out("total", nil, nil, res) end
+    sock:settimeout(ms(w))
+    local piece, state, body, kind, msg, left
+    piece, err = sock:receiveany(PIECE)
+    if piece then
+      state, body, kind, msg, left = dec:feed(piece)
+    elseif err == "timeout" then
+      return timed_out(which, phase_s, nil, res)
+    elseif err == "closed" then
+      -- the server had dropped the idle connection: the request never reached it
+      if reused and dec:received() == 0 then res.sent = false end
+      state, kind, msg = dec:eof()
     else
-      parts[#parts + 1] = piece
+      state, kind, msg = dec:cut(tostring(err))
     end
-  end
-  -- each read may take the idle timeout (streams) or what is left of the attempt
-  local function read_timeout()
-    local l = left()
-    if l <= 0 then return nil end
-    local w = streaming and o.idle_timeout or l
-    sock:settimeout(ms(min(w, l)))
-    return true
-  end
-  local function read_error(e)
-    if e == "timeout" then
-      if left() <= 0 then return fail("timeout", "timeout: the attempt took longer than allowed", res) end
-      return fail("timeout", "timeout: the stream was silent for idle (" .. o.idle_timeout .. " s)", res)
+    if not head then
+      local status, ctype, headers, ka = dec:head()
+      if status then
+        head = true
+        -- the relay reads the rate-limit hints from headers (a status line resets them)
+        res.status, res.content_type, res.headers, keep = status, ctype, headers, ka
+        streaming = o.stream_ok and o.stream_ok(status, ctype) or false
+        res.streamed = streaming
+      end
     end
-    return fail("connect", "the answer was cut: " .. tostring(e), res)
-  end
-  local function deadline_hit()
-    return fail("timeout", "timeout: the attempt took longer than allowed", res)
-  end
-
-  -- hands a piece on; a result when reading must end here
-  local function deliver(piece)
-    local k, msg = take(piece)
-    if k == "stop" then
-      sock:close()
-      return res
-    elseif k then
-      return fail(k, msg, res)
-    end
-  end
-  -- reads `want` bytes of the body; a result when reading must end here
-  local function read_bytes(want)
-    while want > 0 do
-      if not read_timeout() then return deadline_hit() end
-      local piece
+    if body and body ~= "" then
       if streaming then
-        piece, err = sock:receiveany(min(want, PIECE))
+        local why = o.on_data(body)
+        if why then
+          res.stopped = why
+          sock:close()
+          return res
+        end
       else
-        piece, err = sock:receive(min(want, 4 * PIECE))
+        parts[#parts + 1] = body
       end
-      if not piece then return read_error(err) end
-      want = want - #piece
-      local over = deliver(piece)
-      if over then return over end
     end
-  end
-
-  local keep = not res.close
-  if status == 204 or status == 304 then
-    res.clen = 0
-  end
-  if res.chunked then
-    while true do
-      if not read_timeout() then return deadline_hit() end
-      line, err = sock:receive("*l")
-      if not line then return read_error(err) end
-      local size = tonumber(match(line, "^%s*(%x+)"), 16)
-      if not size then return fail("connect", "bad chunk size in the answer", res) end
-      if size == 0 then
-        repeat -- trailers
-          line, err = sock:receive("*l")
-          if not line then return read_error(err) end
-        until line == ""
-        break
-      end
-      local over = read_bytes(size)
-      if over then return over end
-      line, err = sock:receive(2)
-      if not line then return read_error(err) end
-    end
-  elseif res.clen then
-    local over = read_bytes(res.clen)
-    if over then return over end
-  else -- delimited by the close of the connection
-    keep = false
-    while true do
-      if not read_timeout() then return deadline_hit() end
-      local piece
-      piece, err = sock:receiveany(PIECE)
-      if not piece then
-        if err == "closed" then break end
-        return read_error(err)
-      end
-      local over = deliver(piece)
-      if over then return over end
+    if state == "done" then
+      if left and left > 0 then keep = false end -- bytes after the answer: the connection is out of step
+      break
+    elseif state == "error" then
+      return fail(kind, msg, res)
     end
   end
   if not streaming then res.body = concat(parts) end
