@@ -4,6 +4,8 @@
 void lr_client_open(lua_State *L);
 void lr_relay_open(lua_State *L);
 void lr_util_open(lua_State *L);
+void lr_http1_open(lua_State *L);
+void lr_scrub_open(lua_State *L);
 
 #if defined(_WIN32)
 #define LR_EXPORT __declspec(dllexport)
@@ -16,6 +18,8 @@ LR_EXPORT int luaopen_llmrelay_core(lua_State *L) {
   lr_client_open(L);
   lr_relay_open(L);
   lr_util_open(L);
+  lr_http1_open(L);
+  lr_scrub_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -147,7 +147,7 @@ describe("config.validate", function()
   end)
 
   it("reads api_key_env at validate time", function()
-    local var, value = first_set_env({ "HOME", "PATH", "USER" })
+    local var, value = first_set_env({ "PATH", "HOME" }) -- long enough to be a credential
     assert.truthy(var, "no usable environment variable")
     local n = config.validate(cfg_with(function(c) c.endpoints[2].api_key_env = var end))
     assert.equal(value, n.endpoints[2].api_key)
@@ -200,7 +200,7 @@ describe("config.validate", function()
   end)
 
   it("lists the api keys as secrets", function()
-    local var, value = first_set_env({ "HOME", "PATH", "USER" })
+    local var, value = first_set_env({ "PATH", "HOME" }) -- long enough to be a credential
     local n = config.validate(cfg_with(function(c)
       c.endpoints[2].api_key_env = var
       c.endpoints[3] = { base_url = "http://x", api_key = FAKE_KEY }
@@ -447,42 +447,218 @@ describe("errors", function()
     assert.is_false(errors.is(nil))
   end)
 
-  describe("scrub", function()
+  describe("scrubber", function()
+    local function text(s, secrets) return errors.scrubber(secrets):text(s) end
+
     it("removes every occurrence of every secret", function()
       local s = "key " .. FAKE_KEY .. " is invalid; " .. FAKE_KEY .. " and abc and xabcx"
       assert.equal("key [REDACTED] is invalid; [REDACTED] and [REDACTED] and x[REDACTED]x",
-                   errors.scrub(s, { FAKE_KEY, "abc" }))
+                   text(s, { FAKE_KEY, "abc" }))
     end)
 
     it("treats secrets as plain text, not patterns", function()
-      assert.equal("k=[REDACTED]; k=a-b%c", errors.scrub("k=a.b%c(; k=a-b%c", { "a.b%c(" }))
-      assert.equal("[REDACTED]", errors.scrub("%1", { "%1" }))
+      assert.equal("k=[REDACTED]; k=a-b%c", text("k=a.b%c(; k=a-b%c", { "a.b%c(" }))
+      assert.equal("[REDACTED]", text("%1", { "%1" }))
     end)
 
     it("removes the longer of two overlapping secrets whole", function()
-      assert.equal("[REDACTED] [REDACTED]", errors.scrub("sk-abc sk-abcdef", { "sk-abc", "sk-abcdef" }))
+      assert.equal("[REDACTED] [REDACTED]", text("sk-abc sk-abcdef", { "sk-abc", "sk-abcdef" }))
     end)
 
     it("removes bearer tokens", function()
-      assert.equal('{"auth": "Bearer [REDACTED]"}', errors.scrub('{"auth": "Bearer tok-123.x"}'))
+      assert.equal('{"auth": "Bearer [REDACTED]"}', text('{"auth": "Bearer tok-123.x"}'))
       assert.equal("Authorization: Bearer [REDACTED]\r\n",
-                   errors.scrub("Authorization: Bearer " .. FAKE_KEY .. "\r\n", { FAKE_KEY }))
+                   text("Authorization: Bearer " .. FAKE_KEY .. "\r\n", { FAKE_KEY }))
     end)
 
     it("passes other values through", function()
-      assert.is_nil(errors.scrub(nil, { FAKE_KEY }))
-      assert.equal(5, errors.scrub(5, { FAKE_KEY }))
+      local sc = errors.scrubber({ FAKE_KEY })
+      assert.is_nil(sc:text(nil))
+      assert.equal(5, sc:text(5))
       local t = {}
-      assert.equal(t, errors.scrub(t))
-      assert.equal("plain", errors.scrub("plain", {}))
-      assert.equal("plain", errors.scrub("plain", { "" }))
+      assert.equal(t, sc:json(t))
+      assert.equal("plain", text("plain", {}))
+      assert.equal("plain", text("plain", { "" }))
     end)
 
-    it("redact_keys removes the keys and leaves bearer text alone", function()
-      assert.equal("a [REDACTED] b, Bearer tok-1",
-                   errors.redact_keys("a " .. FAKE_KEY .. " b, Bearer tok-1", { FAKE_KEY }))
-      assert.equal("[REDACTED]", errors.redact_keys("sk-abcdef", { "sk-abc", "sk-abcdef" }))
-      assert.is_nil(errors.redact_keys(nil, { FAKE_KEY }))
+    it("keys_only removes the keys and leaves bearer text alone", function()
+      local sc = errors.scrubber({ FAKE_KEY })
+      assert.equal("a [REDACTED] b, Bearer tok-1", sc:text("a " .. FAKE_KEY .. " b, Bearer tok-1", true))
+      assert.equal("[REDACTED]", errors.scrubber({ "sk-abc", "sk-abcdef" }):text("sk-abcdef", true))
     end)
+  end)
+end)
+
+describe("config secrets (credentials)", function()
+  local function ep_with(fields)
+    local ep = { name = "p", base_url = "https://api.example.com/v1" }
+    for k, v in pairs(fields) do ep[k] = v end
+    return { endpoints = { ep } }
+  end
+
+  local function refuses(fields, fragment)
+    local ok, msg = pcall(config.validate, ep_with(fields))
+    assert.is_false(ok, "expected validate to fail")
+    assert.truthy(msg:find("llmrelay.new: " .. fragment, 1, true), ("expected %q in: %s"):format(fragment, msg))
+    return msg
+  end
+
+  it("refuses an api_key too short to keep secret, naming the rule", function()
+    local msg = refuses({ api_key = "1" }, "endpoints[1].api_key is too short to keep secret: a credential must be"
+                          .. " at least 8 characters (omit api_key for a server that needs none)")
+    assert.is_nil(msg:find("= \"1\"", 1, true))
+    assert.truthy(config.validate(ep_with({ api_key = "12345678" })))
+  end)
+
+  it("refuses a credential header too short to keep secret, whatever its case", function()
+    for _, name in ipairs { "api-key", "X-API-KEY", "x-goog-api-key", "X-Auth-Token", "x-client-secret",
+                            "Proxy-Authorization", "Cookie" } do
+      refuses({ headers = { [name] = "short" } },
+              'endpoints[1].headers["' .. name .. '"] is too short to keep secret: a credential must be at least 8')
+    end
+    -- and the token of a "Scheme token" value on its own
+    refuses({ headers = { ["X-Upstream-Token"] = "Bearer abc" } },
+            'endpoints[1].headers["X-Upstream-Token"]\'s token is too short to keep secret')
+    -- a header that is no credential may be short
+    assert.truthy(config.validate(ep_with({ headers = { ["X-Team"] = "a", ["X-Keyring"] = "b" } })))
+  end)
+
+  it("lists credential headers, secret_headers and bearer tokens as secrets", function()
+    local n = config.validate(ep_with({
+      api_key = FAKE_KEY,
+      headers = { ["api-key"] = "azure-key-123", ["X-Team"] = "data", ["X-My-Auth"] = "mine-0123456",
+                  ["X-Upstream-Token"] = "Bearer tok-0123456789" },
+      secret_headers = { "x-my-auth" },
+    }))
+    local got = config.secrets(n)
+    table.sort(got)
+    assert.same({ "Bearer tok-0123456789", "azure-key-123", "mine-0123456", FAKE_KEY, "tok-0123456789" }, got)
+  end)
+
+  it("validates secret_headers", function()
+    refuses({ secret_headers = "X-A" }, "endpoints[1].secret_headers must be an array of header names (got string)")
+    refuses({ secret_headers = { 5 } }, "endpoints[1].secret_headers[1] must be a non-empty string (got 5)")
+    refuses({ headers = { ["X-A"] = "long-enough-1" }, secret_headers = { "X-B" } },
+            'endpoints[1].secret_headers[1] "X-B" names no header of endpoints[1].headers')
+    refuses({ headers = { ["X-A"] = "short" }, secret_headers = { "x-a" } },
+            'endpoints[1].headers["X-A"] is too short to keep secret')
+    refuses({ secret_headers = {}, secrets_headers = {} }, "unknown field 'endpoints[1].secrets_headers'")
+  end)
+end)
+
+-- Issue 12 items 10 and 14: numbers the C core would wrap are refused with
+-- their range; too many headers or models are llmrelay.new errors at the caller.
+describe("config ranges", function()
+  local llmrelay = require "llmrelay"
+  local core = require "llmrelay.core"
+  local nan, inf = 0 / 0, math.huge
+
+  local cases = {
+    { function(c) c.concurrency = 2 ^ 31 end,
+      "concurrency must be a positive integer (got 2147483648); the range is 1 to 65536" },
+    { function(c) c.concurrency = 65537 end, "the range is 1 to 65536" },
+    { function(c) c.endpoints[2].max_concurrency = 2 ^ 31 end,
+      "endpoints[2].max_concurrency must be a positive integer (got 2147483648); the range is 1 to 65536" },
+    { function(c) c.retry = { max_attempts = 2 ^ 31 } end,
+      "retry.max_attempts must be a positive integer (got 2147483648); the range is 1 to 1000000" },
+    { function(c) c.retry = { max_attempts = 2 ^ 32 + 1 } end, "(got 4294967297); the range is 1 to 1000000" },
+    { function(c) c.breaker = { failure_threshold = 2 ^ 31 } end,
+      "breaker.failure_threshold must be a positive integer (got 2147483648); the range is 1 to 1000000" },
+    { function(c) c.breaker = { min_calls = 2 ^ 53 } end, "breaker.min_calls must be a positive integer" },
+    { function(c) c.breaker = { half_open_probes = 1e7 } end,
+      "breaker.half_open_probes must be a positive integer (got 10000000); the range is 1 to 1000000" },
+    { function(c) c.max_response_bytes = 1e20 end,
+      "max_response_bytes must be an integer >= 1024 (got 1e+20); the range is 1024 to 1073741824 (1 GiB)" },
+    { function(c) c.max_response_bytes = 2 ^ 30 + 1 end, "the range is 1024 to 1073741824 (1 GiB)" },
+    { function(c) c.max_response_bytes = nan end,
+      "max_response_bytes must be an integer >= 1024 (got nan); the range is 1024 to 1073741824 (1 GiB)" },
+    { function(c) c.concurrency = inf end, "concurrency must be a positive integer (got inf); the range is 1 to 65536" },
+    { function(c) c.timeout = { total = 1e300 } end,
+      "timeout.total must be a positive number (got 1e+300); the range is above 0 to 1000000 seconds" },
+    { function(c) c.timeout = { connect = 1e7 } end, "timeout.connect must be a positive number (got 10000000)" },
+    { function(c) c.retry = { base_delay = 1e7 } end, "retry.base_delay must be a positive number (got 10000000)" },
+    { function(c) c.retry = { max_delay = 1e7 } end,
+      "retry.max_delay must be a number >= retry.base_delay (0.5) (got 10000000); the range is 0.5 to 1000000 seconds" },
+    { function(c) c.retry = { max_retry_after = 1e7 } end,
+      "retry.max_retry_after must be a number >= 0 (got 10000000); the range is 0 to 1000000 seconds" },
+    { function(c) c.breaker = { window = 1e7 } end, "breaker.window must be a positive number (got 10000000)" },
+    { function(c) c.breaker = { max_cooldown = 1e7 } end, "breaker.max_cooldown must be a number >= breaker.cooldown" },
+    { function(c) c.endpoints[1].weight = 1e300 end,
+      "endpoints[1].weight must be a positive number (got 1e+300); the range is above 0 to 1000000" },
+  }
+  for i, case in ipairs(cases) do
+    it(("case %d: %s"):format(i, case[2]), function()
+      local cfg = cfg_with(case[1])
+      local msg = error_of(cfg)
+      assert.truthy(msg:find(case[2], 1, true), ("expected %q in: %s"):format(case[2], msg))
+    end)
+  end
+
+  it("takes the largest value of each range, and the C core reads it unwrapped", function()
+    local c = llmrelay.new(cfg_with(function(c)
+      c.concurrency = 65536
+      c.retry = { max_attempts = 1000000, max_delay = 1000000, max_retry_after = 1000000 }
+      c.breaker = { failure_threshold = 1000000, min_calls = 1000000, half_open_probes = 1000000,
+                    window = 1000000, cooldown = 1000000 }
+      c.timeout = { connect = 1000000, first_byte = 1000000, idle = 1000000, total = 1000000 }
+      c.max_response_bytes = 2 ^ 30
+      c.endpoints[2].max_concurrency = 65536
+      c.endpoints[2].weight = 1000000
+    end))
+    assert.are.equal(2, #c:status())
+    assert.are.equal(65536, c:status()[2].max_concurrency)
+    c:close()
+  end)
+
+  it("the C core refuses a wrapped number too, whoever built the config", function()
+    local cfg = config.validate(cfg_with())
+    cfg.concurrency = 2 ^ 31
+    local ok, msg = pcall(core.client, cfg)
+    assert.is_false(ok)
+    assert.matches("concurrency must be an integer from 1 to 65536", msg)
+    cfg.concurrency, cfg.retry.max_attempts = 64, 2 ^ 31
+    ok, msg = pcall(core.relay, cfg, 0)
+    assert.is_false(ok)
+    assert.matches("max_attempts must be an integer from 1 to 1000000", msg)
+    cfg.retry.max_attempts, cfg.timeout.total = 5, 1e300
+    ok, msg = pcall(core.client, cfg)
+    assert.is_false(ok)
+    assert.truthy(msg:find("config total must be above 0 and at most 1000000 seconds", 1, true), msg)
+  end)
+
+  local function headers(n)
+    local h = {}
+    for i = 1, n do h["X-H" .. i] = "v" .. i end
+    return h
+  end
+
+  local function models(n)
+    local m = {}
+    for i = 1, n do m[i] = "model-" .. i end
+    return m
+  end
+
+  it("takes 36 headers and 32 models an endpoint", function()
+    local c = llmrelay.new { endpoints = { { base_url = "http://127.0.0.1:1/v1", headers = headers(36),
+                                             models = models(32) } } }
+    c:close()
+  end)
+
+  it("refuses more headers or models at llmrelay.new, blaming the caller", function()
+    local ok, msg = pcall(function()
+      local c = llmrelay.new { endpoints = { { base_url = "http://127.0.0.1:1/v1", headers = headers(37) } } }
+      return c -- not a tail call: the error names this line
+    end)
+    assert.is_false(ok)
+    assert.are.equal("spec/config_spec.lua:", msg:sub(1, 21))
+    assert.truthy(msg:find("llmrelay.new: endpoints[1].headers: at most 36 headers (got 37)", 1, true), msg)
+    ok, msg = pcall(function()
+      local c = llmrelay.new { endpoints = { { base_url = "http://127.0.0.1:1/v1" },
+                                             { base_url = "http://127.0.0.1:2/v1", models = models(33) } } }
+      return c
+    end)
+    assert.is_false(ok)
+    assert.are.equal("spec/config_spec.lua:", msg:sub(1, 21))
+    assert.truthy(msg:find("llmrelay.new: endpoints[2].models: at most 32 models (got 33)", 1, true), msg)
   end)
 end)

@@ -10,6 +10,7 @@ local floor, huge, min = math.floor, math.huge, math.min
 local format, find, sub, lower, byte, gsub, match =
   string.format, string.find, string.sub, string.lower, string.byte, string.gsub, string.match
 local sort = table.sort
+local errors = require "llmrelay.errors"
 
 local MAX_ENDPOINTS = 64
 
@@ -57,21 +58,46 @@ end
 local function number(v, path, spec, default)
   if v == nil then return default end
   if type(v) ~= "number" or not finite(v) or (spec.int and v ~= floor(v)) or not spec.ok(v) then
-    fail(path .. " must be " .. spec.desc .. " (got " .. got(v) .. ")")
+    fail(path .. " must be " .. spec.desc .. " (got " .. got(v) .. ")"
+         .. (spec.range and ("; the range is " .. spec.range) or ""))
   end
   if spec.int then return floor(v) end
   return v
 end
 
 local POSITIVE = { desc = "a positive number", ok = function(x) return x > 0 end }
-local POSITIVE_INT = { desc = "a positive integer", int = true, ok = function(x) return x >= 1 end }
 local NON_NEGATIVE = { desc = "a number >= 0", ok = function(x) return x >= 0 end }
+
+-- Ranges the C core can hold (csrc/l_common.c checks the same numbers): counts
+-- land in C ints, concurrency sizes arrays, seconds become integer milliseconds.
+local MAX_COUNT, MAX_CONCURRENCY, MAX_SECONDS, MAX_WEIGHT = 1000000, 65536, 1000000, 1000000
+local MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
+local MAX_HEADERS, MAX_MODELS = 36, 32 -- per endpoint; llmrelay sets 4 headers of its own
+
+-- Numbers with an upper bound; spec.range is said after the value, so every
+-- refusal names the whole range.
+local function int_range(desc, lo, hi, range)
+  return { desc = desc, int = true, range = range or (lo .. " to " .. hi),
+           ok = function(x) return x >= lo and x <= hi end }
+end
+
+local function up_to(desc, hi, unit, zero_ok)
+  return { desc = desc, range = (zero_ok and "0" or "above 0") .. " to " .. hi .. unit,
+           ok = function(x) return (x > 0 or (zero_ok and x == 0)) and x <= hi end }
+end
+
+local COUNT = int_range("a positive integer", 1, MAX_COUNT)
+local CONCURRENCY = int_range("a positive integer", 1, MAX_CONCURRENCY)
+local SECONDS = up_to("a positive number", MAX_SECONDS, " seconds")
+local SECONDS_OR_ZERO = up_to("a number >= 0", MAX_SECONDS, " seconds", true)
+local WEIGHT = up_to("a positive number", MAX_WEIGHT, "")
 
 -- An upper bound paired with a lower one (max_delay, max_cooldown): when left out it is
 -- the default, or the lower bound if that is larger, so one setting never contradicts a default.
 local function cap(v, path, lower_value, lower_path, default)
   local spec = { desc = "a number >= " .. lower_path .. " (" .. fmt_num(lower_value) .. ")",
-                 ok = function(x) return x >= lower_value end }
+                 range = fmt_num(lower_value) .. " to " .. MAX_SECONDS .. " seconds",
+                 ok = function(x) return x >= lower_value and x <= MAX_SECONDS end }
   return number(v, path, spec, lower_value > default and lower_value or default)
 end
 
@@ -215,6 +241,7 @@ local function parse_headers(v, path)
     if find(gsub(value, "\t", ""), "%c") then fail(hpath .. " must not contain control characters") end
     list[#list + 1] = { name, value }
   end
+  if #list > MAX_HEADERS then fail(path .. ": at most " .. MAX_HEADERS .. " headers (got " .. #list .. ")") end
   sort(list, function(a, b) return lower(a[1]) < lower(b[1]) end)
   for i = 2, #list do
     if lower(list[i][1]) == lower(list[i - 1][1]) then
@@ -230,9 +257,20 @@ local function parse_models(v, path)
   if type(v) ~= "table" then fail(path .. " must be an array of strings (got " .. got(v) .. ")") end
   local n = array_length(v, path)
   if n == 0 then fail(path .. " must not be empty (leave it out to serve every model)") end
+  if n > MAX_MODELS then fail(path .. ": at most " .. MAX_MODELS .. " models (got " .. n .. ")") end
   local models = {}
   for i = 1, n do models[i] = non_empty_string(v[i], path .. "[" .. i .. "]") end
   return models
+end
+
+-- A credential is scrubbed out of everything a server sends back; a short one
+-- would also match ordinary text (a key "chat" in "chat.completion").
+local function long_enough(v, what, hint)
+  if #v < errors.MIN_SECRET then
+    fail(what .. " is too short to keep secret: a credential must be at least " .. errors.MIN_SECRET
+         .. " characters (" .. hint .. ")")
+  end
+  return v
 end
 
 local function parse_api_key(ep, path)
@@ -242,7 +280,8 @@ local function parse_api_key(ep, path)
   end
   if key ~= nil then
     non_empty_string(key, path .. ".api_key")
-    return no_control(key, path .. ".api_key")
+    no_control(key, path .. ".api_key")
+    return long_enough(key, path .. ".api_key", "omit api_key for a server that needs none")
   end
   if env == nil then return nil end
   local epath = path .. ".api_key_env"
@@ -255,11 +294,65 @@ local function parse_api_key(ep, path)
   if find(value, "%c") then
     fail(epath .. ": environment variable " .. env .. " must not contain control characters")
   end
-  return value
+  return long_enough(value, epath .. ": environment variable " .. env,
+                     "unset it, or omit api_key_env, for a server that needs none")
+end
+
+-- Headers whose values are credentials (lowercase names), besides any name
+-- ending in -key, -token or -secret and those listed in secret_headers.
+local CREDENTIAL_HEADERS = { authorization = true, ["proxy-authorization"] = true, ["api-key"] = true,
+                             ["x-api-key"] = true, cookie = true }
+
+local function credential_header(lname)
+  return CREDENTIAL_HEADERS[lname] or find(lname, "[-_]key$") or find(lname, "[-_]token$")
+    or find(lname, "[-_]secret$")
+end
+
+-- "Bearer XYZ": the token XYZ is a secret on its own too.
+local function scheme_token(v)
+  return match(v, "^%a[%w%-]*[ \t]+(%S+)[ \t]*$")
+end
+
+local function parse_secret_headers(v, headers, path)
+  if v == nil then return {} end
+  if type(v) ~= "table" then fail(path .. " must be an array of header names (got " .. got(v) .. ")") end
+  local set = {}
+  for i = 1, array_length(v, path) do
+    local p = path .. "[" .. i .. "]"
+    local name = lower(non_empty_string(v[i], p))
+    local found = false
+    for _, h in ipairs(headers) do found = found or lower(h[1]) == name end
+    if not found then fail(p .. " " .. show(v[i]) .. " names no header of " .. gsub(path, "secret_headers$", "headers")) end
+    set[name] = true
+  end
+  return set
+end
+
+-- Marks the headers whose values are secrets (h.secret), refusing short ones.
+local function mark_secret_headers(headers, listed, path)
+  for _, h in ipairs(headers) do
+    local lname = lower(h[1])
+    if listed[lname] or credential_header(lname) then
+      local hpath = path .. "[" .. show(h[1]) .. "]"
+      local hint = "leave the header out for a server that needs none"
+      long_enough(h[2], hpath, hint)
+      local token = scheme_token(h[2])
+      if token then long_enough(token, hpath .. "'s token", hint) end
+      h.secret = true
+    end
+  end
+  return headers
+end
+
+local function parse_endpoint_headers(ep, path)
+  local hpath = path .. ".headers"
+  local headers = parse_headers(ep.headers, hpath)
+  local listed = parse_secret_headers(ep.secret_headers, headers, path .. ".secret_headers")
+  return mark_secret_headers(headers, listed, hpath)
 end
 
 local ENDPOINT_KEYS = { "name", "base_url", "api_key", "api_key_env", "weight", "rpm", "tpm",
-                        "max_concurrency", "models", "headers" }
+                        "max_concurrency", "models", "headers", "secret_headers" }
 
 local function parse_endpoint(ep, path)
   if type(ep) ~= "table" then fail(path .. " must be a table (got " .. got(ep) .. ")") end
@@ -279,12 +372,12 @@ local function parse_endpoint(ep, path)
     base_url = url,
     url = url .. "/chat/completions",
     api_key = parse_api_key(ep, path),
-    weight = number(ep.weight, path .. ".weight", POSITIVE, 1),
+    weight = number(ep.weight, path .. ".weight", WEIGHT, 1),
     rpm = number(ep.rpm, path .. ".rpm", POSITIVE, 0),
     tpm = number(ep.tpm, path .. ".tpm", POSITIVE, 0),
-    max_concurrency = number(ep.max_concurrency, path .. ".max_concurrency", POSITIVE_INT, 0),
+    max_concurrency = number(ep.max_concurrency, path .. ".max_concurrency", CONCURRENCY, 0),
     models = parse_models(ep.models, path .. ".models"),
-    headers = parse_headers(ep.headers, path .. ".headers"),
+    headers = parse_endpoint_headers(ep, path),
   }
 end
 
@@ -344,9 +437,9 @@ local function parse_retry(v)
   local t = table_or_nil(v, "retry")
   check_keys(t, { "max_attempts", "base_delay", "max_delay", "max_retry_after", "budget" }, "retry")
   local r = {
-    max_attempts = number(t.max_attempts, "retry.max_attempts", POSITIVE_INT, 5),
-    base_delay = number(t.base_delay, "retry.base_delay", POSITIVE, 0.5),
-    max_retry_after = number(t.max_retry_after, "retry.max_retry_after", NON_NEGATIVE, 120),
+    max_attempts = number(t.max_attempts, "retry.max_attempts", COUNT, 5),
+    base_delay = number(t.base_delay, "retry.base_delay", SECONDS, 0.5),
+    max_retry_after = number(t.max_retry_after, "retry.max_retry_after", SECONDS_OR_ZERO, 120),
   }
   r.max_delay = cap(t.max_delay, "retry.max_delay", r.base_delay, "retry.base_delay", 30)
   if t.budget == false then
@@ -365,14 +458,14 @@ local function parse_breaker(v)
   check_keys(t, { "failure_threshold", "failure_rate", "min_calls", "window", "cooldown",
                   "max_cooldown", "half_open_probes" }, "breaker")
   local b = {
-    failure_threshold = number(t.failure_threshold, "breaker.failure_threshold", POSITIVE_INT, 5),
+    failure_threshold = number(t.failure_threshold, "breaker.failure_threshold", COUNT, 5),
     failure_rate = number(t.failure_rate, "breaker.failure_rate",
                           { desc = "a number in (0, 1]", ok = function(x) return x > 0 and x <= 1 end },
                           0.5),
-    min_calls = number(t.min_calls, "breaker.min_calls", POSITIVE_INT, 20),
-    window = number(t.window, "breaker.window", POSITIVE, 30),
-    cooldown = number(t.cooldown, "breaker.cooldown", POSITIVE, 60),
-    half_open_probes = number(t.half_open_probes, "breaker.half_open_probes", POSITIVE_INT, 1),
+    min_calls = number(t.min_calls, "breaker.min_calls", COUNT, 20),
+    window = number(t.window, "breaker.window", SECONDS, 30),
+    cooldown = number(t.cooldown, "breaker.cooldown", SECONDS, 60),
+    half_open_probes = number(t.half_open_probes, "breaker.half_open_probes", COUNT, 1),
   }
   b.max_cooldown = cap(t.max_cooldown, "breaker.max_cooldown", b.cooldown, "breaker.cooldown", 300)
   return b
@@ -382,10 +475,10 @@ local function parse_timeout(v)
   local t = table_or_nil(v, "timeout")
   check_keys(t, { "connect", "first_byte", "idle", "total" }, "timeout")
   return {
-    connect = number(t.connect, "timeout.connect", POSITIVE, 5),
-    first_byte = number(t.first_byte, "timeout.first_byte", POSITIVE, 60),
-    idle = number(t.idle, "timeout.idle", POSITIVE, 30),
-    total = number(t.total, "timeout.total", POSITIVE, 600),
+    connect = number(t.connect, "timeout.connect", SECONDS, 5),
+    first_byte = number(t.first_byte, "timeout.first_byte", SECONDS, 60),
+    idle = number(t.idle, "timeout.idle", SECONDS, 30),
+    total = number(t.total, "timeout.total", SECONDS, 600),
   }
 end
 
@@ -450,10 +543,10 @@ local function normalize(cfg)
     timeout = parse_timeout(cfg.timeout),
     tls = parse_tls(cfg.tls),
     max_response_bytes = number(cfg.max_response_bytes, "max_response_bytes",
-                                { desc = "an integer >= 1024", int = true,
-                                  ok = function(x) return x >= 1024 end },
+                                int_range("an integer >= 1024", 1024, MAX_RESPONSE_BYTES,
+                                          "1024 to " .. MAX_RESPONSE_BYTES .. " (1 GiB)"),
                                 64 * 1024 * 1024),
-    concurrency = number(cfg.concurrency, "concurrency", POSITIVE_INT, 64),
+    concurrency = number(cfg.concurrency, "concurrency", CONCURRENCY, 64),
     on_event = cfg.on_event,
     user_agent = parse_user_agent(cfg.user_agent),
     name = parse_word(cfg.name, "name", "default"),
@@ -473,14 +566,23 @@ function _M.validate(user_cfg, level)
   error(res, 0)
 end
 
--- The api keys of a normalized config, for errors.scrub.
+-- The credentials of a normalized config, for errors.scrubber: the api keys,
+-- the values of secret headers, and the token of a "Scheme token" value.
 function _M.secrets(normalized)
   local keys, seen = {}, {}
-  for _, ep in ipairs(normalized.endpoints) do
-    local k = ep.api_key
+  local function add(k)
     if k and not seen[k] then
       seen[k] = true
       keys[#keys + 1] = k
+    end
+  end
+  for _, ep in ipairs(normalized.endpoints) do
+    add(ep.api_key)
+    for _, h in ipairs(ep.headers) do
+      if h.secret then
+        add(h[2])
+        add(scheme_token(h[2]))
+      end
     end
   end
   return keys

@@ -7,7 +7,8 @@ local type, tostring, pairs, setmetatable, getmetatable, error =
   type, tostring, pairs, setmetatable, getmetatable, error
 local floor = math.floor
 local concat = table.concat
-local find, sub, format, gsub = string.find, string.sub, string.format, string.gsub
+local sub, format, gsub, byte = string.sub, string.format, string.gsub, string.byte
+local core = require "llmrelay.core"
 
 -- Mirrors LR_ERROR_KINDS in csrc/errors.h: kinds[i] is the C enum value i - 1.
 _M.kinds = {
@@ -85,57 +86,26 @@ function _M.is(v)
   return type(v) == "table" and getmetatable(v) == mt
 end
 
-local REDACTED = "[REDACTED]"
-
-local function replace_plain(s, needle)
-  local out, pos = {}, 1
-  while true do
-    local i, j = find(s, needle, pos, true)
-    if not i then break end
-    out[#out + 1] = sub(s, pos, i - 1)
-    out[#out + 1] = REDACTED
-    pos = j + 1
-  end
-  if pos == 1 then return s end
-  out[#out + 1] = sub(s, pos)
-  return concat(out)
+-- A scrubber of these secrets (csrc/scrub.c; the secrets stay in C memory):
+--   sc:text(s [, keys_only])        -> s            messages, plain-text bodies
+--   sc:json(s [, keys_only])        -> s, is_json   bodies: only JSON string values change
+-- Both replace every secret (and its JSON-escaped forms) by [REDACTED] and make
+-- invalid UTF-8 U+FFFD; unless keys_only, "Bearer <token>" loses the token and a
+-- text cut inside a secret loses its start. A value that is not a string comes back.
+function _M.scrubber(secrets)
+  return core.scrubber(secrets or {})
 end
 
--- Replaces every one of the keys in `s` by [REDACTED], plainly (no pattern).
-function _M.redact_keys(s, secrets)
-  if type(s) ~= "string" or not secrets then return s end
-  -- Longest first, so a key that contains another is removed whole.
-  local list = {}
-  for _, k in pairs(secrets) do
-    if type(k) == "string" and k ~= "" then list[#list + 1] = k end
-  end
-  table.sort(list, function(a, b) return #a > #b end)
-  for _, k in ipairs(list) do s = replace_plain(s, k) end
-  return s
-end
+-- Credentials shorter than this are refused by the config: a short one would
+-- match ordinary text (a key "chat" in "chat.completion").
+_M.MIN_SECRET = core.SCRUB_MIN_SECRET
 
--- A text cut short (the core keeps 2 KiB of an error body) may end with the
--- first bytes of a key: those go too, from MIN_TAIL bytes on.
-local MIN_TAIL = 4
-local function redact_tail(s, secrets)
-  for _, k in pairs(secrets) do
-    if type(k) == "string" then
-      for n = math.min(#k - 1, #s), MIN_TAIL, -1 do
-        if sub(s, -n) == sub(k, 1, n) then return sub(s, 1, #s - n) .. REDACTED end
-      end
-    end
-  end
-  return s
-end
-
--- Removes every api key from text that may have come back from a server (some 401
--- bodies quote the key), plus any bearer token, whoever's it is.
-function _M.scrub(s, secrets)
-  if type(s) ~= "string" then return s end
-  s = _M.redact_keys(s, secrets)
-  if secrets then s = redact_tail(s, secrets) end
-  s = gsub(s, "([Bb][Ee][Aa][Rr][Ee][Rr])%s+[^%s\"'\\,;]+", "%1 " .. REDACTED)
-  return s
+-- s cut to at most n bytes (then "..." is added), never inside a UTF-8 sequence.
+function _M.cut(s, n)
+  if #s <= n then return s end
+  local i = n
+  while i > 0 and byte(s, i + 1) >= 0x80 and byte(s, i + 1) < 0xC0 do i = i - 1 end
+  return sub(s, 1, i) .. "..."
 end
 
 return _M
