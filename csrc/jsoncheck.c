@@ -1,8 +1,10 @@
 /* RFC 8259 validation in one pass. The only memory is a bit per nesting
  * level (object or array), on the C stack, so hostile input cannot make it
- * recurse or allocate. */
+ * recurse or allocate. The same pass estimates what decoding would cost;
+ * a request that fails is walked once more to name the field at fault. */
 #include "jsoncheck.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define MAX_NEST 65536
@@ -39,31 +41,50 @@ static ptr utf8_char(ptr p, ptr end) {
   return p + 1 + more;
 }
 
+/* Where and why a string failed: the offending byte, and whether it broke
+ * UTF-8 (rather than the JSON grammar). */
+typedef struct {
+  ptr bad;
+  int utf8;
+} fault;
+
 /* The rest of a string after its opening quote; the byte after the closing one. */
-static ptr string_rest(ptr p, ptr end) {
+static ptr string_rest(ptr p, ptr end, fault *f) {
   while (p < end) {
     unsigned char c = *p;
     if (c == '"') return p + 1;
     if (c == '\\') {
-      if (++p == end) return NULL;
+      if (++p == end) break;
       if (*p == 'u') {
-        if (end - p < 5) return NULL;
+        if (end - p < 5) break;
         for (int i = 1; i <= 4; i++)
-          if (!is_hex(p[i])) return NULL;
+          if (!is_hex(p[i])) {
+            f->bad = p + i;
+            return NULL;
+          }
         p += 5;
       } else if (*p && strchr("\"\\/bfnrt", *p)) {
         p++;
       } else {
+        f->bad = p;
         return NULL;
       }
     } else if (c < 0x20) {
+      f->bad = p;
       return NULL;
     } else if (c < 0x80) {
       p++;
-    } else if (!(p = utf8_char(p, end))) {
-      return NULL;
+    } else {
+      ptr q = utf8_char(p, end);
+      if (!q) {
+        f->bad = p;
+        f->utf8 = 1;
+        return NULL;
+      }
+      p = q;
     }
   }
+  f->bad = end; /* cut short */
   return NULL;
 }
 
@@ -97,19 +118,37 @@ static ptr literal(ptr p, ptr end, const char *word, size_t len) {
   return (size_t)(end - p) >= len && memcmp(p, word, len) == 0 ? p + len : NULL;
 }
 
-int lr_json_check(const char *s, size_t n, int max_depth) {
+/* The estimated decode cost: every value, and string bytes (keys' too). */
+static int charge(lr_json_result *res, const lr_json_limits *lim, uint64_t c, ptr at, ptr start) {
+  res->cost += c;
+  if (lim->max_cost && res->cost > lim->max_cost) {
+    res->status = LR_JSON_COST;
+    res->offset = (size_t)(at - start);
+    return -1;
+  }
+  return 0;
+}
+
+lr_json_status lr_json_scan(const char *s, size_t n, const lr_json_limits *lim, lr_json_result *res) {
   unsigned char in_object[MAX_NEST / 8]; /* bit d: level d+1 is an object */
   enum { VALUE, KEY, AFTER } want = VALUE;
-  ptr p = (ptr)s, end;
-  int depth = 0;
-  if (n == 0) return -1;
-  end = p + n;
-  if (max_depth > MAX_NEST) max_depth = MAX_NEST;
+  ptr start = (ptr)s, p = start, end = start + n, q;
+  fault f = {NULL, 0};
+  int depth = 0, max_depth = lim->max_depth > MAX_NEST ? MAX_NEST : lim->max_depth;
+  res->status = LR_JSON_SYNTAX;
+  res->offset = 0;
+  res->cost = 0;
+  if (n == 0) return res->status;
   for (;;) {
     p = skip_ws(p, end);
     if (want == AFTER) { /* a value ended: what may follow it */
-      if (depth == 0) return p == end ? 0 : -1;
-      if (p == end) return -1;
+      if (depth == 0) {
+        if (p != end) break;
+        res->status = LR_JSON_OK;
+        res->offset = n;
+        return LR_JSON_OK;
+      }
+      if (p == end) break;
       int object = in_object[(depth - 1) >> 3] >> ((depth - 1) & 7) & 1;
       if (*p == ',') {
         p++;
@@ -118,15 +157,17 @@ int lr_json_check(const char *s, size_t n, int max_depth) {
         p++;
         depth--;
       } else {
-        return -1;
+        break;
       }
       continue;
     }
-    if (p == end) return -1;
+    if (p == end) break;
     if (want == KEY) {
-      if (*p != '"' || !(p = string_rest(p + 1, end))) return -1;
-      p = skip_ws(p, end);
-      if (p == end || *p != ':') return -1;
+      if (*p != '"') break;
+      if (!(q = string_rest(p + 1, end, &f))) goto bad_string;
+      if (charge(res, lim, LR_JSON_COST_KEY + (uint64_t)(q - p), p, start)) return res->status;
+      p = skip_ws(q, end);
+      if (p == end || *p != ':') break;
       p++;
       want = VALUE;
       continue;
@@ -135,7 +176,12 @@ int lr_json_check(const char *s, size_t n, int max_depth) {
     case '{':
     case '[': {
       int object = *p == '{';
-      if (depth >= max_depth) return -1;
+      if (depth >= max_depth) {
+        res->status = LR_JSON_DEPTH;
+        res->offset = (size_t)(p - start);
+        return res->status;
+      }
+      if (charge(res, lim, LR_JSON_COST_CONTAINER, p, start)) return res->status;
       if (object) in_object[depth >> 3] |= (unsigned char)(1u << (depth & 7));
       else in_object[depth >> 3] &= (unsigned char)~(1u << (depth & 7));
       depth++;
@@ -149,21 +195,275 @@ int lr_json_check(const char *s, size_t n, int max_depth) {
       }
       continue;
     }
-    case '"': p = string_rest(p + 1, end); break;
-    case 't': p = literal(p, end, "true", 4); break;
-    case 'f': p = literal(p, end, "false", 5); break;
-    case 'n': p = literal(p, end, "null", 4); break;
-    default: p = number(p, end); break;
+    case '"':
+      if (!(q = string_rest(p + 1, end, &f))) goto bad_string;
+      break;
+    case 't': q = literal(p, end, "true", 4); break;
+    case 'f': q = literal(p, end, "false", 5); break;
+    case 'n': q = literal(p, end, "null", 4); break;
+    default: q = number(p, end); break;
     }
-    if (!p) return -1;
+    if (!q) break;
+    if (charge(res, lim, LR_JSON_COST_VALUE + (*p == '"' ? (uint64_t)(q - p) : 0), p, start)) return res->status;
+    p = q;
     want = AFTER;
   }
+  res->offset = (size_t)(p - start); /* the grammar broke here */
+  return res->status;
+bad_string:
+  res->status = f.utf8 ? LR_JSON_UTF8 : LR_JSON_SYNTAX;
+  res->offset = (size_t)(f.bad - start);
+  return res->status;
+}
+
+int lr_json_check(const char *s, size_t n, int max_depth) {
+  lr_json_limits lim = {max_depth, 0};
+  lr_json_result res;
+  return lr_json_scan(s, n, &lim, &res) == LR_JSON_OK ? 0 : -1;
+}
+
+static int starts_object(const char *s, size_t n) {
+  ptr p = skip_ws((ptr)s, (ptr)s + n);
+  return p < (ptr)s + n && *p == '{';
 }
 
 int lr_json_check_object(const char *s, size_t n, int max_depth) {
-  ptr p;
-  if (n == 0) return -1;
-  p = skip_ws((ptr)s, (ptr)s + n);
-  if (p == (ptr)s + n || *p != '{') return -1;
+  if (n == 0 || !starts_object(s, n)) return -1;
   return lr_json_check(s, n, max_depth);
+}
+
+uint64_t lr_json_decode_budget(size_t max_response_bytes) {
+  return 3 * (uint64_t)max_response_bytes;
+}
+
+int lr_json_check_answer(const char *s, size_t n, int max_depth, size_t max_response_bytes, char *msg,
+                         size_t msgn) {
+  lr_json_limits lim = {max_depth, lr_json_decode_budget(max_response_bytes)};
+  lr_json_result res;
+  lr_json_scan(s, n, &lim, &res);
+  switch (res.status) {
+  case LR_JSON_OK:
+    if (starts_object(s, n)) return 0;
+    snprintf(msg, msgn, "the response body is not a JSON object");
+    break;
+  case LR_JSON_UTF8:
+    snprintf(msg, msgn, "the response body is not valid UTF-8 (byte %zu)", res.offset + 1);
+    break;
+  case LR_JSON_DEPTH:
+    snprintf(msg, msgn, "the response body nests deeper than %d arrays or objects", max_depth);
+    break;
+  case LR_JSON_COST:
+    snprintf(msg, msgn,
+             "the response body is too costly to decode: more than %llu bytes estimated "
+             "(the cap is 3 x max_response_bytes)",
+             (unsigned long long)lim.max_cost);
+    break;
+  default:
+    snprintf(msg, msgn, "the response body is not a JSON object (invalid JSON at byte %zu)", res.offset + 1);
+    break;
+  }
+  return -1;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+#define PATH_LEVELS 32 /* levels named in a message; deeper ones show as "..." */
+
+/* The end of a string that starts at p (its quote) in valid JSON. */
+static ptr string_end(ptr p, ptr end) {
+  for (p++; p < end && *p != '"'; p++)
+    if (*p == '\\') p++;
+  return p < end ? p + 1 : end;
+}
+
+/* The end of the value at p, in valid JSON. */
+static ptr value_end(ptr p, ptr end) {
+  int depth = 0;
+  do {
+    if (*p == '"') {
+      p = string_end(p, end);
+      continue;
+    }
+    if (*p == '[' || *p == '{') depth++;
+    else if (*p == ']' || *p == '}') depth--;
+    p++;
+    if (depth == 0)
+      while (p < end && !strchr(",]} \t\r\n", *p)) p++; /* the rest of a scalar */
+  } while (p < end && depth > 0);
+  return p;
+}
+
+/* The byte of the decoded string (1-based) that raw position `at` of the
+ * string starting after its quote at `p` falls on: escapes count as what
+ * they decode to. */
+static size_t decoded_byte(ptr p, ptr at) {
+  size_t k = 0;
+  while (p < at) {
+    if (*p != '\\') {
+      p++;
+      k++;
+    } else if (p[1] != 'u') {
+      p += 2;
+      k++;
+    } else {
+      unsigned cp = 0;
+      for (int i = 2; i < 6; i++) cp = cp * 16 + (unsigned)(p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+      p += 6;
+      if (cp >= 0xD800 && cp < 0xDC00 && p + 6 <= at && p[0] == '\\' && p[1] == 'u' && (p[2] | 0x20) == 'd' &&
+          strchr("cdefCDEF", p[3])) {
+        p += 6;
+        k += 4;
+      } else {
+        k += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
+      }
+    }
+  }
+  return k + 1;
+}
+
+typedef struct {
+  char *b;
+  size_t n, len;
+} text;
+
+static void put(text *t, const char *s, size_t n) {
+  while (n-- && t->len + 1 < t->n) t->b[t->len++] = *s++;
+  t->b[t->len] = 0;
+}
+
+/* A key as a path step: .name when it reads as one, else ["..."] (shown
+ * printable and cut short). */
+static void put_key(text *t, ptr k, size_t n, int first) {
+  int plain = n > 0 && !(k[0] >= '0' && k[0] <= '9');
+  for (size_t i = 0; i < n; i++)
+    if (!(k[i] == '_' || (k[i] >= '0' && k[i] <= '9') || ((k[i] | 0x20) >= 'a' && (k[i] | 0x20) <= 'z'))) plain = 0;
+  if (plain) {
+    if (!first) put(t, ".", 1);
+    put(t, (const char *)k, n > 40 ? 40 : n);
+    return;
+  }
+  put(t, "[\"", 2);
+  for (size_t i = 0; i < n && i < 40; i++) put(t, k[i] >= 0x20 && k[i] < 0x7f && k[i] != '"' && k[i] != '\\' ? (const char *)k + i : "?", 1);
+  put(t, n > 40 ? "...\"]" : "\"]", n > 40 ? 5 : 2);
+}
+
+/* Names the place of byte `at` (inside a string) of valid-up-to-there JSON:
+ * writes the path of the value (messages[2].content, arrays counted from 1)
+ * and returns the byte within the string, or 0 when `at` is in a key. */
+static size_t locate(ptr s, ptr end, ptr at, text *t) {
+  struct {
+    int object, want_key;
+    long index;
+    ptr key;
+    size_t key_len;
+  } st[PATH_LEVELS];
+  int depth = 0;
+  ptr p = s;
+  while (p < at) {
+    unsigned char c = *p;
+    int top = depth - 1, named = top < PATH_LEVELS;
+    if (c == '{' || c == '[') {
+      if (depth < PATH_LEVELS) {
+        st[depth].object = c == '{';
+        st[depth].want_key = c == '{';
+        st[depth].index = 1;
+        st[depth].key = NULL;
+      }
+      depth++;
+      p++;
+    } else if (c == '}' || c == ']') {
+      depth--;
+      p++;
+    } else if (c == ',') {
+      if (top >= 0 && named) {
+        if (st[top].object) st[top].want_key = 1;
+        else st[top].index++;
+      }
+      p++;
+    } else if (c == '"') {
+      ptr e = string_end(p, end);
+      int key = top >= 0 && named && st[top].object && st[top].want_key;
+      if (e > at) { /* the string holding `at` */
+        for (int d = 0; d < depth && d < PATH_LEVELS; d++) {
+          if (d == depth - 1 && key) break;
+          if (st[d].object) {
+            put_key(t, st[d].key, st[d].key_len, d == 0);
+          } else {
+            char b[32];
+            put(t, b, (size_t)snprintf(b, sizeof b, "[%ld]", st[d].index));
+          }
+        }
+        if (depth > PATH_LEVELS) put(t, "...", 3);
+        return key ? 0 : decoded_byte(p + 1, at);
+      }
+      if (key) {
+        st[top].key = p + 1;
+        st[top].key_len = (size_t)(e - p - 2);
+        st[top].want_key = 0;
+      }
+      p = e;
+    } else {
+      p++;
+    }
+  }
+  return 0;
+}
+
+static const char *kind_of_value(ptr p, ptr end) {
+  switch (*p) {
+  case '{': return skip_ws(p + 1, end) < end && *skip_ws(p + 1, end) == '}' ? "an empty object: an empty Lua table encodes as {}" : "an object";
+  case '[': return "an empty array";
+  case '"': return "a string";
+  case 't':
+  case 'f': return "a boolean";
+  case 'n': return "null";
+  default: return "a number";
+  }
+}
+
+int lr_json_check_request(const char *s, size_t n, int max_depth, char *msg, size_t msgn) {
+  lr_json_limits lim = {max_depth, 0};
+  lr_json_result res;
+  ptr start = (ptr)s, end = start + n;
+  switch (lr_json_scan(s, n, &lim, &res)) {
+  case LR_JSON_OK: break;
+  case LR_JSON_UTF8: {
+    char where[160];
+    text w = {where, sizeof where, 0};
+    size_t byte = locate(start, end, start + res.offset, &w);
+    if (byte) snprintf(msg, msgn, "%s is not valid UTF-8 (byte %zu)", w.len ? where : "the request", byte);
+    else snprintf(msg, msgn, "a key of %s is not valid UTF-8", w.len ? where : "the request");
+    return -1;
+  }
+  case LR_JSON_DEPTH:
+    snprintf(msg, msgn, "the request nests deeper than %d arrays or objects", max_depth);
+    return -1;
+  default:
+    snprintf(msg, msgn, "the request body is not valid JSON (byte %zu)", res.offset + 1);
+    return -1;
+  }
+  ptr p = skip_ws(start, end);
+  if (*p != '{') {
+    snprintf(msg, msgn, "the request must be a JSON object");
+    return -1;
+  }
+  int seen = 0;
+  for (p = skip_ws(p + 1, end); p < end && *p == '"';) { /* the members of the top object */
+    ptr ke = string_end(p, end), v = skip_ws(skip_ws(ke, end) + 1, end); /* past ':' */
+    if (ke - p == 10 && memcmp(p + 1, "messages", 8) == 0) {
+      seen = 1;
+      ptr first = skip_ws(v + 1, end);
+      if (*v != '[' || *first == ']') {
+        snprintf(msg, msgn, "messages must be a non-empty array of messages (got %s)", kind_of_value(v, end));
+        return -1;
+      }
+    }
+    p = skip_ws(value_end(v, end), end);
+    if (p < end && *p == ',') p = skip_ws(p + 1, end);
+  }
+  if (!seen) {
+    snprintf(msg, msgn, "messages is required (a non-empty array of messages)");
+    return -1;
+  }
+  return 0;
 }

@@ -4,6 +4,7 @@
 #include "l_common.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,35 @@ double lrl_num_field(lua_State *L, int t, const char *k, double dflt) {
   return v;
 }
 
+/* The ranges lua/llmrelay/config.lua checks first, with the same numbers. */
+#define MAX_COUNT 1000000          /* max_attempts, failure_threshold, min_calls, half_open_probes */
+#define MAX_CONCURRENCY 65536      /* concurrency, max_concurrency: arrays are sized by them */
+#define MAX_RESPONSE_BYTES (1 << 30) /* the body is held in memory, and copied */
+#define DEFAULT_RESPONSE_BYTES (64.0 * 1024 * 1024)
+#define MAX_SECONDS 1e6            /* timeouts and delays become integer milliseconds */
+
+/* Integer fields land in C ints and sizes: a value out of range is refused,
+ * never wrapped. */
+static long long int_field(lua_State *L, int t, const char *k, double dflt, double lo, double hi) {
+  double v = lrl_num_field(L, t, k, dflt);
+  if (!(v >= lo && v <= hi) || v != floor(v)) {
+    char range[64]; /* lua_pushfstring knows no %.0f */
+    snprintf(range, sizeof range, "from %.0f to %.0f", lo, hi);
+    luaL_error(L, "config %s must be an integer %s", k, range);
+  }
+  return (long long)v;
+}
+
+static double seconds_field(lua_State *L, int t, const char *k, double dflt, int zero_ok) {
+  double v = lrl_num_field(L, t, k, dflt);
+  if (!((v > 0 || (zero_ok && v == 0)) && v <= MAX_SECONDS)) {
+    char range[64];
+    snprintf(range, sizeof range, "%s and at most %.0f seconds", zero_ok ? ">= 0" : "above 0", MAX_SECONDS);
+    luaL_error(L, "config %s must be %s", k, range);
+  }
+  return v;
+}
+
 int lrl_sub_table(lua_State *L, int t, const char *k) {
   lua_getfield(L, t, k);
   if (!lua_istable(L, -1)) luaL_error(L, "config.%s must be a table", k);
@@ -29,7 +59,8 @@ int lrl_sub_table(lua_State *L, int t, const char *k) {
 /* Everything built while reading the config, in a userdata whose __gc frees
  * it, so an error half-way through leaks nothing. */
 #define SCRATCH_MT LRL_SCRATCH_MT
-#define MAX_HEADERS 40
+#define MAX_HEADERS 40 /* 4 set by llmrelay, the rest the endpoint's */
+#define MAX_USER_HEADERS (MAX_HEADERS - 4)
 #define MAX_MODELS 32
 
 typedef struct {
@@ -82,7 +113,7 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   lua_getfield(L, t, "headers");
   if (lua_istable(L, -1)) {
     int n = (int)lrc_rawlen(L, -1);
-    if (n > MAX_HEADERS - 4) luaL_error(L, "endpoints[%d].headers: at most %d", i + 1, MAX_HEADERS - 4);
+    if (n > MAX_USER_HEADERS) luaL_error(L, "endpoints[%d].headers: at most %d headers", i + 1, MAX_USER_HEADERS);
     for (int k = 1; k <= n; k++) {
       lua_rawgeti(L, -1, k);
       lua_rawgeti(L, -1, 1);
@@ -101,7 +132,7 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   lua_getfield(L, t, "models");
   if (lua_istable(L, -1)) {
     int n = (int)lrc_rawlen(L, -1);
-    if (n > MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d", i + 1, MAX_MODELS);
+    if (n > MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d models", i + 1, MAX_MODELS);
     for (int k = 1; k <= n; k++) {
       lua_rawgeti(L, -1, k);
       models[nm++] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
@@ -112,7 +143,7 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   ep->models = models;
   ep->n_models = nm;
   ep->policy.weight = lrl_num_field(L, t, "weight", 1);
-  ep->policy.max_concurrency = (int)lrl_num_field(L, t, "max_concurrency", 0);
+  ep->policy.max_concurrency = (int)int_field(L, t, "max_concurrency", 0, 0, MAX_CONCURRENCY);
   ep->policy.rpm = lrl_num_field(L, t, "rpm", 0);
   ep->policy.tpm = lrl_num_field(L, t, "tpm", 0);
 }
@@ -122,31 +153,32 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   lr_client_cfg cfg;
   memset(&cfg, 0, sizeof cfg);
   int t = lrl_sub_table(L, idx, "retry");
-  cfg.relay.max_attempts = (int)lrl_num_field(L, t, "max_attempts", 5);
-  cfg.relay.backoff.base_delay_s = lrl_num_field(L, t, "base_delay", 0.5);
-  cfg.relay.backoff.max_delay_s = lrl_num_field(L, t, "max_delay", 30);
-  cfg.relay.backoff.max_retry_after_s = lrl_num_field(L, t, "max_retry_after", 120);
+  cfg.relay.max_attempts = (int)int_field(L, t, "max_attempts", 5, 1, MAX_COUNT);
+  cfg.relay.backoff.base_delay_s = seconds_field(L, t, "base_delay", 0.5, 0);
+  cfg.relay.backoff.max_delay_s = seconds_field(L, t, "max_delay", 30, 0);
+  cfg.relay.backoff.max_retry_after_s = seconds_field(L, t, "max_retry_after", 120, 1);
   cfg.relay.budget = lrl_num_field(L, t, "budget", 0.2);
   t = lrl_sub_table(L, idx, "breaker");
-  cfg.breaker.failure_threshold = (int)lrl_num_field(L, t, "failure_threshold", 5);
+  cfg.breaker.failure_threshold = (int)int_field(L, t, "failure_threshold", 5, 1, MAX_COUNT);
   cfg.breaker.failure_rate = lrl_num_field(L, t, "failure_rate", 0.5);
-  cfg.breaker.min_calls = (int)lrl_num_field(L, t, "min_calls", 20);
-  cfg.breaker.window_s = lrl_num_field(L, t, "window", 30);
-  cfg.breaker.cooldown_s = lrl_num_field(L, t, "cooldown", 60);
-  cfg.breaker.max_cooldown_s = lrl_num_field(L, t, "max_cooldown", 300);
-  cfg.breaker.half_open_probes = (int)lrl_num_field(L, t, "half_open_probes", 1);
+  cfg.breaker.min_calls = (int)int_field(L, t, "min_calls", 20, 1, MAX_COUNT);
+  cfg.breaker.window_s = seconds_field(L, t, "window", 30, 0);
+  cfg.breaker.cooldown_s = seconds_field(L, t, "cooldown", 60, 0);
+  cfg.breaker.max_cooldown_s = seconds_field(L, t, "max_cooldown", 300, 0);
+  cfg.breaker.half_open_probes = (int)int_field(L, t, "half_open_probes", 1, 1, MAX_COUNT);
   t = lrl_sub_table(L, idx, "timeout");
-  cfg.connect_timeout_s = lrl_num_field(L, t, "connect", 5);
-  cfg.first_byte_timeout_s = lrl_num_field(L, t, "first_byte", 60);
-  cfg.idle_timeout_s = lrl_num_field(L, t, "idle", 30);
-  cfg.relay.attempt_timeout_s = lrl_num_field(L, t, "total", 600);
+  cfg.connect_timeout_s = seconds_field(L, t, "connect", 5, 0);
+  cfg.first_byte_timeout_s = seconds_field(L, t, "first_byte", 60, 0);
+  cfg.idle_timeout_s = seconds_field(L, t, "idle", 30, 0);
+  cfg.relay.attempt_timeout_s = seconds_field(L, t, "total", 600, 0);
   t = lrl_sub_table(L, idx, "tls");
   lua_getfield(L, t, "ca_file");
   cfg.ca_file = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
   lua_getfield(L, t, "insecure");
   cfg.insecure = lua_toboolean(L, -1);
-  cfg.max_response_bytes = (size_t)lrl_num_field(L, idx, "max_response_bytes", 64.0 * 1024 * 1024);
-  cfg.relay.concurrency = (int)lrl_num_field(L, idx, "concurrency", 64);
+  cfg.max_response_bytes =
+      (size_t)int_field(L, idx, "max_response_bytes", DEFAULT_RESPONSE_BYTES, 1024, MAX_RESPONSE_BYTES);
+  cfg.relay.concurrency = (int)int_field(L, idx, "concurrency", 64, 1, MAX_CONCURRENCY);
   lua_getfield(L, idx, "user_agent");
   cfg.user_agent = lua_isstring(L, -1) ? lua_tostring(L, -1) : "llmrelay";
   lua_getfield(L, idx, "strategy");

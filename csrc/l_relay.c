@@ -482,12 +482,34 @@ static int l_decoder_gc(lua_State *L) {
   return 0;
 }
 
-/* core.json_object_ok(body) -> whether body is one JSON object (the check the libcurl executor makes) */
+/* core.json_object_ok(body, max_response_bytes|nil) -> true | false, why: whether a 2xx body is
+ * one JSON object within the decode budget (the check the libcurl executor makes) */
 static int l_json_object_ok(lua_State *L) {
   size_t n;
   const char *b = luaL_checklstring(L, 1, &n);
-  lua_pushboolean(L, lr_json_check_object(b, n, LR_MAX_JSON_DEPTH) == 0);
-  return 1;
+  lua_Number max = luaL_optnumber(L, 2, 64.0 * 1024 * 1024);
+  if (!(max >= 1024 && max <= 1073741824.0)) return luaL_argerror(L, 2, "max_response_bytes out of range");
+  char msg[200];
+  int ok = lr_json_check_answer(b, n, LR_MAX_JSON_DEPTH, (size_t)max, msg, sizeof msg) == 0;
+  lua_pushboolean(L, ok);
+  if (ok) return 1;
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+/* core.check_request(body) -> true | nil, why: a request body no server could answer well
+ * (not a JSON object, invalid UTF-8, no messages), named by its field */
+static int l_check_request(lua_State *L) {
+  size_t n;
+  const char *b = luaL_checklstring(L, 1, &n);
+  char msg[256];
+  if (lr_json_check_request(b, n, LR_MAX_JSON_DEPTH, msg, sizeof msg) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
 }
 
 /* core.usage_tokens(body) -> usage.total_tokens of an answer, or nil */
@@ -540,6 +562,7 @@ void lr_relay_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"relay", l_new},
                                  {"stream_decoder", l_decoder_new},
                                  {"json_object_ok", l_json_object_ok},
+                                 {"check_request", l_check_request},
                                  {"usage_tokens", l_usage_tokens},
                                  {"shared_bucket", l_shared_bucket},
                                  {NULL, NULL}};

@@ -456,12 +456,13 @@ typedef struct {
   lr_verdict health;
   verdict_action action;
   double throttle_s; /* > 0: rest the endpoint this long */
+  int free;          /* its retry adds no load: routing (404) or paced by the server (429) */
 } classification;
 
 static double server_delay(const lr_outcome *o) { return o->hints ? lr_hints_server_delay(o->hints) : -1; }
 
 static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *o, double now) {
-  classification c = {LR_E_NONE, LR_VERDICT_NEUTRAL, C_RETRY, 0};
+  classification c = {LR_E_NONE, LR_VERDICT_NEUTRAL, C_RETRY, 0, 0};
   int st = o->status;
   if (o->transport != LR_E_NONE) {
     c.kind = o->transport;
@@ -489,8 +490,13 @@ static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *
       c.action = C_OK;
       c.health = LR_VERDICT_SUCCESS;
     } else {
+      /* The endpoint answered; what it said cannot be used. The same request
+       * would likely get the same answer there (an echo of the request, an
+       * answer over the decode cap), so it goes elsewhere, and the breaker
+       * does not count it: one request's answer must not close an endpoint
+       * for every other request. */
       c.kind = LR_E_DECODE;
-      c.health = LR_VERDICT_FAILURE;
+      c.action = C_RETRY_ELSEWHERE;
     }
     return c;
   }
@@ -499,6 +505,7 @@ static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *
   if (st == 429) {
     lr_endpoint *e = &rl->pool.ep[r->endpoint];
     c.kind = LR_E_RATE_LIMITED;
+    c.free = 1;
     if (sd >= 0) {
       c.throttle_s = sd;
     } else { /* the server gave no hint: back off by the endpoint's run of 429s */
@@ -515,6 +522,7 @@ static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *
   } else if (st == 404) {
     c.kind = LR_E_HTTP; /* this endpoint does not serve the model (or the path) */
     c.action = C_RETRY_ELSEWHERE;
+    c.free = 1;
   } else if (st == 408) {
     c.kind = LR_E_TIMEOUT;
     c.health = LR_VERDICT_FAILURE;
@@ -557,7 +565,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->kind = c.kind;
   /* outside the budget: a retry that adds no load (the first attempt never
    * reached a server, or it is routing), or one the server paced itself (429) */
-  r->free_retry = o->not_sent || c.action == C_RETRY_ELSEWHERE || c.kind == LR_E_RATE_LIMITED;
+  r->free_retry = o->not_sent || c.free;
   r->message[0] = 0;
   if (o->message) snprintf(r->message, sizeof r->message, "%s", o->message);
   r->endpoint = -1;

@@ -32,6 +32,7 @@ typedef struct lr_transfer {
   size_t len, cap;
   lr_hints hints;
   int got_first_byte;
+  int in_head; /* a status line came and its header block has not ended */
   int too_large;
   double wall; /* wall clock at the first header, for HTTP-date hints */
   double first_byte_deadline;
@@ -147,6 +148,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   if (!x->got_first_byte || x->wall == 0) x->wall = lr_now_wall();
   x->got_first_byte = 1;
   if (x->call && x->call->stream) x->last_read_at = lr_now_mono();
+  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) x->in_head = 1;
+  else if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) x->in_head = 0;
   lr_hints_feed_line(&x->hints, data, n, x->wall);
   return n;
 }
@@ -529,6 +532,7 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->call = call;
   x->len = 0;
   x->got_first_byte = 0;
+  x->in_head = 0;
   x->wall = 0;
   x->too_large = 0;
   x->errbuf[0] = 0;
@@ -610,23 +614,46 @@ static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) 
   }
 }
 
+/* libcurl refuses a response header line over CURL_MAX_HTTP_HEADER (100 KB)
+ * with CURLE_OUT_OF_MEMORY and no text (CURLE_TOO_LARGE since 8.6), and a
+ * header block over 300 KB with CURLE_RECV_ERROR "Too large response
+ * headers".  Inside a header block that is the upstream's doing, unless
+ * memory is really short: then a buffer twice the limit cannot be had either. */
+static const char *header_refused(const lr_transfer *x, CURLcode rc) {
+  static const char line[] = "the upstream sent a response header line over libcurl's limit of 100 KB";
+  if (!x->in_head) return NULL;
+#if LIBCURL_VERSION_NUM >= 0x080600
+  if (rc == CURLE_TOO_LARGE) return line;
+#endif
+  if (rc == CURLE_RECV_ERROR && strncmp(x->errbuf, "Too large response headers", 26) == 0)
+    return "the upstream's response headers exceed libcurl's limit of 300 KB";
+  if (rc != CURLE_OUT_OF_MEMORY) return NULL;
+  char *volatile probe = malloc(2 * CURL_MAX_HTTP_HEADER); /* volatile: the compiler may not assume success */
+  if (!probe) return NULL;
+  free(probe);
+  return line;
+}
+
 static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
   lr_call *call = x->call;
   active_remove(c, x);
   call->xfer = NULL;
   long status = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-  char msg[CURL_ERROR_SIZE + 64];
+  char msg[CURL_ERROR_SIZE + 96];
+  const char *refused;
   if (x->mode == 2) {
     stream_done(c, x, rc, status);
   } else if (rc == CURLE_OK) {
     int ok = 0;
+    char why[200] = ""; /* a 2xx body that will not do: why */
     if (status >= 200 && status < 300) {
-      ok = lr_json_check_object(x->buf, x->len, LR_MAX_JSON_DEPTH) == 0;
+      ok = lr_json_check_answer(x->buf, x->len, LR_MAX_JSON_DEPTH, c->cfg.max_response_bytes, why, sizeof why) == 0;
       if (ok) { /* both buffers live as long as their owners: a copy, no allocation */
         if (call->resp_cap < x->len + 1) {
           char *b = realloc(call->resp, x->len + 1);
           if (!b) {
+            snprintf(why, sizeof why, "out of memory for the response body");
             ok = 0;
           } else {
             call->resp = b;
@@ -641,7 +668,7 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
     }
     if (!ok) keep_error_text(call, x->buf, x->len);
     lr_outcome o = {.status = (int)status, .body_ok = ok, .hints = &x->hints,
-                    .message = ok ? NULL : (status >= 200 && status < 300 ? "the response body is not a JSON object" : NULL),
+                    .message = why[0] ? why : NULL,
                     .usage_tokens = ok ? lr_answer_usage_tokens(x->buf, x->len) : -1};
     lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
   } else if (x->too_large) {
@@ -650,6 +677,10 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
   } else if (rc == CURLE_OPERATION_TIMEDOUT) {
     snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
     report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
+  } else if ((refused = header_refused(x, rc))) {
+    if (rc == CURLE_RECV_ERROR) snprintf(msg, sizeof msg, "%s (%s)", refused, x->errbuf);
+    else snprintf(msg, sizeof msg, "%s", refused);
+    report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
   } else {
     snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
     curl_off_t sent_at = 0; /* 0: the request was never sent (refused, DNS, TLS handshake) */

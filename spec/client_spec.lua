@@ -371,3 +371,126 @@ describe("llmrelay client", function()
     assert.truthy(c:metrics():find('llmrelay_requests_total{endpoint="first"}', 1, true))
   end)
 end)
+
+-- Issue 12 items 8, 9 and 14: requests no server could answer well are refused
+-- before anything is sent, answers too costly to decode are refused before Lua
+-- decodes them, and a method called with '.' says so.
+describe("llmrelay client checks", function()
+  local core = require "llmrelay.core"
+  after_each(function() mock.stop_all() end)
+
+  local function with_messages(messages) return { model = "mock-model", messages = messages } end
+
+  it("refuses invalid UTF-8 up front, naming the field, and sends nothing", function()
+    local m = mock.start { name = "utf8" }
+    local c = llmrelay.new { endpoints = { { base_url = m.url } },
+                             breaker = { failure_threshold = 1, cooldown = 60 } }
+    local bad = with_messages { { role = "system", content = "be brief" },
+                                { role = "user", content = "caf\xC3\xA9 / ok \xFF here" } }
+    local t0 = now()
+    local resp, err = c:chat_completion(bad)
+    assert.is_nil(resp)
+    assert.are.equal("invalid_request", err.kind)
+    assert.are.equal(0, err.attempts)
+    assert.are.equal("messages[2].content is not valid UTF-8 (byte 12)", err.message)
+    -- the same through chat, stream and batch
+    local text, cerr = c:chat("\xC3\x28", { model = "mock-model" })
+    assert.is_nil(text)
+    assert.are.equal("messages[1].content is not valid UTF-8 (byte 1)", cerr.message)
+    local chunks, serr = {}, nil
+    for chunk, e in c:stream(with_messages { { role = "user", content = "ok", name = "\xED\xA0\x80" } }) do
+      if e then serr = e break end
+      chunks[#chunks + 1] = chunk
+    end
+    assert.are.equal(0, #chunks)
+    assert.are.equal("invalid_request", serr.kind)
+    assert.are.equal("messages[1].name is not valid UTF-8 (byte 1)", serr.message)
+    local results = c:batch { bad, with_messages { { role = "user", content = "fine" } } }
+    assert.are.equal("invalid_request", results[1].error.kind)
+    assert.are.equal("messages[2].content is not valid UTF-8 (byte 12)", results[1].error.message)
+    assert.is_true(results[2].ok)
+    assert.is_true(now() - t0 < 2)
+    -- nothing of the bad requests reached the server, its breaker stayed closed,
+    -- and the next request goes out at once
+    assert.are.equal(1, m:stats().requests)
+    assert.are.equal("closed", c:status()[1].state)
+    local ok = assert(c:chat_completion(with_messages { { role = "user", content = "after" } }))
+    assert.are.equal(1, ok._llmrelay.attempts)
+    c:close()
+  end)
+
+  it("refuses messages that are not a non-empty array, naming the field", function()
+    local m = mock.start { name = "msgs" }
+    local c = llmrelay.new { endpoints = { { base_url = m.url } } }
+    local cases = {
+      { {}, "messages must be a non-empty array of messages (got an empty object: an empty Lua table encodes as {})" },
+      { { role = "user", content = "hi" }, "messages must be a non-empty array of messages (got an object)" },
+    }
+    for _, case in ipairs(cases) do
+      local resp, err = c:chat_completion(with_messages(case[1]))
+      assert.is_nil(resp)
+      assert.are.equal("invalid_request", err.kind)
+      assert.are.equal(case[2], err.message)
+    end
+    local results = c:batch { with_messages {} }
+    assert.are.equal("invalid_request", results[1].error.kind)
+    assert.are.equal(0, m:stats().requests)
+    c:close()
+  end)
+
+  it("says a method was called with '.' instead of ':'", function()
+    local c = llmrelay.new { endpoints = { { base_url = "http://127.0.0.1:1/v1" } } }
+    local calls = {
+      chat = function() c.chat("x") end,
+      chat_completion = function() c.chat_completion(req()) end,
+      stream = function() c.stream(req()) end,
+      batch = function() c.batch({ req() }) end,
+      status = function() c.status() end,
+      metrics = function() c.metrics() end,
+      pending = function() c.pending() end,
+      step = function() c.step(0) end,
+      close = function() c.close() end,
+    }
+    for name, f in pairs(calls) do
+      local ok, msg = pcall(f)
+      assert.is_false(ok)
+      assert.are.equal("spec/client_spec.lua:", msg:sub(1, 21), msg) -- the caller's line
+      assert.truthy(msg:find("llmrelay: client:" .. name .. " called with '.' instead of ':'", 1, true), msg)
+    end
+    c:close()
+    local ok, msg = pcall(function() c:chat("x") end) -- a closed client still says so
+    assert.is_false(ok)
+    assert.truthy(msg:find("this client is closed", 1, true), msg)
+  end)
+
+  it("refuses a 2xx body too costly to decode before Lua builds it", function()
+    -- 64 MiB (the default max_response_bytes) of small nested arrays: valid
+    -- JSON that cjson would turn into ~2 GB of tables
+    local body = '{"data":[' .. string.rep("[[]],", 13421770) .. '[]]}'
+    assert.is_true(#body > 64 * 1000 * 1000 and #body <= 64 * 1024 * 1024)
+    local t0 = now()
+    local ok, why = core.json_object_ok(body)
+    assert.is_false(ok)
+    assert.are.equal("the response body is too costly to decode: more than 201326592 bytes estimated "
+                     .. "(the cap is 3 x max_response_bytes)", why)
+    assert.is_true(now() - t0 < 3, "took " .. (now() - t0))
+    -- an answer of floats of the same size is fine
+    body = nil
+    collectgarbage()
+    local floats = string.rep("-0.0123456789,", 4793490)
+    ok = core.json_object_ok('{"data":[' .. floats .. '1]}')
+    assert.is_true(ok)
+  end)
+end)
+
+describe("llmrelay client option ranges", function()
+  it("refuses an opts.timeout the C core would wrap", function()
+    local c = llmrelay.new { endpoints = { { base_url = "http://127.0.0.1:1/v1" } } }
+    for _, v in ipairs { 1e300, 2 ^ 63, 1000001 } do
+      local ok, msg = pcall(function() c:chat_completion(req(), { timeout = v }) end)
+      assert.is_false(ok)
+      assert.truthy(msg:find("chat_completion: opts.timeout must be at most 1000000 seconds", 1, true), msg)
+    end
+    c:close()
+  end)
+end)

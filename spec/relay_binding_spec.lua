@@ -104,23 +104,24 @@ describe("core.relay", function()
     rl:close()
   end)
 
-  it("a 2xx whose body is not what was asked for is a failure, retried", function()
-    local rl = relay { n = 1, retry = { budget = false, max_attempts = 2 } }
+  it("a 2xx whose body is not what was asked for goes elsewhere, never back, and spares the breaker", function()
+    local rl = relay { n = 2, retry = { budget = false, max_attempts = 5 }, breaker = { failure_threshold = 1 } }
     local id = rl:submit("m")
     poll1(rl, 0)
-    assert.are.equal("failure", (rl:report(id, 0.1, 200, nil, false)))
-    local _, wake = poll(rl, 0.1) -- one endpoint, which just failed: a backoff
-    assert.is_true(wake >= 0.1 and wake <= 0.6 + 1e-9) -- full jitter up to base_delay
-    local a = poll1(rl, wake)
-    assert.are.equal(2, a.attempt)
-    rl:report(id, wake + 0.1, 200, nil, false)
-    a = poll1(rl, wake + 0.1)
+    assert.are.equal("neutral", (rl:report(id, 0.1, 200, nil, false, nil, "the response body is not a JSON object")))
+    local a = poll1(rl, 0.1) -- at once, to the other endpoint
+    assert.are.same({ 2, 2 }, { a.endpoint, a.attempt })
+    rl:report(id, 0.2, 200, nil, false, nil, "the response body is not valid UTF-8 (byte 9)")
+    a = poll1(rl, 0.2) -- no endpoint left that did not answer so: done, not a backoff
     assert.are.equal(0, a.endpoint)
     local res = rl:result(id)
     assert.is_false(res.ok)
     assert.are.equal("decode", res.kind)
     assert.are.equal(2, res.attempts)
-    assert.is_string(res.message)
+    assert.are.equal("the response body is not valid UTF-8 (byte 9)", res.message)
+    local st = rl:status(0.3)
+    assert.are.same({ "closed", "closed" }, { st[1].state, st[2].state })
+    assert.are.same({ 0, 0 }, { st[1].failures, st[2].failures })
     rl:close()
   end)
 

@@ -15,7 +15,7 @@ local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
 local encode, decode = cjson.encode, cjson.decode
 local floor = math.floor
-local sub, find, format, match = string.sub, string.find, string.format, string.match
+local find, format, match = string.find, string.format, string.match
 local now = core.now
 
 local _M = {
@@ -32,11 +32,6 @@ Client.__index = Client
 -- caller notices its own result promptly, long enough not to spin.
 local STEP_WAIT = 0.5
 local MAX_MESSAGE = 400
-
--- The keys live only in this closure, so no dump of a client shows them.
-local function scrubber(secrets)
-  return function(s) return errors.scrub(s, secrets) end
-end
 
 local deliver_events -- below
 
@@ -66,7 +61,7 @@ function _M.new(user_cfg)
     _resty = resty,
     _models = models,
     _names = names,
-    _scrub = scrubber(config.secrets(cfg)),
+    _scrub = errors.scrubber(config.secrets(cfg)), -- the keys live in C memory: no dump shows them
     _on_event = cfg.on_event,
     _conc = cfg.concurrency,
     _waiters = waiters,
@@ -85,7 +80,17 @@ end
 -- drain() puts each finished request into its waiter's inbox and wakes the
 -- waiting coroutine; one waiter may collect many requests (a batch).
 
-local function check_open(self)
+-- `method` names the call in the message: client.chat("x") (a dot for a colon)
+-- hands the method a string, not a client.
+local function check_client(self, method, level)
+  if getmetatable(self) ~= Client then
+    error("llmrelay: client:" .. method .. " called with '.' instead of ':' (write client:"
+          .. method .. "(...))", (level or 2) + 1)
+  end
+end
+
+local function check_open(self, method)
+  check_client(self, method, 3)
   if not self._h then error("llmrelay: this client is closed", 3) end
 end
 
@@ -142,7 +147,7 @@ function Client:_pump(timeout)
 end
 
 function Client:step(timeout)
-  check_open(self)
+  check_open(self, "step")
   return self:_pump(timeout or 0)
 end
 
@@ -156,6 +161,10 @@ end
 
 -- Starts a request whose result goes to `waiter`. -> id | nil, err
 function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed)
+  -- every path (requests, batches, CLI lines, gateway bodies) comes here: a
+  -- body no server could answer well is refused before anything is sent
+  local ok, problem = core.check_request(body)
+  if not ok then return nil, problem end
   local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed)
   if not id then return nil, err end
   self._waiters[id] = waiter
@@ -216,17 +225,16 @@ local function server_message(body)
     return nil
   end
   if find(body, "^%s*<") then return nil end
-  return sub(body, 1, 200)
+  return errors.cut(body, 200)
 end
 
 local function make_error(self, r)
-  local msg = r.message
+  local msg, scrub = r.message, self._scrub
   -- scrubbed before server_message cuts it, so that no cut splits a key
-  local server = server_message(self._scrub(r.error_body))
+  local server = server_message((scrub:json(r.error_body)))
   if server then msg = msg and (msg .. ": " .. server) or server end
   if not msg then msg = r.status and ("HTTP " .. r.status) or r.kind end
-  msg = self._scrub(msg)
-  if #msg > MAX_MESSAGE then msg = sub(msg, 1, MAX_MESSAGE) .. "..." end
+  msg = errors.cut(scrub:text(msg), MAX_MESSAGE)
   return errors.new {
     kind = r.kind, status = r.status, endpoint = r.endpoint and self._names[r.endpoint],
     attempts = r.attempts, message = msg, retry_after = r.retry_after,
@@ -242,7 +250,7 @@ function Client:_result(r)
     return r
   end
   return { ok = false, error = make_error(self, r), status = r.status,
-           error_body = r.error_body and self._scrub(r.error_body), attempts = r.attempts }
+           error_body = r.error_body and (self._scrub:json(r.error_body)), attempts = r.attempts }
 end
 
 -- A failing user callback (on_event, on_result) is raised once the call that
@@ -279,9 +287,15 @@ estimate_tokens = function(body)
   return floor(#body / 4) + (tonumber(out) or 0)
 end
 
+-- A timeout becomes integer milliseconds in C: at most 1000000 s, like timeout.total.
+local MAX_TIMEOUT = 1000000
+
 local function check_seconds(v, fn, name, level)
   if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
     error(fn .. ": " .. name .. " must be a positive number of seconds", level + 1)
+  end
+  if name == "opts.timeout" and v ~= nil and v > MAX_TIMEOUT then
+    error(fn .. ": opts.timeout must be at most " .. MAX_TIMEOUT .. " seconds", level + 1)
   end
 end
 
@@ -321,7 +335,7 @@ local function encode_request(req, where)
 end
 
 local function one(self, req, opts, fn)
-  check_open(self)
+  check_open(self, fn)
   opts = check_opts(opts, fn)
   local body, msg = encode_request(req, "request")
   if not body then error(fn .. ": " .. msg, 3) end
@@ -362,7 +376,7 @@ end
 --   for chunk, err in client:stream(req) do ... end
 -- opts: timeout, deadline, priority, on_delta = function(text).
 function Client:stream(req, opts)
-  check_open(self)
+  check_open(self, "stream")
   opts = check_opts(opts, "stream", STREAM_OPTS)
   if opts.on_delta ~= nil and type(opts.on_delta) ~= "function" then
     error("stream: opts.on_delta must be a function", 2)
@@ -400,7 +414,7 @@ local CHAT_OPTS = { timeout = true, deadline = true, priority = true, system = t
 -- client:chat(text_or_messages, opts) -> reply text, response | nil, err
 -- opts: model, system, timeout, deadline, and any request field (temperature, max_tokens, ...).
 function Client:chat(input, opts)
-  check_open(self)
+  check_open(self, "chat")
   if opts ~= nil and type(opts) ~= "table" then
     error("chat: opts must be a table (got " .. type(opts) .. ")", 2)
   end
@@ -449,7 +463,7 @@ local BATCH_OPTS = { concurrency = true, on_result = true, on_progress = true }
 -- client:batch(requests, opts) -> results, summary
 -- results[i] = { ok = true, response = <decoded> } | { ok = false, error = err }, in request order.
 function Client:batch(requests, opts)
-  check_open(self)
+  check_open(self, "batch")
   if type(requests) ~= "table" then error("batch: requests must be an array (got " .. type(requests) .. ")", 2) end
   opts = check_opts(opts, "batch", BATCH_OPTS)
   local conc = opts.concurrency
@@ -472,19 +486,16 @@ function Client:batch(requests, opts)
     return { key = i, body = body, model = req.model, timeout = opts.timeout, deadline = opts.deadline,
              priority = opts.priority }
   end
-  local function guarded(cb, ...)
-    local ok, err = pcall(cb, ...)
-    if not ok and not self._callback_error then self._callback_error = err end
-  end
+  -- batch.run guards the callbacks: it raises the first error (error(nil) too)
+  -- once every request has ended
   local function sink(key, res)
     local resp, err = decoded(self, res)
     local out = resp and { ok = true, response = resp } or { ok = false, error = err }
     results[key] = out
-    if on_result then guarded(on_result, key, out) end
+    if on_result then on_result(key, out) end
   end
   local summary = batch.run(self, source, sink, {
-    concurrency = conc or self._conc, total = n,
-    on_progress = on_progress and function(p) guarded(on_progress, p) end,
+    concurrency = conc or self._conc, total = n, on_progress = on_progress,
   })
   raise_callback_error(self)
   return results, summary
@@ -495,7 +506,7 @@ end
 
 -- One table per endpoint, in config order. Never holds an api key.
 function Client:status()
-  check_open(self)
+  check_open(self, "status")
   local st, wall = self._h:status(), core.wall()
   for i, s in ipairs(st) do
     s.name = self._names[i]
@@ -512,6 +523,7 @@ end
 
 -- Prometheus text exposition of status().
 function Client:metrics()
+  check_open(self, "metrics")
   local st = self:status()
   local out = {}
   local function family(name, kind, help, field, map)
@@ -537,12 +549,13 @@ end
 
 -- Requests submitted and not yet delivered.
 function Client:pending()
-  check_open(self)
+  check_open(self, "pending")
   return self._h:pending()
 end
 
 -- Frees the client's connections; any call after this is an error.
 function Client:close()
+  check_client(self, "close")
   if self._h then
     self._h:close()
     self._h = nil

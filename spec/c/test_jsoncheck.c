@@ -286,6 +286,154 @@ TEST(error_kind_names) {
   }
 }
 
+/* ---- lr_json_scan: why and where, and what decoding would cost ---------- */
+
+static lr_json_result scan(const char *s, size_t n, int depth, uint64_t max_cost) {
+  lr_json_limits lim = {depth, max_cost};
+  lr_json_result res;
+  char *b = malloc(n ? n : 1);
+  if (!b) abort();
+  memcpy(b, s, n);
+  lr_json_status st = lr_json_scan(b, n, &lim, &res);
+  free(b);
+  CHECK(st == res.status);
+  return res;
+}
+
+#define SCAN(s, depth, cost) scan(s, sizeof(s) - 1, depth, cost)
+
+TEST(scan_says_why_and_where) {
+  lr_json_result r = SCAN("{\"a\":[1,\"x\"]}", 64, 0);
+  CHECK(r.status == LR_JSON_OK && r.offset == 13);
+  r = SCAN("[1,2,}", 64, 0);
+  CHECK(r.status == LR_JSON_SYNTAX && r.offset == 5);
+  r = SCAN("[\"ab\xff\"]", 64, 0);
+  CHECK(r.status == LR_JSON_UTF8 && r.offset == 4);
+  r = SCAN("{\"k\xC3\x28\":1}", 64, 0); /* in a key too */
+  CHECK(r.status == LR_JSON_UTF8 && r.offset == 3);
+  r = SCAN("[\"a\\x\"]", 64, 0); /* a bad escape is grammar, not UTF-8 */
+  CHECK(r.status == LR_JSON_SYNTAX && r.offset == 4);
+  r = SCAN("[\"abc", 64, 0);
+  CHECK(r.status == LR_JSON_SYNTAX && r.offset == 5);
+  r = SCAN("[[[1]]]", 2, 0);
+  CHECK(r.status == LR_JSON_DEPTH && r.offset == 2);
+  r = SCAN("", 64, 0);
+  CHECK(r.status == LR_JSON_SYNTAX);
+}
+
+TEST(scan_estimates_the_decode_cost) {
+  CHECK(SCAN("[]", 64, 0).cost == LR_JSON_COST_CONTAINER);
+  CHECK(SCAN("[1,\"ab\",true]", 64, 0).cost == LR_JSON_COST_CONTAINER + 3 * LR_JSON_COST_VALUE + 4);
+  CHECK(SCAN("{\"a\":null}", 64, 0).cost == LR_JSON_COST_CONTAINER + LR_JSON_COST_KEY + 3 + LR_JSON_COST_VALUE);
+  CHECK(SCAN("7", 64, 0).cost == LR_JSON_COST_VALUE);
+  /* the cap: reached exactly is fine, one byte over is not, and says where */
+  uint64_t c = SCAN("[[],[]]", 64, 0).cost;
+  CHECK(c == 3 * LR_JSON_COST_CONTAINER);
+  CHECK(SCAN("[[],[]]", 64, c).status == LR_JSON_OK);
+  lr_json_result r = SCAN("[[],[]]", 64, c - 1);
+  CHECK(r.status == LR_JSON_COST && r.offset == 4);
+  /* no cap: 0 */
+  CHECK(SCAN("[[],[],[]]", 64, 0).status == LR_JSON_OK);
+}
+
+/* A body of small nested arrays, the cheapest way to make a decoder build
+ * tables, is refused at the budget, while JSON floats (embeddings) of the
+ * same size pass: the cap is on what decoding costs, not on bytes. */
+TEST(answer_budget_refuses_nested_arrays_not_floats) {
+  size_t max = 8u << 20, n = 0;
+  char *d = malloc(max), msg[200];
+  if (!d) abort();
+  d[n++] = '{';
+  memcpy(d + n, "\"data\":[", 8);
+  n += 8;
+  while (n < max - 16) {
+    memcpy(d + n, "[[]],", 5);
+    n += 5;
+  }
+  d[n - 1] = ']';
+  d[n++] = '}';
+  CHECK(lr_json_check(d, n, 512) == 0); /* valid JSON: only the budget refuses it */
+  CHECK(lr_json_check_answer(d, n, 512, max, msg, sizeof msg) == -1);
+  CHECK(strstr(msg, "too costly to decode") && strstr(msg, "3 x max_response_bytes") && strstr(msg, "25165824"));
+  n = 0;
+  d[n++] = '{';
+  memcpy(d + n, "\"data\":[", 8);
+  n += 8;
+  while (n < max - 32) n += (size_t)snprintf(d + n, 32, "-0.0%07zu,", n % 9999991);
+  d[n - 1] = ']';
+  d[n++] = '}';
+  CHECK(lr_json_check_answer(d, n, 512, max, msg, sizeof msg) == 0);
+  free(d);
+}
+
+TEST(answer_check_names_the_fault) {
+  char msg[200];
+  CHECK(lr_json_check_answer("{\"a\":1}", 7, 512, 1024, msg, sizeof msg) == 0);
+  CHECK(lr_json_check_answer("[1]", 3, 512, 1024, msg, sizeof msg) == -1);
+  CHECK(strcmp(msg, "the response body is not a JSON object") == 0);
+  CHECK(lr_json_check_answer("<html>", 6, 512, 1024, msg, sizeof msg) == -1);
+  CHECK(strcmp(msg, "the response body is not a JSON object (invalid JSON at byte 1)") == 0);
+  CHECK(lr_json_check_answer("{\"a\":\"x\xff\"}", 10, 512, 1024, msg, sizeof msg) == -1);
+  CHECK(strcmp(msg, "the response body is not valid UTF-8 (byte 8)") == 0);
+  CHECK(lr_json_check_answer("{\"a\":[[1]]}", 11, 2, 1024, msg, sizeof msg) == -1);
+  CHECK(strcmp(msg, "the response body nests deeper than 2 arrays or objects") == 0);
+}
+
+/* ---- lr_json_check_request: refused before it is sent, named by field ---- */
+
+static void request_case(const char *body, int want, const char *want_msg) {
+  char msg[256] = "";
+  int r = lr_json_check_request(body, strlen(body), 512, msg, sizeof msg);
+  if (r != want || (want_msg && strcmp(msg, want_msg) != 0))
+    fprintf(stderr, "  request %s -> %d \"%s\"\n", body, r, msg);
+  CHECK(r == want);
+  if (want_msg) CHECK(strcmp(msg, want_msg) == 0);
+}
+
+TEST(request_check_names_the_field) {
+  request_case("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi \\u00e9\"}]}", 0, NULL);
+  request_case(" { \"messages\" : [ 1 ] , \"x\" : { \"messages\" : {} } } ", 0, NULL);
+  /* bytes of the decoded string: \/ is one, \u00e9 two */
+  request_case("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+               "{\"role\":\"user\",\"content\":\"ab\\/c\\u00e9d\xff\"}]}",
+               -1, "messages[2].content is not valid UTF-8 (byte 8)");
+  request_case("{\"messages\":[{\"content\":\"\\ud83d\\ude00x\xC3\x28\"}]}", -1,
+               "messages[1].content is not valid UTF-8 (byte 6)");
+  request_case("{\"messages\":[1],\"weird key\":[{\"a\":\"\xE2\x82\"}]}", -1,
+               "[\"weird key\"][1].a is not valid UTF-8 (byte 1)");
+  request_case("{\"messages\":[1],\"m\xffx\":1}", -1, "a key of the request is not valid UTF-8");
+  request_case("{\"messages\":[{\"r\xffx\":1}]}", -1, "a key of messages[1] is not valid UTF-8");
+  request_case("{\"messages\":{}}", -1,
+               "messages must be a non-empty array of messages (got an empty object: an empty Lua table encodes as {})");
+  request_case("{\"messages\":{\"a\":1}}", -1, "messages must be a non-empty array of messages (got an object)");
+  request_case("{\"messages\":[ ]}", -1, "messages must be a non-empty array of messages (got an empty array)");
+  request_case("{\"messages\":\"hi\"}", -1, "messages must be a non-empty array of messages (got a string)");
+  request_case("{\"messages\":null}", -1, "messages must be a non-empty array of messages (got null)");
+  request_case("{\"model\":\"m\"}", -1, "messages is required (a non-empty array of messages)");
+  request_case("[1]", -1, "the request must be a JSON object");
+  request_case("{\"messages\":[1]", -1, "the request body is not valid JSON (byte 16)");
+  request_case("", -1, "the request body is not valid JSON (byte 1)");
+  size_t n;
+  char *deep = nested("[", "]", "", 600, &n);
+  char *body = malloc(n + 32);
+  if (!body) abort();
+  int len = snprintf(body, n + 32, "{\"messages\":%.*s}", (int)n, deep);
+  char msg[256];
+  CHECK(lr_json_check_request(body, (size_t)len, 512, msg, sizeof msg) == -1);
+  CHECK(strcmp(msg, "the request nests deeper than 512 arrays or objects") == 0);
+  free(deep);
+  free(body);
+  /* a path deeper than it names is cut with "..." */
+  deep = nested("[", "]", "\"\xff\"", 100, &n);
+  body = malloc(n + 32);
+  if (!body) abort();
+  len = snprintf(body, n + 32, "{\"messages\":%.*s}", (int)n, deep);
+  CHECK(lr_json_check_request(body, (size_t)len, 512, msg, sizeof msg) == -1);
+  CHECK(strncmp(msg, "messages[1][1]", 14) == 0 && strstr(msg, "...") && strstr(msg, "(byte 1)"));
+  free(deep);
+  free(body);
+}
+
 int main(void) {
   RUN(valid_corpus);
   RUN(invalid_numbers);
@@ -300,5 +448,10 @@ int main(void) {
   RUN(every_byte_in_a_string);
   RUN(every_two_byte_sequence);
   RUN(error_kind_names);
+  RUN(scan_says_why_and_where);
+  RUN(scan_estimates_the_decode_cost);
+  RUN(answer_budget_refuses_nested_arrays_not_floats);
+  RUN(answer_check_names_the_fault);
+  RUN(request_check_names_the_field);
   CTEST_END();
 }

@@ -268,6 +268,71 @@ TEST(bad_body_and_should_retry) {
   lr_relay_free(rl);
 }
 
+/* A 2xx body that cannot be decoded (an echo of the request, an answer over
+ * the decode cap): elsewhere at once, never back to that endpoint, never a
+ * breaker failure, and its retry is counted in the budget. */
+static void answer_undecodable(lr_relay *rl, lr_req *r, double now) {
+  lr_outcome o = {.status = 200, .body_ok = 0, .message = "the response body is not valid UTF-8 (byte 9)"};
+  lr_relay_report(rl, r, &o, now);
+}
+
+TEST(undecodable_2xx_goes_elsewhere_never_back) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  for (int k = 0; k < 10; k++) { /* threshold 3: ten in a row leave the breaker closed */
+    lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
+    CHECK(poll1(rl, k, &got, NULL) == 1 && r.state == LR_REQ_SENDING);
+    answer_undecodable(rl, &r, k + 0.1);
+    CHECK(r.verdict == LR_VERDICT_NEUTRAL);
+    CHECK(poll1(rl, k + 0.1, &got, NULL) == 1 && got == &r); /* done at once: no backoff, no second try */
+    CHECK(r.state == LR_REQ_DONE && r.kind == LR_E_DECODE && r.attempts == 1);
+    CHECK(strcmp(r.message, "the response body is not valid UTF-8 (byte 9)") == 0);
+  }
+  CHECK(lr_relay_pool(rl)->ep[0].breaker.state == LR_BREAKER_CLOSED);
+  CHECK(lr_relay_pool(rl)->ep[0].failures == 0);
+  lr_relay_free(rl);
+
+  rl = make(3, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_relay_submit(rl, &r, ALL(3), 0, INFINITY, 0, 0, NULL);
+  poll1(rl, 0, &got, NULL);
+  CHECK(r.endpoint == 0);
+  answer_undecodable(rl, &r, 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1 && r.state == LR_REQ_SENDING && r.endpoint == 1);
+  fail_transport(rl, &r, LR_E_CONNECT, 0);
+  CHECK(poll1(rl, 0, &got, NULL) == 1 && r.state == LR_REQ_SENDING && r.endpoint == 2);
+  fail_transport(rl, &r, LR_E_CONNECT, 0);
+  /* a new round may go back to 1 and 2, which failed otherwise, but not to 0 */
+  for (double t = 0; r.state != LR_REQ_DONE && t < 100; t += 0.25) {
+    if (poll1(rl, t, &got, NULL) && r.state == LR_REQ_SENDING) {
+      CHECK(r.endpoint != 0);
+      fail_transport(rl, &r, LR_E_CONNECT, t);
+    }
+  }
+  CHECK(r.state == LR_REQ_DONE && r.attempts == 5 && r.kind == LR_E_CONNECT);
+  lr_relay_free(rl);
+
+  /* the retry is paid from the budget: the floor of 10 a window, budget 0 on top */
+  lr_relay_cfg cfg = {.max_attempts = 5, .backoff = {0.5, 8, 60}, .budget = 0.0, .concurrency = 100,
+                      .attempt_timeout_s = 30};
+  lr_endpoint_cfg eps[2] = {{.weight = 1}, {.weight = 1}};
+  rl = lr_relay_new(&cfg, eps, 2, LR_STRATEGY_PRIORITY, &bcfg, 5, 0);
+  lr_req rs[30];
+  int retried = 0;
+  for (int k = 0; k < 30; k++) {
+    lr_relay_submit(rl, &rs[k], ALL(2), 0, INFINITY, 0, 0, NULL);
+    poll1(rl, 0, &got, NULL);
+    answer_undecodable(rl, &rs[k], 0);
+    poll1(rl, 0, &got, NULL);
+    if (rs[k].state == LR_REQ_SENDING) {
+      retried++;
+      answer(rl, &rs[k], 200, 0);
+      poll1(rl, 0, &got, NULL);
+    }
+  }
+  CHECK(retried == 10);
+  lr_relay_free(rl);
+}
+
 TEST(dead_endpoint_costs_threshold_plus_probes_per_cooldown) {
   /* endpoint 0 always fails, endpoint 1 is healthy; 200 sequential requests
    * over 35 s of simulated time (cool-downs 10 s, then 20 s) */
@@ -602,6 +667,7 @@ int main(void) {
   RUN(not_found_excludes_the_endpoint);
   RUN(no_endpoint_for_model);
   RUN(bad_body_and_should_retry);
+  RUN(undecodable_2xx_goes_elsewhere_never_back);
   RUN(dead_endpoint_costs_threshold_plus_probes_per_cooldown);
   RUN(concurrency_caps_attempts_not_waiting_requests);
   RUN(waiting_request_holds_no_slot);

@@ -36,6 +36,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int object = first < size && s[first] == '{';
   REQUIRE((lr_json_check_object(s, size, 64) == 0) == (valid && object));
 
+  /* the scan agrees with the check; its cost cap holds exactly at the cost */
+  lr_json_limits lim = {64, 0};
+  lr_json_result res;
+  REQUIRE((lr_json_scan(s, size, &lim, &res) == LR_JSON_OK) == valid);
+  REQUIRE(res.offset <= size);
+  if (valid && res.cost > 0) {
+    uint64_t cost = res.cost;
+    lim.max_cost = cost;
+    REQUIRE(lr_json_scan(s, size, &lim, &res) == LR_JSON_OK && res.cost == cost);
+    lim.max_cost = cost - 1;
+    REQUIRE(lr_json_scan(s, size, &lim, &res) == LR_JSON_COST && res.offset < size);
+  }
+  /* the request check answers every input with a bounded sentence */
+  char msg[96];
+  memset(msg, 'x', sizeof msg);
+  int req = lr_json_check_request(s, size, 64, msg, sizeof msg);
+  REQUIRE(req == 0 || (req == -1 && memchr(msg, 0, sizeof msg)));
+  if (req == 0) REQUIRE(valid && object);
+
   if (size > (1 << 16)) return 0;
   /* white space around it changes nothing, in either direction */
   REQUIRE((check_wrapped(" ", s, size, "\n", 64) == 0) == valid);
