@@ -1,9 +1,13 @@
 /* Module-level helpers for the Lua layer: clocks, a plain sleep for the
- * scheduler when nothing is in flight, and a SIGINT counter for the CLI. */
+ * scheduler when nothing is in flight, a stop-signal counter, stat() and a
+ * content hash for the CLI. */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "compat.h"
@@ -32,30 +36,93 @@ static int l_sleep(lua_State *L) {
   return 1;
 }
 
-static volatile sig_atomic_t sigint_count;
+static volatile sig_atomic_t stop_count, first_stop_signal;
 
-static void on_sigint(int sig) {
-  (void)sig;
-  if (sigint_count < 1000) sigint_count++;
+static void on_stop_signal(int sig) {
+  if (stop_count < 1000) stop_count++;
+  if (!first_stop_signal) first_stop_signal = sig;
 }
 
-/* catch_sigint(): from now on SIGINT only counts (the CLI's graceful stop). */
-static int l_catch_sigint(lua_State *L) {
-  struct sigaction sa;
-  sa.sa_handler = on_sigint;
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* catch_stop_signals(): from now on SIGINT, SIGTERM and SIGHUP only count
+ * (the CLI's graceful stop: the first drains, the next one cancels). SIGHUP
+ * stays ignored when the process started with it ignored (nohup); SIGINT is
+ * caught even then, as a shell ignores it for `cmd &` and kill -INT must work. */
+static int l_catch_stop_signals(lua_State *L) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0; /* no SA_RESTART: a blocking wait returns and the loop looks at the count */
-  if (sigaction(SIGINT, &sa, NULL) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(errno));
-    return 2;
+  for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
+    if (stop_signals[i] == SIGHUP && sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+      continue;
+    if (sigaction(stop_signals[i], &sa, NULL) != 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, strerror(errno));
+      return 2;
+    }
   }
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int l_sigint_count(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)sigint_count);
+/* stop_signals() -> how many stop signals arrived, the first one's name and number */
+static int l_stop_signals(lua_State *L) {
+  int sig = (int)first_stop_signal;
+  lua_pushinteger(L, (lua_Integer)stop_count);
+  if (sig == 0) return 1;
+  lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
+  lua_pushinteger(L, sig);
+  return 3;
+}
+
+/* stat(path) -> { type = "file"|"directory"|"fifo"|"char"|"block"|"socket"|"other",
+ *                 id = "<dev>:<inode>", size = bytes } (symlinks followed),
+ * or nil, message, errno. id is a string: an inode does not fit a double. */
+static int l_stat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(e));
+    lua_pushinteger(L, e);
+    return 3;
+  }
+  const char *type = S_ISREG(st.st_mode)    ? "file"
+                     : S_ISDIR(st.st_mode)  ? "directory"
+                     : S_ISFIFO(st.st_mode) ? "fifo"
+                     : S_ISCHR(st.st_mode)  ? "char"
+                     : S_ISBLK(st.st_mode)  ? "block"
+                     : S_ISSOCK(st.st_mode) ? "socket"
+                                            : "other";
+  char id[64];
+  snprintf(id, sizeof id, "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, id);
+  lua_setfield(L, -2, "id");
+  lua_pushnumber(L, (lua_Number)st.st_size);
+  lua_setfield(L, -2, "size");
+  return 1;
+}
+
+/* hash(s) -> 16 hex digits, 64-bit FNV-1a of s: tells a changed line from an
+ * unchanged one (not a cryptographic digest). */
+static int l_hash(lua_State *L) {
+  size_t n;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= s[i];
+    h *= 0x100000001b3ULL;
+  }
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  lua_pushstring(L, hex);
   return 1;
 }
 
@@ -63,8 +130,10 @@ void lr_util_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"now", l_now},
                                  {"wall", l_wall},
                                  {"sleep", l_sleep},
-                                 {"catch_sigint", l_catch_sigint},
-                                 {"sigint_count", l_sigint_count},
+                                 {"catch_stop_signals", l_catch_stop_signals},
+                                 {"stop_signals", l_stop_signals},
+                                 {"stat", l_stat},
+                                 {"hash", l_hash},
                                  {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }

@@ -59,6 +59,23 @@ local function cli_bg(args, env, tag)
   return pid, rcf
 end
 
+-- Polls fn() until it is true, for at most `seconds`; returns its last value.
+local function wait_for(fn, seconds)
+  local v
+  for _ = 1, seconds * 50 do
+    v = fn()
+    if v then return v end
+    sleep(0.02)
+  end
+  return v
+end
+
+-- newline-terminated lines in a file so far
+local function lines_in(p)
+  local _, n = (read(p) or ""):gsub("\n", "")
+  return n
+end
+
 local function wait_rc(rcf, seconds)
   for _ = 1, seconds * 50 do
     local rc = tonumber((read(rcf) or ""):match("%d+"))
@@ -130,7 +147,8 @@ describe("llmrelay CLI", function()
       assert.equal(0, rc)
       for _, word in ipairs { "%-%-output", "%-%-config", "%-%-endpoint", "%-%-concurrency",
                               "%-%-quiet", "%-%-max%-attempts", "%-%-retry%-failed",
-                              "LLMRELAY_API_KEY", "custom_id", "cancelled", "130", "Resume" } do
+                              "LLMRELAY_API_KEY", "custom_id", "cancelled", "130", "Resume",
+                              "SIGTERM", "SIGHUP", "143", "regular file", "line_hash" } do
         assert.matches(word, out)
       end
     end)
@@ -348,7 +366,8 @@ describe("llmrelay CLI", function()
       local outp = path("out_" .. sig .. ".jsonl")
       local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(outp) .. " --concurrency 20"
       local pid, rcf = cli_bg(args .. " --endpoint " .. slow.url, nil, "bg_" .. sig)
-      sleep(1)
+      -- mid-batch: some answers written (about 40 of 2000 take 40 ms at 20 in flight)
+      assert.is_true(wait_for(function() return lines_in(outp) >= 40 end, 20), "no output written")
       run("kill -" .. sig .. " " .. pid)
       local rc = wait_rc(rcf, 10)
       assert.equal(sig == "INT" and 130 or 137, rc)
@@ -365,32 +384,36 @@ describe("llmrelay CLI", function()
     end
   end)
 
-  it("a second SIGINT records in-flight requests as cancelled; a re-run completes them", function()
-    local hang = mock.start { name = "hang", latency_ms = 5000 }
-    write(path("in.jsonl"), input_lines(10))
-    local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --concurrency 4"
-    local pid, rcf = cli_bg(args .. " --endpoint " .. hang.url, nil, "bg2")
-    for _ = 1, 100 do
-      if hang:stats().requests >= 4 then break end
-      sleep(0.02)
-    end
-    run("kill -INT " .. pid)
-    sleep(0.2)
-    assert.is_true(alive(pid))     -- still waiting for its in-flight requests
-    run("kill -INT " .. pid)
-    local rc = wait_rc(rcf, 3)
-    assert.equal(130, rc)
-    local docs = output(path("out.jsonl"))
-    assert.equal(4, #docs)
-    for _, d in ipairs(docs) do assert.equal("cancelled", d.error.code) end
+  -- INT then INT; TERM then HUP: a second signal of any of the three kinds cancels
+  for _, case in ipairs { { "INT", "INT", 130 }, { "TERM", "HUP", 143 } } do
+    local first, second, code = case[1], case[2], case[3]
+    it("a second signal (SIG" .. first .. " then SIG" .. second .. ") records in-flight requests as " ..
+       "cancelled; a re-run completes them", function()
+      local hang = mock.start { name = "hang", latency_ms = 5000 }
+      write(path("in.jsonl"), input_lines(10))
+      local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --concurrency 4"
+      local pid, rcf = cli_bg(args .. " --endpoint " .. hang.url, nil, "bg2")
+      assert.is_true(wait_for(function() return hang:stats().requests >= 4 end, 20), "no requests")
+      run("kill -" .. first .. " " .. pid)
+      -- draining: still waiting for its in-flight requests
+      assert.is_true(wait_for(function()
+        return (read(path("bg2.err")) or ""):find("finishing 4 requests", 1, true) ~= nil
+      end, 20), "no drain message")
+      assert.is_true(alive(pid))
+      run("kill -" .. second .. " " .. pid)
+      assert.equal(code, wait_rc(rcf, 10))
+      local docs = output(path("out.jsonl"))
+      assert.equal(4, #docs)
+      for _, d in ipairs(docs) do assert.equal("cancelled", d.error.code) end
 
-    local fast = mock.start { name = "fast" }
-    local rc2, _, err = cli(args .. " --endpoint " .. fast.url)
-    assert.equal(0, rc2, err)
-    docs = assert_complete(path("out.jsonl"), 10)
-    for _, d in ipairs(docs) do assert.equal(cjson.null, d.error) end
-    assert.equal(10, fast:stats().requests)
-  end)
+      local fast = mock.start { name = "fast" }
+      local rc2, _, err = cli(args .. " --endpoint " .. fast.url)
+      assert.equal(0, rc2, err)
+      docs = assert_complete(path("out.jsonl"), 10)
+      for _, d in ipairs(docs) do assert.equal(cjson.null, d.error) end
+      assert.equal(10, fast:stats().requests)
+    end)
+  end
 
   it("never prints a key, from LLMRELAY_API_KEY or from the config, even when a 401 echoes it", function()
     local m = mock.start { name = "auth", auth_key = "sk-the-right-one" }
@@ -429,5 +452,226 @@ describe("llmrelay CLI", function()
     assert.equal("", out)
     assert.equal("", err)
     assert_complete(path("out.jsonl"), 5)
+  end)
+  describe("output checks", function()
+    -- runs `bash -c script` under a time limit; returns exit code, stdout, stderr
+    local function bash(script)
+      local out, err = path("stdout"), path("stderr")
+      local rc = capture(string.format("timeout %d bash -c %s >%s 2>%s; echo $?", LIMIT, q(script),
+        q(out), q(err)))
+      return tonumber(rc:match("%d+")), read(out) or "", read(err) or ""
+    end
+
+    it("refuses an output that is the input under another name (path, symlink, hard link)", function()
+      local m = mock.start { name = "same" }
+      local input = input_lines(20)
+      write(path("same.jsonl"), input)
+      run("ln -sf " .. q(path("same.jsonl")) .. " " .. q(path("link.jsonl")))
+      run("ln -f " .. q(path("same.jsonl")) .. " " .. q(path("hard.jsonl")))
+      for _, o in ipairs { tmp .. "/./same.jsonl", path("link.jsonl"), path("hard.jsonl") } do
+        local rc, _, err = cli("batch " .. q(path("same.jsonl")) .. " -o " .. q(o) .. " --endpoint " .. m.url)
+        assert.equal(2, rc, o .. ": " .. err)
+        assert.matches("is the input file", err, 1, true)
+        assert.is_nil(err:find("resuming", 1, true))
+      end
+      assert.equal(input, read(path("same.jsonl")))
+      assert.equal(0, m:stats().requests)
+      run("rm -f " .. q(path("link.jsonl")) .. " " .. q(path("hard.jsonl")))
+    end)
+
+    it("refuses an existing output with no output line (a copy of the input), untouched", function()
+      local m = mock.start { name = "copy" }
+      local input = input_lines(20)
+      write(path("in.jsonl"), input)
+      write(path("copy.jsonl"), input)
+      local rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " -o " .. q(path("copy.jsonl")) ..
+                             " --endpoint " .. m.url)
+      assert.equal(2, rc, err)
+      assert.matches("not an llmrelay output file", err, 1, true)
+      assert.equal(input, read(path("copy.jsonl")))
+      assert.equal(0, m:stats().requests)
+    end)
+
+    it("counts only lines shaped as output lines when resuming", function()
+      local m = mock.start { name = "shape" }
+      write(path("in.jsonl"), input_lines(5))
+      local args = " -o " .. q(path("out.jsonl")) .. " --endpoint " .. m.url
+      assert.equal(0, (cli("batch " .. q(path("in.jsonl")) .. args)))
+      -- lines with custom_ids that are not answers: input lines, no id, no response,
+      -- a response without status_code, an error without message
+      local fake = {
+        input_lines(6, 6):sub(1, -2),
+        '{"custom_id":"req-7","error":null}',
+        '{"id":"x","custom_id":"req-8","error":null}',
+        '{"id":"x","custom_id":"req-9","response":{"body":{}},"error":null}',
+        '{"id":"x","custom_id":"req-10","response":null,"error":{"code":"http"}}',
+      }
+      write(path("out.jsonl"), read(path("out.jsonl")) .. table.concat(fake, "\n") .. "\n")
+      write(path("in.jsonl"), input_lines(10))
+      local rc, _, err = cli("batch " .. q(path("in.jsonl")) .. args)
+      assert.equal(0, rc, err)
+      assert.matches("resuming: 5 lines", err, 1, true)
+      assert.matches("dropped 5 lines that are not output lines", err, 1, true)
+      local docs = assert_complete(path("out.jsonl"), 10)
+      for _, d in ipairs(docs) do assert.equal(cjson.null, d.error) end
+      assert.equal(10, m:stats().requests)
+    end)
+
+    it("the output must be a regular file: /dev/stdout | cat, /dev/full, a directory, '-'", function()
+      local m = mock.start { name = "dev" }
+      write(path("in.jsonl"), input_lines(3))
+      local base = "bin/llmrelay batch " .. q(path("in.jsonl")) .. " --endpoint " .. m.url .. " -o "
+      -- a pipe: the resume scan would read its own output (it hung)
+      local rc, out, err = bash("set -o pipefail; " .. base .. "/dev/stdout | cat")
+      assert.equal(2, rc, err)
+      assert.equal("", out)
+      assert.matches("must be a regular file", err, 1, true)
+      -- a device that never ends (it read until killed for memory): capped here
+      rc, _, err = bash("ulimit -v 2000000; " .. base .. "/dev/full")
+      assert.equal(2, rc, err)
+      assert.matches("must be a regular file", err, 1, true)
+      rc, _, err = bash(base .. q(tmp))
+      assert.equal(2, rc, err)
+      assert.matches("is a directory", err, 1, true)
+      rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " --endpoint " .. m.url .. " -o -")
+      assert.equal(2, rc, err)
+      assert.matches("stdout", err, 1, true)
+      -- and the input: a pipe is read twice (count, then the run), so it must be a file
+      rc, _, err = bash("bin/llmrelay batch <(cat " .. q(path("in.jsonl")) .. ") -o " ..
+                        q(path("p.jsonl")) .. " --endpoint " .. m.url)
+      assert.equal(2, rc, err)
+      assert.matches("input must be a regular file", err, 1, true)
+      assert.is_nil(read(path("p.jsonl")))
+      assert.equal(0, m:stats().requests)
+    end)
+
+    it("a failed write ends the run with a clear message (exit 3); a re-run completes", function()
+      local m = mock.start { name = "full" }
+      write(path("in.jsonl"), input_lines(50))
+      local args = "bin/llmrelay batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) ..
+                   " --concurrency 4 --endpoint " .. m.url
+      -- a 4 KiB file size limit (EFBIG once reached) stands in for a full disk
+      local rc, _, err = bash("trap '' XFSZ; ulimit -f 4; " .. args)
+      assert.equal(3, rc, err)
+      assert.matches("cannot write to " .. path("out.jsonl"), err, 1, true)
+      assert.matches("File too large", err, 1, true)
+      local sent = m:stats().requests
+      assert.is_true(sent < 50, "kept sending after the write failed: " .. sent)
+      -- the summary counts only the lines in the file, and says what was lost
+      local whole = lines_in(path("out.jsonl"))
+      assert.matches("this run: " .. whole .. " ok", err, 1, true)
+      assert.matches("not written: %d+ answers", err)
+      rc, _, err = bash(args)
+      assert.equal(0, rc, err)
+      assert_complete(path("out.jsonl"), 50)
+    end)
+  end)
+
+  describe("bad lines and resume", function()
+    local req = '{"custom_id":"%s","method":"%s","url":"/chat/completions",' ..
+                '"body":{"messages":[{"role":"user","content":"%s"}]}}'
+
+    it("a bad line fixed between runs is read again and sent; an unchanged one is not rewritten", function()
+      local m = mock.start { name = "fix" }
+      local lines = { req:format("a", "POST", "one"), req:format("b", "GET", "two"),
+                      req:format("c", "POST", "three"), "{not json" }
+      write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
+      local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --endpoint " .. m.url
+      assert.equal(1, (cli(args)))
+      local docs = output(path("out.jsonl"))
+      assert.equal(4, #docs)
+      for _, d in ipairs(docs) do
+        if d.error ~= cjson.null then assert.matches("^%x+$", d.error.line_hash) end
+      end
+      assert.equal(2, m:stats().requests)
+      -- an unchanged bad line keeps its one answer
+      assert.equal(1, (cli(args)))
+      assert.equal(4, #output(path("out.jsonl")))
+      -- line 2 fixed, line 4 broken differently
+      lines[2] = req:format("b", "POST", "two")
+      lines[4] = "[1, 2]"
+      write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
+      local rc, _, err = cli(args)
+      assert.equal(1, rc, err)
+      assert.matches("will read 2 changed bad input lines again", err, 1, true)
+      docs = output(path("out.jsonl"))
+      assert.equal(4, #docs)
+      local got = {}
+      for _, d in ipairs(docs) do
+        got[#got + 1] = (d.custom_id ~= cjson.null and d.custom_id or "-") .. "=" ..
+                        (content_of(d) or d.error.message)
+      end
+      table.sort(got)
+      assert.same({ "-=line 4: expected a JSON object", "a=echo: one", "b=echo: two", "c=echo: three" }, got)
+      assert.equal(3, m:stats().requests)
+      -- all fixed: exit 0, nothing sent again
+      lines[4] = req:format("d", "POST", "four")
+      write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
+      rc, _, err = cli(args)
+      assert.equal(0, rc, err)
+      docs = output(path("out.jsonl"))
+      assert.equal(4, #docs)
+      for _, d in ipairs(docs) do assert.equal(cjson.null, d.error) end
+      assert.equal(4, m:stats().requests)
+    end)
+
+    it("a UTF-8 BOM before line 1 is ignored: line 1 keeps its custom_id", function()
+      local m = mock.start { name = "bom" }
+      write(path("in.jsonl"), "\239\187\191" .. input_lines(3))
+      local rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) ..
+                             " --endpoint " .. m.url)
+      assert.equal(0, rc, err)
+      local docs = assert_complete(path("out.jsonl"), 3)
+      for _, d in ipairs(docs) do assert.equal(cjson.null, d.error) end
+      assert.equal(3, m:stats().requests)
+    end)
+  end)
+
+  describe("SIGTERM and SIGHUP", function()
+    for _, case in ipairs { { "TERM", 143 }, { "HUP", 129 } } do
+      local sig, code = case[1], case[2]
+      it("SIG" .. sig .. " drains like Ctrl-C; a resume pays for no request twice", function()
+        local n = 200
+        local m = mock.start { name = "slow", latency_ms = 200 }
+        write(path("in.jsonl"), input_lines(n))
+        local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) ..
+                     " --concurrency 10 --endpoint " .. m.url
+        local pid, rcf = cli_bg(args, nil, "sig_" .. sig)
+        assert.is_true(wait_for(function() return m:stats().requests >= 20 end, 20), "no requests")
+        run("kill -" .. sig .. " " .. pid)
+        assert.equal(code, wait_rc(rcf, 20))
+        local err = read(path("sig_" .. sig .. ".err"))
+        assert.matches("interrupted (SIG" .. sig .. "): finishing", err, 1, true)
+        local docs, ids = output(path("out.jsonl"))
+        assert.is_true(#docs >= 20 and #docs < n, "lines: " .. #docs)
+        for _, d in ipairs(docs) do assert.equal(cjson.null, d.error) end
+        for id, c in pairs(ids) do assert.equal(1, c, id) end
+        local rc, _, err2 = cli(args)
+        assert.equal(0, rc, err2)
+        assert_complete(path("out.jsonl"), n)
+        local st = m:stats()
+        assert.equal(n, st.requests)
+        assert.equal(n, st.status["200"])
+      end)
+    end
+
+    it("under nohup SIGHUP stays ignored; SIGTERM still drains", function()
+      local m = mock.start { name = "slow", latency_ms = 200 }
+      write(path("in.jsonl"), input_lines(100))
+      local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) ..
+                   " --concurrency 2 --endpoint " .. m.url
+      local pid, rcf = cli_bg(args, "nohup", "nohup")
+      assert.is_true(wait_for(function() return m:stats().requests >= 2 end, 20), "no requests")
+      run("kill -HUP " .. pid)
+      assert.is_true(alive(pid))
+      -- had SIGHUP counted, it would be the first signal (129, "interrupted (SIGHUP)")
+      -- and this SIGTERM the second, cancelling
+      run("kill -TERM " .. pid)
+      assert.equal(143, wait_rc(rcf, 20))
+      local err = read(path("nohup.err"))
+      assert.matches("interrupted (SIGTERM)", err, 1, true)
+      assert.is_nil(err:find("interrupted (SIGHUP)", 1, true))
+      for _, d in ipairs(output(path("out.jsonl"))) do assert.equal(cjson.null, d.error) end
+    end)
   end)
 end)

@@ -10,6 +10,8 @@
 --   sink(key, res): res = { ok = true, status, body = <raw JSON>, endpoint, attempts, latency }
 --                      or { ok = false, error = <errors table>, status, error_body, attempts }
 --   opts: concurrency, total, on_progress(p), progress_interval, should_stop() -> nil|"drain"|"cancel"
+--   An error raised by sink or on_progress (any value: nil and false too) does
+--   not stop the run: the first one is raised again once every item has ended.
 --   summary = { total, ok, failed, attempts, retries, elapsed, stopped,
 --               usage = { prompt_tokens, completion_tokens, total_tokens },
 --               endpoints = { [name] = { ok, failed, attempts } } }
@@ -18,7 +20,7 @@ local core = require "llmrelay.core"
 local errors = require "llmrelay.errors"
 
 local now = core.now
-local pairs, ipairs, tonumber = pairs, ipairs, tonumber
+local pairs, ipairs, tonumber, pcall, error = pairs, ipairs, tonumber, pcall, error
 local match, find = string.match, string.find
 
 local _M = {}
@@ -51,15 +53,22 @@ function _M.run(client, source, sink, opts)
   local t0 = now()
   local last_progress = t0
   local source_done, stopped = false, nil
+  -- a callback's error, kept with a flag: error(nil) must not read as "no error"
+  local cb_failed, cb_err = false, nil
+
+  local function guarded(fn, ...)
+    local okc, e = pcall(fn, ...)
+    if not okc and not cb_failed then cb_failed, cb_err = true, e end
+  end
 
   local function progress(t)
     local elapsed = t - t0
     local rate = elapsed > 0 and done / elapsed or 0
     local total = opts.total
-    on_progress {
+    guarded(on_progress, {
       done = done, total = total, ok = ok, failed = failed, retries = attempts - sent,
       rate = rate, eta = (total and rate > 0) and (total - done) / rate or nil, elapsed = elapsed,
-    }
+    })
     last_progress = t
   end
 
@@ -84,7 +93,7 @@ function _M.run(client, source, sink, opts)
       failed = failed + 1
       if pe then pe.failed = pe.failed + 1 end
     end
-    sink(key, res)
+    guarded(sink, key, res)
   end
 
   while true do
@@ -140,6 +149,7 @@ function _M.run(client, source, sink, opts)
     pe.state = s.state
     per_endpoint[s.name] = pe
   end
+  if cb_failed then error(cb_err, 0) end
   return {
     total = done, ok = ok, failed = failed, attempts = attempts, retries = attempts - sent,
     elapsed = t1 - t0, usage = usage, endpoints = per_endpoint, stopped = stopped,

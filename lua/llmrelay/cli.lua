@@ -16,6 +16,7 @@ local floor, max = math.floor, math.max
 local concat = table.concat
 
 local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+local ENOENT = 2   -- Linux errno: the output does not exist yet
 local BAR_INTERVAL = 0.2      -- progress redraws on a terminal
 
 _M.EXIT = { ok = EXIT_OK, failed = EXIT_FAILED, usage = EXIT_USAGE, internal = EXIT_INTERNAL,
@@ -36,7 +37,7 @@ Options:
 
 Exit codes: 0 success, 1 some requests failed for good, 2 usage or setup
 error, 3 internal error (for example the output could not be written),
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP).
 ]]
 
 local BATCH_HELP = [[
@@ -67,18 +68,24 @@ Output, one JSON object a line:
   repeated, method not POST, another url, body not an object with a
   "messages" array, body.stream set) gets
   "error": {"code": "invalid_request", "message": "line 12: ...", "line": 12}
-  with "custom_id": null when the line names none. The first line with a
+  with "custom_id": null when the line names none, plus "line_hash" (what
+  the line said and what was wrong with it). The first line with a
   custom_id is the real request; later lines with the same one are errors.
-  Bad lines never stop the run.
+  Bad lines never stop the run. A UTF-8 byte order mark before line 1 is
+  ignored.
 
 Options:
-  -o, --output FILE     the output file (required). If it exists the run
-                        resumes: lines already answered there are skipped.
+  -o, --output FILE     the output file (required): a regular file, not the
+                        input (nor a link to it), not a device or a pipe
+                        (no stdout: the output is also the resume record).
+                        If it exists the run resumes: lines already answered
+                        there are skipped.
   -c, --config FILE     a Lua file returning the table given to llmrelay.new
                         (endpoints, retry, breaker, timeout, concurrency, ...)
   --endpoint URL        an endpoint's base URL, e.g. http://127.0.0.1:8080/v1
                         (repeatable; instead of -c). The api key is read from
-                        the environment variable LLMRELAY_API_KEY if it is set.
+                        the environment variable LLMRELAY_API_KEY if it is set
+                        (at least 8 characters: a shorter one is refused).
   --concurrency N       requests in flight (default: the client's
                         concurrency, 64); raises the client's concurrency to N
   --max-attempts N      attempts per request, the first included (default 5;
@@ -89,15 +96,18 @@ Options:
   -h, --help            this text
 
 Resume: run the same command again after a crash, a Ctrl-C or kill -9.
-Requests are matched by custom_id, bad input lines by their line number, so
-the input must be the same file. A torn last line (a crash mid-write) is cut
-off, and requests recorded as "cancelled" are sent again; the file is then
-rewritten through a temp file and a rename. Every input line ends up with
-exactly one output line.
+Requests are matched by custom_id, bad input lines by their line number and
+line_hash: a bad line changed since (fixed, say) is read again and sent, an
+unchanged one keeps its answer. Only lines shaped as output lines count; an
+existing OUTPUT with none is refused (exit 2), never overwritten. A torn last
+line (a crash mid-write) is cut off, and requests recorded as "cancelled" are
+sent again; the file is then rewritten through a temp file and a rename.
+Every input line ends up with exactly one output line.
 
-Ctrl-C: the first one stops taking new lines, waits for the requests in
-flight and writes their answers; a second one cancels them (written as
-"cancelled" errors, sent again by a re-run). No line is ever half written.
+Ctrl-C, SIGTERM, SIGHUP: the first one stops taking new lines, waits for the
+requests in flight and writes their answers; a second one (any of the three)
+cancels them (written as "cancelled" errors, sent again by a re-run). No line
+is ever half written. A failed write (disk full) ends the run at once, exit 3.
 
 Progress goes to stderr: a bar redrawn in place when stderr is a terminal
 (done/total, rate, ETA, retries, endpoints whose breaker is open), else a
@@ -110,7 +120,8 @@ Exit codes:
        a request that failed for good or a bad input line
   2    usage error, unreadable input, bad config, output not writable
   3    internal error during the run (for example a failed write)
-  130  interrupted by Ctrl-C; re-run the same command to finish
+  130  interrupted by Ctrl-C (143 by SIGTERM, 129 by SIGHUP: 128 + the first
+       signal); re-run the same command to finish
 ]]
 
 local function eprint(...)
@@ -190,6 +201,9 @@ local function parse_batch_args(argv, first)
   if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
   if not o.output then return nil, "batch: missing -o OUTPUT.jsonl" end
   if o.output == o.input then return nil, "batch: the output file must not be the input file" end
+  if o.output == "-" then
+    return nil, "batch: the output must be a file, not '-' (stdout): it is also the resume record"
+  end
   if o.config and #o.endpoints > 0 then return nil, "batch: use either -c or --endpoint, not both" end
   if not o.config and #o.endpoints == 0 then
     return nil, "batch: no endpoints: give -c config.lua or --endpoint URL"
@@ -234,7 +248,7 @@ local function load_config(o)
   return { endpoints = eps }
 end
 
--- The client, the keys to scrub, or nil and a message.
+-- The client and the scrubber of its keys (errors.scrubber), or nil and a message.
 local function make_client(o)
   local cfg, err = load_config(o)
   if not cfg then return nil, nil, err end
@@ -255,10 +269,11 @@ local function make_client(o)
   local config = require "llmrelay.config"
   local vok, norm = pcall(config.validate, cfg)
   if vok then keys = config.secrets(norm) end
+  -- a config file may have read it by itself; one too short to be a key is not scrubbed
   local env_key = os.getenv("LLMRELAY_API_KEY")
-  if env_key and env_key ~= "" then keys[#keys + 1] = env_key end
+  if env_key and #env_key >= errors.MIN_SECRET then keys[#keys + 1] = env_key end
   o.effective_concurrency = o.concurrency or cfg.concurrency or 64
-  return client, jsonl.secret_forms(keys)
+  return client, errors.scrubber(keys)
 end
 
 ---------------------------------------------------------------------------
@@ -277,24 +292,64 @@ local function random_hex(n)
   return (s:gsub(".", function(c) return format("%02x", byte(c)) end))
 end
 
-local function count_lines(path)
-  local f = io.open(path, "rb")
-  if not f then return 0 end
-  local n, k = 0, 0
-  for line in f:lines() do
-    if find(line, "%S") then n = n + 1 end
-    k = k + 1
-    if k % 8192 == 0 and core.sigint_count() > 0 then break end
+local function stopping()
+  return core.stop_signals() > 0
+end
+
+-- The input must be a regular file (it is read twice), the output a regular
+-- file or nothing yet, and not the input under another name (a link, a hard
+-- link, ./in.jsonl): a device never ends (/dev/full, /dev/zero), a pipe is
+-- drained by the resume scan (/dev/stdout | cat hangs). Returns nil or a message.
+local function check_files(o)
+  local ist, ierr = core.stat(o.input)
+  if not ist then return "cannot open input: " .. o.input .. ": " .. tostring(ierr) end
+  if ist.type ~= "file" then
+    return format("the input must be a regular file (it is read twice): '%s' is a %s", o.input, ist.type)
   end
-  f:close()
-  return n
+  local ost, oerr, errno = core.stat(o.output)
+  if not ost then
+    if errno == ENOENT then return nil end
+    return "cannot use output " .. o.output .. ": " .. tostring(oerr)
+  end
+  if ost.type ~= "file" then
+    return format("the output must be a regular file (it is also the resume record): '%s' is a %s",
+      o.output, ost.type)
+  end
+  if ost.id == ist.id then
+    return format("the output '%s' is the input file '%s' (the same file under another name)", o.output, o.input)
+  end
+  return nil
+end
+
+local function note_repairs(note, o, ledger)
+  local d = ledger.dropped
+  if ledger.rewritten then
+    local parts = {}
+    if d.torn > 0 then parts[#parts + 1] = "cut a torn last line" end
+    if d.invalid > 0 then parts[#parts + 1] = format("dropped %d lines that are not output lines", d.invalid) end
+    if d.duplicate > 0 then parts[#parts + 1] = format("dropped %d duplicate answers", d.duplicate) end
+    if d.stale > 0 then
+      parts[#parts + 1] = format("will read %d changed bad input lines again", d.stale)
+    end
+    if d.retried > 0 then
+      parts[#parts + 1] = format("will send %d cancelled%s requests again", d.retried,
+        o.retry_failed and " or failed" or "")
+    end
+    note("repaired " .. o.output .. ": " .. concat(parts, ", "))
+  end
+  if ledger.kept > 0 then note(format("resuming: %d lines already answered in %s", ledger.kept, o.output)) end
 end
 
 local function run_batch(o)
-  core.catch_sigint()
+  core.catch_stop_signals()
   local quiet = o.quiet
   local function note(msg) if not quiet then eprint("llmrelay: ", msg) end end
 
+  local ferr = check_files(o)
+  if ferr then
+    eprint("llmrelay: ", ferr)
+    return EXIT_USAGE
+  end
   local inf, ierr = io.open(o.input, "rb")
   if not inf then
     eprint("llmrelay: cannot open input: ", tostring(ierr))
@@ -307,7 +362,7 @@ local function run_batch(o)
     return EXIT_USAGE
   end
 
-  local client, secrets, cerr = make_client(o)
+  local client, scrub, cerr = make_client(o)
   if not client then
     inf:close()
     eprint("llmrelay: ", cerr)
@@ -315,34 +370,26 @@ local function run_batch(o)
   end
 
   local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed)
-  if not ledger then
+  local total_lines = ledger and jsonl.check_input(o.input, ledger, stopping)
+  local rok, rerr = true, nil
+  if ledger then rok, rerr = jsonl.repair(ledger) end
+  if not ledger or not rok then
     inf:close()
-    eprint("llmrelay: ", lerr)
+    client:close()
+    eprint("llmrelay: ", lerr or rerr)
     return EXIT_USAGE
   end
-  local d = ledger.dropped
-  if ledger.rewritten then
-    local parts = {}
-    if d.torn > 0 then parts[#parts + 1] = "cut a torn last line" end
-    if d.invalid > 0 then parts[#parts + 1] = format("dropped %d unreadable lines", d.invalid) end
-    if d.duplicate > 0 then parts[#parts + 1] = format("dropped %d duplicate answers", d.duplicate) end
-    if d.retried > 0 then
-      parts[#parts + 1] = format("will send %d cancelled%s requests again", d.retried,
-        o.retry_failed and " or failed" or "")
-    end
-    note("repaired " .. o.output .. ": " .. concat(parts, ", "))
-  end
-  if ledger.kept > 0 then note(format("resuming: %d lines already answered in %s", ledger.kept, o.output)) end
+  note_repairs(note, o, ledger)
 
   local out, oerr = io.open(o.output, "ab")
   if not out then
     inf:close()
+    client:close()
     eprint("llmrelay: cannot open output: ", tostring(oerr))
     return EXIT_USAGE
   end
   out:setvbuf("no")   -- each line goes out in one write(2)
 
-  local total_lines = count_lines(o.input)
   local todo = max(0, total_lines - ledger.kept)
 
   local tty = not quiet and report.is_tty(2)
@@ -355,42 +402,37 @@ local function run_batch(o)
     return id_prefix .. format("%07d", id_n)
   end
 
-  local run = { ok = 0, failed = 0, bad = 0, cancelled = 0 }
+  local run = { ok = 0, failed = 0, bad = 0, cancelled = 0, lost = 0 }
   local fatal
   local pend = {}        -- [line number] = custom_id or false, while in flight
-  local problems = {}    -- [line number] = problem, for bad lines in flight
-  local seen = {}        -- [custom_id] = line of its first occurrence
+  local problems = {}    -- [line number] = the bad line's parse (problem, text), in flight
   local done_ids, done_lines = ledger.ids, ledger.lines
-  local lineno = 0
+  local classify = jsonl.classifier()
 
+  -- true when the line is in the file; after a failed write nothing more is
+  -- written, and each answer left out is counted as lost
   local function write_line(text)
-    if fatal then return end
-    local ok, err = out:write(text .. "\n")
-    if not ok then fatal = "cannot write to " .. o.output .. ": " .. tostring(err) end
+    if not fatal then
+      local ok, err = out:write(text .. "\n")
+      if ok then return true end
+      fatal = "cannot write to " .. o.output .. ": " .. tostring(err)
+    end
+    run.lost = run.lost + 1
+    return false
   end
 
   local function source()
     while not fatal do
       local line = inf:read("*l")
       if line == nil then return nil end
-      lineno = lineno + 1
-      if byte(line, -1) == 13 then line = sub(line, 1, -2) end
-      if find(line, "%S") then
-        local r = jsonl.parse_input(line)
+      local r, lineno = classify(line)
+      if r then
         local cid, problem = r.custom_id, r.problem
-        if cid then
-          local first = seen[cid]
-          if first then
-            problem = format("duplicate custom_id %s (first on line %d)", jsonl.show(cid), first)
-          else
-            seen[cid] = lineno
-          end
-        end
         if done_lines[lineno] then
           done_lines[lineno] = nil
         elseif problem then
           pend[lineno] = cid or false
-          problems[lineno] = problem
+          problems[lineno] = r
           return { key = lineno, error = errors.new { kind = "invalid_request", attempts = 0,
                                                         message = "line " .. lineno .. ": " .. problem } }
         elseif done_ids[cid] then
@@ -408,35 +450,34 @@ local function run_batch(o)
     local cid = pend[key]
     pend[key] = nil
     if cid == false then cid = nil end
-    local problem = problems[key]
-    if problem then
+    local bad = problems[key]
+    if bad then
       problems[key] = nil
-      run.bad = run.bad + 1
-      write_line(jsonl.input_error_line(next_id(), cid, key, problem))
+      if write_line(jsonl.input_error_line(next_id(), cid, key, bad.problem, jsonl.bad_line_hash(bad))) then
+        run.bad = run.bad + 1
+      end
     elseif res.ok then
-      run.ok = run.ok + 1
-      write_line(jsonl.success_line(next_id(), cid, res, secrets))
-    else
+      if write_line(jsonl.success_line(next_id(), cid, res, scrub)) then run.ok = run.ok + 1 end
+    elseif write_line(jsonl.failure_line(next_id(), cid, res, scrub)) then
       if res.error and res.error.kind == "cancelled" then
         run.cancelled = run.cancelled + 1
       else
         run.failed = run.failed + 1
       end
-      write_line(jsonl.failure_line(next_id(), cid, res, secrets))
     end
   end
 
   local stop_said = 0
   local function should_stop()
     if fatal then return "cancel" end
-    local n = core.sigint_count()
+    local n, signame = core.stop_signals()
     if n ~= stop_said then
       local inflight = 0
       for _ in pairs(pend) do inflight = inflight + 1 end
       if n == 1 then
         if not quiet then
-          progress.say(format("llmrelay: interrupted: finishing %d requests in flight (Ctrl-C again to cancel them)",
-            inflight))
+          progress.say(format("llmrelay: interrupted (%s): finishing %d requests in flight " ..
+            "(Ctrl-C, SIGTERM or SIGHUP again cancels them)", signame, inflight))
         end
       elseif stop_said < 2 then
         if not quiet then
@@ -460,22 +501,24 @@ local function run_batch(o)
     should_stop = should_stop,
   })
   inf:close()
-  out:close()
+  local cok, cerr2 = out:close()
+  if not cok and not fatal then fatal = "cannot write to " .. o.output .. ": " .. tostring(cerr2) end
   if not ok then
-    progress.say("llmrelay: internal error: " .. errors.scrub(tostring(summary), secrets))
+    progress.say("llmrelay: internal error: " .. scrub:text(tostring(summary)))
     return EXIT_INTERNAL
   end
   run.elapsed = core.now() - t0
   summary = summary or {}
   progress.finish()
-  run.stopped = summary.stopped or (core.sigint_count() > 0 and "drain") or nil
+  local nsig, _, signo = core.stop_signals()
+  run.stopped = summary.stopped or (nsig > 0 and "drain") or nil
   if not quiet then report.summary(o, client, summary, run, ledger, total_lines) end
   client:close()
   if fatal then
     eprint("llmrelay: ", fatal)
     return EXIT_INTERNAL
   end
-  if run.stopped then return EXIT_INTERRUPTED end
+  if run.stopped then return signo and 128 + signo or EXIT_INTERRUPTED end
   if run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
   return EXIT_OK
 end

@@ -4,16 +4,20 @@
 -- Lua 5.1 / LuaJIT / 5.4; needs lua-cjson.
 
 local cjson = require "cjson.safe"
+local core = require "llmrelay.core"
 local errors = require "llmrelay.errors"
 
 local _M = {}
 
 local type, tostring, pairs, ipairs, next = type, tostring, pairs, ipairs, next
 local find, sub, format, gsub, byte = string.find, string.sub, string.format, string.gsub, string.byte
+local floor = math.floor
 local concat = table.concat
 local decode, encode = cjson.decode, cjson.encode
+local null = cjson.null
 
 local MAX_SHOWN = 60
+local BOM = "\239\187\191"   -- UTF-8 byte order mark, stripped from the start of the input
 
 local URLS = { ["/v1/chat/completions"] = true, ["/chat/completions"] = true }
 
@@ -170,45 +174,55 @@ function _M.parse_input(line)
   return r
 end
 
+-- Reads the input's lines in order, as the run and the resume check both must:
+-- classify(line) -> r, lineno, with r = parse_input's table plus r.text (the
+-- line as parsed: BOM and CR cut) and duplicate custom_ids as problems; r is
+-- nil for a blank line. The first line naming a custom_id owns it.
+function _M.classifier()
+  local seen, lineno = {}, 0
+  return function(line)
+    lineno = lineno + 1
+    if lineno == 1 and sub(line, 1, 3) == BOM then line = sub(line, 4) end
+    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+    if not find(line, "%S") then return nil, lineno end
+    local r = _M.parse_input(line)
+    local cid = r.custom_id
+    if cid then
+      local first = seen[cid]
+      if first then
+        r.problem = format("duplicate custom_id %s (first on line %d)", show(cid), first)
+        r.body, r.model = nil, nil
+      else
+        seen[cid] = lineno
+      end
+    end
+    r.text = line
+    return r, lineno
+  end
+end
+
+-- What a bad line's answer stands for: its text and what was wrong with it
+-- (a duplicate depends on the earlier line too, which the message names).
+function _M.bad_line_hash(r)
+  return core.hash(r.text .. "\n" .. r.problem)
+end
+
 ---------------------------------------------------------------------------
 -- Output lines
-
--- A response body spliced into an output line: JSON whitespace CR/LF become
--- spaces (inside JSON strings they are always escaped, so this is safe).
-local function one_line(s)
-  if find(s, "[\r\n]") then s = gsub(s, "[\r\n]", " ") end
-  return s
-end
 
 local function json_string(s)
   if s == nil then return "null" end
   return encode(s)
 end
 
+-- Server text reaches an output line only through the scrubber of the keys
+-- (errors.scrubber): secrets out, invalid UTF-8 made U+FFFD, and a JSON body
+-- stays JSON (only its string values may change), on one line.
+
 -- Bodies that succeeded lose the keys only: "Bearer ..." may be legitimate text there.
-local scrub_keys = errors.redact_keys
-
--- secrets: the configured keys, each also in its JSON-escaped form, so a key
--- quoted inside a JSON body is caught either way.
-function _M.secret_forms(keys)
-  local out, seen = {}, {}
-  for _, k in ipairs(keys) do
-    if type(k) == "string" and k ~= "" then
-      local forms = { k, (sub(encode(k) or "", 2, -2)) }
-      for _, f in ipairs(forms) do
-        if f ~= "" and not seen[f] then
-          seen[f] = true
-          out[#out + 1] = f
-        end
-      end
-    end
-  end
-  table.sort(out, function(a, b) return #a > #b end)
-  return out
-end
-
-function _M.success_line(id, custom_id, res, secrets)
-  local body = scrub_keys(one_line(res.body or "null"), secrets)
+function _M.success_line(id, custom_id, res, scrub)
+  local body, is_json = scrub:json(res.body or "null", true)
+  if not is_json then body = "null" end -- the core took it as a JSON object: a line stays JSON regardless
   return concat {
     '{"id":"', id, '","custom_id":', json_string(custom_id),
     ',"response":{"status_code":', format("%d", res.status or 200),
@@ -218,20 +232,16 @@ function _M.success_line(id, custom_id, res, secrets)
 end
 
 -- A request that failed for good (or was cancelled).
-function _M.failure_line(id, custom_id, res, secrets)
+function _M.failure_line(id, custom_id, res, scrub)
   local err = res.error or {}
   local status = res.status or err.status
   local response = "null"
   if status then
-    local body = "null"
-    local eb = res.error_body
-    if type(eb) == "string" and decode(eb) ~= nil then
-      eb = errors.scrub(one_line(eb), secrets)
-      if decode(eb) ~= nil then body = eb end
-    end
+    local body, is_json = scrub:json(res.error_body)
+    if type(body) ~= "string" or not is_json then body = "null" end
     response = concat { '{"status_code":', format("%d", status), ',"body":', body, "}" }
   end
-  local msg = errors.scrub(tostring(err.message or err.kind or "request failed"), secrets)
+  local msg = scrub:text(tostring(err.message or err.kind or "request failed"))
   return concat {
     '{"id":"', id, '","custom_id":', json_string(custom_id),
     ',"response":', response,
@@ -239,114 +249,214 @@ function _M.failure_line(id, custom_id, res, secrets)
   }
 end
 
--- A bad input line: keyed by its line number on resume.
-function _M.input_error_line(id, custom_id, lineno, problem)
+-- A bad input line: keyed by its line number and line_hash (bad_line_hash) on resume.
+function _M.input_error_line(id, custom_id, lineno, problem, hash)
   return concat {
     '{"id":"', id, '","custom_id":', json_string(custom_id),
     ',"response":null,"error":{"code":"invalid_request","message":',
-    json_string("line " .. lineno .. ": " .. problem), ',"line":', format("%d", lineno), "}}",
+    json_string("line " .. lineno .. ": " .. problem), ',"line":', format("%d", lineno),
+    ',"line_hash":"', hash, '"}}',
   }
 end
 
 ---------------------------------------------------------------------------
 -- Resume ledger
 
--- What an output line answers: ("line", n) for a bad input line, ("id", custom_id)
--- for a request, or nil when the line is not one of ours. Also whether it is an
--- error, and its error code.
+local function whole(v, lo, hi)
+  return type(v) == "number" and v == floor(v) and v >= lo and v <= hi
+end
+
+-- What an output line answers, when it is shaped as one of ours (id a string;
+-- response null or {status_code, body}; error null with a response, or
+-- {code, message}): ("line", n, true, code, line_hash) for a bad input line
+-- (line_hash "" when an older version wrote none), ("id", custom_id, is_error,
+-- code) for a request. nil for anything else: an input line, another tool's.
 local function line_key(doc)
-  if type(doc) ~= "table" then return nil end
-  local e = doc.error
-  if type(e) == "table" then
-    local n = e.line
-    if type(n) == "number" and n >= 1 and n == math.floor(n) then
-      return "line", n, true, e.code
-    end
+  if type(doc) ~= "table" or type(doc.id) ~= "string" or doc.id == "" then return nil end
+  local cid, resp, e = doc.custom_id, doc.response, doc.error
+  if resp ~= null and (type(resp) ~= "table" or not whole(resp.status_code, 100, 599) or resp.body == nil) then
+    return nil
   end
-  local cid = doc.custom_id
-  if type(cid) ~= "string" or cid == "" then return nil end
-  if type(e) == "table" then return "id", cid, true, e.code end
-  if e ~= nil and e ~= cjson.null then return nil end
-  return "id", cid, false
+  if e == null then
+    if type(cid) ~= "string" or cid == "" or resp == null then return nil end
+    return "id", cid, false
+  end
+  if type(e) ~= "table" or type(e.code) ~= "string" or type(e.message) ~= "string" then return nil end
+  if cid ~= null and (type(cid) ~= "string" or cid == "") then return nil end
+  if e.line ~= nil then
+    local h = e.line_hash
+    if e.code ~= "invalid_request" or resp ~= null or not whole(e.line, 1, 2 ^ 53)
+       or (h ~= nil and type(h) ~= "string") then
+      return nil
+    end
+    return "line", e.line, true, e.code, h or ""
+  end
+  if cid == null then return nil end
+  return "id", cid, true, e.code
+end
+
+-- The byte after the last complete line tells a torn tail from a finished file.
+local function torn_at_eof(f)
+  if f:read(0) ~= nil then return false end
+  local pos = f:seek("cur")
+  f:seek("cur", -1)
+  local torn = f:read(1) ~= "\n"
+  f:seek("set", pos)
+  return torn
+end
+
+local function drop(ledger, phys)
+  ledger.drop_at[phys] = true
+  ledger.any_drop = true
 end
 
 -- Reads OUTPUT (if it exists) and returns the ledger:
---   { ids = {[custom_id] = true}, lines = {[n] = true}, kept, kept_errors,
---     dropped = { torn =, invalid =, duplicate =, retried = } , rewrite = bool }
--- Lines kept: complete (newline-terminated) JSON lines that answer something
--- not answered before. Dropped: a torn last line, lines that are not JSON or
--- not ours, duplicates, `cancelled` answers (their requests are sent again),
--- and with retry_failed every failed request (not bad input lines).
--- When anything is dropped the file is rewritten through a temp file + rename.
+--   { ids = {[custom_id] = true}, lines = {[n] = {[line_hash] = physical line}},
+--     n_lines, kept, kept_errors, kept_failed,
+--     dropped = { torn =, invalid =, duplicate =, retried =, stale = } }
+-- Lines kept: complete (newline-terminated) lines shaped as output lines that
+-- answer something not answered before. Dropped: a torn last line, lines that
+-- are not ours, duplicates, `cancelled` answers (their requests are sent again),
+-- and with retry_failed every failed request (not bad input lines). Nothing is
+-- written here: check_input settles the bad lines, then repair rewrites.
+-- A file of which no line is ours is refused (nil, message): it is not an
+-- output to resume, and repairing it would destroy it.
 function _M.scan_output(path, retry_failed)
-  local ledger = { ids = {}, lines = {}, kept = 0, kept_errors = 0, kept_failed = 0,
-                   dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0 } }
-  local f = io.open(path, "rb")
-  if not f then return ledger end
-  local drop = ledger.dropped
+  local ledger = { ids = {}, lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
+                   drop_at = {}, path = path,
+                   dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
+  local f, ferr = io.open(path, "rb")
+  if not f then
+    -- an output that exists but cannot be read would be resumed as empty: every line twice
+    if core.stat(path) then return nil, "cannot read " .. path .. " to resume it: " .. tostring(ferr) end
+    return ledger
+  end
+  local d = ledger.dropped
   local ids, lines = ledger.ids, ledger.lines
-  local dropped_at = {}   -- [physical line number] = true for the lines dropped
-  local nphys = 0
-  local data_tail = false
-  local any_drop = false
+  local nphys, ours, foreign = 0, 0, 0
   while true do
     local line = f:read("*l")
     if line == nil then break end
     nphys = nphys + 1
     local ok = false
-    -- a line without its newline at EOF is torn, even if it parses
-    local at_eof = false
-    if f:read(0) == nil then
-      -- read("*l") cannot tell whether a newline ended the last line: look at the byte
-      local pos = f:seek("cur")
-      f:seek("cur", -1)
-      at_eof = f:read(1) ~= "\n"
-      f:seek("set", pos)
-    end
-    if at_eof then
-      drop.torn = drop.torn + 1
-      data_tail = true
-    elseif find(line, "^%s*$") then
-      drop.invalid = drop.invalid + 1
+    if torn_at_eof(f) then
+      -- a line without its newline at EOF is torn, even if it parses
+      d.torn = d.torn + 1
+      if find(line, "%S") and not find(line, '^%s*{%s*"id"%s*:') then foreign = foreign + 1 end
+    elseif not find(line, "%S") then
+      d.invalid = d.invalid + 1
     else
-      local doc = decode(line)
-      local kind, key, is_err, code = line_key(doc)
+      local kind, key, is_err, code, hash = line_key(decode(line))
       if not kind then
-        drop.invalid = drop.invalid + 1
-      elseif code == "cancelled" and kind == "id" then
-        drop.retried = drop.retried + 1
-      elseif retry_failed and is_err and kind == "id" then
-        drop.retried = drop.retried + 1
+        d.invalid = d.invalid + 1
+        foreign = foreign + 1
       else
-        local set = kind == "line" and lines or ids
-        if set[key] then
-          drop.duplicate = drop.duplicate + 1
-        else
-          set[key] = true
-          ok = true
-          ledger.kept = ledger.kept + 1
-          if is_err then
-            ledger.kept_errors = ledger.kept_errors + 1
-            if kind == "id" then ledger.kept_failed = ledger.kept_failed + 1 end
+        ours = ours + 1
+        if code == "cancelled" and kind == "id" then
+          d.retried = d.retried + 1
+        elseif retry_failed and is_err and kind == "id" then
+          d.retried = d.retried + 1
+        elseif kind == "line" then
+          local entry = lines[key]
+          if entry and entry[hash] then
+            d.duplicate = d.duplicate + 1
+          else
+            if not entry then
+              entry = {}
+              lines[key] = entry
+              ledger.n_lines = ledger.n_lines + 1
+            end
+            entry[hash] = nphys
+            ok = true
           end
+        elseif ids[key] then
+          d.duplicate = d.duplicate + 1
+        else
+          ids[key] = true
+          ok = true
+          if is_err then ledger.kept_failed = ledger.kept_failed + 1 end
+        end
+        if ok then
+          ledger.kept = ledger.kept + 1
+          if is_err then ledger.kept_errors = ledger.kept_errors + 1 end
         end
       end
     end
-    if not ok then
-      dropped_at[nphys] = true
-      any_drop = true
+    if not ok then drop(ledger, nphys) end
+  end
+  f:close()
+  if ours == 0 and foreign > 0 then
+    return nil, path .. " is not an llmrelay output file (none of its lines is an output line): "
+      .. "refusing to resume into it or to rewrite it; give another -o"
+  end
+  return ledger
+end
+
+-- An answer to a bad line that no longer stands: dropped, its line read again.
+local function forget(ledger, phys)
+  drop(ledger, phys)
+  ledger.kept = ledger.kept - 1
+  ledger.kept_errors = ledger.kept_errors - 1
+  ledger.dropped.stale = ledger.dropped.stale + 1
+end
+
+-- Counts the input's non-blank lines. When the ledger holds answers to bad
+-- lines, it also reads every line as the run will (classifier) and forgets the
+-- answers whose line is no longer bad in the same way (changed, fixed, gone);
+-- ledger.lines[n] is then true for the answers that stand. interrupted() is
+-- asked now and then: a stop signal cuts the count short (and nothing is
+-- forgotten for the lines not reached).
+function _M.check_input(path, ledger, interrupted)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local lines = ledger.lines
+  local classify = ledger.n_lines > 0 and _M.classifier()
+  local n, k, complete = 0, 0, true
+  for line in f:lines() do
+    k = k + 1
+    if classify then
+      local r, lineno = classify(line)
+      if r then n = n + 1 end
+      local entry = lines[lineno]
+      if entry then
+        local h = r and r.problem and _M.bad_line_hash(r)
+        lines[lineno] = (h and entry[h]) and true or nil
+        for eh, phys in pairs(entry) do
+          if eh ~= h then forget(ledger, phys) end
+        end
+      end
+    else
+      if k == 1 and sub(line, 1, 3) == BOM then line = sub(line, 4) end
+      if find(line, "%S") then n = n + 1 end
+    end
+    if k % 8192 == 0 and interrupted() then
+      complete = false
+      break
     end
   end
   f:close()
-  ledger.torn_tail = data_tail
-  if not any_drop then return ledger end
+  if classify and complete then
+    for lineno, entry in pairs(lines) do
+      if entry ~= true then
+        for _, phys in pairs(entry) do forget(ledger, phys) end
+        lines[lineno] = nil
+      end
+    end
+  end
+  return n
+end
 
-  -- Rewrite: copy the kept lines to a temp file next to OUTPUT, then rename.
+-- When anything was dropped, rewrites OUTPUT without those lines: a temp file
+-- next to it, then a rename. Returns true, or nil and a message.
+function _M.repair(ledger)
+  if not ledger.any_drop then return true end
+  local path, dropped_at = ledger.path, ledger.drop_at
   local tmp = path .. ".tmp"
   local src = io.open(path, "rb")
   local dst, err = io.open(tmp, "wb")
   if not src or not dst then
     if src then src:close() end
+    if dst then dst:close(); os.remove(tmp) end
     return nil, "cannot repair " .. path .. ": " .. tostring(err)
   end
   local n = 0
@@ -372,7 +482,7 @@ function _M.scan_output(path, retry_failed)
     return nil, "cannot repair " .. path .. ": " .. tostring(rerr)
   end
   ledger.rewritten = true
-  return ledger
+  return true
 end
 
 return _M

@@ -135,6 +135,10 @@ function _M.summary(o, client, summary, run, ledger, total_lines)
         e.failed or 0, e.attempts or s.requests or 0, state)
     end
   end
+  if run.lost > 0 then
+    out[#out + 1] = format("  not written: %d answers, lost when the output could not be written "
+      .. "(a re-run sends them again)", run.lost)
+  end
   if summary.stopped or run.stopped then
     out[#out + 1] = format("  interrupted: %d lines left; run the same command again to finish them",
       max(0, total_lines - answered))
