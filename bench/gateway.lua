@@ -5,7 +5,7 @@
 -- GW_SECONDS (default 4) per run, with GW_THREADS wrk threads (default 1: on a
 -- small machine a second wrk thread takes CPU from nginx), to two locations
 -- of the same server:
---   /gw/     require("llmrelay.resty.gateway").serve(client)   (no gateway keys)
+--   /gw/     gateway:serve(), built once with anonymous = true (no gateway keys)
 --   /proxy/  proxy_pass to the mock through an upstream block with keepalive
 -- Runs alternate (gateway, proxy) GW_ROUNDS times (default 3) after a short
 -- warm-up; the ratio is the median of the rounds' ratios (a round's two runs
@@ -61,6 +61,7 @@ local n = nginx.start{
   init = ([[
     client = require("llmrelay").new{ name = "bench",
       endpoints = { { name = "mock", base_url = %q, api_key = "sk-bench-upstream" } } }
+    gateway = require("llmrelay.resty.gateway").new(client, { anonymous = true })
   ]]):format(up.url),
   http = ([[
     lua_socket_log_errors off;
@@ -71,7 +72,7 @@ local n = nginx.start{
     server {
       listen 127.0.0.1:$PORT;
       location /gw/ {
-        content_by_lua_block { require("llmrelay.resty.gateway").serve(client) }
+        content_by_lua_block { gateway:serve() }
       }
       location /proxy/ {
         proxy_pass http://mock_upstream/;

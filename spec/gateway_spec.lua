@@ -300,23 +300,33 @@ describe("gateway", function()
         }
         server {
           listen 127.0.0.1:$PORT3;
-          location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.down) } }
-          location /fresh/ { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.down2) } }
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.down, { anonymous = true })
+          } }
+          location /fresh/ { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.down2, { anonymous = true })
+          } }
           location /deadline/ { content_by_lua_block {
-            require("llmrelay.resty.gateway").serve(clients.down3, { deadline = 2 })
+            require("llmrelay.resty.gateway").serve(clients.down3, { deadline = 2, anonymous = true })
           } }
         }
         server {
           listen 127.0.0.1:$PORT4;
-          location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.cut) } }
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.cut, { anonymous = true })
+          } }
         }
         server {
           listen 127.0.0.1:$PORT5;
-          location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.locked) } }
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.locked, { anonymous = true })
+          } }
         }
         server {
           listen 127.0.0.1:$PORT7;
-          location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(clients.plain401) } }
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.plain401, { anonymous = true })
+          } }
         }
         server {
           listen 127.0.0.1:$PORT8;
@@ -573,7 +583,8 @@ describe("gateway", function()
 
   describe("the official OpenAI Node SDK", function()
     it("talks to the gateway unchanged (one upstream refused, one always 500, one healthy)", function()
-      assert(sdk_script, "the Node SDK is needed for issue 7 (install nodejs and npm): " .. tostring(sdk_why))
+      assert(sdk_script, "the Node SDK is needed for issue 7 (sh tools/install-deps installs node and npm): "
+        .. tostring(sdk_why))
       local base = url(8, "/v1")
       for i = 1, 3 do
         local prompt = "sdk prompt " .. i
@@ -602,6 +613,151 @@ describe("gateway", function()
     local log = n:error_log()
     assert_clean_log(log)
     assert_no_key(log, "the error log")
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Issue 12: serving without keys is said (anonymous = true) or refused; one
+-- data: line per event whatever the upstream's framing; /models lists [].
+
+describe("gateway (issue 12)", function()
+  if not available then
+    it("needs nginx with the lua module", function()
+      error("gateway spec: " .. tostring(why) .. "; CI must install it", 0)
+    end)
+    return
+  end
+
+  local CLIENT = [[
+    local llmrelay = require "llmrelay"
+    local gateway = require "llmrelay.resty.gateway"
+    ml_client = llmrelay.new{ name = "ml", timeout = { connect = 2, first_byte = 10, total = 20 },
+      retry = { max_attempts = 1 },
+      endpoints = { { name = "ml", base_url = %q, api_key = "sk-upstream-SECRET-ml" } } }
+  ]]
+  local ml, g
+
+  setup(function()
+    -- every chunk's JSON comes over four data: lines
+    ml = mock.start{ name = "ml", stream_multiline_data = 1 }
+    g = nginx.start{
+      ports = 2,
+      init = CLIENT:format(ml.url) .. " ml_opts = { anonymous = true }",
+      http = [[
+        lua_socket_log_errors off;
+        server {
+          listen 127.0.0.1:$PORT;
+          location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(ml_client, ml_opts) } }
+        }
+        server {
+          listen 127.0.0.1:$PORT2;
+          location / { content_by_lua_block { require("llmrelay.resty.gateway").serve(ml_client) } }
+        }
+      ]],
+    }
+  end)
+
+  teardown(function()
+    if g then g:stop() end
+    if ml then ml:stop() end
+  end)
+
+  it("gateway.new refuses to be built without keys unless anonymous = true: nginx does not start", function()
+    for _, case in ipairs{
+      { opts = "{}", says = "no gateway keys" },
+      { opts = "{ keys = {} }", says = "no gateway keys" },
+      { opts = '{ keys_env = "LLMRELAY_GW_SPEC_UNSET" }', says = "LLMRELAY_GW_SPEC_UNSET is not set" },
+      { opts = '{ keys = { "gw-k" }, anonymous = true }', says = "choose one" },
+      { opts = '{ anonymous = "yes" }', says = "opts.anonymous must be a boolean" },
+    } do
+      local ok, err = pcall(nginx.start, {
+        init = CLIENT:format("http://127.0.0.1:9/v1") .. " gateway.new(ml_client, " .. case.opts .. ")" })
+      assert.is_false(ok, case.opts .. ": nginx started")
+      err = tostring(err)
+      assert.truthy(err:find("gateway.new: ", 1, true), err)
+      assert.truthy(err:find(case.says, 1, true), case.opts .. ": " .. err)
+      assert.truthy(err:find("opts.anonymous", 1, true), case.opts .. ": " .. err)
+    end
+  end)
+
+  it("gateway.new with anonymous = true serves callers without a key, with a warning in the error log at start", function()
+    local a = nginx.start{
+      init = CLIENT:format(ml.url) .. " ml_gateway = gateway.new(ml_client, { anonymous = true })",
+      http = [[ server { listen 127.0.0.1:$PORT; location / { content_by_lua_block { ml_gateway:serve() } } } ]],
+    }
+    local ok, err = pcall(function()
+      local log = a:error_log() -- before any request: the warning is the start's
+      assert.truthy(log:find("%[warn%][^\n]*opts%.anonymous = true: every caller is served without a gateway key"), log)
+      local status, body = req(a.base .. "/v1/chat/completions", { method = "POST", body = chat_body("anyone") })
+      assert.equal(200, status, body)
+      assert.equal("echo: anyone", decode(body).choices[1].message.content)
+    end)
+    a:stop()
+    if not ok then error(err, 0) end
+  end)
+
+  it("gateway.serve with anonymous = true serves callers without a key and logs the warning", function()
+    local status, body = req(g.base .. "/v1/models")
+    assert.equal(200, status, body)
+    assert.truthy(g:error_log():find("%[warn%][^\n]*opts%.anonymous = true: every caller is served without a gateway key"),
+                  g:error_log())
+  end)
+
+  it("gateway.serve without keys or anonymous answers every request 500, naming opts.anonymous", function()
+    local before = ml:stats().requests
+    for _, r in ipairs{ { path = "/v1/models" }, { path = "/health" },
+                        { path = "/v1/chat/completions", method = "POST", body = chat_body("x") } } do
+      local status, body = req("http://127.0.0.1:" .. g.ports[2] .. r.path, { method = r.method, body = r.body })
+      assert.equal(500, status, r.path .. ": " .. body)
+      local doc = assert_openai_error(body)
+      assert.equal("gateway_config", doc.error.code)
+      assert.truthy(doc.error.message:find("opts.anonymous = true", 1, true), body)
+    end
+    assert.equal(before, ml:stats().requests) -- nothing went upstream
+    assert.truthy(g:error_log():find("%[error%][^\n]*gateway%.serve: no gateway keys"), g:error_log())
+  end)
+
+  it("re-frames an event that came over several data: lines as one data: line", function()
+    -- the fixture is real: straight from the mock, one event spans several lines
+    local _, direct = req(ml.url .. "/chat/completions",
+      { method = "POST", body = chat_body("one two three", { stream = true }) })
+    assert.truthy(direct:find('\ndata: "object":"chat.completion.chunk",\n', 1, true), direct)
+    local status, body, h = req(g.base .. "/v1/chat/completions",
+      { method = "POST", body = chat_body("one two three", { stream = true }) })
+    assert.equal(200, status, body)
+    assert.matches("^text/event%-stream", h["content-type"])
+    local events = 0
+    for event in body:gmatch("(.-)\n\n") do
+      events = events + 1
+      assert.truthy(event:match("^data: [^\n]*$"), "an event of several lines:\n" .. event)
+    end
+    assert.matches("\n\n$", body)
+    local data = sse_data(body)
+    assert.equal(events, #data)
+    assert.equal("[DONE]", data[#data])
+    for i = 1, #data - 1 do assert.equal("chat.completion.chunk", decode(data[i]).object) end
+    assert.equal("echo: one two three", sse_content(data))
+  end)
+
+  it("GET /v1/models with no model configured answers \"data\":[]", function()
+    local status, body = req(g.base .. "/v1/models")
+    assert.equal(200, status, body)
+    assert.truthy(body:find('"data":[]', 1, true), body)
+    assert.equal("list", decode(body).object)
+  end)
+
+  it("answers 400 invalid_request, naming the field, to a body the core refuses before sending", function()
+    local before = ml:stats().requests
+    for _, stream in ipairs{ false, true } do
+      local body = '{"model":"m","stream":' .. tostring(stream)
+        .. ',"messages":[{"role":"user","content":"bad \255 byte"}]}'
+      local status, answer = req(g.base .. "/v1/chat/completions", { method = "POST", body = body })
+      assert.equal(400, status, answer .. g:error_log())
+      local doc = assert_openai_error(answer)
+      assert.equal("invalid_request_error", doc.error.type)
+      assert.truthy(doc.error.message:find("messages[1].content is not valid UTF-8", 1, true), answer)
+    end
+    assert.equal(before, ml:stats().requests) -- nothing went upstream
   end)
 end)
 

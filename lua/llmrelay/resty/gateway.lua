@@ -1,6 +1,10 @@
 -- llmrelay.resty.gateway: an OpenAI-compatible endpoint in front of a pool.
 --
---   content_by_lua_block { require("llmrelay.resty.gateway").serve(client, opts) }
+--   init_by_lua_block    { gateway = require("llmrelay.resty.gateway").new(client, opts) }
+--   content_by_lua_block { gateway:serve() }
+-- new() checks opts at nginx's start (a mistake stops nginx, with the message
+-- in its log); serve(client, opts) does the same work per request instead,
+-- and answers 500 naming the option when opts are wrong.
 --
 -- Routes (matched on the end of the URI, so any location prefix works):
 --   POST .../chat/completions   JSON, or SSE passed on chunk by chunk ("stream": true)
@@ -9,8 +13,11 @@
 --   GET  /metrics               Prometheus text
 -- opts:
 --   keys         accepted gateway keys (Authorization: Bearer <key>, or api-key /
---                x-api-key); nil: no client auth. Compared in constant time.
+--                x-api-key). Compared in constant time.
 --   keys_env     a variable holding comma-separated keys (needs `env NAME;` in nginx.conf)
+--   anonymous    true: serve every caller without a key (a warning goes to the
+--                error log). Without keys it must be said: no keys and no
+--                anonymous = true is refused; keys and anonymous = true too.
 --   open_status  true: /health and /metrics need no key (for probes and scrapers)
 --   health_path, metrics_path   other paths for those two
 --   models       extra model ids for /models (endpoints that serve every model list none)
@@ -28,8 +35,8 @@ local stream = require "llmrelay.stream"
 
 local bit = require "bit"
 local bxor, bor = bit.bxor, bit.bor
-local byte, sub, match, gsub = string.byte, string.sub, string.match, string.gsub
-local remove = table.remove
+local byte, sub, match, gsub, find = string.byte, string.sub, string.match, string.gsub, string.find
+local remove, concat = table.remove, table.concat
 local ceil = math.ceil
 local type, ipairs, tostring, pairs = type, ipairs, tostring, pairs
 
@@ -41,13 +48,17 @@ local STATUS_OF = {
   invalid_request = 400,
 }
 
-local function send_json(status, doc, headers)
+local function send_raw(status, json, headers)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
   if headers then
     for k, v in pairs(headers) do ngx.header[k] = v end
   end
-  ngx.print(cjson.encode(doc))
+  ngx.print(json)
+end
+
+local function send_json(status, doc, headers)
+  send_raw(status, cjson.encode(doc), headers)
 end
 
 -- OpenAI's error types; llmrelay's kind goes in `code`.
@@ -103,30 +114,45 @@ local function presented_key()
   return ngx.var.http_api_key or ngx.var.http_x_api_key
 end
 
--- Digests of the accepted keys, cached per opts table: build opts once (in
--- init_by_lua), not in every request, or they are digested every time.
-local key_cache = setmetatable({}, { __mode = "k" })
+local ANONYMOUS_WARNING = "gateway: opts.anonymous = true: every caller is served without a gateway key"
 
-local function accepted_digests(opts)
-  local d = key_cache[opts]
-  if d then return d end
-  local list = {}
+local function no_keys(why)
+  return "no gateway keys" .. (why and (" (" .. why .. ")") or "")
+    .. ": set opts.keys or opts.keys_env, or opts.anonymous = true to serve every caller without a key"
+end
+
+-- The digests of the accepted keys -> { required = bool, [i] = digest } |
+-- nil, what is wrong with opts (naming the option).
+local function key_digests(opts)
+  local anonymous = opts.anonymous
+  if anonymous ~= nil and type(anonymous) ~= "boolean" then return nil, "opts.anonymous must be a boolean" end
+  local list, unset = {}, nil
   if type(opts.keys) == "table" then
     for _, k in ipairs(opts.keys) do
-      if type(k) ~= "string" or k == "" then error("gateway: opts.keys must hold non-empty strings", 3) end
+      if type(k) ~= "string" or k == "" then return nil, "opts.keys must hold non-empty strings" end
       list[#list + 1] = k
     end
   elseif opts.keys ~= nil then
-    error("gateway: opts.keys must be an array of strings", 3)
+    return nil, "opts.keys must be an array of strings"
   end
-  if opts.keys_env then
-    local v = os.getenv(opts.keys_env)
-    if not v or v == "" then error("gateway: " .. opts.keys_env .. " is not set (add `env " .. opts.keys_env .. ";` to nginx.conf)", 3) end
-    for k in v:gmatch("[^,%s]+") do list[#list + 1] = k end
+  local env = opts.keys_env
+  if env ~= nil then
+    if type(env) ~= "string" or env == "" then return nil, "opts.keys_env must name an environment variable" end
+    local v = os.getenv(env)
+    if not v or v == "" then
+      unset = env .. " is not set; nginx passes it only with `env " .. env .. ";` in nginx.conf"
+    else
+      local n = #list
+      for k in v:gmatch("[^,%s]+") do list[#list + 1] = k end
+      if #list == n then unset = env .. " holds no key" end
+    end
   end
-  d = { required = #list > 0 }
+  if #list > 0 and anonymous then
+    return nil, "opts.anonymous = true but gateway keys are given (opts.keys, opts.keys_env): choose one"
+  end
+  if #list == 0 and not anonymous then return nil, no_keys(unset) end
+  local d = { required = #list > 0 }
   for i, k in ipairs(list) do d[i] = digest(k) end
-  key_cache[opts] = d
   return d
 end
 
@@ -152,7 +178,7 @@ end
 local function complete(client, body, model, deadline)
   local waiter = { inbox = {} }
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, false)
-  if not id then return fail(503, tostring(err), "unavailable") end
+  if not id then return fail(400, client._scrub:text(tostring(err)), "invalid_request") end
   while not waiter.inbox[1] do client:_wait(waiter) end
   local res = client:_result(waiter.inbox[1])
   if res.ok then
@@ -170,7 +196,12 @@ local function complete(client, body, model, deadline)
   send_json(status, doc, headers)
 end
 
+-- One event, one data: line. The decoder joined a multi-line data: field with
+-- "\n" (the SSE rules), and every event here is a checked JSON object, where
+-- a raw newline can only be whitespace between tokens: without it, the same
+-- JSON fits on one line (sent as it came, its next lines would lose "data:").
 local function sse(data)
+  if find(data, "\n", 1, true) then data = gsub(data, "\n", "") end
   return "data: " .. data .. "\n\n"
 end
 
@@ -180,7 +211,7 @@ end
 local function streamed(client, body, model, deadline)
   local waiter = { inbox = {} }
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true)
-  if not id then return fail(503, tostring(err), "unavailable") end
+  if not id then return fail(400, client._scrub:text(tostring(err)), "invalid_request") end
   local started = false
   local function start(r)
     ngx.status = 200
@@ -255,17 +286,19 @@ end
 ---------------------------------------------------------------------------
 -- Models, health, metrics
 
+-- Built by hand: cjson encodes an empty table as an object, and "data" is
+-- an array even when no model is configured.
 local function models(client, opts)
   local seen, data = {}, {}
   local function add(m)
     if type(m) == "string" and not seen[m] then
       seen[m] = true
-      data[#data + 1] = { id = m, object = "model", created = 0, owned_by = "llmrelay" }
+      data[#data + 1] = cjson.encode { id = m, object = "model", created = 0, owned_by = "llmrelay" }
     end
   end
   for _, m in ipairs(client._models) do add(m) end
   for _, m in ipairs(opts.models or {}) do add(m) end
-  send_json(200, { object = "list", data = data })
+  send_raw(200, '{"object":"list","data":[' .. concat(data, ",") .. "]}")
 end
 
 local function health(client)
@@ -291,17 +324,19 @@ local function ends_with(s, suffix)
   return sub(s, -#suffix) == suffix
 end
 
-function _M.serve(client, opts)
-  if type(client) ~= "table" or not client._h then error("gateway.serve: expected an llmrelay client", 2) end
+local function check(client, opts, fn)
+  if type(client) ~= "table" or not client._h then error(fn .. ": expected an llmrelay client", 3) end
+  if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table", 3) end
   if opts and opts.deadline ~= nil and (type(opts.deadline) ~= "number" or not (opts.deadline > 0)) then
-    error("gateway.serve: opts.deadline must be a positive number of seconds", 2)
+    error(fn .. ": opts.deadline must be a positive number of seconds", 3)
   end
-  if not client._resty then error("gateway.serve: the client must use the OpenResty transport", 2) end
-  opts = opts or {}
+  if not client._resty then error(fn .. ": the client must use the OpenResty transport", 3) end
+end
+
+local function handle(client, opts, keys)
   local uri, method = ngx.var.uri, ngx.req.get_method()
   local health_path, metrics_path = opts.health_path or "/health", opts.metrics_path or "/metrics"
   local is_status = uri == health_path or uri == metrics_path
-  local keys = accepted_digests(opts)
   if keys.required and not (is_status and opts.open_status) and not accepted(presented_key(), keys) then
     return fail(401, "invalid or missing API key for this gateway", "invalid_request_error",
                 { ["WWW-Authenticate"] = "Bearer" })
@@ -320,6 +355,54 @@ function _M.serve(client, opts)
   return fail(404, "no route for " .. method .. " " .. gsub(uri, "[%c]", "?"), "invalid_request_error")
 end
 
-_M._accepted = accepted
+local Gateway = {}
+Gateway.__index = Gateway
+
+-- Built once (init_by_lua): opts are checked and the keys digested at
+-- nginx's start, so a wrong opts table stops nginx with the reason.
+function _M.new(client, opts)
+  check(client, opts, "gateway.new")
+  opts = opts or {}
+  local keys, why = key_digests(opts)
+  if not keys then error("gateway.new: " .. why, 2) end
+  if not keys.required then ngx.log(ngx.WARN, ANONYMOUS_WARNING) end
+  return setmetatable({ client = client, opts = opts, keys = keys }, Gateway)
+end
+
+function Gateway:serve()
+  return handle(self.client, self.opts, self.keys)
+end
+
+-- serve(client, opts): the key digests are cached per opts table (build it
+-- once, in init_by_lua, or they are digested in every request); an opts
+-- table that new() would refuse is answered 500, naming the option.
+local key_cache = setmetatable({}, { __mode = "k" })
+local NO_OPTS = {}
+local logged = {} -- per worker: each message once
+
+local function log_once(level, msg)
+  if logged[msg] then return end
+  logged[msg] = true
+  ngx.log(level, msg)
+end
+
+function _M.serve(client, opts)
+  check(client, opts, "gateway.serve")
+  opts = opts or NO_OPTS
+  local keys = key_cache[opts]
+  if not keys then
+    local why
+    keys, why = key_digests(opts)
+    keys = keys or { refused = "gateway.serve: " .. why }
+    key_cache[opts] = keys
+  end
+  if keys.refused then
+    log_once(ngx.ERR, keys.refused)
+    return send_json(500, { error = { message = keys.refused, type = "server_error", code = "gateway_config",
+                                      param = cjson.null } })
+  end
+  if not keys.required then log_once(ngx.WARN, ANONYMOUS_WARNING) end
+  return handle(client, opts, keys)
+end
 
 return _M
