@@ -317,6 +317,29 @@ describe("llmrelay client", function()
     assert(c:chat_completion(req())) -- the client still works
   end)
 
+  it("raises an on_event error whose value is nil or false, not only strings", function()
+    local good = mock.start { name = "good" }
+    for _, value in ipairs { false, "nil" } do
+      local raised
+      local c = llmrelay.new {
+        endpoints = { { base_url = "http://127.0.0.1:" .. mock.free_port() .. "/v1" }, { base_url = good.url } },
+        strategy = "priority",
+        on_event = function()
+          if not raised then
+            raised = true
+            if value == "nil" then error(nil) else error(value) end
+          end
+        end,
+      }
+      local ok, e = pcall(c.chat_completion, c, req())
+      assert.is_true(raised)
+      assert.is_false(ok, "error(" .. tostring(value) .. ") in on_event was swallowed")
+      assert.is_nil(value == "nil" and e or nil)
+      if value == false then assert.is_false(e) end
+      assert.are.equal(0, c:pending())
+    end
+  end)
+
   it("caps response bodies at max_response_bytes", function()
     local m = mock.start { name = "big", pad_bytes = 4096 }
     local c = llmrelay.new { endpoints = { { base_url = m.url } }, max_response_bytes = 2048 }

@@ -105,7 +105,8 @@ deliver_events = function(self)
     ev.endpoint = names[ev.endpoint]
     if ev.to then ev.to = names[ev.to] end
     local ok, err = pcall(cb, ev)
-    if not ok and not self._callback_error then self._callback_error = err end
+    -- boxed: error(nil) or error(false) must not read as "no error"
+    if not ok and not self._callback_error then self._callback_error = { err } end
   end
 end
 
@@ -256,10 +257,10 @@ end
 -- A failing user callback (on_event, on_result) is raised once the call that
 -- ran it has every result in hand.
 local function raise_callback_error(self)
-  local e = self._callback_error
-  if e then
+  local box = self._callback_error
+  if box then
     self._callback_error = nil
-    error(e, 0)
+    error(box[1], 0)
   end
 end
 
