@@ -338,8 +338,12 @@ function M.start(opts)
   write_file(self.conf_file, conf)
 
   -- -e: the errors of startup (before error_log is read) go to the same file
+  -- The limit is set in a shell of its own that then becomes nginx (same PID),
+  -- without LD_PRELOAD: `spec/run --asan` preloads libasan, whose shadow memory
+  -- alone passes any such limit, and nginx loads the LuaJIT core, not the ASan one.
   local limit = opts.memory_limit_mb and
-    string.format("ulimit -v %d && ", math.floor(opts.memory_limit_mb * 1024)) or ""
+    string.format([[env -u LD_PRELOAD sh -c 'ulimit -v %d && exec "$0" "$@"' ]],
+                  math.floor(opts.memory_limit_mb * 1024)) or ""
   local cmd = string.format("cd %s && %s%s -p %s -c %s -e %s >%s 2>&1 </dev/null & echo $!",
     q(prefix), limit, q(bin), q(prefix .. "/"), q(self.conf_file), q(self.error_log_file),
     q(self.stderr_file))
