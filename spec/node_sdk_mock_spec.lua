@@ -2,11 +2,100 @@
 -- directly: proves the SDK client script that the OpenResty gateway specs use.
 -- Run from the repo root: busted --lua=lua5.4 spec/node_sdk_mock_spec.lua
 -- Needs node and npm, and the npm registry on the first run (install.sh puts
--- the SDK into build/node).
+-- the SDK into build/node). LLMRELAY_NODE=/path/to/node runs the client with
+-- another node (e.g. Debian 12's node 18).
 local cjson = require "cjson"
 local mock = require "spec.support.mock"
 
-local q, capture = mock.quote, mock.capture
+-- The node a fresh Debian 12 machine gets from `apt-get install nodejs`
+-- (tools/install-deps installs it where no node is on PATH).
+local DEBIAN12_NODE = "18.20.4"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- "18.20.4" -> { 18, 20, 4 }; a partial "18" or "18.x" -> { 18 } (the rest unbound)
+local function parse_version(v)
+  local parts = {}
+  for n in (v:match("^v?([%d.xX*]+)$") or error("unsupported version in engines: " .. v, 0)):gmatch("[^.]+") do
+    if n:match("^%d+$") then parts[#parts + 1] = tonumber(n) else break end
+  end
+  return parts
+end
+
+-- -1, 0, 1 comparing version a with the first #b parts of b
+local function cmp(a, b)
+  for i = 1, #b do
+    if a[i] ~= b[i] then return a[i] < b[i] and -1 or 1 end
+  end
+  return 0
+end
+
+-- npm's range syntax as used by "engines": alternatives joined by ||, each a
+-- list of comparators (>=, >, <=, <, =, ^, ~, a bare or x-version). Anything
+-- else raises, so an unknown form cannot pass by accident.
+local function satisfies(version, range)
+  local v = parse_version(version)
+  if not range:match("%S") then return true end -- "" is any version
+  for alt in (range .. "||"):gmatch("(.-)||") do
+    local ok = alt:match("%S") ~= nil
+    for c in alt:gmatch("%S+") do
+      local op, ver = c:match("^([<>=^~]*)(.+)$")
+      local r = parse_version(ver)
+      local d = cmp(v, r)
+      if op == ">=" then ok = ok and d >= 0
+      elseif op == ">" then ok = ok and d > 0
+      elseif op == "<=" then ok = ok and d <= 0
+      elseif op == "<" then ok = ok and d < 0
+      elseif op == "" or op == "=" then ok = ok and d == 0
+      elseif op == "^" then ok = ok and d >= 0 and v[1] == r[1]
+      elseif op == "~" then ok = ok and d >= 0 and v[1] == r[1] and (r[2] == nil or v[2] == r[2])
+      else error("unsupported comparator in engines: " .. c, 0) end
+    end
+    if ok then return true end
+  end
+  return false
+end
+
+describe("the pinned Node SDK", function()
+  local pkg = cjson.decode(read("spec/support/node/package.json"))
+  local lock = cjson.decode(read("spec/support/node/package-lock.json"))
+
+  it("is pinned to one exact version, the one package-lock.json holds", function()
+    local pin = pkg.dependencies.openai
+    assert.matches("^%d+%.%d+%.%d+$", pin)
+    assert.equal(pin, lock.packages[""].dependencies.openai)
+    assert.equal(pin, lock.packages["node_modules/openai"].version)
+  end)
+
+  it("and every package it installs admit Debian 12's node " .. DEBIAN12_NODE .. " (engines)", function()
+    for path, p in pairs(lock.packages) do
+      local range = type(p.engines) == "table" and p.engines.node
+      if range then
+        assert.is_true(satisfies(DEBIAN12_NODE, range),
+          ("%s@%s needs node %s"):format(path, tostring(p.version), range))
+      end
+    end
+  end)
+
+  it("reads npm's engines ranges as npm does", function()
+    assert.is_true(satisfies("18.20.4", ">=18"))
+    assert.is_true(satisfies("18.20.4", ">=18.0.0 <23"))
+    assert.is_true(satisfies("18.20.4", "^16 || ^18"))
+    assert.is_true(satisfies("18.20.4", "~18.20.0"))
+    assert.is_true(satisfies("18.20.4", "18.x"))
+    assert.is_false(satisfies("18.20.4", ">=22.0.0"))
+    assert.is_false(satisfies("18.20.4", ">=20"))
+    assert.is_false(satisfies("18.20.4", "^20 || >=22"))
+    assert.is_false(satisfies("18.20.4", "~18.19.0"))
+    assert.is_false(satisfies("18.20.4", "<18.20.4"))
+    assert.has_error(function() satisfies("18.20.4", "node-lts") end)
+  end)
+end)
 
 -- install.sh; returns the client script's path, or nil and why not
 local node = require "spec.support.node"

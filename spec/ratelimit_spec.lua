@@ -35,28 +35,39 @@ describe("rate limits", function()
   end)
 
   it("a request waiting out a throttle holds no slot: others proceed elsewhere", function()
-    local a = mock.start { name = "a", throttle_first = 1, throttle_ms = 800 }
+    local a = mock.start { name = "a", throttle_first = 1, throttle_ms = 1500 }
     local b = mock.start { name = "b" }
+    local throttled = false
     local client = llmrelay.new {
       endpoints = { { base_url = a.url, name = "a", models = { "only-a" } },
                     { base_url = b.url, name = "b", models = { "any" } } },
       concurrency = 1,
+      on_event = function(ev)
+        if ev.type == "throttle" and ev.endpoint == "a" then throttled = true end
+      end,
     }
-    local t0, waited_at, quick_at = now(), nil, nil
+    local t0, waited_at, a_asked = now(), nil, nil
+    local order = {}
     llmrelay.run(function()
       llmrelay.spawn(function()
         assert(client:chat_completion(req("patient", "only-a")))
         waited_at = now() - t0
+        order[#order + 1] = "patient"
       end)
       llmrelay.spawn(function()
-        llmrelay.sleep(0.05) -- the first is waiting on a's throttle by now
+        -- ordered by the event, not by a sleep: go once a's 429 came back
+        while not throttled do llmrelay.sleep(0.005) end
         for i = 1, 5 do assert(client:chat_completion(req("quick" .. i, "any"))) end
-        quick_at = now() - t0
+        a_asked = a:stats().requests
+        order[#order + 1] = "quick"
       end)
     end)
-    assert.is_true(quick_at < 0.4, "the other requests finished at " .. quick_at)
-    assert.is_true(waited_at >= 0.8, "the throttled one finished at " .. waited_at)
+    -- had the waiting request kept the only slot, the quick ones would end after it
+    assert.are.same({ "quick", "patient" }, order)
+    assert.are.equal(1, a_asked, "a was asked again before the quick requests ended")
+    assert.is_true(waited_at >= 1.5, "the throttled one finished at " .. waited_at)
     assert.are.equal(5, b:stats().requests)
+    assert.are.equal(2, a:stats().requests)
   end)
 
   it("fails fast with rate_limited when the throttle outlasts the deadline", function()

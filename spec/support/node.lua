@@ -6,6 +6,8 @@
 --   local r, out = node.run(script, base_url, api_key, model, prompt)
 --     r: the client's JSON line, decoded ({ plain, stream, models, errors });
 --        asserts (busted) that the client exited 0 and printed one
+--   node.bin                             -- the node that runs the client: $LLMRELAY_NODE or "node"
+--                                        -- (e.g. Debian 12's node 18 unpacked elsewhere)
 
 local cjson = require "cjson"
 local assert = require "luassert" -- busted's assert lives in the specs' environment, not in _G
@@ -14,6 +16,8 @@ local mock = require "spec.support.mock"
 local q, capture = mock.quote, mock.capture
 
 local M = {}
+
+M.bin = os.getenv("LLMRELAY_NODE") or "node"
 
 function M.install()
   local out = capture("sh spec/support/node/install.sh 2>&1; echo \"rc=$?\"") or ""
@@ -30,7 +34,7 @@ function M.install()
 end
 
 function M.run(script, url, key, model, prompt)
-  local cmd = table.concat({ "node", q(script), q(url), q(key), q(model), prompt and q(prompt) or "" }, " ")
+  local cmd = table.concat({ q(M.bin), q(script), q(url), q(key), q(model), prompt and q(prompt) or "" }, " ")
     .. " 2>&1; echo \"rc=$?\""
   local out = capture(cmd) or ""
   local line
