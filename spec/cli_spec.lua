@@ -2,11 +2,12 @@
 -- Every process a test starts is stopped by PID in after_each/teardown.
 
 local mock = require "spec.support.mock"
+local cli_support = require "spec.support.cli"
 local cjson = require "cjson.safe"
 
 local q, run, capture, alive = mock.quote, mock.run, mock.capture, mock.alive
-local CLI = "bin/llmrelay"
-local LIMIT = 30 -- seconds any one CLI run may take (coreutils timeout)
+local CLI = cli_support.BIN
+local LIMIT = cli_support.LIMIT -- seconds any one CLI run may take (coreutils timeout)
 
 local tmp
 local bg_pids = {}
@@ -34,13 +35,8 @@ local function input_lines(n, first)
   return table.concat(t, "\n") .. "\n"
 end
 
--- env: a string of VAR=value assignments (quoted) or nil
-local function cli(args, env)
-  local out, err = path("stdout"), path("stderr")
-  local rc = capture(string.format("%s timeout %d %s %s >%s 2>%s; echo $?",
-    env and ("env " .. env) or "", LIMIT, CLI, args, q(out), q(err)))
-  return tonumber(rc:match("%d+")), read(out) or "", read(err) or ""
-end
+-- env: a string of VAR=value assignments (quoted) or nil -> exit code, stdout, stderr
+local function cli(args, env) return cli_support.run(tmp, args, env) end
 
 -- Starts the CLI in the background; returns pid and the file its exit code lands in.
 local function cli_bg(args, env, tag)

@@ -7,13 +7,12 @@
 -- server's invalid UTF-8 never reaches an output line as raw bytes.
 -- The mock (build/mock-llm --auth-key K --auth-header NAME) echoes what it got.
 local mock = require "spec.support.mock"
+local run_cli = require("spec.support.cli").run
 local nginx = require "spec.support.nginx"
 local cjson = require "cjson.safe"
 local llmrelay = require "llmrelay"
 
 local q, capture, read_file = mock.quote, mock.capture, mock.read_file
-local CLI = "bin/llmrelay"
-local LIMIT = 30 -- seconds any one CLI run may take (coreutils timeout)
 local RIGHT_KEY = "the-right-key-0000"
 
 -- Every secret below holds this, so a leak of any part of one is found by a search.
@@ -57,12 +56,7 @@ local function input_lines(n, content)
 end
 
 -- env: "VAR=value" assignments (quoted) or nil -> exit code, stdout, stderr
-local function cli(args, env)
-  local out, err = path("stdout"), path("stderr")
-  local rc = capture(string.format("%s timeout %d %s %s >%s 2>%s; echo $?",
-    env and ("env " .. env) or "", LIMIT, CLI, args, q(out), q(err)))
-  return tonumber(rc:match("%d+")), read_file(out) or "", read_file(err) or ""
-end
+local function cli(args, env) return run_cli(tmp, args, env) end
 
 -- Every output line decodes, is valid UTF-8; -> the decoded lines, the raw lines
 local function output_lines(p)

@@ -1,5 +1,6 @@
 /* What the fuzz targets share: REQUIRE, an invariant that aborts (so
- * libFuzzer saves the input), and with -DLR_FUZZ_STANDALONE a plain main for
+ * libFuzzer saves the input); NO_COVERAGE and fuzz_buf for the oracles that
+ * compare two runs; and with -DLR_FUZZ_STANDALONE a plain main for
  * machines without libFuzzer:
  *   fuzz_x [-n N] FILE...   runs each file, then N (default 10000) seeded
  * mutations of each. Every input sits in a malloc'd block of exactly its
@@ -18,6 +19,35 @@
       abort();                                                              \
     }                                                                       \
   } while (0)
+
+/* The oracles and the bookkeeping are not what is fuzzed: they stay out of
+ * the coverage libFuzzer steers by, and out of its per-run cost. */
+#ifdef __clang__
+#define NO_COVERAGE __attribute__((no_sanitize("coverage")))
+#else
+#define NO_COVERAGE
+#endif
+
+/* A growable byte buffer: what a run produced, serialised, so two runs of
+ * the same input can be compared byte for byte. Zero-initialise, free(p). */
+typedef struct fuzz_buf {
+  unsigned char *p;
+  size_t len, cap;
+} fuzz_buf;
+
+NO_COVERAGE static inline void fuzz_put(fuzz_buf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = (b->len + n) * 2 + 64;
+    b->p = realloc(b->p, b->cap);
+    if (!b->p) abort();
+  }
+  if (n) memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+NO_COVERAGE static inline int fuzz_buf_equal(const fuzz_buf *a, const fuzz_buf *b) {
+  return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
 
 #ifdef LR_FUZZ_STANDALONE
 #include "rng.h"

@@ -12,39 +12,18 @@
 #include "http1.h"
 #include "rng.h"
 
-#ifdef __clang__
-#define NO_COVERAGE __attribute__((no_sanitize("coverage")))
-#else
-#define NO_COVERAGE
-#endif
-
-typedef struct trace {
-  unsigned char *p;
-  size_t len, cap;
-} trace;
-
-NO_COVERAGE static void put(trace *t, const void *p, size_t n) {
-  if (t->len + n > t->cap) {
-    t->cap = (t->len + n) * 2 + 64;
-    t->p = realloc(t->p, t->cap);
-    if (!t->p) abort();
-  }
-  if (n) memcpy(t->p + t->len, p, n);
-  t->len += n;
-}
-
-NO_COVERAGE static void check_head(const lr_http1 *h, trace *t) {
+NO_COVERAGE static void check_head(const lr_http1 *h, fuzz_buf *t) {
   long long fields[5] = {h->status, h->keep_alive, h->chunked, (long long)h->content_length, (long long)h->head_len};
   REQUIRE(h->status >= 200 && h->status <= 599);
   REQUIRE(h->head_len <= LR_H1_MAX_HEAD && h->interim <= LR_H1_MAX_INTERIM);
   REQUIRE(h->ctype_off + h->ctype_len <= h->head_len);
   REQUIRE(h->head_len >= 9 && memcmp(h->head, "HTTP/1.", 7) == 0);
-  put(t, fields, sizeof fields);
-  put(t, h->head, h->head_len);
+  fuzz_put(t, fields, sizeof fields);
+  fuzz_put(t, h->head, h->head_len);
 }
 
 /* Feeds s[0..n) cut by mode; each piece at the end of a block of its size. */
-NO_COVERAGE static void run(const char *s, size_t n, uint64_t max, int eof, int mode, int param, trace *t) {
+NO_COVERAGE static void run(const char *s, size_t n, uint64_t max, int eof, int mode, int param, fuzz_buf *t) {
   lr_http1 h;
   lr_rng rng;
   size_t at = 0;
@@ -76,7 +55,7 @@ NO_COVERAGE static void run(const char *s, size_t n, uint64_t max, int eof, int 
       }
       if (ev == LR_H1_BODY) {
         REQUIRE(bl > 0 && b >= block && b + bl <= block + piece);
-        put(t, b, bl);
+        fuzz_put(t, b, bl);
         continue;
       }
       if (ev == LR_H1_MORE) REQUIRE(off == piece);
@@ -91,10 +70,10 @@ NO_COVERAGE static void run(const char *s, size_t n, uint64_t max, int eof, int 
   if (ev == LR_H1_ERROR) {
     REQUIRE(h.kind == LR_E_HTTP || h.kind == LR_E_CONNECT);
     REQUIRE(h.message[0] != '\0');
-    put(t, h.message, strlen(h.message));
+    fuzz_put(t, h.message, strlen(h.message));
   }
   uint64_t end[3] = {(uint64_t)ev, (uint64_t)h.kind, h.bytes_in};
-  put(t, end, sizeof end);
+  fuzz_put(t, end, sizeof end);
   if (ev == LR_H1_DONE || ev == LR_H1_ERROR) { /* both stick */
     const char *b;
     size_t bl, u;
@@ -109,10 +88,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t n = size - 2;
   int mode = data[0] & 3, param = (data[0] >> 2) & 15, eof = (data[0] >> 6) & 1;
   uint64_t max = data[1] & 0x80 ? (uint64_t)1 << 20 : (uint64_t)(data[1] & 0x7f);
-  trace whole = {NULL, 0, 0}, cut = {NULL, 0, 0};
+  fuzz_buf whole = {NULL, 0, 0}, cut = {NULL, 0, 0};
   run(s, n, max, eof, 3, param, &whole);
   run(s, n, max, eof, mode, param, &cut);
-  REQUIRE(whole.len == cut.len && (whole.len == 0 || memcmp(whole.p, cut.p, whole.len) == 0));
+  REQUIRE(fuzz_buf_equal(&whole, &cut));
   free(whole.p);
   free(cut.p);
   return 0;
