@@ -189,6 +189,57 @@ describe("mock-llm", function()
     assert.is_nil(r.headers["retry-after-ms"])
   end)
 
+  it("changes its rate on --rps-schedule, counted from the first chat request", function()
+    m = mock.start{ rps_schedule = "0:50,2:10", burst = 5 }
+    local s = m:stats()
+    assert.equal(50, s.rps)
+    assert.equal(-1, s.rps_clock)
+    assert.same({ { from = 0, rps = 50, passed = 0, limited = 0 },
+                  { from = 2, rps = 10, passed = 0, limited = 0 } }, s.rps_phases)
+    mock.run("sleep 0.3")
+    assert.equal(-1, m:stats().rps_clock) -- the clock waits for a chat request
+    local r = chat(m)
+    assert.equal(200, r.status)
+    assert.equal("3000", r.headers["x-ratelimit-limit-requests"])
+    local first_429
+    for _ = 1, 10 do -- 4 tokens left: a 429 soon, at 50 req/s
+      r = chat(m)
+      if r.status == 429 then first_429 = r break end
+    end
+    assert.is_truthy(first_429)
+    assert.is_true(tonumber(first_429.headers["retry-after-ms"]) <= 20)
+    s = m:stats(true) -- zeroes the phase counters, not the clock
+    assert.is_true(s.rps_clock > 0 and s.rps_clock < 2, s.rps_clock)
+    assert.is_true(s.rps_phases[1].passed >= 5 and s.rps_phases[1].limited >= 1)
+    mock.run("sleep " .. (2.05 - m:stats().rps_clock))
+    s = m:stats()
+    assert.equal(10, s.rps)
+    assert.same({ passed = 0, limited = 0 },
+                { passed = s.rps_phases[1].passed, limited = s.rps_phases[1].limited })
+    local codes = {}
+    for i = 1, 40 do codes[i] = chat(m) end -- far more than 10 req/s + a burst of 5
+    s = m:stats()
+    local p2 = s.rps_phases[2]
+    assert.equal(40, p2.passed + p2.limited)
+    -- at most the burst plus 10 req/s since the change (slowness only lowers it)
+    assert.is_true(p2.passed >= 5 and p2.passed <= 5 + 10 * (s.rps_clock - 2) + 1,
+      ("passed %d in %.2f s"):format(p2.passed, s.rps_clock - 2))
+    assert.is_true(p2.limited >= 1)
+    for _, x in ipairs(codes) do
+      if x.status == 429 then
+        assert.equal("600", x.headers["x-ratelimit-limit-requests"])
+        local ms = tonumber(x.headers["retry-after-ms"])
+        assert.is_true(ms > 0 and ms <= 100, ms)
+      end
+    end
+    m:stop()
+    for _, bad in ipairs{ "--rps-schedule 5:10", "--rps-schedule 0:10,0:5", "--rps-schedule 0:0",
+                          "--rps-schedule 0:10,", "--rps 1 --rps-schedule 0:1" } do
+      local rc = capture(q(mock.bin) .. " " .. bad .. " >/dev/null 2>&1; echo $?")
+      assert.equal("2", rc:match("%d+"), bad)
+    end
+  end)
+
   it("checks the API key and echoes a wrong one", function()
     m = mock.start{ auth_key = "sk-good" }
     local r = chat(m, { headers = { "Authorization: Bearer sk-wrong-123" } })

@@ -7,6 +7,7 @@
  *         mock_chat.c JSON scanning of chat requests, chat/stream rendering
  *         mock_abuse.c hostile response framing (--abuse)
  *         mock_timer.c the timer heap of mock_net.c
+ *         mock_rate.c  the rate limit: token bucket, --rps-schedule, headers
  * See the header of mock_llm.c for behaviour and flags.
  */
 #ifndef LLMRELAY_MOCK_H
@@ -178,6 +179,21 @@ void abuse_begin(struct conn *c, const struct buf *body, const char *hdrs);
 /* Append the next abusive bytes to c->out; returns how many microseconds to
  * wait before the next call, 0 for "once c->out has been written". */
 int64_t abuse_pump(struct conn *c);
+
+/* ---- rate limit (mock_rate.c) ---- */
+#define RATE_PHASES_MAX 64
+/* --rps R / --rps-schedule T:R,...: set the schedule (and cfg.rps to its
+ * first rate); NULL, or why the value is refused */
+const char *rate_constant(double rps);
+const char *rate_schedule(const char *v);
+void rate_init(void);   /* after parse_flags: the bucket starts full */
+void rate_anchor(void); /* a chat request arrived: starts the clock once */
+/* the bucket's step for a chat request: 1 = passes, 0 = 429; appends the
+ * rate-limit headers of --rl-headers to h (size hs) */
+int rate_admit(char *h, size_t hs);
+double rate_current(void); /* req/s now, 0 without a rate limit */
+void rate_stats_json(struct buf *b); /* ,"rps":..,"rps_clock":..,"rps_phases":[..] */
+void rate_stats_reset(void);
 
 /* implemented by mock_llm.c, called by mock_net.c */
 void app_handle(struct conn *c, char *base); /* request complete: decide */

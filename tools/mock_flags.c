@@ -17,7 +17,8 @@ static void usage(FILE *f)
     fputs(
         "usage: mock-llm [--port N] [--port-file F] [--name NAME]\n"
         "  [--models a,b] [--seed N] [--latency-ms MS] [--pad-bytes N]\n"
-        "  [--rps R] [--burst B] [--rl-headers full|retry-after|none]\n"
+        "  [--rps R | --rps-schedule T:R,T:R,...] [--burst B]\n"
+        "  [--rl-headers full|retry-after|none]\n"
         "  [--fail-rate P] [--fail-first N] [--fail-status 5xx]\n"
         "  [--fail-body json|html] [--throttle-first N] [--throttle-ms MS]\n"
         "  [--reset-rate P] [--hang-rate P] [--hang-first N]\n"
@@ -138,9 +139,15 @@ void parse_flags(int argc, char **argv)
             cfg.pad_bytes = num(f, v, 0, 64 * 1024 * 1024);
         else if (!strcmp(o, "latency-ms"))
             cfg.latency_ms = num(f, v, 0, 86400000);
-        else if (!strcmp(o, "rps"))
-            cfg.rps = real(f, v, 1e-6, 1e9);
-        else if (!strcmp(o, "burst"))
+        else if (!strcmp(o, "rps")) {
+            const char *why = rate_constant(real(f, v, 1e-6, 1e9));
+            if (why)
+                bad(f, why);
+        } else if (!strcmp(o, "rps-schedule")) {
+            const char *why = rate_schedule(v);
+            if (why)
+                bad(f, why);
+        } else if (!strcmp(o, "burst"))
             burst = num(f, v, 1, 1000000000);
         else if (!strcmp(o, "rl-headers")) {
             if (!strcmp(v, "full"))
@@ -209,6 +216,6 @@ void parse_flags(int argc, char **argv)
             bad(argv[i], "unknown flag, repeated --models or empty value");
     }
     if (burst > 0 && cfg.rps <= 0)
-        bad("--burst", "requires --rps");
+        bad("--burst", "requires --rps or --rps-schedule");
     cfg.burst = burst > 0 ? burst : (long)fmax(1.0, ceil(cfg.rps));
 }

@@ -30,6 +30,12 @@
  *   --latency-ms MS     every chat answer (errors and resets too) is sent MS
  *                       after the request was read (timer, non-blocking)
  *   --rps R --burst B   token bucket over chat requests (B default ceil(R))
+ *   --rps-schedule T:R,T:R,...  instead of --rps: the bucket refills at R
+ *                       req/s from T seconds on (the first T is 0, then
+ *                       increasing; <= 64 phases), T counted from the FIRST
+ *                       CHAT REQUEST (so other servers may start meanwhile);
+ *                       --burst stays (default ceil of the first R); 429
+ *                       headers use the current R (tools/mock_rate.c)
  *   --rl-headers full|retry-after|none   429 / 200 rate-limit headers
  *   --fail-rate P --fail-first N --fail-status 5xx --fail-body json|html
  *   --throttle-first N --throttle-ms MS (default 1000)
@@ -82,7 +88,8 @@
  *   from the PRNG only when its probability is > 0 (one PRNG stream shared
  *   by all rates: same flags + same seed = same fault sequence).  The model
  *   check applies only when the body names a model.  The -first counters,
- *   the bucket and request ids are not affected by /stats?reset=1.
+ *   the bucket, its schedule's clock and request ids are not affected by
+ *   /stats?reset=1.
  *   Rate-limit headers (--rl-headers full): 429 from the bucket carries
  *   Retry-After (ceil s, >= 1), retry-after-ms, x-ratelimit-limit-requests
  *   (R*60), x-ratelimit-remaining-requests: 0, x-ratelimit-reset-requests
@@ -92,7 +99,12 @@
  *
  * /stats: {"name","requests","connections","open_connections","open_sockets",
  *   "status":{"<code>":n},"resets","hangs","streams","auth_failures",
- *   "stream_cuts","abuses"}.  Only chat requests count in requests/status; a
+ *   "stream_cuts","abuses","rps","rps_clock","rps_phases"}.  rps: the
+ *   bucket's rate now (0: no limit); rps_clock: seconds since the first chat
+ *   request (-1 before it); rps_phases: [{"from","rps","passed","limited"}]
+ *   per schedule phase (one for --rps), requests that passed the bucket and
+ *   requests it answered 429 while the phase was current (zeroed by reset=1;
+ *   the clock is not).  Only chat requests count in requests/status; a
  *   status is counted when the answer is sent (hangs, resets and endless
  *   abuses have none).  A
  *   connection is counted in connections/open_connections when its FIRST CHAT
@@ -115,7 +127,6 @@ struct config cfg;
 struct stats st;
 
 static uint64_t rng, seq, hang_used, throttle_used, fail_used;
-static double tokens, last_refill;
 static struct buf jb; /* response body scratch */
 
 /* ------------------------------------------------------------ statistics */
@@ -137,17 +148,20 @@ void stats_json(struct buf *b)
         }
     buf_printf(b,
                "},\"resets\":%llu,\"hangs\":%llu,\"streams\":%llu,"
-               "\"auth_failures\":%llu,\"stream_cuts\":%llu,\"abuses\":%llu}",
+               "\"auth_failures\":%llu,\"stream_cuts\":%llu,\"abuses\":%llu",
                (unsigned long long)st.resets, (unsigned long long)st.hangs,
                (unsigned long long)st.streams,
                (unsigned long long)st.auth_failures,
                (unsigned long long)st.cuts, (unsigned long long)st.abuses);
+    rate_stats_json(b);
+    buf_puts(b, "}");
 }
 
 static void stats_reset(void)
 {
     long oc = st.open_connections, os = st.open_sockets;
     memset(&st, 0, sizeof st);
+    rate_stats_reset();
     st.open_connections = oc;
     st.open_sockets = os;
 }
@@ -247,48 +261,13 @@ static void fail_reply(struct conn *c, const char *hdrs)
     reply(c, s, "text/html; charset=utf-8", hdrs, 1);
 }
 
-/* token bucket step; returns 1 if the request may pass.  Appends headers. */
-static int bucket(char *h, size_t hs)
-{
-    double now = (double)now_us() / 1e6;
-    if (last_refill > 0)
-        tokens = fmin((double)cfg.burst, tokens + (now - last_refill) * cfg.rps);
-    last_refill = now;
-    size_t hl = strlen(h);
-    long long lim = llround(cfg.rps * 60);
-    char full[64], ms[64];
-    if (tokens < 1) {
-        double wait = (1 - tokens) / cfg.rps;
-        go_duration(full, sizeof full, ((double)cfg.burst - tokens) / cfg.rps);
-        fmt_ms(ms, sizeof ms, wait * 1000);
-        if (cfg.rl_mode == RL_FULL)
-            snprintf(h + hl, hs - hl,
-                     "Retry-After: %.0f\r\nretry-after-ms: %s\r\n"
-                     "x-ratelimit-limit-requests: %lld\r\n"
-                     "x-ratelimit-remaining-requests: 0\r\n"
-                     "x-ratelimit-reset-requests: %s\r\n",
-                     fmax(1.0, ceil(wait - 1e-9)), ms, lim, full);
-        else if (cfg.rl_mode == RL_RETRY_AFTER)
-            snprintf(h + hl, hs - hl, "Retry-After: 1\r\n");
-        return 0;
-    }
-    tokens -= 1;
-    go_duration(full, sizeof full, ((double)cfg.burst - tokens) / cfg.rps);
-    if (cfg.rl_mode == RL_FULL)
-        snprintf(h + hl, hs - hl,
-                 "x-ratelimit-limit-requests: %lld\r\n"
-                 "x-ratelimit-remaining-requests: %lld\r\n"
-                 "x-ratelimit-reset-requests: %s\r\n",
-                 lim, (long long)floor(tokens), full);
-    return 1;
-}
-
 static void chat(struct conn *c, char *base)
 {
     struct req *r = &c->req;
     const char *body = base + r->body_off;
     size_t blen = r->body_len;
     st.requests++;
+    rate_anchor();
     unsigned long long n = ++seq;
     if (!c->counted) {
         c->counted = 1;
@@ -361,7 +340,7 @@ static void chat(struct conn *c, char *base)
         reply_err(c, 429, m, strlen(m), "requests", "rate_limit_exceeded", h);
         return;
     }
-    if (cfg.rps > 0 && !bucket(h, sizeof h)) {
+    if (cfg.rps > 0 && !rate_admit(h, sizeof h)) {
         const char *m = "Rate limit reached for requests";
         reply_err(c, 429, m, strlen(m), "requests", "rate_limit_exceeded", h);
         return;
@@ -483,7 +462,7 @@ void app_fired(struct conn *c)
 int main(int argc, char **argv)
 {
     parse_flags(argc, argv);
-    tokens = (double)cfg.burst;
+    rate_init();
     rng = cfg.seed;
     struct rlimit rl; /* thousands of connections: lift the soft fd limit */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
