@@ -60,6 +60,7 @@ static void coordinate_learning(lr_pool *p, int i, double now) {
     lr_ratelearn_adopt(&e->learnt, sibling);
     return;
   }
+  if (e->learnt.bare) return; /* a bare 429 costs a retry, not a pause: every endpoint probes */
   int cur = p->prober;
   if (cur < 0 || cur >= p->n || !lr_ratelearn_probing(&p->ep[cur].learnt) ||
       p->ep[cur].breaker.state == LR_BREAKER_OPEN)
@@ -277,6 +278,12 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
 static void adapt_limit(lr_endpoint *e, const lr_hints *h, int status, double sent_at, double now) {
   if (status == 429) {
     if (sent_at <= e->limit_cut_at) return; /* sent before the last cut: already accounted for */
+    if (!h || (lr_hints_server_delay(h) < 0 && h->limit_requests < 0 && h->remaining_requests < 0)) {
+      /* a bare 429: the learnt pace, not the in-flight limit, answers it */
+      e->limit_cut_at = now;
+      e->learnt_cut = 1;
+      return;
+    }
     double base = e->limit > 0 ? e->limit : (double)(e->in_flight + 1);
     e->limit = base / 2 >= 1 ? base / 2 : 1;
     e->limit_cut_at = now;
@@ -332,6 +339,16 @@ void lr_pool_throttle(lr_pool *p, int i, double now, double seconds) {
   e->throttles++;
   e->consecutive_throttles++;
   if (until > e->throttled_until) e->throttled_until = until;
+}
+
+void lr_pool_rate_limited(lr_pool *p, int i, double now, lr_rng *rng) {
+  lr_endpoint *e = &p->ep[i];
+  if (e->learnt_cut) {
+    lr_ratelearn_cut_bare(&e->learnt, now, lr_rng_unit(rng));
+    e->learnt_cut = 0;
+  }
+  e->throttles++;
+  e->consecutive_throttles++;
 }
 
 int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {

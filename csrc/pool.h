@@ -137,6 +137,11 @@ void lr_pool_reached(lr_pool *p, int i);
 /* A server asked for a pause: no new request to i for `seconds`. */
 void lr_pool_throttle(lr_pool *p, int i, double now, double seconds);
 
+/* A bare 429 (no pause asked, no limits published): no pause, the learnt
+ * pace is cut instead (once per 429 of an attempt sent after the last cut,
+ * as lr_pool_learn marked it; the rng spreads the endpoints' next probes). */
+void lr_pool_rate_limited(lr_pool *p, int i, double now, lr_rng *rng);
+
 /* success_ewma as of now (the idle drift applied). */
 double lr_pool_success_rate(lr_pool *p, int i, double now);
 

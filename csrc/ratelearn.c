@@ -31,6 +31,13 @@ void lr_ratelearn_success(lr_ratelearn *l, double sent_at, double now) {
     }
     return;
   }
+  if (l->n_times >= LR_RL_MAX_TIMES && l->bare) {
+    /* a long run without a 429: only the last window tells the rate */
+    int keep = LR_RL_MAX_TIMES / 2;
+    memmove(l->times, l->times + (l->n_times - keep), (size_t)keep * sizeof *l->times);
+    l->n_times = keep;
+    l->since = -INFINITY; /* the bucket's level at the first one kept is unknown */
+  }
   if (l->n_times >= LR_RL_MAX_TIMES) return;
   if (l->n_times == l->cap_times) {
     int cap = l->cap_times ? l->cap_times * 2 : 256;
@@ -67,8 +74,79 @@ double lr_ratelearn_estimate(const double *times, int n, double since, double bu
   return hi;
 }
 
+static double clamp_rate(double r) { return r < LR_RL_MIN_RATE ? LR_RL_MIN_RATE : r > 1e6 ? 1e6 : r; }
+
+/* The successes since the last bare 429 (at most the last window of them):
+ * the smallest rate that fits, the bucket empty at that 429 or, when the
+ * window starts later, full at its start; -1 when too few tell anything. */
+static double bare_estimate(const lr_ratelearn *l, double now) {
+  double start = l->since, pause = 0;
+  int k = 0;
+  if (now - LR_RL_BARE_WINDOW_S > start) {
+    start = now - LR_RL_BARE_WINDOW_S;
+    pause = INFINITY;
+    while (k < l->n_times && l->times[k] < start) k++;
+  }
+  int n = l->n_times - k;
+  if (n < 8 || n <= l->burst / 2) return -1;
+  return lr_ratelearn_estimate(l->times + k, n, start, l->burst, pause);
+}
+
+void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u) {
+  if (!l->active) {
+    /* the bucket's size: what went through in the second before; it is empty now */
+    int burst = 0;
+    for (int k = 0; k < l->recent_n; k++)
+      if (l->recent[k] > now - 1.0) burst++;
+    l->active = 1;
+    l->bare = 1;
+    l->burst = burst > 0 ? burst : 1;
+    l->rate = clamp_rate(l->burst); /* a guess: many buckets hold about a second */
+  } else {
+    double cur = l->rate, est = bare_estimate(l, now);
+    if (est > 0) {
+      l->rate = clamp_rate((LR_RL_BARE_SHARE + LR_RL_BARE_SPREAD * u) * (est < cur ? est : cur));
+      l->estimated = 1;
+      l->borrowed = 0;
+      l->lean = 0;
+    } else {
+      l->lean = l->lean < 8 ? l->lean + 1 : 8;
+      l->rate = clamp_rate(pow(LR_RL_BARE_CUT, l->lean) * cur);
+    }
+  }
+  l->base = l->rate;
+  l->grow_s = 0;
+  l->grow_last = now;
+  l->limited = 0;
+  l->cut_at = now;
+  l->cuts++;
+  l->since = now;
+  l->pause_s = 0;
+  l->n_times = 0;
+  l->burst_left = 0;
+  l->next_at = now + 1.0 / l->rate;
+}
+
+/* The bare pace as of now: it grows only while it holds requests back. */
+static void bare_grow(lr_ratelearn *l, double now) {
+  double dt = now - l->grow_last;
+  if (dt > 0) {
+    if (l->limited) l->grow_s += dt < 0.1 ? dt : 0.1;
+    l->grow_last = now;
+  }
+  double r, g = l->grow_s;
+  if (!l->estimated) r = l->base * exp2(g / LR_RL_BARE_START_S);
+  else if (g < LR_RL_BARE_HOLD_S) r = l->base * (1 + LR_RL_BARE_HOLD_GAIN * g / LR_RL_BARE_HOLD_S);
+  else r = l->base * (1 + LR_RL_BARE_HOLD_GAIN) * exp2((g - LR_RL_BARE_HOLD_S) / LR_RL_BARE_DOUBLE_S);
+  l->rate = clamp_rate(r);
+}
+
 void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s) {
   if (pause_s < 0) pause_s = 0;
+  if (l->bare) { /* it learnt from bare 429s: the pause is the throttle's business */
+    lr_ratelearn_cut_bare(l, now, 0.5);
+    return;
+  }
   if (!l->active) {
     /* the bucket's size: what went through in the second before the first 429 */
     int burst = 0;
@@ -105,6 +183,12 @@ void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s) {
 
 double lr_ratelearn_ready_at(lr_ratelearn *l, double now) {
   if (!l->active || l->rate <= 0) return now;
+  if (l->bare) {
+    bare_grow(l, now);
+    double at = l->next_at > now ? l->next_at : now;
+    l->limited = at > now;
+    return at;
+  }
   if (!l->estimated && !l->hold && now >= l->step_at) { /* probing: go faster until the server objects */
     l->rate *= 2;
     l->step_at = now + PROBE_STEP_S;
@@ -137,6 +221,8 @@ void lr_ratelearn_hold(lr_ratelearn *l, int hold, double now) {
 void lr_ratelearn_adopt(lr_ratelearn *l, double rate) {
   if (!lr_ratelearn_probing(l) || rate <= 0) return;
   if (rate > l->rate) l->rate = rate;
+  l->base = l->rate; /* bare: grows from there, a prior and not a cap */
+  l->grow_s = 0;
   l->estimated = 1;
   l->borrowed = 1;
   l->hold = 0;

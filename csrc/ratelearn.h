@@ -7,12 +7,38 @@
  * the pace doubling every half second while it is a probe; at the next 429
  * the successes since the pause are replayed against a bucket of that size to
  * find the smallest refill rate that fits them, and 97 % of it becomes the
- * pace. Sans-I/O: every call takes `now` (monotonic seconds). */
+ * pace.
+ * A bare 429 (no pause, no limits) is the other case: it costs one retry,
+ * not a pause, so the learner follows the rate closely instead (`bare`).
+ * At the first 429 the bucket is empty: the pace starts at the burst per
+ * second and doubles every LR_RL_BARE_START_S of paced sending; at each
+ * later 429 the successes since the last 429 (at most the last
+ * LR_RL_BARE_WINDOW_S of them) are replayed against the bucket, empty at
+ * that 429 (or full at the window's start), and LR_RL_BARE_SHARE (plus a
+ * drawn part of LR_RL_BARE_SPREAD) of the smallest rate that fits them, never above the pace that earned the 429,
+ * becomes the new pace (too few successes: the pace is cut to
+ * LR_RL_BARE_CUT of itself, to its square at the next such 429 in a row,
+ * its cube at the third, ..., so a limit that fell is reached in a few). Between 429s the pace grows with t, the time
+ * the pace held requests back (an endpoint the caller does not keep busy
+ * learns nothing): by LR_RL_BARE_HOLD_GAIN over the first LR_RL_BARE_HOLD_S
+ * (it holds near the rate last found), then doubling every
+ * LR_RL_BARE_DOUBLE_S, so a raised limit is found again within seconds and
+ * the next 429 tells the new rate. Sans-I/O: every call takes `now`
+ * (monotonic seconds). */
 #ifndef LR_RATELEARN_H
 #define LR_RATELEARN_H
 
 #define LR_RL_RECENT 256  /* success times kept for the burst estimate */
 #define LR_RL_MAX_TIMES 8192 /* success times kept between two 429s */
+#define LR_RL_BARE_WINDOW_S 4.0  /* successes a bare 429's estimate looks back on */
+#define LR_RL_BARE_SHARE 0.95    /* of the estimate: the pace after a bare 429, */
+#define LR_RL_BARE_SPREAD 0.04   /* plus up to this much more, drawn, so siblings do not probe in step */
+#define LR_RL_BARE_CUT 0.85      /* the pace's cut when too few successes tell the rate */
+#define LR_RL_BARE_HOLD_S 1.5    /* after a bare 429 the pace holds this long, */
+#define LR_RL_BARE_HOLD_GAIN 0.03 /* growing by this share, */
+#define LR_RL_BARE_DOUBLE_S 1.0  /* then doubles this often until the next 429 */
+#define LR_RL_BARE_START_S 0.25  /* before the first estimate the pace doubles this often */
+#define LR_RL_MIN_RATE 0.1       /* requests per second: the pace never goes below */
 
 typedef struct lr_ratelearn {
   int active;         /* a 429 without published limits was seen */
@@ -28,6 +54,12 @@ typedef struct lr_ratelearn {
   double cut_at;      /* when the last 429 came */
   int cuts;           /* 429s learnt from */
   int burst_left;     /* sends allowed at once after a pause */
+  int bare;           /* learning from bare 429s: no pause, the pace follows the rate */
+  int lean;           /* bare: 429s in a row with too few successes between them */
+  int limited;        /* bare: the pace held a request back at the last look */
+  double base;        /* bare: the pace set at the last 429 (or taken from a sibling) */
+  double grow_s;      /* bare: time the pace has held requests back since then */
+  double grow_last;   /* bare: when grow_s was last brought up to date */
   double recent[LR_RL_RECENT];
   int recent_n, recent_head;
   double *times;      /* successes since `since`, while active */
@@ -43,6 +75,9 @@ void lr_ratelearn_success(lr_ratelearn *l, double sent_at, double now);
 /* A 429 (one per burst of them) from a server that publishes no limits; it
  * asked for a pause of pause_s seconds. */
 void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s);
+/* A bare 429 (no pause asked, no limits published) of an attempt sent
+ * after the last cut; u is uniform in [0, 1). */
+void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u);
 /* The earliest moment a request may be sent (now when it may). */
 double lr_ratelearn_ready_at(lr_ratelearn *l, double now);
 /* A request was sent. */

@@ -457,12 +457,13 @@ typedef struct {
   verdict_action action;
   double throttle_s; /* > 0: rest the endpoint this long */
   int free;          /* its retry adds no load: routing (404) or paced by the server (429) */
+  int bare;          /* a 429 with no hint: the endpoint's learnt pace is cut, no pause */
 } classification;
 
 static double server_delay(const lr_outcome *o) { return o->hints ? lr_hints_server_delay(o->hints) : -1; }
 
-static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *o, double now) {
-  classification c = {LR_E_NONE, LR_VERDICT_NEUTRAL, C_RETRY, 0, 0};
+static classification classify(const lr_req *r, const lr_outcome *o, double now) {
+  classification c = {LR_E_NONE, LR_VERDICT_NEUTRAL, C_RETRY, 0, 0, 0};
   int st = o->status;
   if (o->transport != LR_E_NONE) {
     c.kind = o->transport;
@@ -503,15 +504,10 @@ static classification classify(lr_relay *rl, const lr_req *r, const lr_outcome *
   int should_retry = o->hints ? o->hints->should_retry : -1;
   double sd = server_delay(o);
   if (st == 429) {
-    lr_endpoint *e = &rl->pool.ep[r->endpoint];
     c.kind = LR_E_RATE_LIMITED;
     c.free = 1;
-    if (sd >= 0) {
-      c.throttle_s = sd;
-    } else { /* the server gave no hint: back off by the endpoint's run of 429s */
-      double d = rl->cfg.backoff.base_delay_s * ldexp(1.0, e->consecutive_throttles < 20 ? e->consecutive_throttles : 20);
-      c.throttle_s = d < rl->cfg.backoff.max_delay_s ? d : rl->cfg.backoff.max_delay_s;
-    }
+    if (sd >= 0) c.throttle_s = sd;
+    else c.bare = 1; /* no hint: information about the endpoint's rate, not a reason to sleep */
   } else if (st >= 500) {
     c.kind = LR_E_SERVER_ERROR;
     c.health = LR_VERDICT_FAILURE;
@@ -547,7 +543,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->latency_s = now - r->sent_at;
   r->status = o->status;
   r->last_endpoint = i;
-  classification c = classify(rl, r, o, now);
+  classification c = classify(r, o, now);
   r->verdict = c.health;
   r->partial = o->partial || o->committed; /* finish() then names the failure stream_interrupted */
   if (o->committed && c.action != C_OK) c.action = C_FINAL; /* the caller has part of the answer: no second one */
@@ -560,6 +556,10 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
     lr_event e = {.type = LR_EV_THROTTLE, .endpoint = i, .status = o->status, .delay_s = c.throttle_s};
     emit(rl, &e);
     r->retry_after_s = c.throttle_s;
+  } else if (c.bare) {
+    lr_pool_rate_limited(&rl->pool, i, now, &rl->rng);
+    lr_event e = {.type = LR_EV_THROTTLE, .endpoint = i, .status = o->status, .delay_s = 0};
+    emit(rl, &e);
   }
   emit_breaker_changes(rl);
   r->kind = c.kind;

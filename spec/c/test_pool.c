@@ -281,21 +281,24 @@ TEST(adaptive_limit_halves_on_429_and_grows_slowly) {
   make(&p, 1, LR_STRATEGY_PRIORITY);
   double at;
   int why;
+  lr_hints ra; /* the 429s ask for a pause (a bare 429 leaves the limit alone: see below) */
+  lr_hints_init(&ra);
+  ra.retry_after_s = 1;
   for (int k = 0; k < 21; k++) lr_pool_on_send(&p, 0, 0, 0); /* 21 in flight, sent at t=0 */
   CHECK(p.ep[0].limit == 0);                                  /* no limit before a 429 */
   lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 0.1, 0);
-  lr_pool_learn(&p, 0, NULL, 429, 0, 0.1);
+  lr_pool_learn(&p, 0, &ra, 429, 0, 0.1);
   CHECK_NEAR(p.ep[0].limit, 10.5, 1e-9); /* half of the 21 that were in flight */
   for (int k = 0; k < 5; k++) {          /* the others, sent before the cut, cut nothing */
     lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 0.1, 0);
-    lr_pool_learn(&p, 0, NULL, 429, 0, 0.1);
+    lr_pool_learn(&p, 0, &ra, 429, 0, 0.1);
   }
   CHECK_NEAR(p.ep[0].limit, 10.5, 1e-9);
   CHECK(p.ep[0].in_flight == 15);
   CHECK(!lr_pool_usable(&p, 0, 0, 1, &at, &why) && (why & LR_BLOCK_CAPACITY));
   lr_pool_on_send(&p, 0, 0, 2); /* a new attempt (the test goes past the block) */
   lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, -1, 2.1, 0);
-  lr_pool_learn(&p, 0, NULL, 429, 2, 2.1); /* sent after the cut: it cuts */
+  lr_pool_learn(&p, 0, &ra, 429, 2, 2.1); /* sent after the cut: it cuts */
   CHECK_NEAR(p.ep[0].limit, 5.25, 1e-9);
   /* successes while the limit binds raise it by scale/limit, scale = latency / pause */
   lr_pool_throttle(&p, 0, 2.1, 1.0);
