@@ -254,6 +254,8 @@ void lrl_push_status(lua_State *L, lr_pool *p, double now) {
     if (e->learnt.active) {
       lrl_set_num(L, "learnt_rate", e->learnt.rate);
       lrl_set_str(L, "learnt_from", e->learnt.borrowed ? "sibling" : e->learnt.estimated ? "own" : "probe");
+      lrl_set_str(L, "learnt_mode", e->learnt.bare ? "bare" : "retry_after");
+      lrl_set_num(L, "learnt_burst", e->learnt.burst);
     }
     lua_rawseti(L, -2, i + 1);
   }

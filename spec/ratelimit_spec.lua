@@ -143,6 +143,47 @@ describe("rate limits", function()
     assert.is_true(r429 <= 100, "429 answers: " .. r429)
   end)
 
+  it("learns the rate of a pool whose 429s carry no hint at all: paced, not slept on", function()
+    -- 3 x 100 req/s (burst 25), bare 429s; the sleep-based backoff of old
+    -- (0.5 s, 1 s, 2 s, ... per run of 429s) reached a quarter of the capacity
+    local mocks, eps = {}, {}
+    for i = 1, 3 do
+      mocks[i] = mock.start { name = "none" .. i, rps = 100, burst = 25, rl_headers = "none" }
+      eps[i] = { base_url = mocks[i].url, name = "n" .. i }
+    end
+    local zero_delay = 0
+    local client = llmrelay.new { endpoints = eps, concurrency = 50, retry = { max_attempts = 10 },
+                                  on_event = function(ev)
+                                    if ev.type == "throttle" and ev.delay == 0 then zero_delay = zero_delay + 1 end
+                                  end }
+    local list = {}
+    for i = 1, 1500 do list[i] = req("n" .. i) end
+    local t0 = now()
+    local _, summary = client:batch(list, { concurrency = 50 })
+    local dt = now() - t0
+    assert.are.equal(1500, summary.ok)
+    local attempts, r429 = 0, 0
+    for _, m in ipairs(mocks) do
+      local st = m:stats()
+      attempts, r429 = attempts + st.requests, r429 + (st.status["429"] or 0)
+    end
+    local share = 1500 / dt / (300 + 75 / dt)
+    -- loose bars for a busy machine (measured: about 0.99 and 2 %)
+    assert.is_true(share >= 0.7, ("%.2f of the capacity in %.2f s"):format(share, dt))
+    assert.is_true(r429 <= 0.05 * attempts, ("429s: %d of %d attempts"):format(r429, attempts))
+    assert.are.equal(r429, zero_delay) -- each 429 is a throttle event with no pause
+    local metrics = client:metrics()
+    for i, st in ipairs(client:status()) do
+      assert.is_true(st.learnt_rate and st.learnt_rate > 50 and st.learnt_rate < 250,
+                     st.name .. " learnt " .. tostring(st.learnt_rate))
+      assert.is_true(st.learnt_from == "own" or st.learnt_from == "sibling", tostring(st.learnt_from))
+      assert.are.equal("bare", st.learnt_mode)
+      assert.is_true(st.learnt_burst >= 20 and st.learnt_burst <= 60, tostring(st.learnt_burst))
+      assert.is_nil(st.throttled_for)
+      assert.is_truthy(metrics:find(('llmrelay_learnt_rate{endpoint="n%d"} '):format(i), 1, true))
+    end
+  end)
+
   it("paces one endpoint to its published limit: --rps 20 --burst 5, 100 requests within 1.2x the ideal time", function()
     local m = mock.start { name = "paced", rps = 20, burst = 5 }
     local client = llmrelay.new { endpoints = { { base_url = m.url } } }

@@ -545,6 +545,8 @@ function Client:metrics()
   family("latency_ewma_seconds", "gauge", "Moving average latency of successful attempts.", "latency_ewma")
   family("success_rate", "gauge", "Moving average success rate.", "success_rate")
   family("breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", "state", STATE_VALUE)
+  family("learnt_rate", "gauge", "Requests per second the endpoint is paced to, learnt from 429s that publish no limits.", "learnt_rate")
+  family("learnt_burst", "gauge", "Requests the endpoint's server takes at once, learnt from 429s that publish no limits.", "learnt_burst")
   return table.concat(out)
 end
 

@@ -363,9 +363,50 @@ TEST(an_open_prober_hands_the_probe_over) {
   lr_pool_free(&p);
 }
 
+TEST(bare_429s_pace_every_endpoint_without_a_pause_or_an_in_flight_limit) {
+  lr_pool p;
+  make(&p, 3, LR_STRATEGY_WEIGHTED);
+  lr_rng rng;
+  lr_rng_seed(&rng, 9);
+  lr_hints none; /* a 429 with no hint at all */
+  lr_hints_init(&none);
+  double at;
+  int why;
+  for (int i = 0; i < 3; i++) {
+    for (int k = 0; k < 25; k++) {
+      lr_pool_on_send(&p, i, 0, 0);
+      lr_pool_on_result(&p, i, LR_VERDICT_SUCCESS, 0.001, 0.001, 0);
+      lr_pool_learn(&p, i, &none, 200, 0, 0.001);
+    }
+    for (int k = 0; k < 3; k++) lr_pool_on_send(&p, i, 0, 0.002); /* 3 in flight meet the empty bucket */
+    for (int k = 0; k < 3; k++) {
+      lr_pool_on_result(&p, i, LR_VERDICT_NEUTRAL, 0.001, 0.003, 0);
+      lr_pool_learn(&p, i, &none, 429, 0.002, 0.003);
+      lr_pool_rate_limited(&p, i, 0.003, &rng);
+    }
+    CHECK(p.ep[i].learnt.bare && p.ep[i].learnt.cuts == 1); /* one cut for the three */
+    CHECK(p.ep[i].limit == 0);                                 /* the in-flight limit is left alone */
+    CHECK(p.ep[i].throttled_until < 0.004);                    /* no pause */
+    CHECK(p.ep[i].throttles == 3);
+  }
+  /* each is paced at its burst per second, and none holds its probe for another */
+  for (int i = 0; i < 3; i++) {
+    CHECK(!lr_pool_usable(&p, i, 0, 0.01, &at, &why) && (why & LR_BLOCK_THROTTLE));
+    CHECK_NEAR(at, 0.003 + 1.0 / 25, 1e-9);
+    CHECK(!p.ep[i].learnt.hold);
+  }
+  /* a sibling's estimate is taken as a prior */
+  p.ep[1].learnt.estimated = 1;
+  p.ep[1].learnt.rate = 97;
+  lr_pool_usable(&p, 0, 0, 0.05, &at, &why);
+  CHECK(p.ep[0].learnt.borrowed && p.ep[0].learnt.rate >= 97);
+  lr_pool_free(&p);
+}
+
 int main(void) {
   RUN(learnt_rates_probe_one_endpoint_at_a_time_and_share_the_estimate);
   RUN(an_open_prober_hands_the_probe_over);
+  RUN(bare_429s_pace_every_endpoint_without_a_pause_or_an_in_flight_limit);
   RUN(priority_uses_first_usable);
   RUN(round_robin_cycles_over_usable);
   RUN(weighted_follows_weights_and_health);

@@ -1,4 +1,5 @@
 /* Unit tests of csrc/ratelearn.c: learning a request rate from 429s alone. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "ctest.h"
@@ -199,6 +200,171 @@ TEST(answers_in_flight_at_a_429_count_for_the_burst_not_the_rate) {
   lr_ratelearn_free(&l);
 }
 
+/* ---- bare 429s: no pause, the pace follows the rate ------------------------ */
+
+TEST(bare_first_429_paces_at_the_burst_per_second_then_doubles) {
+  lr_ratelearn l;
+  lr_ratelearn_init(&l);
+  for (int k = 0; k < 25; k++) lr_ratelearn_success(&l, k * 0.0004, k * 0.0004);
+  lr_ratelearn_cut_bare(&l, 0.01, 0.5);
+  CHECK(l.active && l.bare && !l.estimated && lr_ratelearn_probing(&l));
+  CHECK_NEAR(l.burst, 25, 1e-9);
+  CHECK_NEAR(l.rate, 25, 1e-9);
+  CHECK(l.burst_left == 0); /* the bucket is empty: no burst, no pause */
+  CHECK_NEAR(lr_ratelearn_ready_at(&l, 0.01), 0.05, 1e-9);
+  /* the pace grows only while it holds requests back: 0.25 s of that doubles it */
+  double t = 0.05;
+  for (int k = 0; k < 200 && t < 0.3; k++) {
+    t = lr_ratelearn_ready_at(&l, t);
+    lr_ratelearn_ready_at(&l, t);
+    lr_ratelearn_sent(&l, t);
+  }
+  CHECK_NEAR(l.rate, 25 * exp2((t - 0.01) / LR_RL_BARE_START_S), 0.02 * l.rate);
+  CHECK(t >= 0.3 && l.rate > 50);
+  /* idle (nothing waits on the pace): it stays */
+  double r = l.rate;
+  lr_ratelearn_ready_at(&l, 30);
+  lr_ratelearn_ready_at(&l, 60);
+  CHECK_NEAR(l.rate, r, 1e-9);
+  lr_ratelearn_free(&l);
+}
+
+TEST(bare_next_429_paces_just_under_the_rate_that_fits) {
+  lr_ratelearn l;
+  lr_ratelearn_init(&l);
+  for (int k = 0; k < 25; k++) lr_ratelearn_success(&l, k * 0.0004, k * 0.0004);
+  lr_ratelearn_cut_bare(&l, 0.01, 0.5);
+  /* the bucket (100/s, 25) is empty at the 429; the client goes at 80/s for
+   * 2 s (the bucket fills again), then at 150/s until the next 429 */
+  double level = 0, last = 0.01, tt = 0.01, tms[4096];
+  int ok = 0;
+  while (ok < 4096) {
+    tt += tt < 2.01 ? 1.0 / 80 : 1.0 / 150;
+    level += 100 * (tt - last);
+    if (level > 25) level = 25;
+    last = tt;
+    if (level < 1) break;
+    level -= 1;
+    lr_ratelearn_success(&l, tt, tt + 0.001);
+    tms[ok++] = tt;
+  }
+  CHECK(ok > 8);
+  l.rate = 150; /* the pace that earned the 429 (the test sent without asking the learner) */
+  lr_ratelearn_cut_bare(&l, tt + 0.001, 0.0);
+  CHECK(l.estimated && !l.borrowed && l.lean == 0);
+  CHECK(l.rate > 0.95 * 90 && l.rate <= 0.95 * 100.01); /* u = 0: 0.95 of the smallest fit */
+  /* the same successes, but a 429 earned at 60/s: the pace never goes above that */
+  double fit = l.rate / 0.95;
+  lr_ratelearn l2;
+  lr_ratelearn_init(&l2);
+  for (int k = 0; k < 25; k++) lr_ratelearn_success(&l2, k * 0.0004, k * 0.0004);
+  lr_ratelearn_cut_bare(&l2, 0.01, 0.0);
+  for (int k = 0; k < ok; k++) lr_ratelearn_success(&l2, tms[k], tms[k] + 0.001);
+  l2.rate = 60;
+  lr_ratelearn_cut_bare(&l2, tt + 0.001, 1.0);
+  CHECK(l2.estimated && l2.rate <= 0.99 * 60 + 1e-9 && fit > 60);
+  lr_ratelearn_free(&l2);
+  lr_ratelearn_free(&l);
+}
+
+TEST(bare_429s_with_nothing_between_cut_harder_each_time) {
+  lr_ratelearn l;
+  lr_ratelearn_init(&l);
+  for (int k = 0; k < 40; k++) lr_ratelearn_success(&l, k * 0.001, k * 0.001);
+  lr_ratelearn_cut_bare(&l, 0.05, 0.5);
+  double r = l.rate;
+  lr_ratelearn_cut_bare(&l, 0.1, 0.5);
+  CHECK_NEAR(l.rate, r * 0.85, 1e-9);
+  lr_ratelearn_cut_bare(&l, 0.2, 0.5);
+  CHECK_NEAR(l.rate, r * 0.85 * 0.85 * 0.85, 1e-9);
+  for (int k = 0; k < 40; k++) lr_ratelearn_cut_bare(&l, 1 + k, 0.5);
+  CHECK_NEAR(l.rate, LR_RL_MIN_RATE, 1e-12); /* a server that refuses everything: one try per 10 s */
+  CHECK_NEAR(lr_ratelearn_ready_at(&l, 41), 50, 1e-9);
+  lr_ratelearn_free(&l);
+}
+
+TEST(bare_sibling_prior_is_not_a_cap) {
+  lr_ratelearn l;
+  lr_ratelearn_init(&l);
+  for (int k = 0; k < 25; k++) lr_ratelearn_success(&l, k * 0.0004, k * 0.0004);
+  lr_ratelearn_cut_bare(&l, 0.01, 0.5);
+  lr_ratelearn_adopt(&l, 80);
+  CHECK(l.estimated && l.borrowed);
+  CHECK_NEAR(l.rate, 80, 1e-9);
+  /* kept busy without a 429 for 1.5 s + 1 s, the pace has doubled past the prior */
+  double t = 0.01;
+  while (t < 3.0) {
+    t = lr_ratelearn_ready_at(&l, t);
+    lr_ratelearn_ready_at(&l, t);
+    lr_ratelearn_sent(&l, t);
+  }
+  CHECK(l.rate > 160);
+  lr_ratelearn_free(&l);
+}
+
+/* A closed loop on simulated time: a learner kept busy (one request in flight,
+ * 1 ms round trip) against a token bucket of 25 whose rate follows
+ * rate_at(t); counts successes and 429s per second. */
+static double sched_100_50_100(double t) { return t < 20 ? 100 : t < 30 ? 50 : 100; }
+
+static void simulate(double (*rate_at)(double), double until, int *ok, int *refused) {
+  lr_ratelearn l;
+  lr_ratelearn_init(&l);
+  double level = 25, last = 0, now = 0, cut_at = -1;
+  unsigned seed = 7;
+  while (now < until) {
+    double t = lr_ratelearn_ready_at(&l, now);
+    if (t > now) {
+      now = t;
+      lr_ratelearn_ready_at(&l, now);
+    }
+    lr_ratelearn_sent(&l, now);
+    level += rate_at(now) * (now - last);
+    if (level > 25) level = 25;
+    last = now;
+    int sec = (int)now;
+    double back = now + 0.001;
+    if (level >= 1) {
+      level -= 1;
+      ok[sec]++;
+      lr_ratelearn_success(&l, now, back);
+    } else {
+      refused[sec]++;
+      if (now > cut_at) { /* one cut per 429 of an attempt sent after the last */
+        seed = seed * 1103515245u + 12345u;
+        lr_ratelearn_cut_bare(&l, back, (seed >> 16) / 65536.0);
+        cut_at = back;
+      }
+    }
+    now = back;
+  }
+  lr_ratelearn_free(&l);
+}
+
+static int sum(const int *a, int from, int to) {
+  int s = 0;
+  for (int k = from; k < to; k++) s += a[k];
+  return s;
+}
+
+TEST(bare_closed_loop_holds_the_rate_and_follows_a_change) {
+  int ok[41] = {0}, refused[41] = {0};
+  simulate(sched_100_50_100, 40, ok, refused);
+  /* 100/s: after the start, at least 0.95 of the rate, at most 1 % 429s */
+  int o = sum(ok, 2, 20), r = sum(refused, 2, 20);
+  CHECK(o >= 0.95 * 100 * 18);
+  CHECK(r <= 0.01 * (o + r));
+  /* down to 50/s at 20 s: followed within 2 s, few 429s */
+  CHECK(sum(refused, 20, 22) <= 12);
+  o = sum(ok, 22, 30), r = sum(refused, 22, 30);
+  CHECK(o >= 0.93 * 50 * 8);
+  CHECK(r <= 0.02 * (o + r));
+  /* back up to 100/s at 30 s: found again within 4 s */
+  o = sum(ok, 34, 40), r = sum(refused, 34, 40);
+  CHECK(o >= 0.93 * 100 * 6);
+  CHECK(r <= 0.02 * (o + r));
+}
+
 int main(void) {
   RUN(answers_in_flight_at_a_429_count_for_the_burst_not_the_rate);
   RUN(a_held_probe_keeps_its_pace_and_resumes_with_a_fresh_step);
@@ -210,5 +376,10 @@ int main(void) {
   RUN(next_429_sets_the_pace_from_the_model);
   RUN(a_429_with_too_little_to_learn_from_halves_the_pace);
   RUN(a_429_inside_the_burst_shrinks_the_burst_not_the_pace);
+  RUN(bare_first_429_paces_at_the_burst_per_second_then_doubles);
+  RUN(bare_next_429_paces_just_under_the_rate_that_fits);
+  RUN(bare_429s_with_nothing_between_cut_harder_each_time);
+  RUN(bare_sibling_prior_is_not_a_cap);
+  RUN(bare_closed_loop_holds_the_rate_and_follows_a_change);
   CTEST_END();
 }

@@ -650,6 +650,49 @@ TEST(stream_whose_last_attempt_sent_events_ends_interrupted) {
   lr_relay_free(rl);
 }
 
+TEST(bare_429_is_paced_not_slept_on) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 64);
+  lr_req r[26], *out[64];
+  double wake;
+  for (int k = 0; k < 26; k++) lr_relay_submit(rl, &r[k], ALL(1), 0, INFINITY, 0, 0, NULL);
+  int ok = 0;
+  lr_req *last = NULL;
+  for (int round = 0; round < 10 && !last; round++) { /* 25 answered, the 26th meets the empty bucket */
+    int got = lr_relay_poll(rl, 0.001 * round, out, 64, &wake);
+    for (int k = 0; k < got; k++) {
+      if (out[k]->state != LR_REQ_SENDING) continue; /* a finished one */
+      if (ok < 25) {
+        answer(rl, out[k], 200, 0.001 * round);
+        ok++;
+      } else {
+        last = out[k];
+      }
+    }
+  }
+  CHECK(ok == 25 && last);
+  count_events(rl, LR_EV_THROTTLE); /* drains the queue */
+  answer(rl, last, 429, 0.02); /* no Retry-After, no x-ratelimit-*: a bare 429 */
+  lr_event ev[8];
+  int n = lr_relay_events(rl, ev, 8), thr = 0;
+  for (int k = 0; k < n; k++)
+    if (ev[k].type == LR_EV_THROTTLE) {
+      thr++;
+      CHECK(ev[k].delay_s == 0 && ev[k].status == 429);
+    }
+  CHECK(thr == 1);
+  int got = lr_relay_poll(rl, 0.02, out, 64, &wake);
+  for (int k = 0; k < got; k++) CHECK(out[k]->state == LR_REQ_DONE); /* only the 25 finished */
+  /* the retry waits for the learnt pace (25 answered in the last second: 1/25 s, plus
+   * up to 10 % spread), not base_delay (0.5 s) */
+  CHECK(wake >= 0.02 + 1.0 / 25 - 1e-9 && wake <= 0.02 + 1.1 / 25 + 1e-9);
+  CHECK(lr_relay_poll(rl, wake, out, 64, &wake) == 1 && out[0] == last && last->state == LR_REQ_SENDING &&
+        last->attempts == 2);
+  answer(rl, last, 200, 0.07);
+  lr_relay_poll(rl, 0.07, out, 64, &wake);
+  CHECK(last->kind == LR_E_NONE && lr_relay_pool(rl)->ep[0].learnt.bare);
+  lr_relay_free(rl);
+}
+
 int main(void) {
   RUN(stream_failure_before_delivery_fails_over_after_it_is_final);
   RUN(stream_whose_last_attempt_sent_events_ends_interrupted);
@@ -680,5 +723,6 @@ int main(void) {
   RUN(higher_priority_first_fifo_within);
   RUN(cancel_in_every_state);
   RUN(many_throttled_requests_wait_then_follow_one_probe);
+  RUN(bare_429_is_paced_not_slept_on);
   CTEST_END();
 }
