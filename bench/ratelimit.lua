@@ -13,7 +13,8 @@
 --              its share of 429s, and how long after each change the pool's rate settled:
 --              the first moment from which the rate over the next second is within 10 % of
 --              the new capacity and stays so on average until the phase ends.
---              Bars: N/N ok, each change settled within 3 s.
+--              Bars: N/N ok, each change settled within 3 s. RL_TRACE=1 also prints the
+--              pool's rate every half second.
 -- single:      one mock --rps 20 --burst 5, 100 requests, C=20. Bar: all ok within 1.2 x ideal.
 -- quiet:       one mock --rps 50 --burst 5, 100 ms latency, only "Retry-After: 1" on 429,
 --              N=500, C=50: the adaptive in-flight limit's case. Bar: 500/500 ok; figures reported.
@@ -127,6 +128,14 @@ elseif scenario == "schedule" then
       settled_ok = settled_ok and s ~= nil and s <= 3
     end
     print(line)
+  end
+  if os.getenv("RL_TRACE") then -- the pool's rate every half second, from the mocks' clock
+    local t, row = bounds[1], {}
+    while t < last do
+      row[#row + 1] = ("%.1f:%d"):format(t - origin, 2 * count(times, t, t + 0.5))
+      t = t + 0.5
+    end
+    print("  req/s by half second: " .. table.concat(row, " "))
   end
   print("  bars: N/N ok, each change settled within 3 s")
   pass = summary.ok == N and settled_ok
