@@ -209,7 +209,7 @@ describe("mock-llm", function()
     assert.is_truthy(first_429)
     assert.is_true(tonumber(first_429.headers["retry-after-ms"]) <= 20)
     s = m:stats(true) -- zeroes the phase counters, not the clock
-    assert.is_true(s.rps_clock > 0 and s.rps_clock < 2, s.rps_clock)
+    assert.is_true(s.rps_clock > 0 and s.rps_clock < 2, tostring(s.rps_clock))
     assert.is_true(s.rps_phases[1].passed >= 5 and s.rps_phases[1].limited >= 1)
     mock.run("sleep " .. (2.05 - m:stats().rps_clock))
     s = m:stats()
@@ -229,7 +229,7 @@ describe("mock-llm", function()
       if x.status == 429 then
         assert.equal("600", x.headers["x-ratelimit-limit-requests"])
         local ms = tonumber(x.headers["retry-after-ms"])
-        assert.is_true(ms > 0 and ms <= 100, ms)
+        assert.is_true(ms > 0 and ms <= 100, tostring(ms))
       end
     end
     m:stop()
