@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROBE_STEP_S 0.5 /* while probing, the pace doubles this often */
+#define PROBE_STEP_S 0.25 /* while probing, the pace doubles this often */
 #define PACE_SHARE 1.0
 #define LR_RL_CATCHUP 2.0 /* requests a late pace may make up for */   /* of the estimated rate: the smallest that fits, so the server allows it */
 

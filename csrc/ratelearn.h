@@ -4,7 +4,7 @@
  * the token bucket most limiters are: at the first 429 the successes of the
  * last second give the bucket's size (the burst); after each pause the
  * bucket is full again, so the burst goes at once and then requests are paced,
- * the pace doubling every half second while it is a probe; at the next 429
+ * the pace doubling every quarter second while it is a probe; at the next 429
  * the successes since the pause are replayed against a bucket of that size to
  * find the smallest refill rate that fits them, and 97 % of it becomes the
  * pace.

@@ -63,7 +63,7 @@ TEST(first_429_measures_the_burst_then_probes) {
     lr_ratelearn_sent(&l, 6.01);
   }
   CHECK_NEAR(lr_ratelearn_ready_at(&l, 6.01), 6.03, 1e-9); /* then one per 1/50 s */
-  CHECK(lr_ratelearn_ready_at(&l, 6.6) == 6.6 && l.rate == 100); /* half a second on: twice as fast */
+  CHECK(lr_ratelearn_ready_at(&l, 6.27) == 6.27 && l.rate == 100); /* a quarter second on: twice as fast */
   lr_ratelearn_free(&l);
 }
 

@@ -586,15 +586,15 @@ TEST(many_throttled_requests_wait_then_follow_one_probe) {
   double limit = lr_relay_pool(rl)->ep[0].limit;
   CHECK(limit >= 250 && limit < 251);
   /* the server named no rate: the others follow at a probing pace that doubles every
-   * half second (answered at once here), never as one burst */
+   * quarter second (answered at once here), never as one burst */
   int first_s = 0, second_s = 0;
   answer(rl, probe, 200, 3.0);
-  for (double t = 3.0; t < 5.0; t += 0.001) {
+  for (double t = 3.0; t < 4.0; t += 0.001) {
     int n = lr_relay_poll(rl, t, out, N, &wake);
     for (int k = 0; k < n; k++) {
       if (out[k]->state != LR_REQ_SENDING) continue;
       bad += out[k]->attempts != 2;
-      if (t < 4.0) first_s++;
+      if (t < 3.5) first_s++; /* the first half second */
       else second_s++;
       answer(rl, out[k], 200, t);
     }
