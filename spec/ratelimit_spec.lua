@@ -168,9 +168,10 @@ describe("rate limits", function()
       attempts, r429 = attempts + st.requests, r429 + (st.status["429"] or 0)
     end
     local share = 1500 / dt / (300 + 75 / dt)
-    -- loose bars for a busy machine (measured: about 0.99 and 2 %)
+    -- loose bars for a busy machine (measured alone: about 0.99, and 40-80 429s): the
+    -- opening burst meets the empty buckets with up to C = 50 in flight, after that 429s are rare
     assert.is_true(share >= 0.7, ("%.2f of the capacity in %.2f s"):format(share, dt))
-    assert.is_true(r429 <= 0.05 * attempts, ("429s: %d of %d attempts"):format(r429, attempts))
+    assert.is_true(r429 <= 50 + 0.03 * attempts, ("429s: %d of %d attempts"):format(r429, attempts))
     assert.are.equal(r429, zero_delay) -- each 429 is a throttle event with no pause
     local metrics = client:metrics()
     for i, st in ipairs(client:status()) do
