@@ -200,7 +200,6 @@ local function parse_batch_args(argv, first)
   o.input = positional[1]
   if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
   if not o.output then return nil, "batch: missing -o OUTPUT.jsonl" end
-  if o.output == o.input then return nil, "batch: the output file must not be the input file" end
   if o.output == "-" then
     return nil, "batch: the output must be a file, not '-' (stdout): it is also the resume record"
   end

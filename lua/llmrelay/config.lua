@@ -73,6 +73,7 @@ local NON_NEGATIVE = { desc = "a number >= 0", ok = function(x) return x >= 0 en
 local MAX_COUNT, MAX_CONCURRENCY, MAX_SECONDS, MAX_WEIGHT = 1000000, 65536, 1000000, 1000000
 local MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 local MAX_HEADERS, MAX_MODELS = 36, 32 -- per endpoint; llmrelay sets 4 headers of its own
+_M.MAX_SECONDS = MAX_SECONDS -- per-call timeouts (init.lua) share the range
 
 -- Numbers with an upper bound; spec.range is said after the value, so every
 -- refusal names the whole range.

@@ -288,19 +288,18 @@ estimate_tokens = function(body)
   return floor(#body / 4) + (tonumber(out) or 0)
 end
 
--- A timeout becomes integer milliseconds in C: at most 1000000 s, like timeout.total.
-local MAX_TIMEOUT = 1000000
-
-local function check_seconds(v, fn, name, level)
+local function check_seconds(v, fn, name, max, level)
   if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
     error(fn .. ": " .. name .. " must be a positive number of seconds", level + 1)
   end
-  if name == "opts.timeout" and v ~= nil and v > MAX_TIMEOUT then
-    error(fn .. ": opts.timeout must be at most " .. MAX_TIMEOUT .. " seconds", level + 1)
+  if v ~= nil and v > max then
+    error(fn .. ": " .. name .. " must be at most " .. max .. " seconds", level + 1)
   end
 end
 
-local OPT_KEYS = { timeout = true, deadline = true }
+-- The options in seconds and their upper bounds: a timeout becomes integer
+-- milliseconds in C, like timeout.total (config's range).
+local OPT_KEYS = { timeout = config.MAX_SECONDS, deadline = math.huge }
 
 local function check_opts(opts, fn, extra)
   if opts == nil then return {} end
@@ -311,7 +310,7 @@ local function check_opts(opts, fn, extra)
         error(fn .. ": opts.priority must be a whole number from -10 to 10", 3)
       end
     elseif OPT_KEYS[k] then
-      check_seconds(v, fn, "opts." .. k, 3)
+      check_seconds(v, fn, "opts." .. k, OPT_KEYS[k], 3)
     elseif not (extra and extra[k]) then
       error(fn .. ": unknown option '" .. tostring(k) .. "'", 3)
     end

@@ -398,8 +398,7 @@ function _M.serve(client, opts)
   end
   if keys.refused then
     log_once(ngx.ERR, keys.refused)
-    return send_json(500, { error = { message = keys.refused, type = "server_error", code = "gateway_config",
-                                      param = cjson.null } })
+    return send_json(500, error_doc(keys.refused, "server_error", "gateway_config"))
   end
   if not keys.required then log_once(ngx.WARN, ANONYMOUS_WARNING) end
   return handle(client, opts, keys)
