@@ -6,12 +6,7 @@ local mock = require "spec.support.mock"
 
 local q, capture = mock.quote, mock.capture
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return (assert(mock.read_file(path), path)) end
 
 local function write(path, text, mode)
   local f = assert(io.open(path, "wb"))
@@ -57,7 +52,7 @@ local function run(uid, opts)
   local out = capture("cd " .. q(dir) .. " && PATH=" .. q(bin) .. " /bin/sh " .. q(ROOT .. "/tools/install-deps")
     .. " " .. (opts.args or "") .. " 2>&1; echo \"rc=$?\"")
   local lines = {}
-  for l in (io.open(log) and read(log) or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  for l in (mock.read_file(log) or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
   capture("rm -rf " .. q(dir))
   return tonumber(out:match("rc=(%d+)%s*$")), out, lines
 end

@@ -11,12 +11,7 @@ local mock = require "spec.support.mock"
 -- (tools/install-deps installs it where no node is on PATH).
 local DEBIAN12_NODE = "18.20.4"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return (assert(mock.read_file(path), path)) end
 
 -- "18.20.4" -> { 18, 20, 4 }; a partial "18" or "18.x" -> { 18 } (the rest unbound)
 local function parse_version(v)
