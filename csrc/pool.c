@@ -255,7 +255,6 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
   switch (v) {
   case LR_VERDICT_SUCCESS:
     e->successes++;
-    e->consecutive_throttles = 0;
     e->success_ewma = s + SUCCESS_ALPHA * (1.0 - s);
     if (latency_s >= 0)
       e->latency_ewma_s = e->latency_ewma_s < 0
@@ -278,17 +277,14 @@ int lr_pool_on_result(lr_pool *p, int i, lr_verdict v, double latency_s, double 
 static void adapt_limit(lr_endpoint *e, const lr_hints *h, int status, double sent_at, double now) {
   if (status == 429) {
     if (sent_at <= e->limit_cut_at) return; /* sent before the last cut: already accounted for */
-    if (!h || (lr_hints_server_delay(h) < 0 && h->limit_requests < 0 && h->remaining_requests < 0)) {
-      /* a bare 429: the learnt pace, not the in-flight limit, answers it */
-      e->limit_cut_at = now;
-      e->learnt_cut = 1;
-      return;
-    }
+    int published = h && (h->limit_requests >= 0 || h->remaining_requests >= 0);
+    e->limit_cut_at = now;
+    /* no published limit to pace by: the rate learner adjusts (once the pause is known) */
+    if (!published) e->learnt_cut = 1;
+    /* a bare 429 (no limit, no pause): the learnt pace, not the in-flight limit, answers it */
+    if (!published && (!h || lr_hints_server_delay(h) < 0)) return;
     double base = e->limit > 0 ? e->limit : (double)(e->in_flight + 1);
     e->limit = base / 2 >= 1 ? base / 2 : 1;
-    e->limit_cut_at = now;
-    /* no published limit to pace by: the rate learner adjusts when the pause is set */
-    if (!(h && (h->limit_requests >= 0 || h->remaining_requests >= 0))) e->learnt_cut = 1;
   } else if (status >= 200 && status < 300 && e->limit > 0 && e->in_flight + 2 > e->limit) {
     double scale = 1.0; /* grow slower when a failed probe costs a long pause */
     if (e->last_pause_s > 0 && e->latency_ewma_s > 0 && e->latency_ewma_s < e->last_pause_s)
@@ -328,27 +324,26 @@ void lr_pool_on_usage(lr_pool *p, int i, double estimated, double actual, double
 
 void lr_pool_reached(lr_pool *p, int i) { p->ep[i].reachable = 1; }
 
+/* A 429 counted: whether the rate learner was asked (adapt_limit) to adjust
+ * to it, which it does once and only then. */
+static int take_learnt_cut(lr_endpoint *e) {
+  int cut = e->learnt_cut;
+  e->learnt_cut = 0;
+  e->throttles++;
+  return cut;
+}
+
 void lr_pool_throttle(lr_pool *p, int i, double now, double seconds) {
   lr_endpoint *e = &p->ep[i];
   double until = now + seconds;
   e->last_pause_s = seconds;
-  if (e->learnt_cut) {
-    lr_ratelearn_cut(&e->learnt, now, seconds);
-    e->learnt_cut = 0;
-  }
-  e->throttles++;
-  e->consecutive_throttles++;
+  if (take_learnt_cut(e)) lr_ratelearn_cut(&e->learnt, now, seconds);
   if (until > e->throttled_until) e->throttled_until = until;
 }
 
 void lr_pool_rate_limited(lr_pool *p, int i, double now, lr_rng *rng) {
   lr_endpoint *e = &p->ep[i];
-  if (e->learnt_cut) {
-    lr_ratelearn_cut_bare(&e->learnt, now, lr_rng_unit(rng));
-    e->learnt_cut = 0;
-  }
-  e->throttles++;
-  e->consecutive_throttles++;
+  if (take_learnt_cut(e)) lr_ratelearn_cut_bare(&e->learnt, now, lr_rng_unit(rng));
 }
 
 int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {

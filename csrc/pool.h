@@ -51,7 +51,6 @@ typedef struct lr_endpoint {
   int learnt_cut;         /* a 429 asked the learner to adjust once the pause is known */
   double slot_interval;   /* 60 / x-ratelimit-limit-requests: the server's pace; 0 unknown */
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
-  int consecutive_throttles;
   long requests, successes, failures, throttles;
   int reachable;          /* a connection was made to it, or an attempt came back */
   double shared_block_until; /* state shared with other processes refused an attempt: none before this */

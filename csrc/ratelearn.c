@@ -74,6 +74,15 @@ double lr_ratelearn_estimate(const double *times, int n, double since, double bu
   return hi;
 }
 
+/* The bucket's size at a first 429: what went through in the second before it
+ * (the bucket is empty now); at least 1. */
+static int recent_burst(const lr_ratelearn *l, double now) {
+  int burst = 0;
+  for (int k = 0; k < l->recent_n; k++)
+    if (l->recent[k] > now - 1.0) burst++;
+  return burst > 0 ? burst : 1;
+}
+
 static double clamp_rate(double r) { return r < LR_RL_MIN_RATE ? LR_RL_MIN_RATE : r > 1e6 ? 1e6 : r; }
 
 /* The successes since the last bare 429 (at most the last window of them):
@@ -94,13 +103,9 @@ static double bare_estimate(const lr_ratelearn *l, double now) {
 
 void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u) {
   if (!l->active) {
-    /* the bucket's size: what went through in the second before; it is empty now */
-    int burst = 0;
-    for (int k = 0; k < l->recent_n; k++)
-      if (l->recent[k] > now - 1.0) burst++;
     l->active = 1;
     l->bare = 1;
-    l->burst = burst > 0 ? burst : 1;
+    l->burst = recent_burst(l, now);
     l->rate = clamp_rate(l->burst); /* a guess: many buckets hold about a second */
   } else {
     double cur = l->rate, est = bare_estimate(l, now);
@@ -148,12 +153,8 @@ void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s) {
     return;
   }
   if (!l->active) {
-    /* the bucket's size: what went through in the second before the first 429 */
-    int burst = 0;
-    for (int k = 0; k < l->recent_n; k++)
-      if (l->recent[k] > now - 1.0) burst++;
     l->active = 1;
-    l->burst = burst > 0 ? burst : 1;
+    l->burst = recent_burst(l, now);
     l->rate = 2 * l->burst / (pause_s > 0.1 ? pause_s : 0.1);
   } else {
     double est = l->n_times > l->burst
