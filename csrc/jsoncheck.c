@@ -22,23 +22,28 @@ static int is_hex(unsigned char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* One UTF-8 sequence starting at a byte >= 0x80: shortest form, no
- * surrogates, at most U+10FFFF. Returns the byte after it or NULL. */
-static ptr utf8_char(ptr p, ptr end) {
+size_t lr_utf8_len(const unsigned char *p, const unsigned char *end) {
   unsigned char c = *p, lo = 0x80, hi = 0xBF;
-  int more;
+  size_t more;
+  if (c < 0x80) return 1;
   if (c >= 0xC2 && c <= 0xDF) more = 1;
   else if (c >= 0xE0 && c <= 0xEF) more = 2;
   else if (c >= 0xF0 && c <= 0xF4) more = 3;
-  else return NULL;
+  else return 0;
   if (c == 0xE0) lo = 0xA0;      /* overlong */
   else if (c == 0xED) hi = 0x9F; /* surrogates */
   else if (c == 0xF0) lo = 0x90; /* overlong */
   else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
-  if (end - p <= more || p[1] < lo || p[1] > hi) return NULL;
-  for (int i = 2; i <= more; i++)
-    if (p[i] < 0x80 || p[i] > 0xBF) return NULL;
-  return p + 1 + more;
+  if ((size_t)(end - p) <= more || p[1] < lo || p[1] > hi) return 0;
+  for (size_t i = 2; i <= more; i++)
+    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+  return 1 + more;
+}
+
+/* One UTF-8 sequence starting at a byte >= 0x80: the byte after it or NULL. */
+static inline ptr utf8_char(ptr p, ptr end) {
+  size_t len = lr_utf8_len(p, end);
+  return len ? p + len : NULL;
 }
 
 /* Where and why a string failed: the offending byte, and whether it broke

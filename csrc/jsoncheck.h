@@ -28,6 +28,11 @@ typedef struct {
 
 /* Validates s[0..n): exactly one JSON value (surrounding white space
  * allowed, strings valid UTF-8) within the limits. Never reads past s[n-1]. */
+/* The length of the UTF-8 sequence at p (1 for ASCII; shortest form, no
+ * surrogates, at most U+10FFFF), or 0 when the bytes there are not one.
+ * Reads nothing at or past end. */
+size_t lr_utf8_len(const unsigned char *p, const unsigned char *end);
+
 lr_json_status lr_json_scan(const char *s, size_t n, const lr_json_limits *lim, lr_json_result *res);
 
 /* 0 when s[0..n) is one valid JSON value nested at most max_depth deep, else -1. */

@@ -24,8 +24,6 @@ double lrl_num_field(lua_State *L, int t, const char *k, double dflt) {
 /* The ranges lua/llmrelay/config.lua checks first, with the same numbers. */
 #define MAX_COUNT 1000000          /* max_attempts, failure_threshold, min_calls, half_open_probes */
 #define MAX_CONCURRENCY 65536      /* concurrency, max_concurrency: arrays are sized by them */
-#define MAX_RESPONSE_BYTES (1 << 30) /* the body is held in memory, and copied */
-#define DEFAULT_RESPONSE_BYTES (64.0 * 1024 * 1024)
 #define MAX_SECONDS 1e6            /* timeouts and delays become integer milliseconds */
 
 /* Integer fields land in C ints and sizes: a value out of range is refused,
@@ -177,7 +175,8 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   lua_getfield(L, t, "insecure");
   cfg.insecure = lua_toboolean(L, -1);
   cfg.max_response_bytes =
-      (size_t)int_field(L, idx, "max_response_bytes", DEFAULT_RESPONSE_BYTES, 1024, MAX_RESPONSE_BYTES);
+      (size_t)int_field(L, idx, "max_response_bytes", LRL_DEFAULT_RESPONSE_BYTES, LRL_MIN_RESPONSE_BYTES,
+                        LRL_MAX_RESPONSE_BYTES);
   cfg.relay.concurrency = (int)int_field(L, idx, "concurrency", 64, 1, MAX_CONCURRENCY);
   lua_getfield(L, idx, "user_agent");
   cfg.user_agent = lua_isstring(L, -1) ? lua_tostring(L, -1) : "llmrelay";

@@ -7,6 +7,12 @@
 
 #define LRL_SCRATCH_MT "llmrelay.scratch"
 
+/* max_response_bytes: its default and range (lua/llmrelay/config.lua checks
+ * the same numbers first); the body is held in memory, and copied. */
+#define LRL_DEFAULT_RESPONSE_BYTES (64.0 * 1024 * 1024)
+#define LRL_MIN_RESPONSE_BYTES 1024
+#define LRL_MAX_RESPONSE_BYTES (1 << 30)
+
 double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
 int lrl_sub_table(lua_State *L, int t, const char *k);
 /* Reads the normalized config (lua/llmrelay/config.lua) at idx (an absolute

@@ -487,8 +487,9 @@ static int l_decoder_gc(lua_State *L) {
 static int l_json_object_ok(lua_State *L) {
   size_t n;
   const char *b = luaL_checklstring(L, 1, &n);
-  lua_Number max = luaL_optnumber(L, 2, 64.0 * 1024 * 1024);
-  if (!(max >= 1024 && max <= 1073741824.0)) return luaL_argerror(L, 2, "max_response_bytes out of range");
+  lua_Number max = luaL_optnumber(L, 2, LRL_DEFAULT_RESPONSE_BYTES);
+  if (!(max >= LRL_MIN_RESPONSE_BYTES && max <= LRL_MAX_RESPONSE_BYTES))
+    return luaL_argerror(L, 2, "max_response_bytes out of range");
   char msg[200];
   int ok = lr_json_check_answer(b, n, LR_MAX_JSON_DEPTH, (size_t)max, msg, sizeof msg) == 0;
   lua_pushboolean(L, ok);

@@ -132,24 +132,6 @@ int lr_scrub_add(lr_scrub *s, const char *key, size_t n) {
   return 0;
 }
 
-/* The length of the UTF-8 sequence at p (shortest form, no surrogates, at
- * most U+10FFFF), or 0 when the bytes there are not one. */
-static size_t utf8_len(ptr p, ptr end) {
-  unsigned c = p[0], lo = 0x80, hi = 0xBF;
-  size_t more;
-  if (c < 0x80) return 1;
-  if (c < 0xC2 || c > 0xF4) return 0;
-  more = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
-  if (c == 0xE0) lo = 0xA0;
-  if (c == 0xED) hi = 0x9F;
-  if (c == 0xF0) lo = 0x90;
-  if (c == 0xF4) hi = 0x8F;
-  if ((size_t)(end - p) <= more || p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i <= more; i++)
-    if ((p[i] & 0xC0) != 0x80) return 0;
-  return more + 1;
-}
-
 static int is_space(unsigned c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 /* "Bearer", white space, a token: the end of the token, or 0. */
@@ -218,7 +200,7 @@ static int scan(const lr_scrub *s, ptr p, size_t n, int flags, buf *o) {
       put(o, p + run, i + 6 - run);
       put(o, " " REDACTED, REDACTED_LEN + 1);
       i = end;
-    } else if ((len = utf8_len(p + i, p + cut))) {
+    } else if ((len = lr_utf8_len(p + i, p + cut))) {
       i += len;
       continue;
     } else {

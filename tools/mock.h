@@ -40,6 +40,8 @@ void buf_json(struct buf *b, const char *s, size_t n); /* JSON-escaped */
 void buf_free(struct buf *b);
 
 /* ---- HTTP request parser (mock_http.c) ---- */
+/* A token character of a header name (RFC 9110). */
+int is_tchar(unsigned char c);
 enum { M_OTHER, M_GET, M_POST };
 enum { P_NEED, P_DONE, P_ERR };
 

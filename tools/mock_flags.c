@@ -3,7 +3,6 @@
  * flag, a missing or out-of-range value prints the usage and exits 2. */
 #include "mock.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -187,7 +186,7 @@ void parse_flags(int argc, char **argv)
             cfg.auth_key = v;
         } else if (!strcmp(o, "auth-header") && *v) {
             for (const char *k = v; *k; k++)
-                if (!strchr("!#$%&'*+-.^_`|~", *k) && !isalnum((unsigned char)*k))
+                if (!is_tchar((unsigned char)*k))
                     bad(f, "a header name (token characters)");
             cfg.auth_header = v;
         } else if (!strcmp(o, "stream-chunk-ms"))

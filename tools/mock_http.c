@@ -100,7 +100,7 @@ void req_reset(struct req *r)
     r->clen = -1;
 }
 
-static int is_tchar(unsigned char c)
+int is_tchar(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return 1;
