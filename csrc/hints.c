@@ -24,15 +24,14 @@ void lr_hints_init(lr_hints *h) {
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c; }
 static int is_ws(char c) { return c == ' ' || c == '\t'; }
 
-/* s[0..n) equals the lower-case word w, ignoring case. */
-static int equals_ci(const char *s, size_t n, const char *w) {
+int lr_equals_ci(const char *s, size_t n, const char *w) {
   size_t i = 0;
   for (; i < n && w[i]; i++)
     if (lower(s[i]) != w[i]) return 0;
   return i == n && !w[i];
 }
 
-static int is_status_line(const char *line, size_t n) { return n >= 5 && equals_ci(line, 5, "http/"); }
+static int is_status_line(const char *line, size_t n) { return n >= 5 && lr_equals_ci(line, 5, "http/"); }
 
 int lr_header_split(const char *line, size_t n, const char **name, size_t *name_len,
                     const char **value, size_t *value_len) {
@@ -117,18 +116,18 @@ void lr_hints_feed(lr_hints *h, const char *name, size_t name_len, const char *v
   const char *v = value;
   size_t n = value_len, i = 0, count = sizeof known_headers / sizeof known_headers[0];
   double x;
-  while (i < count && !equals_ci(name, name_len, known_headers[i].name)) i++;
+  while (i < count && !lr_equals_ci(name, name_len, known_headers[i].name)) i++;
   if (i == count) return;
   while (n && is_ws(*v)) v++, n--;
   while (n && is_ws(v[n - 1])) n--;
   if (known_headers[i].form == F_FLAG) {
-    if (equals_ci(v, n, "true")) h->should_retry = 1;
-    else if (equals_ci(v, n, "false")) h->should_retry = 0;
+    if (lr_equals_ci(v, n, "true")) h->should_retry = 1;
+    else if (lr_equals_ci(v, n, "false")) h->should_retry = 0;
   } else if (known_headers[i].form == F_MEDIA_TYPE) {
     const char *semi = n ? memchr(v, ';', n) : NULL;
     size_t m = semi ? (size_t)(semi - v) : n;
     while (m && is_ws(v[m - 1])) m--;
-    h->event_stream = equals_ci(v, m, "text/event-stream");
+    h->event_stream = lr_equals_ci(v, m, "text/event-stream");
   } else if (parse_number(known_headers[i].form, v, n, now_epoch, &x) == 0) {
     *(double *)((char *)h + known_headers[i].field) = x;
   }

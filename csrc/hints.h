@@ -39,5 +39,7 @@ void lr_hints_feed_line(lr_hints *h, const char *line, size_t n, double now_epoc
  * the matching reset (the larger of the exhausted ones), else x-ratelimit-reset
  * when remaining-requests is 0. < 0 when the server said nothing usable. */
 double lr_hints_server_delay(const lr_hints *h);
+/* s[0..n) equals the lower-case word w, ignoring ASCII case. */
+int lr_equals_ci(const char *s, size_t n, const char *w);
 
 #endif

@@ -4,6 +4,7 @@
  * input, and never stored. Every cap is checked at the byte that crosses it,
  * so the outcome is the same however the input is split. */
 #include "http1.h"
+#include "hints.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,16 +54,6 @@ static lr_h1_event body_cap(lr_http1 *h) {
   return fail(h, LR_E_HTTP, "response body exceeds max_response_bytes (%llu)", (unsigned long long)h->max_body);
 }
 
-static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
-
-static int same_ci(const char *a, size_t n, const char *lit) {
-  size_t i;
-  if (strlen(lit) != n) return 0;
-  for (i = 0; i < n; i++)
-    if (lower((unsigned char)a[i]) != lit[i]) return 0;
-  return 1;
-}
-
 static int ows(char c) { return c == ' ' || c == '\t'; }
 
 static void trim(const char **p, size_t *n) {
@@ -84,12 +75,12 @@ static void tokens(lr_http1 *h, const char *v, size_t n, void (*fn)(lr_http1 *, 
 }
 
 static void connection_token(lr_http1 *h, const char *t, size_t n) {
-  if (same_ci(t, n, "close")) h->conn_close = 1;
-  else if (same_ci(t, n, "keep-alive")) h->conn_keep = 1;
+  if (lr_equals_ci(t, n, "close")) h->conn_close = 1;
+  else if (lr_equals_ci(t, n, "keep-alive")) h->conn_keep = 1;
 }
 
 /* The final coding decides: only a body whose last coding is chunked is. */
-static void te_token(lr_http1 *h, const char *t, size_t n) { h->chunked = same_ci(t, n, "chunked"); }
+static void te_token(lr_http1 *h, const char *t, size_t n) { h->chunked = lr_equals_ci(t, n, "chunked"); }
 
 static lr_h1_event content_length(lr_http1 *h, const char *v, size_t n) {
   int64_t cl = 0;
@@ -133,19 +124,19 @@ static lr_h1_event field_line(lr_http1 *h, const char *l, size_t n) {
   trim(&v, &vn);
   switch (name_len) {
   case 10:
-    if (same_ci(l, 10, "connection")) tokens(h, v, vn, connection_token);
+    if (lr_equals_ci(l, 10, "connection")) tokens(h, v, vn, connection_token);
     break;
   case 12:
-    if (same_ci(l, 12, "content-type")) {
+    if (lr_equals_ci(l, 12, "content-type")) {
       h->ctype_off = (size_t)(v - h->head);
       h->ctype_len = vn;
     }
     break;
   case 14:
-    if (same_ci(l, 14, "content-length")) return content_length(h, v, vn);
+    if (lr_equals_ci(l, 14, "content-length")) return content_length(h, v, vn);
     break;
   case 17:
-    if (same_ci(l, 17, "transfer-encoding")) {
+    if (lr_equals_ci(l, 17, "transfer-encoding")) {
       h->has_te = 1;
       h->chunked = 0;
       tokens(h, v, vn, te_token);
@@ -264,8 +255,8 @@ static lr_h1_event read_head(lr_http1 *h, const char *buf, size_t len, size_t *u
 
 static int hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
-  c = (char)lower((unsigned char)c);
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
