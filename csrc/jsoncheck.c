@@ -238,7 +238,7 @@ int lr_json_check_object(const char *s, size_t n, int max_depth) {
 }
 
 uint64_t lr_json_decode_budget(size_t max_response_bytes) {
-  return 3 * (uint64_t)max_response_bytes;
+  return LR_JSON_DECODE_FACTOR * (uint64_t)max_response_bytes;
 }
 
 int lr_json_check_answer(const char *s, size_t n, int max_depth, size_t max_response_bytes, char *msg,
@@ -260,8 +260,8 @@ int lr_json_check_answer(const char *s, size_t n, int max_depth, size_t max_resp
   case LR_JSON_COST:
     snprintf(msg, msgn,
              "the response body is too costly to decode: more than %llu bytes estimated "
-             "(the cap is 3 x max_response_bytes)",
-             (unsigned long long)lim.max_cost);
+             "(the cap is %d x max_response_bytes)",
+             (unsigned long long)lim.max_cost, LR_JSON_DECODE_FACTOR);
     break;
   default:
     snprintf(msg, msgn, "the response body is not a JSON object (invalid JSON at byte %zu)", res.offset + 1);

@@ -41,7 +41,8 @@ int lr_json_check(const char *s, size_t n, int max_depth);
 /* The same, and the top-level value must be an object. */
 int lr_json_check_object(const char *s, size_t n, int max_depth);
 
-/* What decoding a 2xx answer may cost: 3 x max_response_bytes. An answer of
+#define LR_JSON_DECODE_FACTOR 3
+/* What decoding a 2xx answer may cost: LR_JSON_DECODE_FACTOR (3) x max_response_bytes. An answer of
  * JSON floats (embeddings), the densest real one, estimates at 1 to 2 x its
  * size; small nested arrays at 20 to 30 x. */
 uint64_t lr_json_decode_budget(size_t max_response_bytes);
