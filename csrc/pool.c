@@ -50,6 +50,13 @@ double lr_pool_success_rate(lr_pool *p, int i, double now) {
  * and a 429 of its own later corrects it. */
 static void coordinate_learning(lr_pool *p, int i, double now) {
   lr_endpoint *e = &p->ep[i];
+  /* a sibling's first bare 429 measured its bucket: an endpoint that has
+   * carried as much in the last second without a 429 yet is taken to be as
+   * near its end (keys of one service usually share a limit) and paced from
+   * the same prior, before the sibling's refused requests all fail over to it */
+  if (p->bare_burst > 0 && !e->learnt.active && e->learnt.recent_n + e->in_flight >= p->bare_burst &&
+      lr_ratelearn_recent(&e->learnt, now) + e->in_flight >= p->bare_burst)
+    lr_ratelearn_prior(&e->learnt, p->bare_burst, now);
   if (!lr_ratelearn_probing(&e->learnt)) return;
   double sibling = -1;
   for (int k = 0; k < p->n; k++) {
@@ -116,6 +123,11 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
   }
   if (!e->reachable && e->in_flight >= LR_WARMUP_IN_FLIGHT) {
     at = INFINITY;
+    bits |= LR_BLOCK_CAPACITY;
+  }
+  if (!e->answered && p->first_load > 0 &&
+      e->in_flight >= (p->first_load > LR_WARMUP_IN_FLIGHT ? p->first_load : LR_WARMUP_IN_FLIGHT)) {
+    at = INFINITY; /* its first answer, or a sibling's release, frees a slot */
     bits |= LR_BLOCK_CAPACITY;
   }
   if (e->shared_block_until > now) {
@@ -296,6 +308,11 @@ static void adapt_limit(lr_endpoint *e, const lr_hints *h, int status, double se
 
 void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent_at, double now) {
   lr_endpoint *e = &p->ep[i];
+  if (status > 0 && !e->answered) {
+    e->answered = 1;
+    e->first_load = e->in_flight + 1; /* lr_pool_on_result has released this attempt */
+    if (e->first_load > p->first_load) p->first_load = e->first_load;
+  }
   adapt_limit(e, h, status, sent_at, now);
   if (status >= 200 && status < 300) lr_ratelearn_success(&e->learnt, sent_at, now);
   if (h && h->remaining_tokens >= 0) {
@@ -343,7 +360,10 @@ void lr_pool_throttle(lr_pool *p, int i, double now, double seconds) {
 
 void lr_pool_rate_limited(lr_pool *p, int i, double now, lr_rng *rng) {
   lr_endpoint *e = &p->ep[i];
-  if (take_learnt_cut(e)) lr_ratelearn_cut_bare(&e->learnt, now, lr_rng_unit(rng));
+  if (!take_learnt_cut(e)) return;
+  int first = !e->learnt.active;
+  lr_ratelearn_cut_bare(&e->learnt, now, lr_rng_unit(rng));
+  if (first && p->bare_burst <= 0) p->bare_burst = e->learnt.burst;
 }
 
 int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {

@@ -19,6 +19,13 @@
  * attempts, not a share of the whole burst. */
 #define LR_WARMUP_IN_FLIGHT 4
 
+/* Until an endpoint has answered once, it carries at most as many attempts
+ * as the most any sibling carried when its own first answer came back (and
+ * at least LR_WARMUP_IN_FLIGHT). Without this, once the siblings' answers
+ * tell them to slow down (a 429, x-ratelimit-remaining: 0), every request
+ * flows to the one endpoint whose answers are merely late, and all of them
+ * meet its empty bucket; a hung endpoint would swallow the pool. */
+
 typedef enum { LR_STRATEGY_WEIGHTED = 0, LR_STRATEGY_ROUND_ROBIN = 1, LR_STRATEGY_PRIORITY = 2 } lr_strategy;
 
 /* Why no endpoint could take a request now (bits, several may be set). */
@@ -53,6 +60,8 @@ typedef struct lr_endpoint {
   double next_slot_at;    /* with none remaining: when that pace frees the next request */
   long requests, successes, failures, throttles;
   int reachable;          /* a connection was made to it, or an attempt came back */
+  int answered;           /* a server answer (any status) came back from it */
+  int first_load;         /* attempts in flight when its first answer came back */
   double shared_block_until; /* state shared with other processes refused an attempt: none before this */
   lr_breaker breaker;
   lr_limiter limiter;
@@ -66,6 +75,8 @@ typedef struct lr_pool {
   lr_strategy strategy;
   int rr_next;
   int prober;  /* the one endpoint whose learnt rate probes upward; the others hold their pace */
+  int first_load; /* the most any endpoint carried when its first answer came (0: none answered) */
+  double bare_burst; /* the bucket the pool's first bare 429 measured (0: none yet): a prior for the others */
   lr_breaker_cfg breaker_cfg;
 } lr_pool;
 

@@ -77,9 +77,7 @@ double lr_ratelearn_estimate(const double *times, int n, double since, double bu
 /* The bucket's size at a first 429: what went through in the second before it
  * (the bucket is empty now); at least 1. */
 static int recent_burst(const lr_ratelearn *l, double now) {
-  int burst = 0;
-  for (int k = 0; k < l->recent_n; k++)
-    if (l->recent[k] > now - 1.0) burst++;
+  int burst = lr_ratelearn_recent(l, now);
   return burst > 0 ? burst : 1;
 }
 
@@ -101,6 +99,36 @@ static double bare_estimate(const lr_ratelearn *l, double now) {
   return lr_ratelearn_estimate(l->times + k, n, start, l->burst, pause);
 }
 
+int lr_ratelearn_recent(const lr_ratelearn *l, double now) {
+  int n = 0;
+  for (int k = 0; k < l->recent_n; k++)
+    if (l->recent[k] > now - 1.0) n++;
+  return n;
+}
+
+/* A bare pace from now on: the bucket is taken as empty, `rate` the pace. */
+static void bare_from(lr_ratelearn *l, double now) {
+  l->base = l->rate;
+  l->grow_s = 0;
+  l->grow_last = now;
+  l->limited = 0;
+  l->cut_at = now;
+  l->since = now;
+  l->pause_s = 0;
+  l->n_times = 0;
+  l->burst_left = 0;
+  l->next_at = now + 1.0 / l->rate;
+}
+
+void lr_ratelearn_prior(lr_ratelearn *l, double burst, double now) {
+  if (l->active || burst < 1) return;
+  l->active = 1;
+  l->bare = 1;
+  l->burst = burst;
+  l->rate = clamp_rate(burst);
+  bare_from(l, now); /* cuts stays 0: answers in flight now do not add to a burst it did not measure */
+}
+
 void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u) {
   if (!l->active) {
     l->active = 1;
@@ -119,17 +147,8 @@ void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u) {
       l->rate = clamp_rate(pow(LR_RL_BARE_CUT, l->lean) * cur);
     }
   }
-  l->base = l->rate;
-  l->grow_s = 0;
-  l->grow_last = now;
-  l->limited = 0;
-  l->cut_at = now;
   l->cuts++;
-  l->since = now;
-  l->pause_s = 0;
-  l->n_times = 0;
-  l->burst_left = 0;
-  l->next_at = now + 1.0 / l->rate;
+  bare_from(l, now);
 }
 
 /* The bare pace as of now: it grows only while it holds requests back. */

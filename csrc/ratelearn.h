@@ -78,6 +78,15 @@ void lr_ratelearn_cut(lr_ratelearn *l, double now, double pause_s);
 /* A bare 429 (no pause asked, no limits published) of an attempt sent
  * after the last cut; u is uniform in [0, 1). */
 void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u);
+/* A sibling endpoint's first bare 429 found a bucket of `burst`; this one,
+ * not refused yet but as busy, is probably as near its end: it paces as if
+ * it had been refused now (the pace starts at burst per second and grows
+ * while it holds requests back), so the sibling's refused requests do not
+ * all fail over into it. A prior: its own first 429 re-estimates. No-op
+ * when it is learning already. */
+void lr_ratelearn_prior(lr_ratelearn *l, double burst, double now);
+/* Successes of the last second. */
+int lr_ratelearn_recent(const lr_ratelearn *l, double now);
 /* The earliest moment a request may be sent (now when it may). */
 double lr_ratelearn_ready_at(lr_ratelearn *l, double now);
 /* A request was sent. */

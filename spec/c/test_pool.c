@@ -403,7 +403,84 @@ TEST(bare_429s_pace_every_endpoint_without_a_pause_or_an_in_flight_limit) {
   lr_pool_free(&p);
 }
 
+TEST(an_endpoint_that_has_not_answered_carries_no_more_than_its_siblings_did) {
+  lr_pool p;
+  make(&p, 2, LR_STRATEGY_WEIGHTED);
+  double at;
+  int why;
+  lr_pool_reached(&p, 0);
+  lr_pool_reached(&p, 1);
+  for (int k = 0; k < 12; k++) {
+    lr_pool_on_send(&p, 0, 0, 0);
+    lr_pool_on_send(&p, 1, 0, 0);
+  }
+  /* nobody has answered: no cap beyond the warm-up */
+  CHECK(lr_pool_usable(&p, 1, 0, 0, &at, &why));
+  /* endpoint 0's first answer comes with 12 in flight */
+  lr_pool_on_result(&p, 0, LR_VERDICT_SUCCESS, 0.01, 0.01, 0);
+  learn(&p, 0, "x-ratelimit-remaining-requests: 0\n", 200, 0.01);
+  CHECK(p.first_load == 12);
+  /* endpoint 1, silent so far, may not take endpoint 0's share on top of its own */
+  CHECK(!lr_pool_usable(&p, 1, 0, 0.01, &at, &why));
+  CHECK(isinf(at) && why == LR_BLOCK_CAPACITY);
+  lr_pool_on_result(&p, 1, LR_VERDICT_SUCCESS, 0.01, 0.02, 0); /* 11 in flight: one more */
+  CHECK(!p.ep[1].answered);                                   /* a verdict alone is not an answer */
+  CHECK(lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
+  lr_pool_on_send(&p, 1, 0, 0.02);
+  CHECK(!lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
+  learn(&p, 1, "", 200, 0.02); /* its first answer lifts the cap */
+  for (int k = 0; k < 30; k++) {
+    CHECK(lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
+    lr_pool_on_send(&p, 1, 0, 0.02);
+  }
+  lr_pool_free(&p);
+}
+
+TEST(a_first_bare_429_paces_an_equally_busy_sibling_before_it_is_refused) {
+  lr_pool p;
+  make(&p, 3, LR_STRATEGY_WEIGHTED);
+  lr_rng rng;
+  lr_rng_seed(&rng, 3);
+  lr_hints none;
+  lr_hints_init(&none);
+  double at;
+  int why;
+  /* 0 and 1 each carried 20 in the last moments; 2 carried 5 */
+  for (int i = 0; i < 3; i++) {
+    lr_pool_reached(&p, i);
+    for (int k = 0; k < (i < 2 ? 20 : 5); k++) {
+      lr_pool_on_send(&p, i, 0, 0);
+      lr_pool_on_result(&p, i, LR_VERDICT_SUCCESS, 0.001, 0.001, 0);
+      lr_pool_learn(&p, i, &none, 200, 0, 0.001);
+    }
+  }
+  lr_pool_on_send(&p, 0, 0, 0.002);
+  lr_pool_on_result(&p, 0, LR_VERDICT_NEUTRAL, 0.001, 0.003, 0);
+  lr_pool_learn(&p, 0, &none, 429, 0.002, 0.003);
+  lr_pool_rate_limited(&p, 0, 0.003, &rng);
+  CHECK(p.bare_burst == 20);
+  /* 1 has not been refused, but it is as busy: it paces from 0's bucket */
+  CHECK(!lr_pool_usable(&p, 1, 0, 0.003, &at, &why) && (why & LR_BLOCK_THROTTLE));
+  CHECK(p.ep[1].learnt.active && p.ep[1].learnt.bare && p.ep[1].learnt.cuts == 0);
+  CHECK_NEAR(at, 0.003 + 1.0 / 20, 1e-9);
+  /* 2 carried less than that bucket: it goes on unpaced */
+  CHECK(lr_pool_usable(&p, 2, 0, 0.003, &at, &why));
+  CHECK(!p.ep[2].learnt.active);
+  /* a success sent before the prior does not count as 1's own burst */
+  lr_pool_on_send(&p, 1, 0, 0.002);
+  lr_pool_on_result(&p, 1, LR_VERDICT_SUCCESS, 0.001, 0.004, 0);
+  lr_pool_learn(&p, 1, &none, 200, 0.002, 0.004);
+  CHECK(p.ep[1].learnt.burst == 20);
+  /* the prior grows while it holds requests back, like a pace of its own */
+  for (double t = 0.01; t < 1.0; t += 0.005)
+    if (lr_pool_usable(&p, 1, 0, t, &at, &why)) lr_pool_on_send(&p, 1, 0, t);
+  CHECK(p.ep[1].learnt.rate > 40);
+  lr_pool_free(&p);
+}
+
 int main(void) {
+  RUN(an_endpoint_that_has_not_answered_carries_no_more_than_its_siblings_did);
+  RUN(a_first_bare_429_paces_an_equally_busy_sibling_before_it_is_refused);
   RUN(learnt_rates_probe_one_endpoint_at_a_time_and_share_the_estimate);
   RUN(an_open_prober_hands_the_probe_over);
   RUN(bare_429s_pace_every_endpoint_without_a_pause_or_an_in_flight_limit);
