@@ -252,7 +252,10 @@ void lrl_push_status(lua_State *L, lr_pool *p, double now) {
     if (e->limit > 0) lrl_set_num(L, "adaptive_limit", e->limit);
     if (e->learnt.active) {
       lrl_set_num(L, "learnt_rate", e->learnt.rate);
-      lrl_set_str(L, "learnt_from", e->learnt.borrowed ? "sibling" : e->learnt.estimated ? "own" : "probe");
+      lrl_set_str(L, "learnt_from", e->learnt.borrowed    ? "sibling"
+                                    : e->learnt.estimated ? "own"
+                                    : e->learnt.cuts == 0 ? "prior"
+                                                          : "probe");
       lrl_set_str(L, "learnt_mode", e->learnt.bare ? "bare" : "retry_after");
       lrl_set_num(L, "learnt_burst", e->learnt.burst);
     }

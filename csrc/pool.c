@@ -75,6 +75,16 @@ static void coordinate_learning(lr_pool *p, int i, double now) {
   lr_ratelearn_hold(&e->learnt, p->prober != i, now);
 }
 
+/* What an endpoint that has not answered yet may carry: as much as any
+ * sibling carried at its first answer, or carries now (a pool of long
+ * streams keeps growing), and at least the warm-up's few. */
+static int unanswered_cap(const lr_pool *p, int i) {
+  int cap = p->first_load > LR_WARMUP_IN_FLIGHT ? p->first_load : LR_WARMUP_IN_FLIGHT;
+  for (int k = 0; k < p->n; k++)
+    if (k != i && p->ep[k].answered && p->ep[k].in_flight > cap) cap = p->ep[k].in_flight;
+  return cap;
+}
+
 int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_at, int *why) {
   lr_endpoint *e = &p->ep[i];
   double at = now;
@@ -125,8 +135,7 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
     at = INFINITY;
     bits |= LR_BLOCK_CAPACITY;
   }
-  if (!e->answered && p->first_load > 0 &&
-      e->in_flight >= (p->first_load > LR_WARMUP_IN_FLIGHT ? p->first_load : LR_WARMUP_IN_FLIGHT)) {
+  if (!e->answered && p->first_load > 0 && e->in_flight >= unanswered_cap(p, i)) {
     at = INFINITY; /* its first answer, or a sibling's release, frees a slot */
     bits |= LR_BLOCK_CAPACITY;
   }

@@ -20,8 +20,8 @@
 #define LR_WARMUP_IN_FLIGHT 4
 
 /* Until an endpoint has answered once, it carries at most as many attempts
- * as the most any sibling carried when its own first answer came back (and
- * at least LR_WARMUP_IN_FLIGHT). Without this, once the siblings' answers
+ * as the most any sibling carried when its own first answer came back, or
+ * carries now (and at least LR_WARMUP_IN_FLIGHT). Without this, once the siblings' answers
  * tell them to slow down (a 429, x-ratelimit-remaining: 0), every request
  * flows to the one endpoint whose answers are merely late, and all of them
  * meet its empty bucket; a hung endpoint would swallow the pool. */

@@ -185,6 +185,36 @@ describe("rate limits", function()
     end
   end)
 
+  -- Two endpoints answer at once, the third 40 ms late; each holds a bucket of 25. When the
+  -- first two run dry, every request used to flow to the late one (nothing it said yet held
+  -- them back) and meet its empty bucket: 20-25 429s there. Now an endpoint that has not
+  -- answered carries no more than its siblings did at their first answer, and (bare 429s)
+  -- a sibling as busy as the first refused one is paced from that one's bucket.
+  for _, mode in ipairs { "full", "none" } do
+    it(("does not pour the pool's overflow into the endpoint whose answers are late (%s hints)"):format(mode), function()
+      local mocks, eps = {}, {}
+      for i = 1, 3 do
+        mocks[i] = mock.start { name = mode .. "late" .. i, rps = 50, burst = 25, rl_headers = mode,
+                                latency_ms = i == 3 and 40 or nil }
+        eps[i] = { base_url = mocks[i].url, name = "l" .. i }
+      end
+      local client = llmrelay.new { endpoints = eps, concurrency = 45, retry = { max_attempts = 10 } }
+      local list = {}
+      for i = 1, 150 do list[i] = req("l" .. i) end
+      local _, summary = client:batch(list, { concurrency = 45 })
+      assert.are.equal(150, summary.ok)
+      local late = mocks[3]:stats()
+      local r429 = late.status["429"] or 0
+      -- measured before: 20 (full), 33-42 (none) of 70-90; now 0 of about 50 in both
+      assert.is_true(r429 <= 5,
+                     ("the late endpoint answered 429 to %d of %d"):format(r429, late.requests))
+      if mode == "none" then
+        local st = client:status()[3]
+        assert.are.equal("bare", st.learnt_mode)
+      end
+    end)
+  end
+
   it("paces one endpoint to its published limit: --rps 20 --burst 5, 100 requests within 1.2x the ideal time", function()
     local m = mock.start { name = "paced", rps = 20, burst = 5 }
     local client = llmrelay.new { endpoints = { { base_url = m.url } } }

@@ -428,6 +428,13 @@ TEST(an_endpoint_that_has_not_answered_carries_no_more_than_its_siblings_did) {
   CHECK(lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
   lr_pool_on_send(&p, 1, 0, 0.02);
   CHECK(!lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
+  /* a sibling that carries more now (long streams, say) raises the cap with it */
+  for (int k = 0; k < 3; k++) lr_pool_on_send(&p, 0, 0, 0.02);
+  CHECK(p.ep[0].in_flight == 14);
+  CHECK(lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
+  lr_pool_on_send(&p, 1, 0, 0.02);
+  lr_pool_on_send(&p, 1, 0, 0.02);
+  CHECK(!lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
   learn(&p, 1, "", 200, 0.02); /* its first answer lifts the cap */
   for (int k = 0; k < 30; k++) {
     CHECK(lr_pool_usable(&p, 1, 0, 0.02, &at, &why));
