@@ -57,15 +57,12 @@ int lrl_sub_table(lua_State *L, int t, const char *k) {
 /* Everything built while reading the config, in a userdata whose __gc frees
  * it, so an error half-way through leaks nothing. */
 #define SCRATCH_MT LRL_SCRATCH_MT
-#define MAX_HEADERS 40 /* 4 set by llmrelay, the rest the endpoint's */
-#define MAX_USER_HEADERS (MAX_HEADERS - 4)
-#define MAX_MODELS 32
 
 typedef struct {
   lr_client_endpoint eps[LR_MAX_ENDPOINTS];
-  const char *hdrs[LR_MAX_ENDPOINTS][MAX_HEADERS];
-  const char *models[LR_MAX_ENDPOINTS][MAX_MODELS];
-  char *items[LR_MAX_ENDPOINTS * (MAX_HEADERS + MAX_MODELS + 1)];
+  const char *hdrs[LR_MAX_ENDPOINTS][LRL_MAX_HEADERS];
+  const char *models[LR_MAX_ENDPOINTS][LRL_MAX_MODELS];
+  char *items[LR_MAX_ENDPOINTS * (LRL_MAX_HEADERS + LRL_MAX_MODELS + 1)];
   int n;
 } scratch;
 
@@ -111,7 +108,7 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   lua_getfield(L, t, "headers");
   if (lua_istable(L, -1)) {
     int n = (int)lrc_rawlen(L, -1);
-    if (n > MAX_USER_HEADERS) luaL_error(L, "endpoints[%d].headers: at most %d headers", i + 1, MAX_USER_HEADERS);
+    if (n > LRL_MAX_USER_HEADERS) luaL_error(L, "endpoints[%d].headers: at most %d headers", i + 1, LRL_MAX_USER_HEADERS);
     for (int k = 1; k <= n; k++) {
       lua_rawgeti(L, -1, k);
       lua_rawgeti(L, -1, 1);
@@ -130,7 +127,7 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   lua_getfield(L, t, "models");
   if (lua_istable(L, -1)) {
     int n = (int)lrc_rawlen(L, -1);
-    if (n > MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d models", i + 1, MAX_MODELS);
+    if (n > LRL_MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d models", i + 1, LRL_MAX_MODELS);
     for (int k = 1; k <= n; k++) {
       lua_rawgeti(L, -1, k);
       models[nm++] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);

@@ -12,6 +12,11 @@
 #define LRL_DEFAULT_RESPONSE_BYTES (64.0 * 1024 * 1024)
 #define LRL_MIN_RESPONSE_BYTES 1024
 #define LRL_MAX_RESPONSE_BYTES (1 << 30)
+#define LRL_MAX_HEADERS 40 /* 4 set by llmrelay, the rest the endpoint's */
+#define LRL_MAX_USER_HEADERS (LRL_MAX_HEADERS - 4)
+#define LRL_MAX_MODELS 32
+#define LRL_ERROR_BODY 2048 /* bytes of a failed answer's body kept for its message */
+#define LRL_POLL_BATCH 256  /* results or events one poll hands over at most */
 
 double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
 int lrl_sub_table(lua_State *L, int t, const char *k);

@@ -19,7 +19,6 @@
 
 #define RELAY_MT "llmrelay.relay"
 #define DECODER_MT "llmrelay.stream_decoder"
-#define POLL_BATCH 256
 
 /* A request slot. Slots are allocated one by one (the relay keeps pointers
  * into them) and reused through a free list; a request's id is its slot's
@@ -141,9 +140,9 @@ static int l_poll(lua_State *L) {
   relay_ud *ud = check_relay(L);
   double now = luaL_checknumber(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
-  lr_req *out[POLL_BATCH];
+  lr_req *out[LRL_POLL_BATCH];
   double next_wake = INFINITY;
-  int n = lr_relay_poll(ud->rl, now, out, POLL_BATCH, &next_wake);
+  int n = lr_relay_poll(ud->rl, now, out, LRL_POLL_BATCH, &next_wake);
   for (int k = 0; k < n; k++) {
     lr_req *r = out[k];
     int sending = r->state == LR_REQ_SENDING;
@@ -404,7 +403,7 @@ static int on_event(void *udata, const lr_sse_event *ev) {
   case LR_SEV_ERROR:
   case LR_SEV_BAD:
     d->fault = c == LR_SEV_ERROR ? LR_SF_ERROR_EVENT : LR_SF_BAD_EVENT;
-    lua_pushlstring(L, ev->data, ev->data_len > 2048 ? 2048 : ev->data_len);
+    lua_pushlstring(L, ev->data, ev->data_len > LRL_ERROR_BODY ? LRL_ERROR_BODY : ev->data_len);
     lua_setfield(L, d->out, "fault_text");
     return 1;
   case LR_SEV_DATA:

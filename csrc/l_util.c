@@ -11,6 +11,8 @@
 #include <time.h>
 
 #include "compat.h"
+#include "jsoncheck.h"
+#include "l_common.h"
 #include "transport_curl.h"
 
 static int l_now(lua_State *L) {
@@ -136,4 +138,26 @@ void lr_util_open(lua_State *L) {
                                  {"hash", l_hash},
                                  {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
+  /* core.limits: the core's fixed limits, for the Lua layer to check and
+   * document against (it states none of its own) */
+  static const struct {
+    const char *name;
+    double value;
+  } limits[] = {{"max_endpoints", LR_MAX_ENDPOINTS},
+                {"max_headers", LRL_MAX_USER_HEADERS},
+                {"max_models", LRL_MAX_MODELS},
+                {"priority_min", LR_PRIORITY_MIN},
+                {"priority_max", LR_PRIORITY_MAX},
+                {"error_body", LRL_ERROR_BODY},
+                {"poll_batch", LRL_POLL_BATCH},
+                {"max_response_bytes_min", LRL_MIN_RESPONSE_BYTES},
+                {"max_response_bytes_max", LRL_MAX_RESPONSE_BYTES},
+                {"max_response_bytes_default", LRL_DEFAULT_RESPONSE_BYTES},
+                {"json_decode_factor", LR_JSON_DECODE_FACTOR}};
+  lua_createtable(L, 0, (int)(sizeof limits / sizeof limits[0]));
+  for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)limits[i].value);
+    lua_setfield(L, -2, limits[i].name);
+  }
+  lua_setfield(L, -2, "limits");
 }

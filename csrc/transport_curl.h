@@ -43,7 +43,7 @@ typedef struct lr_call {
   struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
   char *resp;                  /* DONE ok: the response body; the buffer is kept for the slot's next call */
   size_t resp_len, resp_cap;
-  char err_body[2048];         /* the last failed answer's body (truncated), for messages */
+  char err_body[2048];         /* LRL_ERROR_BODY: the last failed answer's body (truncated), for messages */
   size_t err_body_len;
   /* Streams (submitted with stream = 1): decoded events not yet taken, each a
    * 4-byte native-endian length then the event's data. Until the caller has
