@@ -30,9 +30,11 @@ local function readme_fields()
         names[#names + 1] = name
       end
       local defaults = {}
-      for d in (default_cell:gsub("`", "") .. ", "):gmatch("(.-), ") do defaults[#defaults + 1] = d end
-      assert(#defaults == 1 or #defaults == #names,
-             ("README row names %d fields and gives %d defaults: %s"):format(#names, #defaults, line))
+      for d in (default_cell:gsub("`", "") .. ", "):gmatch("(.-), ") do
+        defaults[#defaults + 1] = d
+      end
+      assert(#defaults == 1 or #defaults == #names, ("README row names %d fields and gives %d "
+             .. "defaults: %s"):format(#names, #defaults, line))
       for i, name in ipairs(names) do
         fields[#fields + 1] = { name = name, default = defaults[i] or defaults[1], line = line }
       end
@@ -113,6 +115,24 @@ describe("README's configuration table", function()
       assert.truthy(known[r.name], "README lists " .. r.name .. ", which is no field: " .. r.line)
       assert.is_nil(seen[r.name], "README lists " .. r.name .. " twice")
       seen[r.name] = true
+    end
+  end)
+
+  it("states the schema's ranges under the table", function()
+    local function thousands(n)
+      return (tostring(math.floor(n)):reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
+    end
+    local ranges = (readme_section("Configuration") .. "\n"):match("\nRanges: (.-)\n\n")
+    assert.truthy(ranges, "README's configuration section has no Ranges: paragraph")
+    ranges = ranges:gsub("%s+", " ")
+    local n = schema.numbers
+    for _, s in ipairs({ "`breaker.failure_threshold`, `min_calls`, `half_open_probes` 1 to "
+                           .. thousands(n.count.max),
+                         "`concurrency`, `max_concurrency` 1 to " .. thousands(n.concurrency.max),
+                         "`weight` above 0 to " .. thousands(n.weight.max),
+                         "(`max_retry_after`: 0) to " .. thousands(n.seconds.max) .. " s",
+                         "`opts.timeout` at most " .. thousands(schema.MAX_SECONDS) .. " s" }) do
+      assert.truthy(ranges:find(s, 1, true), s .. " in: " .. ranges)
     end
   end)
 
