@@ -30,6 +30,7 @@ build = {
   modules = {
     ["llmrelay"] = "lua/llmrelay/init.lua",
     ["llmrelay.config"] = "lua/llmrelay/config.lua",
+    ["llmrelay.schema"] = "lua/llmrelay/schema.lua",
     ["llmrelay.errors"] = "lua/llmrelay/errors.lua",
     ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
     ["llmrelay.batch"] = "lua/llmrelay/batch.lua",

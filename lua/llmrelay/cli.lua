@@ -271,7 +271,7 @@ local function make_client(o)
   -- a config file may have read it by itself; one too short to be a key is not scrubbed
   local env_key = os.getenv("LLMRELAY_API_KEY")
   if env_key and #env_key >= errors.MIN_SECRET then keys[#keys + 1] = env_key end
-  o.effective_concurrency = o.concurrency or cfg.concurrency or 64
+  o.effective_concurrency = o.concurrency or norm.concurrency -- new() took cfg: it validates
   return client, errors.scrubber(keys)
 end
 

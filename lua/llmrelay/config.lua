@@ -1,5 +1,6 @@
 -- Validates the table given to llmrelay.new and returns the normalized copy the C core
--- reads. Every table rejects unknown keys, so a typo never silently becomes a default.
+-- reads, all from the fields of llmrelay.schema. Every table rejects unknown keys, so a
+-- typo never silently becomes a default.
 -- Messages name the field path and never echo an api key, a header value or a URL.
 
 local _M = {}
@@ -9,10 +10,15 @@ local type, pairs, ipairs, tostring, error, pcall, setmetatable, getmetatable =
 local floor, huge, min = math.floor, math.huge, math.min
 local format, find, sub, lower, byte, gsub, match =
   string.format, string.find, string.sub, string.lower, string.byte, string.gsub, string.match
-local sort = table.sort
+local sort, concat = table.sort, table.concat
 local errors = require "llmrelay.errors"
+local schema = require "llmrelay.schema"
 
-local MAX_ENDPOINTS = 64
+local NUMBERS = schema.numbers
+local MAX_ENDPOINTS, MAX_HEADERS, MAX_MODELS =
+  schema.MAX_ENDPOINTS, schema.MAX_HEADERS, schema.MAX_MODELS
+_M.MAX_SECONDS = schema.MAX_SECONDS -- per-call timeouts (init.lua) share the range
+_M.schema = schema
 
 -- Raised inside validation, turned into one error() at the caller's level in validate().
 local Failure = {}
@@ -54,59 +60,43 @@ local function finite(x)
   return x == x and x ~= huge and x ~= -huge
 end
 
--- spec = { desc = "a positive number", int = bool, ok = function(x) -> bool }
-local function number(v, path, spec, default)
-  if v == nil then return default end
-  if type(v) ~= "number" or not finite(v) or (spec.int and v ~= floor(v)) or not spec.ok(v) then
-    fail(path .. " must be " .. spec.desc .. " (got " .. got(v) .. ")"
-         .. (spec.range and ("; the range is " .. spec.range) or ""))
+local function in_range(t, x)
+  return (t.above == nil or x > t.above) and (t.min == nil or x >= t.min)
+    and (t.max == nil or x <= t.max)
+end
+
+-- A value of number type t (schema.numbers); its range, if any, is said after the value.
+local function number(v, path, t)
+  if t.false_is and v == false then return t.false_is end
+  if type(v) ~= "number" or not finite(v) or (t.int and v ~= floor(v)) or not in_range(t, v) then
+    fail(path .. " must be " .. t.desc .. " (got " .. (type(v) == "boolean" and t.false_is
+         and tostring(v) or got(v)) .. ")" .. (t.range and ("; the range is " .. t.range) or ""))
   end
-  if spec.int then return floor(v) end
+  if t.int then return floor(v) end
   return v
 end
-
-local POSITIVE = { desc = "a positive number", ok = function(x) return x > 0 end }
-local NON_NEGATIVE = { desc = "a number >= 0", ok = function(x) return x >= 0 end }
-
--- Ranges the C core can hold (csrc/l_common.c checks the same numbers): counts
--- land in C ints, concurrency sizes arrays, seconds become integer milliseconds.
-local MAX_COUNT, MAX_CONCURRENCY, MAX_SECONDS, MAX_WEIGHT = 1000000, 65536, 1000000, 1000000
-local MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
-local MAX_HEADERS, MAX_MODELS = 36, 32 -- per endpoint; llmrelay sets 4 headers of its own
-_M.MAX_SECONDS = MAX_SECONDS -- per-call timeouts (init.lua) share the range
-
--- Numbers with an upper bound; spec.range is said after the value, so every
--- refusal names the whole range.
-local function int_range(desc, lo, hi, range)
-  return { desc = desc, int = true, range = range or (lo .. " to " .. hi),
-           ok = function(x) return x >= lo and x <= hi end }
-end
-
-local function up_to(desc, hi, unit, zero_ok)
-  return { desc = desc, range = (zero_ok and "0" or "above 0") .. " to " .. hi .. unit,
-           ok = function(x) return (x > 0 or (zero_ok and x == 0)) and x <= hi end }
-end
-
-local COUNT = int_range("a positive integer", 1, MAX_COUNT)
-local CONCURRENCY = int_range("a positive integer", 1, MAX_CONCURRENCY)
-local SECONDS = up_to("a positive number", MAX_SECONDS, " seconds")
-local SECONDS_OR_ZERO = up_to("a number >= 0", MAX_SECONDS, " seconds", true)
-local WEIGHT = up_to("a positive number", MAX_WEIGHT, "")
 
 -- An upper bound paired with a lower one (max_delay, max_cooldown): when left out it is
 -- the default, or the lower bound if that is larger, so one setting never contradicts a default.
-local function cap(v, path, lower_value, lower_path, default)
-  local spec = { desc = "a number >= " .. lower_path .. " (" .. fmt_num(lower_value) .. ")",
-                 range = fmt_num(lower_value) .. " to " .. MAX_SECONDS .. " seconds",
-                 ok = function(x) return x >= lower_value and x <= MAX_SECONDS end }
-  return number(v, path, spec, lower_value > default and lower_value or default)
+local function cap(v, path, f, _, out)
+  local lower, lower_path = out[f.lower], gsub(path, "[^.]+$", f.lower)
+  if v == nil then return lower > f.default and lower or f.default end
+  local c = NUMBERS.cap
+  return number(v, path, { desc = "a number >= " .. lower_path .. " (" .. fmt_num(lower) .. ")",
+                           min = lower, max = c.max,
+                           range = fmt_num(lower) .. " to " .. c.max .. c.unit })
 end
 
-local function boolean(v, path, default)
-  if v == nil then return default end
-  if type(v) ~= "boolean" then fail(path .. " must be a boolean (got " .. got(v) .. ")") end
-  return v
+-- A checker for values of one Lua type.
+local function of_type(want)
+  local what = "a " .. want
+  return function(v, path)
+    if type(v) ~= want then fail(path .. " must be " .. what .. " (got " .. got(v) .. ")") end
+    return v
+  end
 end
+
+local boolean, a_function, a_string = of_type("boolean"), of_type("function"), of_type("string")
 
 local function table_or_nil(v, path)
   if v ~= nil and type(v) ~= "table" then
@@ -274,29 +264,28 @@ local function long_enough(v, what, hint)
   return v
 end
 
-local function parse_api_key(ep, path)
-  local key, env = ep.api_key, ep.api_key_env
-  if key ~= nil and env ~= nil then
-    fail(path .. " must not set both api_key and api_key_env")
+local function api_key(key, path, _, ep)
+  if ep.api_key_env ~= nil then
+    fail(gsub(path, "%.api_key$", "") .. " must not set both api_key and api_key_env")
   end
-  if key ~= nil then
-    non_empty_string(key, path .. ".api_key")
-    no_control(key, path .. ".api_key")
-    return long_enough(key, path .. ".api_key", "omit api_key for a server that needs none")
-  end
-  if env == nil then return nil end
-  local epath = path .. ".api_key_env"
-  non_empty_string(env, epath)
-  if find(env, "[%c=]") then fail(epath .. " is not a valid environment variable name") end
+  non_empty_string(key, path)
+  no_control(key, path)
+  return long_enough(key, path, "omit api_key for a server that needs none")
+end
+
+-- The key read from the environment lands in api_key; api_key_env itself is not kept.
+local function api_key_env(env, path, _, _, out)
+  non_empty_string(env, path)
+  if find(env, "[%c=]") then fail(path .. " is not a valid environment variable name") end
   local value = os.getenv(env)
   if value == nil or value == "" then
-    fail(epath .. ": environment variable " .. env .. " is not set or empty")
+    fail(path .. ": environment variable " .. env .. " is not set or empty")
   end
   if find(value, "%c") then
-    fail(epath .. ": environment variable " .. env .. " must not contain control characters")
+    fail(path .. ": environment variable " .. env .. " must not contain control characters")
   end
-  return long_enough(value, epath .. ": environment variable " .. env,
-                     "unset it, or omit api_key_env, for a server that needs none")
+  out.api_key = long_enough(value, path .. ": environment variable " .. env,
+                            "unset it, or omit api_key_env, for a server that needs none")
 end
 
 -- Headers whose values are credentials (lowercase names), besides any name
@@ -345,41 +334,26 @@ local function mark_secret_headers(headers, listed, path)
   return headers
 end
 
-local function parse_endpoint_headers(ep, path)
-  local hpath = path .. ".headers"
-  local headers = parse_headers(ep.headers, hpath)
-  local listed = parse_secret_headers(ep.secret_headers, headers, path .. ".secret_headers")
-  return mark_secret_headers(headers, listed, hpath)
+-- Runs after headers: marks the secret ones in out.headers; secret_headers is not kept.
+local function secret_headers(v, path, _, _, out)
+  mark_secret_headers(out.headers, parse_secret_headers(v, out.headers, path),
+                      (gsub(path, "secret_headers$", "headers")))
 end
 
-local ENDPOINT_KEYS = { "name", "base_url", "api_key", "api_key_env", "weight", "rpm", "tpm",
-                        "max_concurrency", "models", "headers", "secret_headers" }
-
-local function parse_endpoint(ep, path)
-  if type(ep) ~= "table" then fail(path .. " must be a table (got " .. got(ep) .. ")") end
-  check_keys(ep, ENDPOINT_KEYS, path)
-  local name = ep.name
-  if name ~= nil then
-    non_empty_string(name, path .. ".name")
-    if #name > 64 or not find(name, "^[%w%._%-:/]+$") then
-      fail(path .. ".name must be 1..64 characters of letters, digits and . _ - : / (got "
-           .. show(name) .. ")")
-    end
+local function endpoint_name(name, path)
+  non_empty_string(name, path)
+  if #name > 64 or not find(name, "^[%w%._%-:/]+$") then
+    fail(path .. " must be 1..64 characters of letters, digits and . _ - : / (got "
+         .. show(name) .. ")")
   end
-  local url, host = parse_base_url(ep.base_url, path .. ".base_url")
-  return {
-    name = name,
-    default_name = host,
-    base_url = url,
-    url = url .. "/chat/completions",
-    api_key = parse_api_key(ep, path),
-    weight = number(ep.weight, path .. ".weight", WEIGHT, 1),
-    rpm = number(ep.rpm, path .. ".rpm", POSITIVE, 0),
-    tpm = number(ep.tpm, path .. ".tpm", POSITIVE, 0),
-    max_concurrency = number(ep.max_concurrency, path .. ".max_concurrency", CONCURRENCY, 0),
-    models = parse_models(ep.models, path .. ".models"),
-    headers = parse_endpoint_headers(ep, path),
-  }
+  return name
+end
+
+-- Also fills in url, and default_name (host[:port]) for assign_names.
+local function base_url(v, path, _, _, out)
+  local url, host = parse_base_url(v, path)
+  out.url, out.default_name = url .. "/chat/completions", host
+  return url
 end
 
 -- Explicit names must be unique; a missing name defaults to host[:port], suffixed
@@ -409,151 +383,108 @@ local function assign_names(list)
   end
 end
 
-local function parse_endpoints(v)
-  if v == nil then fail("endpoints is required (an array of endpoint tables)") end
-  if type(v) ~= "table" then fail("endpoints must be an array of tables (got " .. got(v) .. ")") end
-  local n = array_length(v, "endpoints")
-  if n == 0 then fail("endpoints must contain at least one endpoint") end
+local function enum(v, path, f)
+  for _, name in ipairs(f.values) do
+    if v == name then return v end
+  end
+  fail(path .. ' must be one of "' .. concat(f.values, '", "') .. '" (got '
+       .. (type(v) == "string" and show(v) or got(v)) .. ")")
+end
+
+-- OpenResty: the pool's name namespaces its shared-dict keys
+-- (llmrelay:<name>:<endpoint>:<field>); shared_dict names a lua_shared_dict.
+local function word(v, path)
+  a_string(v, path)
+  if not find(v, "^[%w_.%-]+$") then
+    fail(path .. " must be letters, digits, '_', '.' or '-' (got " .. show(v) .. ")")
+  end
+  return v
+end
+
+local function text(v, path)
+  a_string(v, path)
+  if find(v, "[\r\n]") then fail(path .. " must not contain CR or LF") end
+  return no_control(v, path)
+end
+
+local function readable_file(v, path)
+  non_empty_string(v, path)
+  local f, err = io.open(v, "rb")
+  local _, rerr
+  if f then
+    _, rerr = f:read(0) -- opening a directory succeeds; reading it does not
+    f:close()
+  end
+  if not f or rerr then
+    fail(path .. ": cannot read " .. show(v) .. ": " .. (rerr or gsub(err, "^.*: ", "")))
+  end
+  return v
+end
+
+-- The checkers of schema field types that are not numbers: (value, path, field, the
+-- user's table, the normalized table so far) -> the normalized value.
+local CHECK = {
+  endpoint_name = endpoint_name, base_url = base_url, api_key = api_key,
+  api_key_env = api_key_env, secret_headers = secret_headers, cap = cap, enum = enum,
+  word = word, text = text, ["function"] = a_function, file = readable_file,
+  boolean = boolean,
+  models = parse_models, headers = parse_headers,
+}
+-- Types whose checker also decides what a missing value becomes.
+local NIL_TOO = { base_url = true, models = true, headers = true, secret_headers = true, cap = true }
+for _, f in ipairs(schema.fields) do
+  if not CHECK[f.type] and not (NUMBERS[f.type] and NUMBERS[f.type].desc) then
+    error("llmrelay.schema: " .. f.path .. " has an unknown type " .. tostring(f.type))
+  end
+end
+
+local fill
+
+-- The one array of tables (endpoints[i]): 1 to MAX_ENDPOINTS of them, names made unique.
+local function fill_array(v, node, path)
+  if v == nil then fail(path .. " is required (an array of endpoint tables)") end
+  if type(v) ~= "table" then fail(path .. " must be an array of tables (got " .. got(v) .. ")") end
+  local n = array_length(v, path)
+  if n == 0 then fail(path .. " must contain at least one endpoint") end
   if n > MAX_ENDPOINTS then
-    fail("endpoints must contain at most " .. MAX_ENDPOINTS .. " endpoints (got " .. n .. ")")
+    fail(path .. " must contain at most " .. MAX_ENDPOINTS .. " endpoints (got " .. n .. ")")
   end
   local list = {}
-  for i = 1, n do list[i] = parse_endpoint(v[i], "endpoints[" .. i .. "]") end
+  for i = 1, n do
+    local p = path .. "[" .. i .. "]"
+    if type(v[i]) ~= "table" then fail(p .. " must be a table (got " .. got(v[i]) .. ")") end
+    list[i] = fill(v[i], node, p)
+  end
   assign_names(list)
   return list
 end
 
-local STRATEGIES = { weighted = true, priority = true, round_robin = true }
-
-local function parse_strategy(v)
-  if v == nil then return "weighted" end
-  if not STRATEGIES[v] then
-    fail('strategy must be one of "weighted", "priority", "round_robin" (got '
-         .. (type(v) == "string" and show(v) or got(v)) .. ")")
-  end
-  return v
-end
-
-local function parse_retry(v)
-  local t = table_or_nil(v, "retry")
-  check_keys(t, { "max_attempts", "base_delay", "max_delay", "max_retry_after", "budget" }, "retry")
-  local r = {
-    max_attempts = number(t.max_attempts, "retry.max_attempts", COUNT, 5),
-    base_delay = number(t.base_delay, "retry.base_delay", SECONDS, 0.5),
-    max_retry_after = number(t.max_retry_after, "retry.max_retry_after", SECONDS_OR_ZERO, 120),
-  }
-  r.max_delay = cap(t.max_delay, "retry.max_delay", r.base_delay, "retry.base_delay", 30)
-  if t.budget == false then
-    r.budget = -1
-  elseif type(t.budget) == "boolean" then
-    fail("retry.budget must be a number >= 0 or false (got true)")
-  else
-    r.budget = number(t.budget, "retry.budget",
-                      { desc = "a number >= 0 or false", ok = NON_NEGATIVE.ok }, 0.2)
-  end
-  return r
-end
-
-local function parse_breaker(v)
-  local t = table_or_nil(v, "breaker")
-  check_keys(t, { "failure_threshold", "failure_rate", "min_calls", "window", "cooldown",
-                  "max_cooldown", "half_open_probes" }, "breaker")
-  local b = {
-    failure_threshold = number(t.failure_threshold, "breaker.failure_threshold", COUNT, 5),
-    failure_rate = number(t.failure_rate, "breaker.failure_rate",
-                          { desc = "a number in (0, 1]", ok = function(x) return x > 0 and x <= 1 end },
-                          0.5),
-    min_calls = number(t.min_calls, "breaker.min_calls", COUNT, 20),
-    window = number(t.window, "breaker.window", SECONDS, 30),
-    cooldown = number(t.cooldown, "breaker.cooldown", SECONDS, 60),
-    half_open_probes = number(t.half_open_probes, "breaker.half_open_probes", COUNT, 1),
-  }
-  b.max_cooldown = cap(t.max_cooldown, "breaker.max_cooldown", b.cooldown, "breaker.cooldown", 300)
-  return b
-end
-
-local function parse_timeout(v)
-  local t = table_or_nil(v, "timeout")
-  check_keys(t, { "connect", "first_byte", "idle", "total" }, "timeout")
-  return {
-    connect = number(t.connect, "timeout.connect", SECONDS, 5),
-    first_byte = number(t.first_byte, "timeout.first_byte", SECONDS, 60),
-    idle = number(t.idle, "timeout.idle", SECONDS, 30),
-    total = number(t.total, "timeout.total", SECONDS, 600),
-  }
-end
-
-local function parse_tls(v)
-  local t = table_or_nil(v, "tls")
-  check_keys(t, { "ca_file", "insecure" }, "tls")
-  local ca = t.ca_file
-  if ca ~= nil then
-    non_empty_string(ca, "tls.ca_file")
-    local f, err = io.open(ca, "rb")
-    local _, rerr
-    if f then
-      _, rerr = f:read(0) -- opening a directory succeeds; reading it does not
-      f:close()
-    end
-    if not f or rerr then
-      fail("tls.ca_file: cannot read " .. show(ca) .. ": " .. (rerr or gsub(err, "^.*: ", "")))
+-- A new table of the fields of schema node `node`, from the user's table t at `path`.
+function fill(t, node, path)
+  check_keys(t, node.keys, path)
+  local out = {}
+  for _, item in ipairs(node.items) do
+    local key = item.key
+    local v, p = t[key], field(path, key)
+    if item.items then
+      out[key] = item.array and fill_array(v, item, p) or fill(table_or_nil(v, p), item, p)
+    elseif v == nil and not NIL_TOO[item.type] then
+      out[key] = item.default
+    else
+      local check = CHECK[item.type]
+      if check then
+        out[key] = check(v, p, item, t, out)
+      else
+        out[key] = number(v, p, NUMBERS[item.type])
+      end
     end
   end
-  return { ca_file = ca, insecure = boolean(t.insecure, "tls.insecure", false) }
-end
-
-local function parse_user_agent(v)
-  if v == nil then return "llmrelay/0.1" end
-  if type(v) ~= "string" then fail("user_agent must be a string (got " .. got(v) .. ")") end
-  if find(v, "[\r\n]") then fail("user_agent must not contain CR or LF") end
-  return no_control(v, "user_agent")
-end
-
-local TOP_KEYS = { "endpoints", "strategy", "retry", "breaker", "timeout", "tls",
-                   "max_response_bytes", "concurrency", "on_event", "user_agent",
-                   "name", "shared_dict", "transport" }
-
--- OpenResty: the pool's name namespaces its shared-dict keys
--- (llmrelay:<name>:<endpoint>:<field>); shared_dict names a lua_shared_dict.
-local function parse_word(v, what, default)
-  if v == nil then return default end
-  if type(v) ~= "string" then fail(what .. " must be a string (got " .. got(v) .. ")") end
-  if not find(v, "^[%w_.%-]+$") then fail(what .. " must be letters, digits, '_', '.' or '-' (got " .. show(v) .. ")") end
-  return v
-end
-
-local TRANSPORTS = { auto = true, curl = true, resty = true }
-
-local function parse_transport(v)
-  if v == nil then return "auto" end
-  if not TRANSPORTS[v] then fail("transport must be \"auto\", \"curl\" or \"resty\" (got " .. show(v) .. ")") end
-  return v
+  return out
 end
 
 local function normalize(cfg)
   if type(cfg) ~= "table" then fail("config must be a table (got " .. got(cfg) .. ")") end
-  check_keys(cfg, TOP_KEYS, "")
-  if cfg.on_event ~= nil and type(cfg.on_event) ~= "function" then
-    fail("on_event must be a function (got " .. got(cfg.on_event) .. ")")
-  end
-  return {
-    endpoints = parse_endpoints(cfg.endpoints),
-    strategy = parse_strategy(cfg.strategy),
-    retry = parse_retry(cfg.retry),
-    breaker = parse_breaker(cfg.breaker),
-    timeout = parse_timeout(cfg.timeout),
-    tls = parse_tls(cfg.tls),
-    max_response_bytes = number(cfg.max_response_bytes, "max_response_bytes",
-                                int_range("an integer >= 1024", 1024, MAX_RESPONSE_BYTES,
-                                          "1024 to " .. MAX_RESPONSE_BYTES .. " (1 GiB)"),
-                                64 * 1024 * 1024),
-    concurrency = number(cfg.concurrency, "concurrency", CONCURRENCY, 64),
-    on_event = cfg.on_event,
-    user_agent = parse_user_agent(cfg.user_agent),
-    name = parse_word(cfg.name, "name", "default"),
-    shared_dict = parse_word(cfg.shared_dict, "shared_dict", nil),
-    transport = parse_transport(cfg.transport),
-  }
+  return fill(cfg, schema.tree, "")
 end
 
 -- `level` follows error()'s convention as seen from the caller of validate: the
