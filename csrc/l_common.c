@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "errors.h"
-#include "transport_curl.h"
+#include "clock.h"
 
 /* ---- reading the normalized config (validated by lua/llmrelay/config.lua) -- */
 

@@ -2,8 +2,8 @@
 #ifndef LR_L_COMMON_H
 #define LR_L_COMMON_H
 #include "compat.h"
+#include "config.h"
 #include "relay.h"
-#include "transport_curl.h"
 
 #define LRL_SCRATCH_MT "llmrelay.scratch"
 

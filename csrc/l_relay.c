@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "answer.h"
+#include "clock.h"
 #include "compat.h"
 #include "errors.h"
 #include "hints.h"

@@ -74,18 +74,6 @@ struct lr_client {
   long n_done;
 };
 
-double lr_now_mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double lr_now_wall(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static char *dupstr(const char *s) {
   if (!s) return NULL;
   size_t n = strlen(s) + 1;

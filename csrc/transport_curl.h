@@ -6,30 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
+#include "config.h"
 #include "hints.h"
 #include "relay.h"
-
-typedef struct lr_client_endpoint {
-  const char *url;             /* full URL of chat/completions */
-  const char *const *headers;  /* "Name: value" lines (Authorization included) */
-  int n_headers;
-  const char *const *models;   /* models it serves; n_models == 0: every model */
-  int n_models;
-  lr_endpoint_cfg policy;
-} lr_client_endpoint;
-
-typedef struct lr_client_cfg {
-  lr_relay_cfg relay;
-  lr_breaker_cfg breaker;
-  lr_strategy strategy;
-  double connect_timeout_s, first_byte_timeout_s;
-  double idle_timeout_s;       /* streams: the longest silence between two reads once the answer began; <= 0 none */
-  const char *ca_file;         /* NULL: the system's CA store */
-  int insecure;                /* 1: do not verify TLS peers (only when asked) */
-  size_t max_response_bytes;
-  const char *user_agent;
-  uint64_t seed;
-} lr_client_cfg;
 
 typedef struct lr_client lr_client;
 struct lr_transfer;
@@ -91,8 +71,5 @@ void lr_client_cancel(lr_client *c, lr_call *call);
 /* Gives a delivered call's memory back. */
 void lr_client_release(lr_client *c, lr_call *call);
 long lr_client_pending(lr_client *c);
-
-double lr_now_mono(void);
-double lr_now_wall(void);
 
 #endif
