@@ -83,15 +83,7 @@ static void push_events(lua_State *L, lr_client *c, lr_call *call) {
   size_t len;
   long n;
   const char *b = lr_client_stream_take(c, call, &len, &n);
-  lua_createtable(L, (int)n, 0);
-  size_t off = 0;
-  for (long k = 1; k <= n && off + 4 <= len; k++) {
-    uint32_t l;
-    memcpy(&l, b + off, 4);
-    lua_pushlstring(L, b + off + 4, l);
-    lua_rawseti(L, -2, (int)k);
-    off += 4 + l;
-  }
+  lrl_push_evq(L, b, len, n);
 }
 
 /* stream_ready() -> array of ids of streams with events waiting, or nil */
@@ -139,7 +131,7 @@ static int l_take(lua_State *L) {
   if (call->stream) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "stream");
-    if (call->ev_n > 0) {
+    if (call->ev.n > 0) {
       push_events(L, c, call);
       lua_setfield(L, -2, "events");
     }

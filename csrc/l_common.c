@@ -4,6 +4,7 @@
 #include "l_common.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,4 +295,14 @@ int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata
     lua_rawseti(L, -2, k + 1);
   }
   return 1;
+}
+
+void lrl_push_evq(lua_State *L, const char *buf, size_t len, long n) {
+  lua_createtable(L, n > 0 && n < INT32_MAX ? (int)n : 0, 0);
+  size_t off = 0, l;
+  int k = 0;
+  for (const char *e; (e = lr_evq_next(buf, len, &off, &l));) {
+    lua_pushlstring(L, e, l);
+    lua_rawseti(L, -2, ++k);
+  }
 }

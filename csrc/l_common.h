@@ -3,6 +3,7 @@
 #define LR_L_COMMON_H
 #include "compat.h"
 #include "config.h"
+#include "evbuf.h"
 #include "relay.h"
 
 #define LRL_SCRATCH_MT "llmrelay.scratch"
@@ -15,7 +16,7 @@
 #define LRL_MAX_HEADERS 40 /* 4 set by llmrelay, the rest the endpoint's */
 #define LRL_MAX_USER_HEADERS (LRL_MAX_HEADERS - 4)
 #define LRL_MAX_MODELS 32
-#define LRL_ERROR_BODY 2048 /* bytes of a failed answer's body kept for its message */
+#define LRL_ERROR_BODY LR_ERROR_BODY /* errors.h */
 #define LRL_POLL_BATCH 256  /* results or events one poll hands over at most */
 
 double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
@@ -26,6 +27,8 @@ int lrl_sub_table(lua_State *L, int t, const char *k);
  * are used, then restore the stack. */
 void lrl_read_config(lua_State *L, int idx, lr_client_cfg *cfg, lr_client_endpoint **eps, int *n);
 int lrl_scratch_gc(lua_State *L);
+/* Pushes the n events of an lr_evq buffer as an array of strings. */
+void lrl_push_evq(lua_State *L, const char *buf, size_t len, long n);
 void lrl_set_num(lua_State *L, const char *k, double v);
 void lrl_set_int(lua_State *L, const char *k, long v);
 void lrl_set_str(lua_State *L, const char *k, const char *v);

@@ -358,11 +358,9 @@ static int l_close(lua_State *L) {
 /* ---- the stream decoder --------------------------------------------------- */
 
 typedef struct {
-  lr_sse sse;
-  int saw_done, saw_finish, fault, live;
-  double usage;
-  lua_State *L; /* during feed: where the events table is, at index `out` */
-  int out, n;
+  lr_evstream es;
+  lr_evq q; /* during a feed: its data events */
+  int live;
 } decoder_ud;
 
 static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"}; /* by lr_stream_fault */
@@ -383,39 +381,11 @@ static int l_decoder_new(lua_State *L) {
   }
   decoder_ud *d = lrc_newuserdata(L, sizeof *d);
   memset(d, 0, sizeof *d);
-  lr_sse_init(&d->sse, max);
-  d->usage = -1;
+  lr_evstream_init(&d->es, max);
   d->live = 1;
   luaL_getmetatable(L, DECODER_MT);
   lua_setmetatable(L, -2);
   return 1;
-}
-
-static int on_event(void *udata, const lr_sse_event *ev) {
-  decoder_ud *d = udata;
-  lua_State *L = d->L;
-  lr_stream_event_class c = lr_answer_classify(ev, d->saw_done);
-  switch (c) {
-  case LR_SEV_DONE:
-    d->saw_done = 1;
-    return 0;
-  case LR_SEV_SKIP:
-    return 0;
-  case LR_SEV_ERROR:
-  case LR_SEV_BAD:
-    d->fault = c == LR_SEV_ERROR ? LR_SF_ERROR_EVENT : LR_SF_BAD_EVENT;
-    lua_pushlstring(L, ev->data, ev->data_len > LRL_ERROR_BODY ? LRL_ERROR_BODY : ev->data_len);
-    lua_setfield(L, d->out, "fault_text");
-    return 1;
-  case LR_SEV_DATA:
-    break;
-  }
-  if (!d->saw_finish && lr_answer_has_finish_reason(ev->data, ev->data_len)) d->saw_finish = 1;
-  double u = lr_answer_usage_tokens(ev->data, ev->data_len);
-  if (u >= 0) d->usage = u;
-  lua_pushlstring(L, ev->data, ev->data_len);
-  lua_rawseti(L, d->out, ++d->n);
-  return 0;
 }
 
 /* feed(bytes) -> events, fault|nil, fault_text|nil, kind|nil, message|nil
@@ -427,24 +397,18 @@ static int l_decoder_feed(lua_State *L) {
   decoder_ud *d = check_decoder(L);
   size_t len;
   const char *b = luaL_checklstring(L, 2, &len);
-  lua_settop(L, 2);
-  lua_newtable(L);
-  if (d->fault == LR_SF_NONE) {
-    d->L = L;
-    d->out = 3;
-    d->n = 0;
-    int rc = lr_sse_feed(&d->sse, b, len, on_event, d);
-    d->L = NULL;
-    if (rc == LR_SSE_TOO_BIG) d->fault = LR_SF_TOO_BIG;
-    else if (rc == LR_SSE_NOMEM) d->fault = LR_SF_NOMEM;
-  }
-  if (d->fault == LR_SF_NONE) return 1;
-  lua_pushstring(L, fault_names[d->fault]);
-  lua_getfield(L, 3, "fault_text");
-  lua_pushnil(L);
-  lua_setfield(L, 3, "fault_text");
+  int was = d->es.fault;
+  int fault = lr_evstream_feed(&d->es, &d->q, b, len);
+  lrl_push_evq(L, d->q.buf, d->q.len, d->q.n);
+  lr_evq_clear(&d->q);
+  if (fault == LR_SF_NONE) return 1;
+  lua_pushstring(L, fault_names[fault]);
+  if (fault != was && (fault == LR_SF_ERROR_EVENT || fault == LR_SF_BAD_EVENT))
+    lua_pushlstring(L, d->es.fault_text, d->es.fault_text_len);
+  else
+    lua_pushnil(L);
   char msg[96];
-  lua_pushstring(L, lr_error_kind_name(lr_answer_fault((lr_stream_fault)d->fault, d->sse.max_event, msg, sizeof msg)));
+  lua_pushstring(L, lr_error_kind_name(lr_answer_fault((lr_stream_fault)fault, d->es.sse.max_event, msg, sizeof msg)));
   lua_pushstring(L, msg);
   return 5;
 }
@@ -452,32 +416,33 @@ static int l_decoder_feed(lua_State *L) {
 /* state() -> saw_done, saw_finish, usage_tokens (-1 unknown) */
 static int l_decoder_state(lua_State *L) {
   decoder_ud *d = check_decoder(L);
-  lua_pushboolean(L, d->saw_done);
-  lua_pushboolean(L, d->saw_finish);
-  lua_pushnumber(L, d->usage);
+  lua_pushboolean(L, d->es.saw_done);
+  lua_pushboolean(L, d->es.saw_finish);
+  lua_pushnumber(L, d->es.usage);
   return 3;
 }
 
 /* complete() -> whether the stream so far is a whole answer ([DONE] or a finish_reason came) */
 static int l_decoder_complete(lua_State *L) {
   decoder_ud *d = check_decoder(L);
-  lr_sse_finish(&d->sse);
-  lua_pushboolean(L, d->fault == LR_SF_NONE && (d->saw_done || d->saw_finish));
+  lr_sse_finish(&d->es.sse);
+  lua_pushboolean(L, lr_evstream_complete(&d->es));
   return 1;
 }
 
 /* reset(): ready for a new stream (the next attempt) */
 static int l_decoder_reset(lua_State *L) {
   decoder_ud *d = check_decoder(L);
-  lr_sse_reset(&d->sse);
-  d->saw_done = d->saw_finish = d->fault = 0;
-  d->usage = -1;
+  lr_evstream_reset(&d->es);
   return 0;
 }
 
 static int l_decoder_gc(lua_State *L) {
   decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
-  if (d->live) lr_sse_free(&d->sse);
+  if (d->live) {
+    lr_evstream_free(&d->es);
+    lr_evq_free(&d->q);
+  }
   d->live = 0;
   return 0;
 }

@@ -21,7 +21,7 @@
 #define POLL_BATCH 256
 
 /* How a stream attempt went wrong, beyond what libcurl reports. */
-/* x->fault: an lr_stream_fault, or this transport's own: */
+/* x->es.fault: an lr_stream_fault, or this transport's own: */
 enum { SF_IDLE = LR_SF_NOMEM + 1 };
 
 typedef struct lr_transfer {
@@ -39,9 +39,7 @@ typedef struct lr_transfer {
   int active_idx;
   /* streams */
   int mode;             /* 0 until the first body byte; 1 buffered (JSON, errors), 2 decoded as SSE */
-  lr_sse sse;
-  int saw_done, saw_finish, fault;
-  double stream_usage;  /* usage.total_tokens of the final chunk; < 0 none */
+  lr_evstream es;       /* es.fault: an lr_stream_fault, or SF_IDLE */
   size_t stream_bytes;
   double last_read_at;  /* for timeout.idle */
   char errbuf[CURL_ERROR_SIZE];
@@ -163,53 +161,6 @@ static int ready_push(lr_client *c, lr_call *call) {
   return 0;
 }
 
-static int on_event(void *ud, const lr_sse_event *ev) {
-  lr_transfer *x = ud;
-  lr_call *call = x->call;
-  switch (lr_answer_classify(ev, x->saw_done)) {
-  case LR_SEV_DONE:
-    x->saw_done = 1;
-    return 0;
-  case LR_SEV_SKIP:
-    return 0;
-  case LR_SEV_ERROR:
-    x->fault = LR_SF_ERROR_EVENT;
-    keep_error_text(call, ev->data, ev->data_len);
-    return 1;
-  case LR_SEV_BAD:
-    x->fault = LR_SF_BAD_EVENT;
-    keep_error_text(call, ev->data, ev->data_len);
-    return 1;
-  case LR_SEV_DATA:
-    break;
-  }
-  if (!x->saw_finish && lr_answer_has_finish_reason(ev->data, ev->data_len)) x->saw_finish = 1;
-  double u = lr_answer_usage_tokens(ev->data, ev->data_len);
-  if (u >= 0) x->stream_usage = u;
-  size_t need = call->ev_len + 4 + ev->data_len;
-  if (need > call->ev_cap) {
-    size_t cap = call->ev_cap ? call->ev_cap : 4096;
-    while (cap < need) cap *= 2;
-    char *b = realloc(call->ev, cap);
-    if (!b) {
-      x->fault = LR_SF_NOMEM;
-      return 1;
-    }
-    call->ev = b;
-    call->ev_cap = cap;
-  }
-  uint32_t len = (uint32_t)ev->data_len;
-  memcpy(call->ev + call->ev_len, &len, 4);
-  memcpy(call->ev + call->ev_len + 4, ev->data, ev->data_len);
-  call->ev_len = need;
-  call->ev_n++;
-  if (!call->notified && ready_push(x->client, call) != 0) {
-    x->fault = LR_SF_NOMEM;
-    return 1;
-  }
-  return 0;
-}
-
 static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
   x->last_read_at = lr_now_mono();
   x->stream_bytes += n;
@@ -217,11 +168,13 @@ static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
     x->too_large = 1;
     return 0;
   }
-  int rc = lr_sse_feed(&x->sse, data, n, on_event, x);
-  if (rc == LR_SSE_OK) return n;
-  if (rc == LR_SSE_TOO_BIG) x->fault = LR_SF_TOO_BIG;
-  else if (rc == LR_SSE_NOMEM) x->fault = LR_SF_NOMEM;
-  return 0; /* aborts the transfer; x->fault says why */
+  lr_call *call = x->call;
+  long before = call->ev.n;
+  int fault = lr_evstream_feed(&x->es, &call->ev, data, n);
+  if (fault == LR_SF_ERROR_EVENT || fault == LR_SF_BAD_EVENT)
+    keep_error_text(call, x->es.fault_text, x->es.fault_text_len);
+  if (call->ev.n > before && !call->notified && ready_push(x->client, call) != 0) x->es.fault = LR_SF_NOMEM;
+  return x->es.fault == LR_SF_NONE ? n : 0; /* 0 aborts the transfer; x->es.fault says why */
 }
 
 int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max) {
@@ -239,12 +192,11 @@ int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max) {
 
 const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n) {
   (void)c;
-  *len = call->ev_len;
-  *n = call->ev_n;
-  call->delivered += call->ev_n;
-  call->ev_len = 0;
-  call->ev_n = 0;
-  return call->ev;
+  *len = call->ev.len;
+  *n = call->ev.n;
+  call->delivered += call->ev.n;
+  lr_evq_clear(&call->ev);
+  return call->ev.buf;
 }
 
 /* ---- life cycle ------------------------------------------------------------ */
@@ -305,7 +257,7 @@ oom:
 
 static void transfer_destroy(lr_transfer *x) {
   if (x->easy) curl_easy_cleanup(x->easy);
-  lr_sse_free(&x->sse);
+  lr_evstream_free(&x->es);
   free(x->buf);
   free(x);
 }
@@ -327,7 +279,7 @@ void lr_client_free(lr_client *c) {
     if (!c->slots[s]) continue;
     free(c->slots[s]->body);
     free(c->slots[s]->resp);
-    free(c->slots[s]->ev);
+    lr_evq_free(&c->slots[s]->ev);
     free(c->slots[s]);
   }
   free(c->slots);
@@ -415,8 +367,8 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
   call->err_body_len = 0;
   call->next_done = NULL;
   call->stream = stream;
-  call->ev_len = 0;
-  call->ev_n = call->delivered = 0;
+  lr_evq_clear(&call->ev);
+  call->delivered = 0;
   call->notified = 0;
   lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, priority, call);
   return call;
@@ -425,8 +377,8 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 void lr_client_release(lr_client *c, lr_call *call) {
   call->body_len = 0;
   call->resp_len = 0;
-  call->ev_len = 0;
-  call->ev_n = call->delivered = 0;
+  lr_evq_clear(&call->ev);
+  call->delivered = 0;
   call->stream = call->notified = 0;
   call->id = 0;
   c->free_slots[c->n_free_slots++] = call->slot;
@@ -466,7 +418,7 @@ static lr_transfer *transfer_get(lr_client *c) {
   }
   x->client = c;
   size_t max_event = lr_answer_max_event(c->cfg.max_response_bytes);
-  lr_sse_init(&x->sse, max_event ? max_event : 1);
+  lr_evstream_init(&x->es, max_event ? max_event : 1);
   CURL *e = x->easy;
   curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -525,12 +477,9 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->too_large = 0;
   x->errbuf[0] = 0;
   x->mode = 0;
-  x->saw_done = x->saw_finish = 0;
-  x->fault = LR_SF_NONE;
-  x->stream_usage = -1;
   x->stream_bytes = 0;
   x->last_read_at = now;
-  lr_sse_reset(&x->sse);
+  lr_evstream_reset(&x->es);
   lr_hints_init(&x->hints);
   double t = call->req.attempt_timeout_s;
   x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;
@@ -565,12 +514,12 @@ static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) 
   char msg[CURL_ERROR_SIZE + 96];
   lr_outcome o = {.status = (int)status, .hints = &x->hints, .usage_tokens = -1, .committed = call->delivered > 0};
   msg[0] = 0;
-  switch (x->fault) {
+  switch (x->es.fault) {
   case LR_SF_ERROR_EVENT:
   case LR_SF_BAD_EVENT:
   case LR_SF_TOO_BIG:
   case LR_SF_NOMEM:
-    o.transport = lr_answer_fault((lr_stream_fault)x->fault, x->sse.max_event, msg, sizeof msg);
+    o.transport = lr_answer_fault((lr_stream_fault)x->es.fault, x->es.sse.max_event, msg, sizeof msg);
     break;
   case SF_IDLE:
     o.transport = LR_E_TIMEOUT;
@@ -581,9 +530,9 @@ static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) 
       o.transport = LR_E_HTTP;
       snprintf(msg, sizeof msg, "stream exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
     } else if (rc == CURLE_OK) {
-      lr_sse_finish(&x->sse); /* an event without its blank line is no event */
-      o.body_ok = x->saw_done || x->saw_finish;
-      if (o.body_ok) o.usage_tokens = x->stream_usage;
+      lr_sse_finish(&x->es.sse); /* an event without its blank line is no event */
+      o.body_ok = lr_evstream_complete(&x->es);
+      if (o.body_ok) o.usage_tokens = x->es.usage;
       else snprintf(msg, sizeof msg, "the stream ended without [DONE] or a finish_reason");
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
       o.transport = LR_E_TIMEOUT;
@@ -594,11 +543,10 @@ static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) 
     }
   }
   if (msg[0]) o.message = msg;
-  o.partial = call->ev_n > 0;
+  o.partial = call->ev.n > 0;
   lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
   if (call->req.state != LR_REQ_DONE) { /* retried: nothing reached the caller, the next attempt starts afresh */
-    call->ev_len = 0;
-    call->ev_n = 0;
+    lr_evq_clear(&call->ev);
   }
 }
 
@@ -713,7 +661,7 @@ static void check_timers(lr_client *c, double now) {
     if (now < timer_due(c, x)) {
       k++;
     } else if (x->got_first_byte) { /* a stream gone silent */
-      x->fault = SF_IDLE;
+      x->es.fault = SF_IDLE;
       x->mode = 2;
       transfer_done(c, x, CURLE_OPERATION_TIMEDOUT); /* the slot now holds another transfer */
     } else {

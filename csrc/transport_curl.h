@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "evbuf.h"
 #include "hints.h"
 #include "relay.h"
 
@@ -23,16 +24,14 @@ typedef struct lr_call {
   struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
   char *resp;                  /* DONE ok: the response body; the buffer is kept for the slot's next call */
   size_t resp_len, resp_cap;
-  char err_body[2048];         /* LRL_ERROR_BODY: the last failed answer's body (truncated), for messages */
+  char err_body[LR_ERROR_BODY]; /* the last failed answer's body (truncated), for messages */
   size_t err_body_len;
   /* Streams (submitted with stream = 1): decoded events not yet taken, each a
    * 4-byte native-endian length then the event's data. Until the caller has
    * taken one (delivered > 0) a failed attempt drops them and may be retried;
    * after that a failure ends the call as stream_interrupted. */
   int stream;
-  char *ev;
-  size_t ev_len, ev_cap;
-  long ev_n;                   /* events in ev */
+  lr_evq ev;
   long delivered;              /* events the caller has taken */
   int notified;                /* its id is in the client's ready list */
   struct lr_call *next_done;
@@ -55,7 +54,7 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 /* Streams: ids of calls that have events waiting since the last call (at
  * most max; the rest stay for the next call). */
 int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max);
-/* Streams: hands over the call's waiting events (see lr_call.ev); the caller
+/* Streams: hands over the call's waiting events (see lr_evq); the caller
  * has them once this returns. *n: how many. The buffer is the call's: read it
  * before the next step. */
 const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n);
