@@ -14,6 +14,7 @@
 #include "hints.h"
 #include "jsoncheck.h"
 #include "l_common.h"
+#include "outcome.h"
 #include "relay.h"
 #include "shared.h"
 #include "sse.h"
@@ -365,11 +366,13 @@ typedef struct {
 
 static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"}; /* by lr_stream_fault */
 
-static decoder_ud *check_decoder(lua_State *L) {
-  decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
+static decoder_ud *check_decoder_at(lua_State *L, int idx) {
+  decoder_ud *d = luaL_checkudata(L, idx, DECODER_MT);
   if (!d->live) luaL_error(L, "llmrelay stream decoder is closed");
   return d;
 }
+
+static decoder_ud *check_decoder(lua_State *L) { return check_decoder_at(L, 1); }
 
 /* core.stream_decoder(max_response_bytes|nil) -> decoder; one event may take
  * that much, and at most 4 MiB (lr_answer_max_event) */
@@ -463,6 +466,43 @@ static int l_json_object_ok(lua_State *L) {
   return 2;
 }
 
+/* core.attempt_outcome(status, err_kind|nil, err|nil, decoder|nil, body|nil, max_response_bytes)
+ *   -> kind|nil, message|nil, body_ok, usage_tokens|nil, keep_text|nil
+ * The outcome of an attempt from what the executor saw (lr_outcome_shape, as
+ * the libcurl executor shapes its own): err_kind, err: its transfer failed
+ * (a kind and the message it made); decoder: the stream decoder of a streamed
+ * answer; body: a buffered one. keep_text: what to keep for the request's
+ * message (an error answer's body, a stream's error event). */
+static int l_attempt_outcome(lua_State *L) {
+  lr_attempt_facts f = {.end = LR_END_ANSWER, .status = (int)luaL_optinteger(L, 1, 0)};
+  if (!lua_isnoneornil(L, 2)) {
+    f.end = LR_END_ERROR;
+    f.error = kind_of(L, 2);
+    f.text = luaL_optstring(L, 3, NULL);
+  }
+  if (!lua_isnoneornil(L, 4)) f.stream = &check_decoder_at(L, 4)->es;
+  f.body = luaL_optlstring(L, 5, NULL, &f.body_len);
+  lua_Number max = luaL_optnumber(L, 6, LRL_DEFAULT_RESPONSE_BYTES);
+  if (!(max >= LRL_MIN_RESPONSE_BYTES && max <= LRL_MAX_RESPONSE_BYTES))
+    return luaL_argerror(L, 6, "max_response_bytes out of range");
+  f.max_response_bytes = (size_t)max;
+  lr_outcome o;
+  char msg[LRL_ERROR_BODY + 128];
+  const char *keep;
+  size_t keep_len;
+  lr_outcome_shape(&f, &o, msg, sizeof msg, &keep, &keep_len);
+  if (o.transport != LR_E_NONE) lua_pushstring(L, lr_error_kind_name(o.transport));
+  else lua_pushnil(L);
+  if (o.message) lua_pushstring(L, o.message);
+  else lua_pushnil(L);
+  lua_pushboolean(L, o.body_ok);
+  if (o.usage_tokens >= 0) lua_pushnumber(L, o.usage_tokens);
+  else lua_pushnil(L);
+  if (keep) lua_pushlstring(L, keep, keep_len > LRL_ERROR_BODY ? LRL_ERROR_BODY : keep_len);
+  else lua_pushnil(L);
+  return 5;
+}
+
 /* core.check_request(body) -> true | nil, why: a request body no server could answer well
  * (not a JSON object, invalid UTF-8, no messages), named by its field */
 static int l_check_request(lua_State *L) {
@@ -528,6 +568,7 @@ void lr_relay_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"relay", l_new},
                                  {"stream_decoder", l_decoder_new},
                                  {"json_object_ok", l_json_object_ok},
+                                 {"attempt_outcome", l_attempt_outcome},
                                  {"check_request", l_check_request},
                                  {"usage_tokens", l_usage_tokens},
                                  {"shared_bucket", l_shared_bucket},

@@ -13,8 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "jsoncheck.h"
-#include "sse.h"
+#include "outcome.h"
 
 #define SLOT_BITS 24
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
@@ -457,11 +456,41 @@ static void active_remove(lr_client *c, lr_transfer *x) {
   curl_multi_remove_handle(c->multi, x->easy);
 }
 
-static void report(lr_client *c, lr_call *call, int status, lr_error_kind transport, int body_ok,
-                   const lr_hints *h, const char *msg) {
-  lr_outcome o = {.status = status, .transport = transport, .body_ok = body_ok, .hints = h, .message = msg,
-                  .usage_tokens = -1};
+/* Reports the attempt's outcome, shaped from what the transfer saw (outcome.c). */
+static void report(lr_client *c, lr_call *call, lr_attempt_facts *f, int not_sent) {
+  char msg[CURL_ERROR_SIZE + 128];
+  const char *keep;
+  size_t keep_len;
+  lr_outcome o = {.not_sent = not_sent};
+  f->max_response_bytes = c->cfg.max_response_bytes;
+  lr_outcome_shape(f, &o, msg, sizeof msg, &keep, &keep_len);
+  if (f->end == LR_END_ANSWER && !f->stream && o.body_ok) { /* both buffers live as long as their owners */
+    if (call->resp_cap < f->body_len + 1) {
+      char *b = realloc(call->resp, f->body_len + 1);
+      if (!b) {
+        o.body_ok = 0;
+        o.usage_tokens = -1;
+        o.message = "out of memory for the response body";
+        keep = f->body;
+        keep_len = f->body_len;
+      } else {
+        call->resp = b;
+        call->resp_cap = f->body_len + 1;
+      }
+    }
+    if (o.body_ok) {
+      memcpy(call->resp, f->body, f->body_len);
+      call->resp_len = f->body_len;
+    }
+  }
+  if (keep) keep_error_text(call, keep, keep_len);
+  if (f->stream) {
+    o.committed = call->delivered > 0;
+    o.partial = call->ev.n > 0;
+  }
   lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
+  if (f->stream && call->req.state != LR_REQ_DONE) /* retried: nothing reached the caller, the next attempt starts afresh */
+    lr_evq_clear(&call->ev);
 }
 
 static int transfer_start(lr_client *c, lr_call *call, double now) {
@@ -507,49 +536,6 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   return 0;
 }
 
-/* A stream attempt ended: complete ([DONE] or a finish_reason came), or cut,
- * silent too long, or carrying an error. */
-static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) {
-  lr_call *call = x->call;
-  char msg[CURL_ERROR_SIZE + 96];
-  lr_outcome o = {.status = (int)status, .hints = &x->hints, .usage_tokens = -1, .committed = call->delivered > 0};
-  msg[0] = 0;
-  switch (x->es.fault) {
-  case LR_SF_ERROR_EVENT:
-  case LR_SF_BAD_EVENT:
-  case LR_SF_TOO_BIG:
-  case LR_SF_NOMEM:
-    o.transport = lr_answer_fault((lr_stream_fault)x->es.fault, x->es.sse.max_event, msg, sizeof msg);
-    break;
-  case SF_IDLE:
-    o.transport = LR_E_TIMEOUT;
-    snprintf(msg, sizeof msg, "timeout: the stream was silent for idle (%.3g s)", c->cfg.idle_timeout_s);
-    break;
-  default:
-    if (x->too_large) {
-      o.transport = LR_E_HTTP;
-      snprintf(msg, sizeof msg, "stream exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
-    } else if (rc == CURLE_OK) {
-      lr_sse_finish(&x->es.sse); /* an event without its blank line is no event */
-      o.body_ok = lr_evstream_complete(&x->es);
-      if (o.body_ok) o.usage_tokens = x->es.usage;
-      else snprintf(msg, sizeof msg, "the stream ended without [DONE] or a finish_reason");
-    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-      o.transport = LR_E_TIMEOUT;
-      snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    } else {
-      o.transport = LR_E_CONNECT;
-      snprintf(msg, sizeof msg, "the stream was cut: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    }
-  }
-  if (msg[0]) o.message = msg;
-  o.partial = call->ev.n > 0;
-  lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
-  if (call->req.state != LR_REQ_DONE) { /* retried: nothing reached the caller, the next attempt starts afresh */
-    lr_evq_clear(&call->ev);
-  }
-}
-
 /* libcurl refuses a response header line over CURL_MAX_HTTP_HEADER (100 KB)
  * with CURLE_OUT_OF_MEMORY and no text (CURLE_TOO_LARGE since 8.6), and a
  * header block over 300 KB with CURLE_RECV_ERROR "Too large response
@@ -576,54 +562,37 @@ static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
   call->xfer = NULL;
   long status = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-  char msg[CURL_ERROR_SIZE + 96];
+  const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+  char text[CURL_ERROR_SIZE + 96];
+  lr_attempt_facts f = {.end = LR_END_ANSWER, .status = (int)status, .hints = &x->hints, .text = why,
+                        .stream = x->mode == 2 ? &x->es : NULL};
+  int not_sent = 0;
   const char *refused;
-  if (x->mode == 2) {
-    stream_done(c, x, rc, status);
-  } else if (rc == CURLE_OK) {
-    int ok = 0;
-    char why[200] = ""; /* a 2xx body that will not do: why */
-    if (status >= 200 && status < 300) {
-      ok = lr_json_check_answer(x->buf, x->len, LR_MAX_JSON_DEPTH, c->cfg.max_response_bytes, why, sizeof why) == 0;
-      if (ok) { /* both buffers live as long as their owners: a copy, no allocation */
-        if (call->resp_cap < x->len + 1) {
-          char *b = realloc(call->resp, x->len + 1);
-          if (!b) {
-            snprintf(why, sizeof why, "out of memory for the response body");
-            ok = 0;
-          } else {
-            call->resp = b;
-            call->resp_cap = x->len + 1;
-          }
-        }
-        if (ok) {
-          memcpy(call->resp, x->buf, x->len);
-          call->resp_len = x->len;
-        }
-      }
-    }
-    if (!ok) keep_error_text(call, x->buf, x->len);
-    lr_outcome o = {.status = (int)status, .body_ok = ok, .hints = &x->hints,
-                    .message = why[0] ? why : NULL,
-                    .usage_tokens = ok ? lr_answer_usage_tokens(x->buf, x->len) : -1};
-    lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
+  if (x->mode == 2 && x->es.fault == SF_IDLE) {
+    f.end = LR_END_IDLE;
+    f.limit_s = c->cfg.idle_timeout_s;
+  } else if (x->mode == 2 && x->es.fault != LR_SF_NONE) {
+    f.end = LR_END_ANSWER; /* the decoder's fault says what went wrong */
   } else if (x->too_large) {
-    snprintf(msg, sizeof msg, "response body exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
-    report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
+    f.end = LR_END_TOO_LARGE;
+  } else if (rc == CURLE_OK) {
+    f.body = x->buf;
+    f.body_len = x->len;
   } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-    snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
-  } else if ((refused = header_refused(x, rc))) {
-    if (rc == CURLE_RECV_ERROR) snprintf(msg, sizeof msg, "%s (%s)", refused, x->errbuf);
-    else snprintf(msg, sizeof msg, "%s", refused);
-    report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
+    f.end = LR_END_TIMEOUT;
+  } else if (x->mode != 2 && (refused = header_refused(x, rc))) {
+    f.end = LR_END_ERROR;
+    f.error = LR_E_HTTP;
+    if (rc == CURLE_RECV_ERROR) snprintf(text, sizeof text, "%s (%s)", refused, x->errbuf);
+    else snprintf(text, sizeof text, "%s", refused);
+    f.text = text;
   } else {
-    snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    f.end = LR_END_CUT;
     curl_off_t sent_at = 0; /* 0: the request was never sent (refused, DNS, TLS handshake) */
-    curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &sent_at);
-    lr_outcome o = {.transport = LR_E_CONNECT, .message = msg, .not_sent = sent_at == 0, .usage_tokens = -1};
-    lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
+    if (x->mode != 2) curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &sent_at);
+    not_sent = x->mode != 2 && sent_at == 0;
   }
+  report(c, call, &f, not_sent);
   transfer_put(c, x);
 }
 
@@ -639,7 +608,9 @@ static double dispatch(lr_client *c) {
       if (out[k]->state == LR_REQ_DONE) {
         push_done(c, call);
       } else if (transfer_start(c, call, now) != 0) {
-        report(c, call, 0, LR_E_CONNECT, 0, NULL, "could not start a transfer (out of memory)");
+        lr_attempt_facts f = {.end = LR_END_ERROR, .error = LR_E_CONNECT,
+                              .text = "could not start a transfer (out of memory)"};
+        report(c, call, &f, 0);
       }
     }
     if (n < POLL_BATCH && next_wake > now) return next_wake;
@@ -668,9 +639,8 @@ static void check_timers(lr_client *c, double now) {
       lr_call *call = x->call;
       active_remove(c, x);
       call->xfer = NULL;
-      char msg[96];
-      snprintf(msg, sizeof msg, "timeout: no response within first_byte (%.3g s)", c->cfg.first_byte_timeout_s);
-      report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
+      lr_attempt_facts f = {.end = LR_END_FIRST_BYTE, .limit_s = c->cfg.first_byte_timeout_s};
+      report(c, call, &f, 0);
       transfer_put(c, x);
     }
   }
