@@ -17,7 +17,7 @@
 #define LRL_MAX_USER_HEADERS (LRL_MAX_HEADERS - 4)
 #define LRL_MAX_MODELS 32
 #define LRL_ERROR_BODY LR_ERROR_BODY /* errors.h */
-#define LRL_POLL_BATCH 256  /* results or events one poll hands over at most */
+#define LRL_POLL_BATCH LR_POLL_BATCH /* relay.h */
 
 double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
 int lrl_sub_table(lua_State *L, int t, const char *k);
