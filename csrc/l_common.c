@@ -89,6 +89,16 @@ int lrl_scratch_gc(lua_State *L) {
 
 static int has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
 
+/* Pushes endpoint i's list field k (t: the endpoint's table) and returns its
+ * length: 0 when it is no table, an error over max. Pop it when done. */
+static int open_list(lua_State *L, int t, int i, const char *k, int max) {
+  lua_getfield(L, t, k);
+  if (!lua_istable(L, -1)) return 0;
+  int n = (int)lrc_rawlen(L, -1);
+  if (n > max) luaL_error(L, "endpoints[%d].%s: at most %d %s", i + 1, k, max, k);
+  return n;
+}
+
 static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, const char **hdr, const char **models,
                           scratch *s) {
   lua_getfield(L, t, "url");
@@ -106,34 +116,25 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   hdr[nh++] = "Content-Type: application/json";
   hdr[nh++] = "Accept: application/json, text/event-stream";
   hdr[nh++] = "Expect:"; /* no 100-continue round trip before the body */
-  lua_getfield(L, t, "headers");
-  if (lua_istable(L, -1)) {
-    int n = (int)lrc_rawlen(L, -1);
-    if (n > LRL_MAX_USER_HEADERS) luaL_error(L, "endpoints[%d].headers: at most %d headers", i + 1, LRL_MAX_USER_HEADERS);
-    for (int k = 1; k <= n; k++) {
-      lua_rawgeti(L, -1, k);
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      const char *name = luaL_checkstring(L, -2), *value = luaL_checkstring(L, -1);
-      if (has_crlf(name) || has_crlf(value))
-        luaL_error(L, "endpoints[%d].headers[\"%s\"] must not contain CR or LF", i + 1, name);
-      hdr[nh++] = keep(L, s, name, ": ", value);
-      lua_pop(L, 3);
-    }
+  int n = open_list(L, t, i, "headers", LRL_MAX_USER_HEADERS);
+  for (int k = 1; k <= n; k++) {
+    lua_rawgeti(L, -1, k);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    const char *name = luaL_checkstring(L, -2), *value = luaL_checkstring(L, -1);
+    if (has_crlf(name) || has_crlf(value))
+      luaL_error(L, "endpoints[%d].headers[\"%s\"] must not contain CR or LF", i + 1, name);
+    hdr[nh++] = keep(L, s, name, ": ", value);
+    lua_pop(L, 3);
   }
   lua_pop(L, 1);
   ep->headers = hdr;
   ep->n_headers = nh;
-  int nm = 0;
-  lua_getfield(L, t, "models");
-  if (lua_istable(L, -1)) {
-    int n = (int)lrc_rawlen(L, -1);
-    if (n > LRL_MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d models", i + 1, LRL_MAX_MODELS);
-    for (int k = 1; k <= n; k++) {
-      lua_rawgeti(L, -1, k);
-      models[nm++] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
-      lua_pop(L, 1);
-    }
+  int nm = open_list(L, t, i, "models", LRL_MAX_MODELS);
+  for (int k = 1; k <= nm; k++) {
+    lua_rawgeti(L, -1, k);
+    models[k - 1] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   ep->models = models;
@@ -189,10 +190,7 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   t = lrl_sub_table(L, idx, "endpoints");
   int n = (int)lrc_rawlen(L, t);
   if (n < 1 || n > LR_MAX_ENDPOINTS) luaL_error(L, "config.endpoints must hold 1 to %d endpoints", LR_MAX_ENDPOINTS);
-  scratch *s = lrc_newuserdata(L, sizeof *s);
-  s->n = 0;
-  luaL_getmetatable(L, SCRATCH_MT);
-  lua_setmetatable(L, -2);
+  scratch *s = lrl_new_object(L, sizeof *s, SCRATCH_MT);
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, t, i + 1);
     if (!lua_istable(L, -1)) luaL_error(L, "config.endpoints[%d] must be a table", i + 1);
@@ -305,4 +303,33 @@ void lrl_push_evq(lua_State *L, const char *buf, size_t len, long n) {
     lua_pushlstring(L, e, l);
     lua_rawseti(L, -2, ++k);
   }
+}
+
+void *lrl_new_object(lua_State *L, size_t size, const char *mt) {
+  void *p = lrc_newuserdata(L, size);
+  memset(p, 0, size);
+  luaL_getmetatable(L, mt);
+  lua_setmetatable(L, -2);
+  return p;
+}
+
+void lrl_register_class(lua_State *L, const char *mt, const luaL_Reg *metamethods, const luaL_Reg *methods) {
+  luaL_newmetatable(L, mt);
+  lrc_setfuncs(L, metamethods, 0);
+  if (methods) {
+    lua_newtable(L);
+    lrc_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields) {
+  lua_createtable(L, 0, 5 + extra_fields);
+  lua_pushboolean(L, r->kind == LR_E_NONE);
+  lua_setfield(L, -2, "ok");
+  lrl_set_int(L, "attempts", r->attempts);
+  if (r->status) lrl_set_int(L, "status", r->status);
+  if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
+  if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
 }

@@ -75,10 +75,7 @@ static void free_relay(relay_ud *ud) {
 static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double now = luaL_checknumber(L, 2);
-  relay_ud *ud = lrc_newuserdata(L, sizeof *ud);
-  memset(ud, 0, sizeof *ud);
-  luaL_getmetatable(L, RELAY_MT);
-  lua_setmetatable(L, -2);
+  relay_ud *ud = lrl_new_object(L, sizeof *ud, RELAY_MT);
   int top = lua_gettop(L);
   lr_client_cfg cfg;
   lr_client_endpoint *eps;
@@ -169,13 +166,7 @@ static int l_result(lua_State *L) {
   rq *q = find(L, ud, 2);
   if (!q || q->req.state != LR_REQ_DONE) return 0;
   const lr_req *r = &q->req;
-  lua_createtable(L, 0, 8);
-  lua_pushboolean(L, r->kind == LR_E_NONE);
-  lua_setfield(L, -2, "ok");
-  lrl_set_int(L, "attempts", r->attempts);
-  if (r->status) lrl_set_int(L, "status", r->status);
-  if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
-  if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
+  lrl_push_result(L, r, 3);
   if (r->kind != LR_E_NONE) {
     lrl_set_str(L, "kind", lr_error_kind_name(r->kind));
     if (r->message[0]) lrl_set_str(L, "message", r->message);
@@ -382,12 +373,9 @@ static int l_decoder_new(lua_State *L) {
     lua_Number v = luaL_checknumber(L, 1);
     if (v < (lua_Number)max) max = v < 1 ? 1 : (size_t)v;
   }
-  decoder_ud *d = lrc_newuserdata(L, sizeof *d);
-  memset(d, 0, sizeof *d);
+  decoder_ud *d = lrl_new_object(L, sizeof *d, DECODER_MT);
   lr_evstream_init(&d->es, max);
   d->live = 1;
-  luaL_getmetatable(L, DECODER_MT);
-  lua_setmetatable(L, -2);
   return 1;
 }
 
@@ -548,23 +536,13 @@ void lr_relay_open(lua_State *L) {
       {"import", l_import},   {"admit", l_admit},     {"export", l_export},   {"status", l_status},
       {"events", l_events},   {"enable_events", l_enable_events}, {"active", l_active},
       {"in_flight", l_in_flight}, {"close", l_close}, {NULL, NULL}};
-  luaL_newmetatable(L, RELAY_MT);
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg mm[] = {{"__gc", l_close}, {NULL, NULL}};
+  lrl_register_class(L, RELAY_MT, mm, methods);
   static const luaL_Reg dmethods[] = {{"feed", l_decoder_feed}, {"state", l_decoder_state},
                                       {"complete", l_decoder_complete}, {"reset", l_decoder_reset},
                                       {"close", l_decoder_gc}, {NULL, NULL}};
-  luaL_newmetatable(L, DECODER_MT);
-  lua_pushcfunction(L, l_decoder_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lrc_setfuncs(L, dmethods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg dmm[] = {{"__gc", l_decoder_gc}, {NULL, NULL}};
+  lrl_register_class(L, DECODER_MT, dmm, dmethods);
   static const luaL_Reg fns[] = {{"relay", l_new},
                                  {"stream_decoder", l_decoder_new},
                                  {"json_object_ok", l_json_object_ok},
