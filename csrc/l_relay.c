@@ -1,7 +1,8 @@
 /* Lua binding of the bare relay (relay.c plus shared.c) and of the stream
  * decoder (sse.c plus answer.c), for executors written in Lua: the OpenResty
  * transport sends with cosockets, and asks these objects every question of
- * policy. Conversions only; the time is the caller's (`now` arguments). */
+ * policy. Conversions only; the time is the caller's (`now` arguments). The
+ * contract a Lua executor keeps with these objects is csrc/executor.h's. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,10 +12,10 @@
 #include "clock.h"
 #include "compat.h"
 #include "errors.h"
+#include "executor.h"
 #include "hints.h"
 #include "jsoncheck.h"
 #include "l_common.h"
-#include "outcome.h"
 #include "relay.h"
 #include "shared.h"
 #include "sse.h"

@@ -1,16 +1,13 @@
 /* The native executor: runs the relay's actions on one libcurl multi handle.
- * Nothing here decides a retry or a failover; relay.c does. No Lua either:
+ * It keeps the executor contract of executor.h: nothing here decides a retry,
+ * a failover, an error kind or a message; the core does. No Lua either:
  * l_client.c binds this to Lua. */
 #ifndef LR_TRANSPORT_CURL_H
 #define LR_TRANSPORT_CURL_H
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clock.h"
-#include "config.h"
-#include "evbuf.h"
-#include "hints.h"
-#include "relay.h"
+#include "executor.h"
 
 typedef struct lr_client lr_client;
 struct lr_transfer;
