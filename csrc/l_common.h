@@ -19,7 +19,7 @@
 #define LRL_ERROR_BODY LR_ERROR_BODY /* errors.h */
 #define LRL_POLL_BATCH LR_POLL_BATCH /* relay.h */
 
-double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
+double lrl_num_field(lua_State *L, int t, const char *k); /* a number, or an error naming k */
 int lrl_sub_table(lua_State *L, int t, const char *k);
 /* Reads the normalized config (lua/llmrelay/config.lua) at idx (an absolute
  * index). Pushes values onto the stack, among them the userdata that owns
