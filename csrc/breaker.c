@@ -127,6 +127,15 @@ int lr_breaker_on_send(lr_breaker *b, const lr_breaker_cfg *cfg, double now) {
 }
 
 /* A probe's report only counts while the half-open period it belongs to lasts. */
+/* Closed again: a probe succeeded, or a sibling worker says so. */
+static void close_breaker(lr_breaker *b, const lr_breaker_cfg *cfg) {
+  b->state = LR_BREAKER_CLOSED;
+  b->probes_in_flight = 0;
+  b->cooldown_s = cfg->cooldown_s;
+  b->consecutive_failures = 0;
+  window_clear(b);
+}
+
 static int is_live_probe(const lr_breaker *b, int probe) {
   return probe && b->state == LR_BREAKER_HALF_OPEN && b->probes_in_flight > 0;
 }
@@ -134,11 +143,7 @@ static int is_live_probe(const lr_breaker *b, int probe) {
 int lr_breaker_on_success(lr_breaker *b, const lr_breaker_cfg *cfg, double now, int probe) {
   window_record(b, cfg, now, 0);
   if (is_live_probe(b, probe)) {
-    b->state = LR_BREAKER_CLOSED;
-    b->probes_in_flight = 0;
-    b->cooldown_s = cfg->cooldown_s;
-    b->consecutive_failures = 0;
-    window_clear(b);
+    close_breaker(b, cfg);
     return 1;
   }
   if (b->state == LR_BREAKER_CLOSED) b->consecutive_failures = 0;
@@ -198,10 +203,6 @@ int lr_breaker_adopt_expired(lr_breaker *b, double until, double cooldown_s) {
 
 int lr_breaker_adopt_closed(lr_breaker *b, const lr_breaker_cfg *cfg) {
   if (b->state == LR_BREAKER_CLOSED) return 0;
-  b->state = LR_BREAKER_CLOSED;
-  b->probes_in_flight = 0;
-  b->cooldown_s = cfg->cooldown_s;
-  b->consecutive_failures = 0;
-  window_clear(b);
+  close_breaker(b, cfg);
   return 1;
 }

@@ -26,4 +26,7 @@ typedef enum {
 
 const char *lr_error_kind_name(lr_error_kind kind);
 
+/* Bytes of a failed answer's body (or a stream's error event) kept for its message. */
+#define LR_ERROR_BODY 2048
+
 #endif

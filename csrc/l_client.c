@@ -18,10 +18,7 @@ typedef struct {
 
 static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  client_ud *ud = lrc_newuserdata(L, sizeof *ud); /* created closed: an error below leaves nothing half-built */
-  ud->c = NULL;
-  luaL_getmetatable(L, CLIENT_MT);
-  lua_setmetatable(L, -2);
+  client_ud *ud = lrl_new_object(L, sizeof *ud, CLIENT_MT); /* created closed: an error below leaves nothing half-built */
   int top = lua_gettop(L);
 
   lr_client_cfg cfg;
@@ -83,15 +80,7 @@ static void push_events(lua_State *L, lr_client *c, lr_call *call) {
   size_t len;
   long n;
   const char *b = lr_client_stream_take(c, call, &len, &n);
-  lua_createtable(L, (int)n, 0);
-  size_t off = 0;
-  for (long k = 1; k <= n && off + 4 <= len; k++) {
-    uint32_t l;
-    memcpy(&l, b + off, 4);
-    lua_pushlstring(L, b + off + 4, l);
-    lua_rawseti(L, -2, (int)k);
-    off += 4 + l;
-  }
+  lrl_push_evq(L, b, len, n);
 }
 
 /* stream_ready() -> array of ids of streams with events waiting, or nil */
@@ -128,18 +117,12 @@ static int l_take(lua_State *L) {
   lr_call *call = lr_client_next_done(c);
   if (!call) return 0;
   const lr_req *r = &call->req;
-  lua_createtable(L, 0, 10);
+  lrl_push_result(L, r, 5);
   lrl_set_num(L, "id", (double)call->id);
-  lua_pushboolean(L, r->kind == LR_E_NONE);
-  lua_setfield(L, -2, "ok");
-  lrl_set_int(L, "attempts", r->attempts);
-  if (r->status) lrl_set_int(L, "status", r->status);
-  if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
-  if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
   if (call->stream) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "stream");
-    if (call->ev_n > 0) {
+    if (call->ev.n > 0) {
       push_events(L, c, call);
       lua_setfield(L, -2, "events");
     }
@@ -216,16 +199,9 @@ static const luaL_Reg methods[] = {
 static const luaL_Reg metamethods[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
 
 void lr_client_open(lua_State *L) {
-  luaL_newmetatable(L, LRL_SCRATCH_MT);
-  lua_pushcfunction(L, lrl_scratch_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, CLIENT_MT);
-  lrc_setfuncs(L, metamethods, 0);
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg scratch_mm[] = {{"__gc", lrl_scratch_gc}, {NULL, NULL}};
+  lrl_register_class(L, LRL_SCRATCH_MT, scratch_mm, NULL);
+  lrl_register_class(L, CLIENT_MT, metamethods, methods);
   static const luaL_Reg fns[] = {{"client", l_new}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
   lua_createtable(L, LR_E__COUNT, 0);

@@ -4,21 +4,32 @@
 #include "l_common.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "errors.h"
-#include "transport_curl.h"
+#include "clock.h"
 
 /* ---- reading the normalized config (validated by lua/llmrelay/config.lua) -- */
 
-double lrl_num_field(lua_State *L, int t, const char *k, double dflt) {
+/* Every value comes from the normalized config: the core fills in no default
+ * of its own, it only checks ranges. A missing one is a programmer's mistake
+ * (a config that did not go through llmrelay.config). */
+double lrl_num_field(lua_State *L, int t, const char *k) {
   lua_getfield(L, t, k);
-  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+  if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "config %s must be a number (normalize the config with llmrelay.config)", k);
+  double v = lua_tonumber(L, -1);
   lua_pop(L, 1);
   return v;
+}
+
+static const char *str_field(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "config %s must be a string (normalize the config with llmrelay.config)", k);
+  return lua_tostring(L, -1); /* stays on the stack, as lrl_read_config says */
 }
 
 /* The ranges lua/llmrelay/config.lua checks first, with the same numbers. */
@@ -28,8 +39,8 @@ double lrl_num_field(lua_State *L, int t, const char *k, double dflt) {
 
 /* Integer fields land in C ints and sizes: a value out of range is refused,
  * never wrapped. */
-static long long int_field(lua_State *L, int t, const char *k, double dflt, double lo, double hi) {
-  double v = lrl_num_field(L, t, k, dflt);
+static long long int_field(lua_State *L, int t, const char *k, double lo, double hi) {
+  double v = lrl_num_field(L, t, k);
   if (!(v >= lo && v <= hi) || v != floor(v)) {
     char range[64]; /* lua_pushfstring knows no %.0f */
     snprintf(range, sizeof range, "from %.0f to %.0f", lo, hi);
@@ -38,8 +49,8 @@ static long long int_field(lua_State *L, int t, const char *k, double dflt, doub
   return (long long)v;
 }
 
-static double seconds_field(lua_State *L, int t, const char *k, double dflt, int zero_ok) {
-  double v = lrl_num_field(L, t, k, dflt);
+static double seconds_field(lua_State *L, int t, const char *k, int zero_ok) {
+  double v = lrl_num_field(L, t, k);
   if (!((v > 0 || (zero_ok && v == 0)) && v <= MAX_SECONDS)) {
     char range[64];
     snprintf(range, sizeof range, "%s and at most %.0f seconds", zero_ok ? ">= 0" : "above 0", MAX_SECONDS);
@@ -88,6 +99,16 @@ int lrl_scratch_gc(lua_State *L) {
 
 static int has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
 
+/* Pushes endpoint i's list field k (t: the endpoint's table) and returns its
+ * length: 0 when it is no table, an error over max. Pop it when done. */
+static int open_list(lua_State *L, int t, int i, const char *k, int max) {
+  lua_getfield(L, t, k);
+  if (!lua_istable(L, -1)) return 0;
+  int n = (int)lrc_rawlen(L, -1);
+  if (n > max) luaL_error(L, "endpoints[%d].%s: at most %d %s", i + 1, k, max, k);
+  return n;
+}
+
 static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, const char **hdr, const char **models,
                           scratch *s) {
   lua_getfield(L, t, "url");
@@ -105,42 +126,36 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   hdr[nh++] = "Content-Type: application/json";
   hdr[nh++] = "Accept: application/json, text/event-stream";
   hdr[nh++] = "Expect:"; /* no 100-continue round trip before the body */
-  lua_getfield(L, t, "headers");
-  if (lua_istable(L, -1)) {
-    int n = (int)lrc_rawlen(L, -1);
-    if (n > LRL_MAX_USER_HEADERS) luaL_error(L, "endpoints[%d].headers: at most %d headers", i + 1, LRL_MAX_USER_HEADERS);
-    for (int k = 1; k <= n; k++) {
-      lua_rawgeti(L, -1, k);
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      const char *name = luaL_checkstring(L, -2), *value = luaL_checkstring(L, -1);
-      if (has_crlf(name) || has_crlf(value))
-        luaL_error(L, "endpoints[%d].headers[\"%s\"] must not contain CR or LF", i + 1, name);
-      hdr[nh++] = keep(L, s, name, ": ", value);
-      lua_pop(L, 3);
-    }
+  int n = open_list(L, t, i, "headers", LRL_MAX_USER_HEADERS);
+  for (int k = 1; k <= n; k++) {
+    lua_rawgeti(L, -1, k);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    const char *name = luaL_checkstring(L, -2), *value = luaL_checkstring(L, -1);
+    if (has_crlf(name) || has_crlf(value))
+      luaL_error(L, "endpoints[%d].headers[\"%s\"] must not contain CR or LF", i + 1, name);
+    hdr[nh++] = keep(L, s, name, ": ", value);
+    lua_pop(L, 3);
   }
   lua_pop(L, 1);
   ep->headers = hdr;
   ep->n_headers = nh;
-  int nm = 0;
-  lua_getfield(L, t, "models");
-  if (lua_istable(L, -1)) {
-    int n = (int)lrc_rawlen(L, -1);
-    if (n > LRL_MAX_MODELS) luaL_error(L, "endpoints[%d].models: at most %d models", i + 1, LRL_MAX_MODELS);
-    for (int k = 1; k <= n; k++) {
-      lua_rawgeti(L, -1, k);
-      models[nm++] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
-      lua_pop(L, 1);
-    }
+  int nm = open_list(L, t, i, "models", LRL_MAX_MODELS);
+  for (int k = 1; k <= nm; k++) {
+    lua_rawgeti(L, -1, k);
+    models[k - 1] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   ep->models = models;
   ep->n_models = nm;
-  ep->policy.weight = lrl_num_field(L, t, "weight", 1);
-  ep->policy.max_concurrency = (int)int_field(L, t, "max_concurrency", 0, 0, MAX_CONCURRENCY);
-  ep->policy.rpm = lrl_num_field(L, t, "rpm", 0);
-  ep->policy.tpm = lrl_num_field(L, t, "tpm", 0);
+  ep->policy.weight = lrl_num_field(L, t, "weight");
+  if (!(ep->policy.weight > 0 && ep->policy.weight < HUGE_VAL)) luaL_error(L, "endpoints[%d].weight must be above 0", i + 1);
+  ep->policy.max_concurrency = (int)int_field(L, t, "max_concurrency", 0, MAX_CONCURRENCY);
+  ep->policy.rpm = lrl_num_field(L, t, "rpm");
+  ep->policy.tpm = lrl_num_field(L, t, "tpm");
+  if (!(ep->policy.rpm >= 0 && ep->policy.rpm < HUGE_VAL && ep->policy.tpm >= 0 && ep->policy.tpm < HUGE_VAL))
+    luaL_error(L, "endpoints[%d].rpm and .tpm must be numbers >= 0", i + 1);
 }
 
 
@@ -148,50 +163,50 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   lr_client_cfg cfg;
   memset(&cfg, 0, sizeof cfg);
   int t = lrl_sub_table(L, idx, "retry");
-  cfg.relay.max_attempts = (int)int_field(L, t, "max_attempts", 5, 1, MAX_COUNT);
-  cfg.relay.backoff.base_delay_s = seconds_field(L, t, "base_delay", 0.5, 0);
-  cfg.relay.backoff.max_delay_s = seconds_field(L, t, "max_delay", 30, 0);
-  cfg.relay.backoff.max_retry_after_s = seconds_field(L, t, "max_retry_after", 120, 1);
-  cfg.relay.budget = lrl_num_field(L, t, "budget", 0.2);
+  cfg.relay.max_attempts = (int)int_field(L, t, "max_attempts", 1, MAX_COUNT);
+  cfg.relay.backoff.base_delay_s = seconds_field(L, t, "base_delay", 0);
+  cfg.relay.backoff.max_delay_s = seconds_field(L, t, "max_delay", 0);
+  cfg.relay.backoff.max_retry_after_s = seconds_field(L, t, "max_retry_after", 1);
+  cfg.relay.budget = lrl_num_field(L, t, "budget"); /* -1: no budget */
+  if (!(cfg.relay.budget == -1 || (cfg.relay.budget >= 0 && cfg.relay.budget < HUGE_VAL)))
+    luaL_error(L, "config budget must be a number >= 0, or -1 for none");
   t = lrl_sub_table(L, idx, "breaker");
-  cfg.breaker.failure_threshold = (int)int_field(L, t, "failure_threshold", 5, 1, MAX_COUNT);
-  cfg.breaker.failure_rate = lrl_num_field(L, t, "failure_rate", 0.5);
-  cfg.breaker.min_calls = (int)int_field(L, t, "min_calls", 20, 1, MAX_COUNT);
-  cfg.breaker.window_s = seconds_field(L, t, "window", 30, 0);
-  cfg.breaker.cooldown_s = seconds_field(L, t, "cooldown", 60, 0);
-  cfg.breaker.max_cooldown_s = seconds_field(L, t, "max_cooldown", 300, 0);
-  cfg.breaker.half_open_probes = (int)int_field(L, t, "half_open_probes", 1, 1, MAX_COUNT);
+  cfg.breaker.failure_threshold = (int)int_field(L, t, "failure_threshold", 1, MAX_COUNT);
+  cfg.breaker.failure_rate = lrl_num_field(L, t, "failure_rate");
+  if (!(cfg.breaker.failure_rate > 0 && cfg.breaker.failure_rate <= 1))
+    luaL_error(L, "config failure_rate must be a number in (0, 1]");
+  cfg.breaker.min_calls = (int)int_field(L, t, "min_calls", 1, MAX_COUNT);
+  cfg.breaker.window_s = seconds_field(L, t, "window", 0);
+  cfg.breaker.cooldown_s = seconds_field(L, t, "cooldown", 0);
+  cfg.breaker.max_cooldown_s = seconds_field(L, t, "max_cooldown", 0);
+  cfg.breaker.half_open_probes = (int)int_field(L, t, "half_open_probes", 1, MAX_COUNT);
   t = lrl_sub_table(L, idx, "timeout");
-  cfg.connect_timeout_s = seconds_field(L, t, "connect", 5, 0);
-  cfg.first_byte_timeout_s = seconds_field(L, t, "first_byte", 60, 0);
-  cfg.idle_timeout_s = seconds_field(L, t, "idle", 30, 0);
-  cfg.relay.attempt_timeout_s = seconds_field(L, t, "total", 600, 0);
+  cfg.connect_timeout_s = seconds_field(L, t, "connect", 0);
+  cfg.first_byte_timeout_s = seconds_field(L, t, "first_byte", 0);
+  cfg.idle_timeout_s = seconds_field(L, t, "idle", 0);
+  cfg.relay.attempt_timeout_s = seconds_field(L, t, "total", 0);
   t = lrl_sub_table(L, idx, "tls");
   lua_getfield(L, t, "ca_file");
   cfg.ca_file = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
   lua_getfield(L, t, "insecure");
+  if (!lua_isboolean(L, -1)) luaL_error(L, "config tls.insecure must be a boolean (normalize the config with llmrelay.config)");
   cfg.insecure = lua_toboolean(L, -1);
   cfg.max_response_bytes =
-      (size_t)int_field(L, idx, "max_response_bytes", LRL_DEFAULT_RESPONSE_BYTES, LRL_MIN_RESPONSE_BYTES,
-                        LRL_MAX_RESPONSE_BYTES);
-  cfg.relay.concurrency = (int)int_field(L, idx, "concurrency", 64, 1, MAX_CONCURRENCY);
-  lua_getfield(L, idx, "user_agent");
-  cfg.user_agent = lua_isstring(L, -1) ? lua_tostring(L, -1) : "llmrelay";
-  lua_getfield(L, idx, "strategy");
-  const char *strat = lua_isstring(L, -1) ? lua_tostring(L, -1) : "weighted";
-  cfg.strategy = strcmp(strat, "priority") == 0      ? LR_STRATEGY_PRIORITY
-                 : strcmp(strat, "round_robin") == 0 ? LR_STRATEGY_ROUND_ROBIN
-                                                     : LR_STRATEGY_WEIGHTED;
+      (size_t)int_field(L, idx, "max_response_bytes", LRL_MIN_RESPONSE_BYTES, LRL_MAX_RESPONSE_BYTES);
+  cfg.relay.concurrency = (int)int_field(L, idx, "concurrency", 1, MAX_CONCURRENCY);
+  cfg.user_agent = str_field(L, idx, "user_agent");
+  const char *strat = str_field(L, idx, "strategy");
+  if (strcmp(strat, "priority") == 0) cfg.strategy = LR_STRATEGY_PRIORITY;
+  else if (strcmp(strat, "round_robin") == 0) cfg.strategy = LR_STRATEGY_ROUND_ROBIN;
+  else if (strcmp(strat, "weighted") == 0) cfg.strategy = LR_STRATEGY_WEIGHTED;
+  else luaL_error(L, "config strategy must be \"weighted\", \"priority\" or \"round_robin\"");
   /* jitter must differ between processes that start together */
   cfg.seed = (uint64_t)(lr_now_wall() * 1e6) ^ ((uint64_t)(uintptr_t)&cfg << 16) ^ ((uint64_t)getpid() << 40);
 
   t = lrl_sub_table(L, idx, "endpoints");
   int n = (int)lrc_rawlen(L, t);
   if (n < 1 || n > LR_MAX_ENDPOINTS) luaL_error(L, "config.endpoints must hold 1 to %d endpoints", LR_MAX_ENDPOINTS);
-  scratch *s = lrc_newuserdata(L, sizeof *s);
-  s->n = 0;
-  luaL_getmetatable(L, SCRATCH_MT);
-  lua_setmetatable(L, -2);
+  scratch *s = lrl_new_object(L, sizeof *s, SCRATCH_MT);
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, t, i + 1);
     if (!lua_istable(L, -1)) luaL_error(L, "config.endpoints[%d] must be a table", i + 1);
@@ -294,4 +309,43 @@ int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata
     lua_rawseti(L, -2, k + 1);
   }
   return 1;
+}
+
+void lrl_push_evq(lua_State *L, const char *buf, size_t len, long n) {
+  lua_createtable(L, n > 0 && n < INT32_MAX ? (int)n : 0, 0);
+  size_t off = 0, l;
+  int k = 0;
+  for (const char *e; (e = lr_evq_next(buf, len, &off, &l));) {
+    lua_pushlstring(L, e, l);
+    lua_rawseti(L, -2, ++k);
+  }
+}
+
+void *lrl_new_object(lua_State *L, size_t size, const char *mt) {
+  void *p = lrc_newuserdata(L, size);
+  memset(p, 0, size);
+  luaL_getmetatable(L, mt);
+  lua_setmetatable(L, -2);
+  return p;
+}
+
+void lrl_register_class(lua_State *L, const char *mt, const luaL_Reg *metamethods, const luaL_Reg *methods) {
+  luaL_newmetatable(L, mt);
+  lrc_setfuncs(L, metamethods, 0);
+  if (methods) {
+    lua_newtable(L);
+    lrc_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields) {
+  lua_createtable(L, 0, 5 + extra_fields);
+  lua_pushboolean(L, r->kind == LR_E_NONE);
+  lua_setfield(L, -2, "ok");
+  lrl_set_int(L, "attempts", r->attempts);
+  if (r->status) lrl_set_int(L, "status", r->status);
+  if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
+  if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
 }

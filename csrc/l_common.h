@@ -2,8 +2,9 @@
 #ifndef LR_L_COMMON_H
 #define LR_L_COMMON_H
 #include "compat.h"
+#include "config.h"
+#include "evbuf.h"
 #include "relay.h"
-#include "transport_curl.h"
 
 #define LRL_SCRATCH_MT "llmrelay.scratch"
 
@@ -15,10 +16,10 @@
 #define LRL_MAX_HEADERS 40 /* 4 set by llmrelay, the rest the endpoint's */
 #define LRL_MAX_USER_HEADERS (LRL_MAX_HEADERS - 4)
 #define LRL_MAX_MODELS 32
-#define LRL_ERROR_BODY 2048 /* bytes of a failed answer's body kept for its message */
-#define LRL_POLL_BATCH 256  /* results or events one poll hands over at most */
+#define LRL_ERROR_BODY LR_ERROR_BODY /* errors.h */
+#define LRL_POLL_BATCH LR_POLL_BATCH /* relay.h */
 
-double lrl_num_field(lua_State *L, int t, const char *k, double dflt);
+double lrl_num_field(lua_State *L, int t, const char *k); /* a number, or an error naming k */
 int lrl_sub_table(lua_State *L, int t, const char *k);
 /* Reads the normalized config (lua/llmrelay/config.lua) at idx (an absolute
  * index). Pushes values onto the stack, among them the userdata that owns
@@ -26,9 +27,19 @@ int lrl_sub_table(lua_State *L, int t, const char *k);
  * are used, then restore the stack. */
 void lrl_read_config(lua_State *L, int idx, lr_client_cfg *cfg, lr_client_endpoint **eps, int *n);
 int lrl_scratch_gc(lua_State *L);
+/* A new userdata of size bytes, zeroed, with the metatable named mt; left on the stack. */
+void *lrl_new_object(lua_State *L, size_t size, const char *mt);
+/* Registers the metatable named mt: metamethods (__gc ...) in it, methods (may
+ * be NULL) as its __index. */
+void lrl_register_class(lua_State *L, const char *mt, const luaL_Reg *metamethods, const luaL_Reg *methods);
+/* Pushes the n events of an lr_evq buffer as an array of strings. */
+void lrl_push_evq(lua_State *L, const char *buf, size_t len, long n);
 void lrl_set_num(lua_State *L, const char *k, double v);
 void lrl_set_int(lua_State *L, const char *k, long v);
 void lrl_set_str(lua_State *L, const char *k, const char *v);
+/* Pushes a finished request's result table: ok, attempts, status, endpoint,
+ * latency (the caller adds the rest). */
+void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields);
 /* Pushes the status array of the pool (one table per endpoint, config order). */
 void lrl_push_status(lua_State *L, lr_pool *p, double now);
 /* Pushes the relay's pending events as an array and returns 1, or returns 0

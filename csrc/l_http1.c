@@ -7,6 +7,7 @@
 #include "compat.h"
 #include "errors.h"
 #include "http1.h"
+#include "l_common.h"
 
 #define HTTP1_MT "llmrelay.http1"
 
@@ -24,10 +25,7 @@ static http1_ud *check(lua_State *L) {
 /* core.http1(max_response_bytes) -> decoder for one answer */
 static int l_new(lua_State *L) {
   lua_Number max = luaL_checknumber(L, 1);
-  http1_ud *d = lrc_newuserdata(L, sizeof *d);
-  d->live = 0; /* closed until filled: an error below leaves nothing half made */
-  luaL_getmetatable(L, HTTP1_MT);
-  lua_setmetatable(L, -2);
+  http1_ud *d = lrl_new_object(L, sizeof *d, HTTP1_MT); /* closed until filled: an error below leaves nothing half made */
   lr_http1_init(&d->h, max < 0 ? 0 : max >= 9e18 ? (uint64_t)9e18 : (uint64_t)max);
   d->live = 1;
   return 1;
@@ -152,13 +150,8 @@ void lr_http1_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"feed", l_feed},         {"head", l_head},         {"eof", l_eof},
                                      {"cut", l_cut},           {"timeout", l_timeout},   {"received", l_received},
                                      {"close", l_gc},          {NULL, NULL}};
-  luaL_newmetatable(L, HTTP1_MT);
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg mm[] = {{"__gc", l_gc}, {NULL, NULL}};
+  lrl_register_class(L, HTTP1_MT, mm, methods);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "http1");
 }

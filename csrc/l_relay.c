@@ -1,15 +1,18 @@
 /* Lua binding of the bare relay (relay.c plus shared.c) and of the stream
  * decoder (sse.c plus answer.c), for executors written in Lua: the OpenResty
  * transport sends with cosockets, and asks these objects every question of
- * policy. Conversions only; the time is the caller's (`now` arguments). */
+ * policy. Conversions only; the time is the caller's (`now` arguments). The
+ * contract a Lua executor keeps with these objects is csrc/executor.h's. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "answer.h"
+#include "clock.h"
 #include "compat.h"
 #include "errors.h"
+#include "executor.h"
 #include "hints.h"
 #include "jsoncheck.h"
 #include "l_common.h"
@@ -73,10 +76,7 @@ static void free_relay(relay_ud *ud) {
 static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double now = luaL_checknumber(L, 2);
-  relay_ud *ud = lrc_newuserdata(L, sizeof *ud);
-  memset(ud, 0, sizeof *ud);
-  luaL_getmetatable(L, RELAY_MT);
-  lua_setmetatable(L, -2);
+  relay_ud *ud = lrl_new_object(L, sizeof *ud, RELAY_MT);
   int top = lua_gettop(L);
   lr_client_cfg cfg;
   lr_client_endpoint *eps;
@@ -167,13 +167,7 @@ static int l_result(lua_State *L) {
   rq *q = find(L, ud, 2);
   if (!q || q->req.state != LR_REQ_DONE) return 0;
   const lr_req *r = &q->req;
-  lua_createtable(L, 0, 8);
-  lua_pushboolean(L, r->kind == LR_E_NONE);
-  lua_setfield(L, -2, "ok");
-  lrl_set_int(L, "attempts", r->attempts);
-  if (r->status) lrl_set_int(L, "status", r->status);
-  if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
-  if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
+  lrl_push_result(L, r, 3);
   if (r->kind != LR_E_NONE) {
     lrl_set_str(L, "kind", lr_error_kind_name(r->kind));
     if (r->message[0]) lrl_set_str(L, "message", r->message);
@@ -357,20 +351,20 @@ static int l_close(lua_State *L) {
 /* ---- the stream decoder --------------------------------------------------- */
 
 typedef struct {
-  lr_sse sse;
-  int saw_done, saw_finish, fault, live;
-  double usage;
-  lua_State *L; /* during feed: where the events table is, at index `out` */
-  int out, n;
+  lr_evstream es;
+  lr_evq q; /* during a feed: its data events */
+  int live;
 } decoder_ud;
 
 static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"}; /* by lr_stream_fault */
 
-static decoder_ud *check_decoder(lua_State *L) {
-  decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
+static decoder_ud *check_decoder_at(lua_State *L, int idx) {
+  decoder_ud *d = luaL_checkudata(L, idx, DECODER_MT);
   if (!d->live) luaL_error(L, "llmrelay stream decoder is closed");
   return d;
 }
+
+static decoder_ud *check_decoder(lua_State *L) { return check_decoder_at(L, 1); }
 
 /* core.stream_decoder(max_response_bytes|nil) -> decoder; one event may take
  * that much, and at most 4 MiB (lr_answer_max_event) */
@@ -380,41 +374,10 @@ static int l_decoder_new(lua_State *L) {
     lua_Number v = luaL_checknumber(L, 1);
     if (v < (lua_Number)max) max = v < 1 ? 1 : (size_t)v;
   }
-  decoder_ud *d = lrc_newuserdata(L, sizeof *d);
-  memset(d, 0, sizeof *d);
-  lr_sse_init(&d->sse, max);
-  d->usage = -1;
+  decoder_ud *d = lrl_new_object(L, sizeof *d, DECODER_MT);
+  lr_evstream_init(&d->es, max);
   d->live = 1;
-  luaL_getmetatable(L, DECODER_MT);
-  lua_setmetatable(L, -2);
   return 1;
-}
-
-static int on_event(void *udata, const lr_sse_event *ev) {
-  decoder_ud *d = udata;
-  lua_State *L = d->L;
-  lr_stream_event_class c = lr_answer_classify(ev, d->saw_done);
-  switch (c) {
-  case LR_SEV_DONE:
-    d->saw_done = 1;
-    return 0;
-  case LR_SEV_SKIP:
-    return 0;
-  case LR_SEV_ERROR:
-  case LR_SEV_BAD:
-    d->fault = c == LR_SEV_ERROR ? LR_SF_ERROR_EVENT : LR_SF_BAD_EVENT;
-    lua_pushlstring(L, ev->data, ev->data_len > LRL_ERROR_BODY ? LRL_ERROR_BODY : ev->data_len);
-    lua_setfield(L, d->out, "fault_text");
-    return 1;
-  case LR_SEV_DATA:
-    break;
-  }
-  if (!d->saw_finish && lr_answer_has_finish_reason(ev->data, ev->data_len)) d->saw_finish = 1;
-  double u = lr_answer_usage_tokens(ev->data, ev->data_len);
-  if (u >= 0) d->usage = u;
-  lua_pushlstring(L, ev->data, ev->data_len);
-  lua_rawseti(L, d->out, ++d->n);
-  return 0;
 }
 
 /* feed(bytes) -> events, fault|nil, fault_text|nil, kind|nil, message|nil
@@ -426,24 +389,18 @@ static int l_decoder_feed(lua_State *L) {
   decoder_ud *d = check_decoder(L);
   size_t len;
   const char *b = luaL_checklstring(L, 2, &len);
-  lua_settop(L, 2);
-  lua_newtable(L);
-  if (d->fault == LR_SF_NONE) {
-    d->L = L;
-    d->out = 3;
-    d->n = 0;
-    int rc = lr_sse_feed(&d->sse, b, len, on_event, d);
-    d->L = NULL;
-    if (rc == LR_SSE_TOO_BIG) d->fault = LR_SF_TOO_BIG;
-    else if (rc == LR_SSE_NOMEM) d->fault = LR_SF_NOMEM;
-  }
-  if (d->fault == LR_SF_NONE) return 1;
-  lua_pushstring(L, fault_names[d->fault]);
-  lua_getfield(L, 3, "fault_text");
-  lua_pushnil(L);
-  lua_setfield(L, 3, "fault_text");
+  int was = d->es.fault;
+  int fault = lr_evstream_feed(&d->es, &d->q, b, len);
+  lrl_push_evq(L, d->q.buf, d->q.len, d->q.n);
+  lr_evq_clear(&d->q);
+  if (fault == LR_SF_NONE) return 1;
+  lua_pushstring(L, fault_names[fault]);
+  if (fault != was && (fault == LR_SF_ERROR_EVENT || fault == LR_SF_BAD_EVENT))
+    lua_pushlstring(L, d->es.fault_text, d->es.fault_text_len);
+  else
+    lua_pushnil(L);
   char msg[96];
-  lua_pushstring(L, lr_error_kind_name(lr_answer_fault((lr_stream_fault)d->fault, d->sse.max_event, msg, sizeof msg)));
+  lua_pushstring(L, lr_error_kind_name(lr_answer_fault((lr_stream_fault)fault, d->es.sse.max_event, msg, sizeof msg)));
   lua_pushstring(L, msg);
   return 5;
 }
@@ -451,32 +408,33 @@ static int l_decoder_feed(lua_State *L) {
 /* state() -> saw_done, saw_finish, usage_tokens (-1 unknown) */
 static int l_decoder_state(lua_State *L) {
   decoder_ud *d = check_decoder(L);
-  lua_pushboolean(L, d->saw_done);
-  lua_pushboolean(L, d->saw_finish);
-  lua_pushnumber(L, d->usage);
+  lua_pushboolean(L, d->es.saw_done);
+  lua_pushboolean(L, d->es.saw_finish);
+  lua_pushnumber(L, d->es.usage);
   return 3;
 }
 
 /* complete() -> whether the stream so far is a whole answer ([DONE] or a finish_reason came) */
 static int l_decoder_complete(lua_State *L) {
   decoder_ud *d = check_decoder(L);
-  lr_sse_finish(&d->sse);
-  lua_pushboolean(L, d->fault == LR_SF_NONE && (d->saw_done || d->saw_finish));
+  lr_sse_finish(&d->es.sse);
+  lua_pushboolean(L, lr_evstream_complete(&d->es));
   return 1;
 }
 
 /* reset(): ready for a new stream (the next attempt) */
 static int l_decoder_reset(lua_State *L) {
   decoder_ud *d = check_decoder(L);
-  lr_sse_reset(&d->sse);
-  d->saw_done = d->saw_finish = d->fault = 0;
-  d->usage = -1;
+  lr_evstream_reset(&d->es);
   return 0;
 }
 
 static int l_decoder_gc(lua_State *L) {
   decoder_ud *d = luaL_checkudata(L, 1, DECODER_MT);
-  if (d->live) lr_sse_free(&d->sse);
+  if (d->live) {
+    lr_evstream_free(&d->es);
+    lr_evq_free(&d->q);
+  }
   d->live = 0;
   return 0;
 }
@@ -495,6 +453,43 @@ static int l_json_object_ok(lua_State *L) {
   if (ok) return 1;
   lua_pushstring(L, msg);
   return 2;
+}
+
+/* core.attempt_outcome(status, err_kind|nil, err|nil, decoder|nil, body|nil, max_response_bytes)
+ *   -> kind|nil, message|nil, body_ok, usage_tokens|nil, keep_text|nil
+ * The outcome of an attempt from what the executor saw (lr_outcome_shape, as
+ * the libcurl executor shapes its own): err_kind, err: its transfer failed
+ * (a kind and the message it made); decoder: the stream decoder of a streamed
+ * answer; body: a buffered one. keep_text: what to keep for the request's
+ * message (an error answer's body, a stream's error event). */
+static int l_attempt_outcome(lua_State *L) {
+  lr_attempt_facts f = {.end = LR_END_ANSWER, .status = (int)luaL_optinteger(L, 1, 0)};
+  if (!lua_isnoneornil(L, 2)) {
+    f.end = LR_END_ERROR;
+    f.error = kind_of(L, 2);
+    f.text = luaL_optstring(L, 3, NULL);
+  }
+  if (!lua_isnoneornil(L, 4)) f.stream = &check_decoder_at(L, 4)->es;
+  f.body = luaL_optlstring(L, 5, NULL, &f.body_len);
+  lua_Number max = luaL_optnumber(L, 6, LRL_DEFAULT_RESPONSE_BYTES);
+  if (!(max >= LRL_MIN_RESPONSE_BYTES && max <= LRL_MAX_RESPONSE_BYTES))
+    return luaL_argerror(L, 6, "max_response_bytes out of range");
+  f.max_response_bytes = (size_t)max;
+  lr_outcome o;
+  char msg[LRL_ERROR_BODY + 128];
+  const char *keep;
+  size_t keep_len;
+  lr_outcome_shape(&f, &o, msg, sizeof msg, &keep, &keep_len);
+  if (o.transport != LR_E_NONE) lua_pushstring(L, lr_error_kind_name(o.transport));
+  else lua_pushnil(L);
+  if (o.message) lua_pushstring(L, o.message);
+  else lua_pushnil(L);
+  lua_pushboolean(L, o.body_ok);
+  if (o.usage_tokens >= 0) lua_pushnumber(L, o.usage_tokens);
+  else lua_pushnil(L);
+  if (keep) lua_pushlstring(L, keep, keep_len > LRL_ERROR_BODY ? LRL_ERROR_BODY : keep_len);
+  else lua_pushnil(L);
+  return 5;
 }
 
 /* core.check_request(body) -> true | nil, why: a request body no server could answer well
@@ -542,26 +537,17 @@ void lr_relay_open(lua_State *L) {
       {"import", l_import},   {"admit", l_admit},     {"export", l_export},   {"status", l_status},
       {"events", l_events},   {"enable_events", l_enable_events}, {"active", l_active},
       {"in_flight", l_in_flight}, {"close", l_close}, {NULL, NULL}};
-  luaL_newmetatable(L, RELAY_MT);
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg mm[] = {{"__gc", l_close}, {NULL, NULL}};
+  lrl_register_class(L, RELAY_MT, mm, methods);
   static const luaL_Reg dmethods[] = {{"feed", l_decoder_feed}, {"state", l_decoder_state},
                                       {"complete", l_decoder_complete}, {"reset", l_decoder_reset},
                                       {"close", l_decoder_gc}, {NULL, NULL}};
-  luaL_newmetatable(L, DECODER_MT);
-  lua_pushcfunction(L, l_decoder_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lrc_setfuncs(L, dmethods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg dmm[] = {{"__gc", l_decoder_gc}, {NULL, NULL}};
+  lrl_register_class(L, DECODER_MT, dmm, dmethods);
   static const luaL_Reg fns[] = {{"relay", l_new},
                                  {"stream_decoder", l_decoder_new},
                                  {"json_object_ok", l_json_object_ok},
+                                 {"attempt_outcome", l_attempt_outcome},
                                  {"check_request", l_check_request},
                                  {"usage_tokens", l_usage_tokens},
                                  {"shared_bucket", l_shared_bucket},

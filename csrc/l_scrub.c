@@ -5,6 +5,7 @@
  * keys_only: redact the secrets only (no "Bearer <token>", no cut key at the
  * end), for successful answers. A value that is not a string comes back as is. */
 #include "compat.h"
+#include "l_common.h"
 #include "scrub.h"
 
 #define SCRUB_MT "llmrelay.scrubber"
@@ -61,10 +62,7 @@ static int l_tostring(lua_State *L) {
 static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)lrc_rawlen(L, 1);
-  scrubber *u = lrc_newuserdata(L, sizeof *u);
-  u->s = NULL;
-  luaL_getmetatable(L, SCRUB_MT);
-  lua_setmetatable(L, -2);
+  scrubber *u = lrl_new_object(L, sizeof *u, SCRUB_MT);
   u->s = lr_scrub_new();
   if (!u->s) return luaL_error(L, "llmrelay: out of memory");
   for (int i = 1; i <= n; i++) {
@@ -80,15 +78,8 @@ static int l_new(lua_State *L) {
 
 void lr_scrub_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"text", l_text}, {"json", l_json}, {NULL, NULL}};
-  luaL_newmetatable(L, SCRUB_MT);
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg mm[] = {{"__gc", l_gc}, {"__tostring", l_tostring}, {NULL, NULL}};
+  lrl_register_class(L, SCRUB_MT, mm, methods);
   static const luaL_Reg fns[] = {{"scrubber", l_new}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
   lua_pushinteger(L, LR_SCRUB_MIN_SECRET);

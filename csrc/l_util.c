@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clock.h"
 #include "compat.h"
 #include "jsoncheck.h"
 #include "l_common.h"
-#include "transport_curl.h"
 
 static int l_now(lua_State *L) {
   lua_pushnumber(L, lr_now_mono());

@@ -1,6 +1,9 @@
 /* The request state machine. See relay.h and DESIGN.md "The request state machine". */
 #include "relay.h"
 
+#include "classify.h"
+#include "queue.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,8 +23,7 @@ struct lr_relay {
   lr_rng rng;
   lr_req *ready_head[N_PRIO], *ready_tail[N_PRIO]; /* requests to decide for: FIFO per priority */
   lr_req *done_head, *done_tail;   /* finished, to hand back */
-  lr_req **heap;                   /* waiting requests, min-heap on wake_at */
-  int heap_n, heap_cap;
+  lr_req_heap waiting;             /* waiting requests, min-heap on wake_at */
   int in_flight;
   long active;
   long budget_slice[BUDGET_SLICES];
@@ -32,91 +34,14 @@ struct lr_relay {
   int seen_state[LR_MAX_ENDPOINTS];
 };
 
-/* ---- lists and heap ---------------------------------------------------- */
-
-static void list_push(lr_req **head, lr_req **tail, lr_req *r, int front) {
-  r->prev = r->next = NULL;
-  if (!*head) {
-    *head = *tail = r;
-  } else if (front) {
-    r->next = *head;
-    (*head)->prev = r;
-    *head = r;
-  } else {
-    r->prev = *tail;
-    (*tail)->next = r;
-    *tail = r;
-  }
-}
-
-static void list_unlink(lr_req **head, lr_req **tail, lr_req *r) {
-  if (r->prev) r->prev->next = r->next;
-  else *head = r->next;
-  if (r->next) r->next->prev = r->prev;
-  else *tail = r->prev;
-  r->prev = r->next = NULL;
-}
-
-static void heap_swap(lr_relay *rl, int a, int b) {
-  lr_req *t = rl->heap[a];
-  rl->heap[a] = rl->heap[b];
-  rl->heap[b] = t;
-  rl->heap[a]->heap_idx = a;
-  rl->heap[b]->heap_idx = b;
-}
-
-static void heap_up(lr_relay *rl, int i) {
-  while (i > 0) {
-    int p = (i - 1) / 2;
-    if (rl->heap[p]->wake_at <= rl->heap[i]->wake_at) break;
-    heap_swap(rl, i, p);
-    i = p;
-  }
-}
-
-static void heap_down(lr_relay *rl, int i) {
-  for (;;) {
-    int l = 2 * i + 1, r = l + 1, m = i;
-    if (l < rl->heap_n && rl->heap[l]->wake_at < rl->heap[m]->wake_at) m = l;
-    if (r < rl->heap_n && rl->heap[r]->wake_at < rl->heap[m]->wake_at) m = r;
-    if (m == i) break;
-    heap_swap(rl, i, m);
-    i = m;
-  }
-}
-
-static int heap_push(lr_relay *rl, lr_req *r) {
-  if (rl->heap_n == rl->heap_cap) {
-    int cap = rl->heap_cap ? rl->heap_cap * 2 : 64;
-    lr_req **h = realloc(rl->heap, (size_t)cap * sizeof *h);
-    if (!h) return -1;
-    rl->heap = h;
-    rl->heap_cap = cap;
-  }
-  r->heap_idx = rl->heap_n;
-  rl->heap[rl->heap_n++] = r;
-  heap_up(rl, r->heap_idx);
-  return 0;
-}
-
-static void heap_remove(lr_relay *rl, lr_req *r) {
-  int i = r->heap_idx;
-  rl->heap_n--;
-  if (i != rl->heap_n) {
-    rl->heap[i] = rl->heap[rl->heap_n];
-    rl->heap[i]->heap_idx = i;
-    heap_down(rl, i);
-    heap_up(rl, rl->heap[i]->heap_idx);
-  }
-  r->heap_idx = -1;
-}
+/* ---- ready lists (queue.c) ------------------------------------------- */
 
 static void ready_push(lr_relay *rl, lr_req *r, int front) {
-  list_push(&rl->ready_head[r->prio], &rl->ready_tail[r->prio], r, front);
+  lr_list_push(&rl->ready_head[r->prio], &rl->ready_tail[r->prio], r, front);
 }
 
 static void ready_unlink(lr_relay *rl, lr_req *r) {
-  list_unlink(&rl->ready_head[r->prio], &rl->ready_tail[r->prio], r);
+  lr_list_unlink(&rl->ready_head[r->prio], &rl->ready_tail[r->prio], r);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -197,7 +122,7 @@ lr_relay *lr_relay_new(const lr_relay_cfg *cfg, const lr_endpoint_cfg *eps, int 
 void lr_relay_free(lr_relay *rl) {
   if (!rl) return;
   lr_pool_free(&rl->pool);
-  free(rl->heap);
+  lr_heap_free(&rl->waiting);
   free(rl);
 }
 
@@ -219,7 +144,7 @@ static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt,
     vsnprintf(r->message, sizeof r->message, fmt, ap);
     va_end(ap);
   }
-  list_push(&rl->done_head, &rl->done_tail, r, 0);
+  lr_list_push(&rl->done_head, &rl->done_tail, r, 0);
 }
 
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
@@ -383,9 +308,8 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
 
 int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_wake) {
   int n = 0;
-  while (rl->heap_n > 0 && rl->heap[0]->wake_at <= now) {
-    lr_req *r = rl->heap[0];
-    heap_remove(rl, r);
+  for (lr_req *r; (r = lr_heap_top(&rl->waiting)) && r->wake_at <= now;) {
+    lr_heap_remove(&rl->waiting, r);
     if (r->new_round_on_wake) {
       r->tried = 0;
       r->rounds++;
@@ -404,14 +328,14 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
         full = 1; /* no slot: nothing below may overtake */
         break;
       }
-      list_unlink(head, tail, r);
+      lr_list_unlink(head, tail, r);
       switch (decide(rl, r, now)) {
       case D_SEND:
         out[n++] = r;
         break;
       case D_WAIT:
         r->state = LR_REQ_WAITING;
-        if (heap_push(rl, r) != 0) finish(rl, r, r->kind, "out of memory");
+        if (lr_heap_push(&rl->waiting, r) != 0) finish(rl, r, r->kind, "out of memory");
         break;
       case D_BLOCKED: /* put back where it was */
         if (next) {
@@ -421,7 +345,7 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
           else *head = r;
           next->prev = r;
         } else {
-          list_push(head, tail, r, 0);
+          lr_list_push(head, tail, r, 0);
         }
         blocked++;
         if (r->wake_at < blocked_wake) blocked_wake = r->wake_at;
@@ -435,105 +359,16 @@ int lr_relay_poll(lr_relay *rl, double now, lr_req **out, int max, double *next_
   }
   while (n < max && rl->done_head) {
     lr_req *r = rl->done_head;
-    list_unlink(&rl->done_head, &rl->done_tail, r);
+    lr_list_unlink(&rl->done_head, &rl->done_tail, r);
     rl->active--;
     out[n++] = r;
   }
   emit_breaker_changes(rl);
-  *next_wake = rl->heap_n ? rl->heap[0]->wake_at : INFINITY;
+  *next_wake = rl->waiting.n ? lr_heap_top(&rl->waiting)->wake_at : INFINITY;
   if (blocked_wake < *next_wake) *next_wake = blocked_wake;
   if (rl->done_head || (ready_left && rl->in_flight < rl->cfg.concurrency && blocked == 0))
     *next_wake = now; /* more to hand out than fitted in `out` */
   return n;
-}
-
-/* ---- classifying an outcome ------------------------------------------------ */
-
-typedef enum { C_OK, C_FINAL, C_RETRY, C_RETRY_ELSEWHERE } verdict_action;
-
-typedef struct {
-  lr_error_kind kind;
-  lr_verdict health;
-  verdict_action action;
-  double throttle_s; /* > 0: rest the endpoint this long */
-  int free;          /* its retry adds no load: routing (404) or paced by the server (429) */
-  int bare;          /* a 429 with no hint: the endpoint's learnt pace is cut, no pause */
-} classification;
-
-static double server_delay(const lr_outcome *o) { return o->hints ? lr_hints_server_delay(o->hints) : -1; }
-
-static classification classify(const lr_req *r, const lr_outcome *o, double now) {
-  classification c = {LR_E_NONE, LR_VERDICT_NEUTRAL, C_RETRY, 0, 0, 0};
-  int st = o->status;
-  if (o->transport != LR_E_NONE) {
-    c.kind = o->transport;
-    switch (o->transport) {
-    case LR_E_TIMEOUT:
-      c.health = LR_VERDICT_FAILURE;
-      if (now >= r->deadline - 1e-3) {
-        c.kind = LR_E_DEADLINE;
-        c.action = C_FINAL;
-      }
-      break;
-    case LR_E_CONNECT:
-    case LR_E_DECODE:
-    case LR_E_SERVER_ERROR: /* a stream's error event */
-      c.health = LR_VERDICT_FAILURE;
-      break;
-    default: /* body over the cap, cancelled: trying elsewhere would end the same */
-      c.action = C_FINAL;
-      break;
-    }
-    return c;
-  }
-  if (st >= 200 && st < 300) {
-    if (o->body_ok) {
-      c.action = C_OK;
-      c.health = LR_VERDICT_SUCCESS;
-    } else {
-      /* The endpoint answered; what it said cannot be used. The same request
-       * would likely get the same answer there (an echo of the request, an
-       * answer over the decode cap), so it goes elsewhere, and the breaker
-       * does not count it: one request's answer must not close an endpoint
-       * for every other request. */
-      c.kind = LR_E_DECODE;
-      c.action = C_RETRY_ELSEWHERE;
-    }
-    return c;
-  }
-  int should_retry = o->hints ? o->hints->should_retry : -1;
-  double sd = server_delay(o);
-  if (st == 429) {
-    c.kind = LR_E_RATE_LIMITED;
-    c.free = 1;
-    if (sd >= 0) c.throttle_s = sd;
-    else c.bare = 1; /* no hint: information about the endpoint's rate, not a reason to sleep */
-  } else if (st >= 500) {
-    c.kind = LR_E_SERVER_ERROR;
-    c.health = LR_VERDICT_FAILURE;
-    if (sd > 0) c.throttle_s = sd; /* a 503 with Retry-After asks for a pause */
-  } else if (st == 401 || st == 402 || st == 403) {
-    c.kind = LR_E_HTTP; /* this endpoint's key or account is bad: another may be fine */
-    c.health = LR_VERDICT_FAILURE;
-  } else if (st == 404) {
-    c.kind = LR_E_HTTP; /* this endpoint does not serve the model (or the path) */
-    c.action = C_RETRY_ELSEWHERE;
-    c.free = 1;
-  } else if (st == 408) {
-    c.kind = LR_E_TIMEOUT;
-    c.health = LR_VERDICT_FAILURE;
-  } else if (st == 409 || st == 425) {
-    c.kind = LR_E_HTTP;
-  } else if (st == 400 || st == 413 || st == 422) {
-    c.kind = LR_E_INVALID_REQUEST; /* the request is wrong: it would fail anywhere */
-    c.health = LR_VERDICT_SUCCESS;
-    c.action = C_FINAL;
-  } else {
-    c.kind = LR_E_HTTP;
-    c.action = should_retry == 1 ? C_RETRY : C_FINAL;
-  }
-  if (should_retry == 0 && c.action != C_OK) c.action = C_FINAL;
-  return c;
 }
 
 void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
@@ -543,10 +378,10 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->latency_s = now - r->sent_at;
   r->status = o->status;
   r->last_endpoint = i;
-  classification c = classify(r, o, now);
+  lr_classification c = lr_classify(o, r->deadline, now);
   r->verdict = c.health;
   r->partial = o->partial || o->committed; /* finish() then names the failure stream_interrupted */
-  if (o->committed && c.action != C_OK) c.action = C_FINAL; /* the caller has part of the answer: no second one */
+  if (o->committed && c.action != LR_ACT_OK) c.action = LR_ACT_FINAL; /* the caller has part of the answer: no second one */
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
   if (o->status > 0) lr_pool_reached(&rl->pool, i); /* an executor may have said so sooner */
   lr_pool_learn(&rl->pool, i, o->hints, o->status, r->sent_at, now);
@@ -570,18 +405,18 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   if (o->message) snprintf(r->message, sizeof r->message, "%s", o->message);
   r->endpoint = -1;
   switch (c.action) {
-  case C_OK:
+  case LR_ACT_OK:
     if (o->usage_tokens >= 0) lr_pool_on_usage(&rl->pool, i, r->tokens, o->usage_tokens, now);
     r->retry_after_s = -1;
     finish(rl, r, LR_E_NONE, NULL);
     return;
-  case C_FINAL:
+  case LR_ACT_FINAL:
     finish(rl, r, c.kind, NULL);
     return;
-  case C_RETRY_ELSEWHERE:
+  case LR_ACT_RETRY_ELSEWHERE:
     r->allowed &= ~((uint64_t)1 << i);
     break;
-  case C_RETRY:
+  case LR_ACT_RETRY:
     break;
   }
   r->tried |= (uint64_t)1 << i;
@@ -629,7 +464,7 @@ lr_req_state lr_relay_cancel(lr_relay *rl, lr_req *r, lr_error_kind kind, double
     ready_unlink(rl, r);
     break;
   case LR_REQ_WAITING:
-    heap_remove(rl, r);
+    lr_heap_remove(&rl->waiting, r);
     break;
   case LR_REQ_SENDING:
     rl->in_flight--;
@@ -643,7 +478,7 @@ lr_req_state lr_relay_cancel(lr_relay *rl, lr_req *r, lr_error_kind kind, double
     /* it may be waiting in the done list */
     for (lr_req *d = rl->done_head; d; d = d->next)
       if (d == r) {
-        list_unlink(&rl->done_head, &rl->done_tail, r);
+        lr_list_unlink(&rl->done_head, &rl->done_tail, r);
         rl->active--;
         break;
       }

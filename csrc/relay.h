@@ -27,6 +27,7 @@ typedef enum { LR_REQ_NEW, LR_REQ_READY, LR_REQ_WAITING, LR_REQ_SENDING, LR_REQ_
 /* Request priorities: higher goes first; FIFO within a priority. */
 #define LR_PRIORITY_MIN (-10)
 #define LR_PRIORITY_MAX 10
+#define LR_POLL_BATCH 256 /* requests (results, decisions, events) one poll hands over at most, in the bindings and executors */
 
 typedef struct lr_req {
   /* Read by executors. */

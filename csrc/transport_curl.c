@@ -1,8 +1,6 @@
-/* The libcurl multi executor. See transport_curl.h. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memmem */
-#endif
-#include "transport_curl.h"
+/* The libcurl multi executor: life cycle, calls, libcurl callbacks, streams.
+ * Its attempts and wait loop are in transport_curl_step.c. See transport_curl.h. */
+#include "transport_curl_int.h"
 
 #include "answer.h"
 
@@ -11,80 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include "jsoncheck.h"
-#include "sse.h"
-
-#define SLOT_BITS 24
-#define SLOT_MASK ((1u << SLOT_BITS) - 1)
-#define POLL_BATCH 256
-
-/* How a stream attempt went wrong, beyond what libcurl reports. */
-/* x->fault: an lr_stream_fault, or this transport's own: */
-enum { SF_IDLE = LR_SF_NOMEM + 1 };
-
-typedef struct lr_transfer {
-  CURL *easy;
-  lr_client *client;
-  lr_call *call;
-  char *buf;
-  size_t len, cap;
-  lr_hints hints;
-  int got_first_byte;
-  int in_head; /* a status line came and its header block has not ended */
-  int too_large;
-  double wall; /* wall clock at the first header, for HTTP-date hints */
-  double first_byte_deadline;
-  int active_idx;
-  /* streams */
-  int mode;             /* 0 until the first body byte; 1 buffered (JSON, errors), 2 decoded as SSE */
-  lr_sse sse;
-  int saw_done, saw_finish, fault;
-  double stream_usage;  /* usage.total_tokens of the final chunk; < 0 none */
-  size_t stream_bytes;
-  double last_read_at;  /* for timeout.idle */
-  char errbuf[CURL_ERROR_SIZE];
-  struct lr_transfer *next_free;
-} lr_transfer;
-
-typedef struct client_endpoint {
-  char *url;
-  struct curl_slist *headers;
-} client_endpoint;
-
-struct lr_client {
-  lr_client_cfg cfg;
-  char *ca_file, *user_agent;
-  lr_relay *relay;
-  CURLM *multi;
-  client_endpoint ep[LR_MAX_ENDPOINTS];
-  int n_ep;
-  lr_transfer **active;
-  int n_active, cap_active;
-  lr_transfer *free_xfers;
-  lr_call **slots;
-  uint32_t n_slots, cap_slots;
-  uint32_t *free_slots;
-  uint32_t n_free_slots;
-  uint64_t next_gen;
-  uint64_t *ready;      /* ids of stream calls with events waiting */
-  int n_ready, cap_ready;
-  lr_call *done_head, *done_tail;
-  long n_done;
-};
-
-double lr_now_mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double lr_now_wall(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static char *dupstr(const char *s) {
   if (!s) return NULL;
@@ -156,7 +80,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
 
 /* ---- streams ------------------------------------------------------------------ */
 
-static void keep_error_text(lr_call *call, const char *b, size_t n) {
+void lr_tc_keep_error_text(lr_call *call, const char *b, size_t n) {
   if (n > sizeof call->err_body) n = sizeof call->err_body;
   memcpy(call->err_body, b, n);
   call->err_body_len = n;
@@ -175,53 +99,6 @@ static int ready_push(lr_client *c, lr_call *call) {
   return 0;
 }
 
-static int on_event(void *ud, const lr_sse_event *ev) {
-  lr_transfer *x = ud;
-  lr_call *call = x->call;
-  switch (lr_answer_classify(ev, x->saw_done)) {
-  case LR_SEV_DONE:
-    x->saw_done = 1;
-    return 0;
-  case LR_SEV_SKIP:
-    return 0;
-  case LR_SEV_ERROR:
-    x->fault = LR_SF_ERROR_EVENT;
-    keep_error_text(call, ev->data, ev->data_len);
-    return 1;
-  case LR_SEV_BAD:
-    x->fault = LR_SF_BAD_EVENT;
-    keep_error_text(call, ev->data, ev->data_len);
-    return 1;
-  case LR_SEV_DATA:
-    break;
-  }
-  if (!x->saw_finish && lr_answer_has_finish_reason(ev->data, ev->data_len)) x->saw_finish = 1;
-  double u = lr_answer_usage_tokens(ev->data, ev->data_len);
-  if (u >= 0) x->stream_usage = u;
-  size_t need = call->ev_len + 4 + ev->data_len;
-  if (need > call->ev_cap) {
-    size_t cap = call->ev_cap ? call->ev_cap : 4096;
-    while (cap < need) cap *= 2;
-    char *b = realloc(call->ev, cap);
-    if (!b) {
-      x->fault = LR_SF_NOMEM;
-      return 1;
-    }
-    call->ev = b;
-    call->ev_cap = cap;
-  }
-  uint32_t len = (uint32_t)ev->data_len;
-  memcpy(call->ev + call->ev_len, &len, 4);
-  memcpy(call->ev + call->ev_len + 4, ev->data, ev->data_len);
-  call->ev_len = need;
-  call->ev_n++;
-  if (!call->notified && ready_push(x->client, call) != 0) {
-    x->fault = LR_SF_NOMEM;
-    return 1;
-  }
-  return 0;
-}
-
 static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
   x->last_read_at = lr_now_mono();
   x->stream_bytes += n;
@@ -229,11 +106,13 @@ static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
     x->too_large = 1;
     return 0;
   }
-  int rc = lr_sse_feed(&x->sse, data, n, on_event, x);
-  if (rc == LR_SSE_OK) return n;
-  if (rc == LR_SSE_TOO_BIG) x->fault = LR_SF_TOO_BIG;
-  else if (rc == LR_SSE_NOMEM) x->fault = LR_SF_NOMEM;
-  return 0; /* aborts the transfer; x->fault says why */
+  lr_call *call = x->call;
+  long before = call->ev.n;
+  int fault = lr_evstream_feed(&x->es, &call->ev, data, n);
+  if (fault == LR_SF_ERROR_EVENT || fault == LR_SF_BAD_EVENT)
+    lr_tc_keep_error_text(call, x->es.fault_text, x->es.fault_text_len);
+  if (call->ev.n > before && !call->notified && ready_push(x->client, call) != 0) x->es.fault = LR_SF_NOMEM;
+  return x->es.fault == LR_SF_NONE ? n : 0; /* 0 aborts the transfer; x->es.fault says why */
 }
 
 int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max) {
@@ -251,12 +130,11 @@ int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max) {
 
 const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n) {
   (void)c;
-  *len = call->ev_len;
-  *n = call->ev_n;
-  call->delivered += call->ev_n;
-  call->ev_len = 0;
-  call->ev_n = 0;
-  return call->ev;
+  *len = call->ev.len;
+  *n = call->ev.n;
+  call->delivered += call->ev.n;
+  lr_evq_clear(&call->ev);
+  return call->ev.buf;
 }
 
 /* ---- life cycle ------------------------------------------------------------ */
@@ -317,7 +195,7 @@ oom:
 
 static void transfer_destroy(lr_transfer *x) {
   if (x->easy) curl_easy_cleanup(x->easy);
-  lr_sse_free(&x->sse);
+  lr_evstream_free(&x->es);
   free(x->buf);
   free(x);
 }
@@ -339,7 +217,7 @@ void lr_client_free(lr_client *c) {
     if (!c->slots[s]) continue;
     free(c->slots[s]->body);
     free(c->slots[s]->resp);
-    free(c->slots[s]->ev);
+    lr_evq_free(&c->slots[s]->ev);
     free(c->slots[s]);
   }
   free(c->slots);
@@ -427,8 +305,8 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
   call->err_body_len = 0;
   call->next_done = NULL;
   call->stream = stream;
-  call->ev_len = 0;
-  call->ev_n = call->delivered = 0;
+  lr_evq_clear(&call->ev);
+  call->delivered = 0;
   call->notified = 0;
   lr_relay_submit(c->relay, &call->req, allowed, tokens, deadline, timeout_s, priority, call);
   return call;
@@ -437,14 +315,14 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 void lr_client_release(lr_client *c, lr_call *call) {
   call->body_len = 0;
   call->resp_len = 0;
-  call->ev_len = 0;
-  call->ev_n = call->delivered = 0;
+  lr_evq_clear(&call->ev);
+  call->delivered = 0;
   call->stream = call->notified = 0;
   call->id = 0;
   c->free_slots[c->n_free_slots++] = call->slot;
 }
 
-static void push_done(lr_client *c, lr_call *call) {
+void lr_tc_push_done(lr_client *c, lr_call *call) {
   call->next_done = NULL;
   if (c->done_tail) c->done_tail->next_done = call;
   else c->done_head = call;
@@ -463,7 +341,7 @@ lr_call *lr_client_next_done(lr_client *c) {
 
 /* ---- transfers --------------------------------------------------------------- */
 
-static lr_transfer *transfer_get(lr_client *c) {
+lr_transfer *lr_tc_transfer_get(lr_client *c) {
   lr_transfer *x = c->free_xfers;
   if (x) {
     c->free_xfers = x->next_free;
@@ -478,7 +356,7 @@ static lr_transfer *transfer_get(lr_client *c) {
   }
   x->client = c;
   size_t max_event = lr_answer_max_event(c->cfg.max_response_bytes);
-  lr_sse_init(&x->sse, max_event ? max_event : 1);
+  lr_evstream_init(&x->es, max_event ? max_event : 1);
   CURL *e = x->easy;
   curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -504,293 +382,8 @@ static lr_transfer *transfer_get(lr_client *c) {
   return x;
 }
 
-static void transfer_put(lr_client *c, lr_transfer *x) {
+void lr_tc_transfer_put(lr_client *c, lr_transfer *x) {
   x->call = NULL;
   x->next_free = c->free_xfers;
   c->free_xfers = x;
-}
-
-static void active_remove(lr_client *c, lr_transfer *x) {
-  int k = x->active_idx;
-  c->active[k] = c->active[--c->n_active];
-  c->active[k]->active_idx = k;
-  curl_multi_remove_handle(c->multi, x->easy);
-}
-
-static void report(lr_client *c, lr_call *call, int status, lr_error_kind transport, int body_ok,
-                   const lr_hints *h, const char *msg) {
-  lr_outcome o = {.status = status, .transport = transport, .body_ok = body_ok, .hints = h, .message = msg,
-                  .usage_tokens = -1};
-  lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
-}
-
-static int transfer_start(lr_client *c, lr_call *call, double now) {
-  int i = call->req.endpoint;
-  lr_transfer *x = transfer_get(c);
-  if (!x) return -1;
-  CURL *e = x->easy;
-  x->call = call;
-  x->len = 0;
-  x->got_first_byte = 0;
-  x->in_head = 0;
-  x->wall = 0;
-  x->too_large = 0;
-  x->errbuf[0] = 0;
-  x->mode = 0;
-  x->saw_done = x->saw_finish = 0;
-  x->fault = LR_SF_NONE;
-  x->stream_usage = -1;
-  x->stream_bytes = 0;
-  x->last_read_at = now;
-  lr_sse_reset(&x->sse);
-  lr_hints_init(&x->hints);
-  double t = call->req.attempt_timeout_s;
-  x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;
-  curl_easy_setopt(e, CURLOPT_URL, c->ep[i].url);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->ep[i].headers);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(t > 0 ? ceil(t * 1000.0) : 0));
-  if (c->n_active == c->cap_active) { /* the relay keeps within concurrency; be safe anyway */
-    lr_transfer **a = realloc(c->active, (size_t)c->cap_active * 2 * sizeof *a);
-    if (!a) {
-      transfer_put(c, x);
-      return -1;
-    }
-    c->active = a;
-    c->cap_active *= 2;
-  }
-  if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
-    transfer_put(c, x);
-    return -1;
-  }
-  x->active_idx = c->n_active;
-  c->active[c->n_active++] = x;
-  call->xfer = x;
-  return 0;
-}
-
-/* A stream attempt ended: complete ([DONE] or a finish_reason came), or cut,
- * silent too long, or carrying an error. */
-static void stream_done(lr_client *c, lr_transfer *x, CURLcode rc, long status) {
-  lr_call *call = x->call;
-  char msg[CURL_ERROR_SIZE + 96];
-  lr_outcome o = {.status = (int)status, .hints = &x->hints, .usage_tokens = -1, .committed = call->delivered > 0};
-  msg[0] = 0;
-  switch (x->fault) {
-  case LR_SF_ERROR_EVENT:
-  case LR_SF_BAD_EVENT:
-  case LR_SF_TOO_BIG:
-  case LR_SF_NOMEM:
-    o.transport = lr_answer_fault((lr_stream_fault)x->fault, x->sse.max_event, msg, sizeof msg);
-    break;
-  case SF_IDLE:
-    o.transport = LR_E_TIMEOUT;
-    snprintf(msg, sizeof msg, "timeout: the stream was silent for idle (%.3g s)", c->cfg.idle_timeout_s);
-    break;
-  default:
-    if (x->too_large) {
-      o.transport = LR_E_HTTP;
-      snprintf(msg, sizeof msg, "stream exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
-    } else if (rc == CURLE_OK) {
-      lr_sse_finish(&x->sse); /* an event without its blank line is no event */
-      o.body_ok = x->saw_done || x->saw_finish;
-      if (o.body_ok) o.usage_tokens = x->stream_usage;
-      else snprintf(msg, sizeof msg, "the stream ended without [DONE] or a finish_reason");
-    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-      o.transport = LR_E_TIMEOUT;
-      snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    } else {
-      o.transport = LR_E_CONNECT;
-      snprintf(msg, sizeof msg, "the stream was cut: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    }
-  }
-  if (msg[0]) o.message = msg;
-  o.partial = call->ev_n > 0;
-  lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
-  if (call->req.state != LR_REQ_DONE) { /* retried: nothing reached the caller, the next attempt starts afresh */
-    call->ev_len = 0;
-    call->ev_n = 0;
-  }
-}
-
-/* libcurl refuses a response header line over CURL_MAX_HTTP_HEADER (100 KB)
- * with CURLE_OUT_OF_MEMORY and no text (CURLE_TOO_LARGE since 8.6), and a
- * header block over 300 KB with CURLE_RECV_ERROR "Too large response
- * headers".  Inside a header block that is the upstream's doing, unless
- * memory is really short: then a buffer twice the limit cannot be had either. */
-static const char *header_refused(const lr_transfer *x, CURLcode rc) {
-  static const char line[] = "the upstream sent a response header line over libcurl's limit of 100 KB";
-  if (!x->in_head) return NULL;
-#if LIBCURL_VERSION_NUM >= 0x080600
-  if (rc == CURLE_TOO_LARGE) return line;
-#endif
-  if (rc == CURLE_RECV_ERROR && strncmp(x->errbuf, "Too large response headers", 26) == 0)
-    return "the upstream's response headers exceed libcurl's limit of 300 KB";
-  if (rc != CURLE_OUT_OF_MEMORY) return NULL;
-  char *volatile probe = malloc(2 * CURL_MAX_HTTP_HEADER); /* volatile: the compiler may not assume success */
-  if (!probe) return NULL;
-  free(probe);
-  return line;
-}
-
-static void transfer_done(lr_client *c, lr_transfer *x, CURLcode rc) {
-  lr_call *call = x->call;
-  active_remove(c, x);
-  call->xfer = NULL;
-  long status = 0;
-  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-  char msg[CURL_ERROR_SIZE + 96];
-  const char *refused;
-  if (x->mode == 2) {
-    stream_done(c, x, rc, status);
-  } else if (rc == CURLE_OK) {
-    int ok = 0;
-    char why[200] = ""; /* a 2xx body that will not do: why */
-    if (status >= 200 && status < 300) {
-      ok = lr_json_check_answer(x->buf, x->len, LR_MAX_JSON_DEPTH, c->cfg.max_response_bytes, why, sizeof why) == 0;
-      if (ok) { /* both buffers live as long as their owners: a copy, no allocation */
-        if (call->resp_cap < x->len + 1) {
-          char *b = realloc(call->resp, x->len + 1);
-          if (!b) {
-            snprintf(why, sizeof why, "out of memory for the response body");
-            ok = 0;
-          } else {
-            call->resp = b;
-            call->resp_cap = x->len + 1;
-          }
-        }
-        if (ok) {
-          memcpy(call->resp, x->buf, x->len);
-          call->resp_len = x->len;
-        }
-      }
-    }
-    if (!ok) keep_error_text(call, x->buf, x->len);
-    lr_outcome o = {.status = (int)status, .body_ok = ok, .hints = &x->hints,
-                    .message = why[0] ? why : NULL,
-                    .usage_tokens = ok ? lr_answer_usage_tokens(x->buf, x->len) : -1};
-    lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
-  } else if (x->too_large) {
-    snprintf(msg, sizeof msg, "response body exceeds max_response_bytes (%zu)", c->cfg.max_response_bytes);
-    report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
-  } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-    snprintf(msg, sizeof msg, "timeout: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
-  } else if ((refused = header_refused(x, rc))) {
-    if (rc == CURLE_RECV_ERROR) snprintf(msg, sizeof msg, "%s (%s)", refused, x->errbuf);
-    else snprintf(msg, sizeof msg, "%s", refused);
-    report(c, call, (int)status, LR_E_HTTP, 0, &x->hints, msg);
-  } else {
-    snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-    curl_off_t sent_at = 0; /* 0: the request was never sent (refused, DNS, TLS handshake) */
-    curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &sent_at);
-    lr_outcome o = {.transport = LR_E_CONNECT, .message = msg, .not_sent = sent_at == 0, .usage_tokens = -1};
-    lr_relay_report(c->relay, &call->req, &o, lr_now_mono());
-  }
-  transfer_put(c, x);
-}
-
-/* Hands the relay's decisions to libcurl until it has nothing more to say. */
-static double dispatch(lr_client *c) {
-  lr_req *out[POLL_BATCH];
-  double next_wake = INFINITY;
-  for (;;) {
-    double now = lr_now_mono();
-    int n = lr_relay_poll(c->relay, now, out, POLL_BATCH, &next_wake);
-    for (int k = 0; k < n; k++) {
-      lr_call *call = out[k]->udata;
-      if (out[k]->state == LR_REQ_DONE) {
-        push_done(c, call);
-      } else if (transfer_start(c, call, now) != 0) {
-        report(c, call, 0, LR_E_CONNECT, 0, NULL, "could not start a transfer (out of memory)");
-      }
-    }
-    if (n < POLL_BATCH && next_wake > now) return next_wake;
-  }
-}
-
-/* When a transfer's own timer (first byte, stream idle) expires; INFINITY if none. */
-static double timer_due(const lr_client *c, const lr_transfer *x) {
-  if (!x->got_first_byte) return x->first_byte_deadline;
-  if (x->call && x->call->stream && x->mode != 1 && c->cfg.idle_timeout_s > 0)
-    return x->last_read_at + c->cfg.idle_timeout_s;
-  return INFINITY;
-}
-
-/* Ends the transfers whose own timer expired. */
-static void check_timers(lr_client *c, double now) {
-  for (int k = 0; k < c->n_active;) {
-    lr_transfer *x = c->active[k];
-    if (now < timer_due(c, x)) {
-      k++;
-    } else if (x->got_first_byte) { /* a stream gone silent */
-      x->fault = SF_IDLE;
-      x->mode = 2;
-      transfer_done(c, x, CURLE_OPERATION_TIMEDOUT); /* the slot now holds another transfer */
-    } else {
-      lr_call *call = x->call;
-      active_remove(c, x);
-      call->xfer = NULL;
-      char msg[96];
-      snprintf(msg, sizeof msg, "timeout: no response within first_byte (%.3g s)", c->cfg.first_byte_timeout_s);
-      report(c, call, 0, LR_E_TIMEOUT, 0, NULL, msg);
-      transfer_put(c, x);
-    }
-  }
-}
-
-int lr_client_step(lr_client *c, double max_wait_s, char *err, size_t errlen) {
-  double wake = dispatch(c);
-  double now = lr_now_mono();
-  double wait = c->n_done ? 0 : max_wait_s;
-  if (wake - now < wait) wait = wake - now;
-  for (int k = 0; k < c->n_active; k++) {
-    double due = timer_due(c, c->active[k]);
-    if (due - now < wait) wait = due - now;
-  }
-  if (wait < 0) wait = 0;
-  if (c->n_active > 0 || wait > 0) {
-    int ms = (int)ceil(wait * 1000.0);
-    CURLMcode mc = curl_multi_poll(c->multi, NULL, 0, ms, NULL);
-    if (mc != CURLM_OK) {
-      snprintf(err, errlen, "curl_multi_poll: %s", curl_multi_strerror(mc));
-      return -1;
-    }
-  }
-  int running = 0;
-  CURLMcode mc = curl_multi_perform(c->multi, &running);
-  if (mc != CURLM_OK) {
-    snprintf(err, errlen, "curl_multi_perform: %s", curl_multi_strerror(mc));
-    return -1;
-  }
-  CURLMsg *m;
-  int left;
-  while ((m = curl_multi_info_read(c->multi, &left))) {
-    if (m->msg != CURLMSG_DONE) continue;
-    lr_transfer *x = NULL;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-    if (x && x->call) transfer_done(c, x, m->data.result);
-  }
-  check_timers(c, lr_now_mono());
-  dispatch(c);
-  return (int)c->n_done;
-}
-
-void lr_client_cancel(lr_client *c, lr_call *call) {
-  lr_req_state was = lr_relay_cancel(c->relay, &call->req, LR_E_CANCELLED, lr_now_mono());
-  if (was == LR_REQ_SENDING && call->xfer) {
-    lr_transfer *x = call->xfer;
-    active_remove(c, x);
-    call->xfer = NULL;
-    transfer_put(c, x);
-  }
-  if (was != LR_REQ_DONE) {
-    push_done(c, call);
-    return;
-  }
-  /* finished before the cancel: keep its result, unless already queued */
-  for (lr_call *d = c->done_head; d; d = d->next_done)
-    if (d == call) return;
-  push_done(c, call);
 }

@@ -1,35 +1,13 @@
 /* The native executor: runs the relay's actions on one libcurl multi handle.
- * Nothing here decides a retry or a failover; relay.c does. No Lua either:
+ * It keeps the executor contract of executor.h: nothing here decides a retry,
+ * a failover, an error kind or a message; the core does. No Lua either:
  * l_client.c binds this to Lua. */
 #ifndef LR_TRANSPORT_CURL_H
 #define LR_TRANSPORT_CURL_H
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hints.h"
-#include "relay.h"
-
-typedef struct lr_client_endpoint {
-  const char *url;             /* full URL of chat/completions */
-  const char *const *headers;  /* "Name: value" lines (Authorization included) */
-  int n_headers;
-  const char *const *models;   /* models it serves; n_models == 0: every model */
-  int n_models;
-  lr_endpoint_cfg policy;
-} lr_client_endpoint;
-
-typedef struct lr_client_cfg {
-  lr_relay_cfg relay;
-  lr_breaker_cfg breaker;
-  lr_strategy strategy;
-  double connect_timeout_s, first_byte_timeout_s;
-  double idle_timeout_s;       /* streams: the longest silence between two reads once the answer began; <= 0 none */
-  const char *ca_file;         /* NULL: the system's CA store */
-  int insecure;                /* 1: do not verify TLS peers (only when asked) */
-  size_t max_response_bytes;
-  const char *user_agent;
-  uint64_t seed;
-} lr_client_cfg;
+#include "executor.h"
 
 typedef struct lr_client lr_client;
 struct lr_transfer;
@@ -43,16 +21,14 @@ typedef struct lr_call {
   struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
   char *resp;                  /* DONE ok: the response body; the buffer is kept for the slot's next call */
   size_t resp_len, resp_cap;
-  char err_body[2048];         /* LRL_ERROR_BODY: the last failed answer's body (truncated), for messages */
+  char err_body[LR_ERROR_BODY]; /* the last failed answer's body (truncated), for messages */
   size_t err_body_len;
   /* Streams (submitted with stream = 1): decoded events not yet taken, each a
    * 4-byte native-endian length then the event's data. Until the caller has
    * taken one (delivered > 0) a failed attempt drops them and may be retried;
    * after that a failure ends the call as stream_interrupted. */
   int stream;
-  char *ev;
-  size_t ev_len, ev_cap;
-  long ev_n;                   /* events in ev */
+  lr_evq ev;
   long delivered;              /* events the caller has taken */
   int notified;                /* its id is in the client's ready list */
   struct lr_call *next_done;
@@ -75,7 +51,7 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 /* Streams: ids of calls that have events waiting since the last call (at
  * most max; the rest stay for the next call). */
 int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max);
-/* Streams: hands over the call's waiting events (see lr_call.ev); the caller
+/* Streams: hands over the call's waiting events (see lr_evq); the caller
  * has them once this returns. *n: how many. The buffer is the call's: read it
  * before the next step. */
 const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n);
@@ -91,8 +67,5 @@ void lr_client_cancel(lr_client *c, lr_call *call);
 /* Gives a delivered call's memory back. */
 void lr_client_release(lr_client *c, lr_call *call);
 long lr_client_pending(lr_client *c);
-
-double lr_now_mono(void);
-double lr_now_wall(void);
 
 #endif

@@ -253,41 +253,13 @@ local function attempt(self, call)
     return
   end
   local status = res.status or 0
-  local kind, msg, body_ok, usage = nil, nil, false, nil
   -- the caller already has events of this attempt: a failure can only end it
   local committed, partial = call.stream and (call.delivered or 0) > 0, false
-  if res.err_kind then
-    kind, msg = res.err_kind, res.err
-    if res.body then keep_error_text(call, res.body) end
-  elseif res.streamed then
-    if fault then
-      kind, msg = fault_kind, fault_msg
-      keep_error_text(call, fault_text)
-    else
-      body_ok = decoder:complete()
-      if body_ok then
-        local _, _, u = decoder:state()
-        if u >= 0 then usage = u end
-      else
-        msg = "the stream ended without [DONE] or a finish_reason"
-      end
-    end
-  else
-    local body = res.body or ""
-    if status >= 200 and status < 300 then
-      local why
-      body_ok, why = core.json_object_ok(body, cfg.max_response_bytes)
-      if body_ok then
-        call.resp = body
-        usage = core.usage_tokens(body)
-      else
-        msg = why
-        keep_error_text(call, body)
-      end
-    else
-      keep_error_text(call, body)
-    end
-  end
+  -- the outcome is shaped in the core (csrc/outcome.c), as the libcurl executor's is
+  local kind, msg, body_ok, usage, keep = core.attempt_outcome(status, res.err_kind, res.err,
+    res.streamed and decoder or nil, res.body, cfg.max_response_bytes)
+  keep_error_text(call, keep)
+  if body_ok and not res.streamed then call.resp = res.body end
   if call.stream then partial = #call.ev > 0 end
   local verdict = rl:report(id, t, status, kind, body_ok, res.headers, msg, not res.sent, usage, committed, partial)
   if store then store:release(rl, i, verdict, probe, status, t) end
