@@ -33,9 +33,6 @@ static const char *str_field(lua_State *L, int t, const char *k) {
 }
 
 /* The ranges lua/llmrelay/config.lua checks first, with the same numbers. */
-#define MAX_COUNT 1000000          /* max_attempts, failure_threshold, min_calls, half_open_probes */
-#define MAX_CONCURRENCY 65536      /* concurrency, max_concurrency: arrays are sized by them */
-#define MAX_SECONDS 1e6            /* timeouts and delays become integer milliseconds */
 
 /* Integer fields land in C ints and sizes: a value out of range is refused,
  * never wrapped. */
@@ -51,9 +48,9 @@ static long long int_field(lua_State *L, int t, const char *k, double lo, double
 
 static double seconds_field(lua_State *L, int t, const char *k, int zero_ok) {
   double v = lrl_num_field(L, t, k);
-  if (!((v > 0 || (zero_ok && v == 0)) && v <= MAX_SECONDS)) {
+  if (!((v > 0 || (zero_ok && v == 0)) && v <= LRL_MAX_SECONDS)) {
     char range[64];
-    snprintf(range, sizeof range, "%s and at most %.0f seconds", zero_ok ? ">= 0" : "above 0", MAX_SECONDS);
+    snprintf(range, sizeof range, "%s and at most %.0f seconds", zero_ok ? ">= 0" : "above 0", LRL_MAX_SECONDS);
     luaL_error(L, "config %s must be %s", k, range);
   }
   return v;
@@ -151,7 +148,7 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   ep->n_models = nm;
   ep->policy.weight = lrl_num_field(L, t, "weight");
   if (!(ep->policy.weight > 0 && ep->policy.weight < HUGE_VAL)) luaL_error(L, "endpoints[%d].weight must be above 0", i + 1);
-  ep->policy.max_concurrency = (int)int_field(L, t, "max_concurrency", 0, MAX_CONCURRENCY);
+  ep->policy.max_concurrency = (int)int_field(L, t, "max_concurrency", 0, LRL_MAX_CONCURRENCY);
   ep->policy.rpm = lrl_num_field(L, t, "rpm");
   ep->policy.tpm = lrl_num_field(L, t, "tpm");
   if (!(ep->policy.rpm >= 0 && ep->policy.rpm < HUGE_VAL && ep->policy.tpm >= 0 && ep->policy.tpm < HUGE_VAL))
@@ -163,7 +160,7 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   lr_client_cfg cfg;
   memset(&cfg, 0, sizeof cfg);
   int t = lrl_sub_table(L, idx, "retry");
-  cfg.relay.max_attempts = (int)int_field(L, t, "max_attempts", 1, MAX_COUNT);
+  cfg.relay.max_attempts = (int)int_field(L, t, "max_attempts", 1, LRL_MAX_COUNT);
   cfg.relay.backoff.base_delay_s = seconds_field(L, t, "base_delay", 0);
   cfg.relay.backoff.max_delay_s = seconds_field(L, t, "max_delay", 0);
   cfg.relay.backoff.max_retry_after_s = seconds_field(L, t, "max_retry_after", 1);
@@ -171,15 +168,15 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   if (!(cfg.relay.budget == -1 || (cfg.relay.budget >= 0 && cfg.relay.budget < HUGE_VAL)))
     luaL_error(L, "config budget must be a number >= 0, or -1 for none");
   t = lrl_sub_table(L, idx, "breaker");
-  cfg.breaker.failure_threshold = (int)int_field(L, t, "failure_threshold", 1, MAX_COUNT);
+  cfg.breaker.failure_threshold = (int)int_field(L, t, "failure_threshold", 1, LRL_MAX_COUNT);
   cfg.breaker.failure_rate = lrl_num_field(L, t, "failure_rate");
   if (!(cfg.breaker.failure_rate > 0 && cfg.breaker.failure_rate <= 1))
     luaL_error(L, "config failure_rate must be a number in (0, 1]");
-  cfg.breaker.min_calls = (int)int_field(L, t, "min_calls", 1, MAX_COUNT);
+  cfg.breaker.min_calls = (int)int_field(L, t, "min_calls", 1, LRL_MAX_COUNT);
   cfg.breaker.window_s = seconds_field(L, t, "window", 0);
   cfg.breaker.cooldown_s = seconds_field(L, t, "cooldown", 0);
   cfg.breaker.max_cooldown_s = seconds_field(L, t, "max_cooldown", 0);
-  cfg.breaker.half_open_probes = (int)int_field(L, t, "half_open_probes", 1, MAX_COUNT);
+  cfg.breaker.half_open_probes = (int)int_field(L, t, "half_open_probes", 1, LRL_MAX_COUNT);
   t = lrl_sub_table(L, idx, "timeout");
   cfg.connect_timeout_s = seconds_field(L, t, "connect", 0);
   cfg.first_byte_timeout_s = seconds_field(L, t, "first_byte", 0);
@@ -193,7 +190,7 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   cfg.insecure = lua_toboolean(L, -1);
   cfg.max_response_bytes =
       (size_t)int_field(L, idx, "max_response_bytes", LRL_MIN_RESPONSE_BYTES, LRL_MAX_RESPONSE_BYTES);
-  cfg.relay.concurrency = (int)int_field(L, idx, "concurrency", 1, MAX_CONCURRENCY);
+  cfg.relay.concurrency = (int)int_field(L, idx, "concurrency", 1, LRL_MAX_CONCURRENCY);
   cfg.user_agent = str_field(L, idx, "user_agent");
   const char *strat = str_field(L, idx, "strategy");
   if (strcmp(strat, "priority") == 0) cfg.strategy = LR_STRATEGY_PRIORITY;

@@ -16,6 +16,9 @@
 #define LRL_MAX_HEADERS 40 /* 4 set by llmrelay, the rest the endpoint's */
 #define LRL_MAX_USER_HEADERS (LRL_MAX_HEADERS - 4)
 #define LRL_MAX_MODELS 32
+#define LRL_MAX_COUNT 1000000     /* max_attempts, failure_threshold, min_calls, half_open_probes: C ints */
+#define LRL_MAX_CONCURRENCY 65536 /* concurrency, max_concurrency: arrays are sized by them */
+#define LRL_MAX_SECONDS 1e6       /* timeouts and delays become integer milliseconds */
 #define LRL_ERROR_BODY LR_ERROR_BODY /* errors.h */
 #define LRL_POLL_BATCH LR_POLL_BATCH /* relay.h */
 

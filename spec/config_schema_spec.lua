@@ -83,6 +83,9 @@ describe("config.schema", function()
     assert.are.equal(limits.max_endpoints, schema.MAX_ENDPOINTS)
     assert.are.equal(limits.max_headers, schema.MAX_HEADERS)
     assert.are.equal(limits.max_models, schema.MAX_MODELS)
+    assert.are.equal(limits.max_count, schema.numbers.count.max)
+    assert.are.equal(limits.max_concurrency, schema.numbers.concurrency.max)
+    assert.are.equal(limits.max_seconds, schema.numbers.seconds.max)
     local bytes = schema.numbers.bytes
     assert.are.same({ limits.max_response_bytes_min, limits.max_response_bytes_max },
                     { bytes.min, bytes.max })

@@ -7,9 +7,10 @@ local _M = {}
 local format, floor = string.format, math.floor
 local limits = require("llmrelay.core").limits
 
--- Ranges the C core can hold (csrc/l_common.c checks the same numbers): counts land in
--- C ints, concurrency sizes arrays, seconds become integer milliseconds.
-local MAX_COUNT, MAX_CONCURRENCY, MAX_SECONDS, MAX_WEIGHT = 1000000, 65536, 1000000, 1000000
+-- Ranges the C core can hold (core.limits: counts land in C ints, concurrency sizes
+-- arrays, seconds become integer milliseconds); a weight's bound is the Lua layer's own.
+local MAX_COUNT, MAX_CONCURRENCY, MAX_SECONDS = limits.max_count, limits.max_concurrency, limits.max_seconds
+local MAX_WEIGHT = 1000000
 _M.MAX_SECONDS = MAX_SECONDS -- per-call timeouts (init.lua) share the range
 _M.MAX_ENDPOINTS, _M.MAX_HEADERS, _M.MAX_MODELS = limits.max_endpoints, limits.max_headers,
   limits.max_models
