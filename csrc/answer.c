@@ -57,6 +57,21 @@ double lr_answer_usage_tokens(const char *b, size_t n) {
   return digits ? v : -1;
 }
 
+static double usage_field(const char *u, size_t n, const char *name, size_t len) {
+  size_t off, vlen;
+  return lr_json_member(u, n, name, len, &off, &vlen) == 0 ? lr_json_whole(u + off, vlen) : -1;
+}
+
+int lr_answer_usage(const char *b, size_t n, double *prompt, double *completion, double *total) {
+  size_t off, len;
+  *prompt = *completion = *total = -1;
+  if (lr_json_member(b, n, "usage", 5, &off, &len) != 0 || len == 0 || b[off] != '{') return -1;
+  *prompt = usage_field(b + off, len, "prompt_tokens", 13);
+  *completion = usage_field(b + off, len, "completion_tokens", 17);
+  *total = usage_field(b + off, len, "total_tokens", 12);
+  return 0;
+}
+
 size_t lr_answer_max_event(size_t max_response_bytes) {
   size_t cap = (size_t)4 << 20;
   return max_response_bytes < cap ? max_response_bytes : cap;

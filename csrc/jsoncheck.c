@@ -4,6 +4,7 @@
  * a request that fails is walked once more to name the field at fault. */
 #include "jsoncheck.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -298,32 +299,144 @@ static ptr value_end(ptr p, ptr end) {
   return p;
 }
 
+static int hex4(ptr p, uint32_t *v) {
+  uint32_t x = 0;
+  for (int i = 0; i < 4; i++) {
+    if (!is_hex(p[i])) return 0;
+    x = x << 4 | (uint32_t)(p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+  }
+  *v = x;
+  return 1;
+}
+
+size_t lr_json_escape(const unsigned char *p, const unsigned char *end, uint32_t *cp) {
+  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+  if (p + 1 >= end) {
+    *cp = LR_JSON_BAD_ESCAPE;
+    return 1;
+  }
+  if (p[1] != 'u') {
+    const char *f = p[1] ? strchr(from, p[1]) : NULL;
+    *cp = f ? (uint32_t)(unsigned char)to[f - from] : LR_JSON_BAD_ESCAPE;
+    return 2;
+  }
+  uint32_t hi, lo;
+  if (p + 6 > end || !hex4(p + 2, &hi)) {
+    *cp = LR_JSON_BAD_ESCAPE;
+    return 2;
+  }
+  *cp = hi;
+  if (hi >= 0xD800 && hi <= 0xDBFF && p + 12 <= end && p[6] == '\\' && p[7] == 'u' && hex4(p + 8, &lo) &&
+      lo >= 0xDC00 && lo <= 0xDFFF) {
+    *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+    return 12;
+  }
+  return 6;
+}
+
+size_t lr_utf8_put(uint32_t cp, unsigned char b[4]) {
+  if (cp < 0x80) {
+    b[0] = (unsigned char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    b[0] = (unsigned char)(0xC0 | cp >> 6);
+    b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    b[0] = (unsigned char)(0xE0 | cp >> 12);
+    b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  b[0] = (unsigned char)(0xF0 | cp >> 18);
+  b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+  b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+  b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
 /* The byte of the decoded string (1-based) that raw position `at` of the
  * string starting after its quote at `p` falls on: escapes count as what
  * they decode to. */
 static size_t decoded_byte(ptr p, ptr at) {
   size_t k = 0;
+  unsigned char b[4];
   while (p < at) {
     if (*p != '\\') {
       p++;
       k++;
-    } else if (p[1] != 'u') {
-      p += 2;
-      k++;
     } else {
-      unsigned cp = 0;
-      for (int i = 2; i < 6; i++) cp = cp * 16 + (unsigned)(p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
-      p += 6;
-      if (cp >= 0xD800 && cp < 0xDC00 && p + 6 <= at && p[0] == '\\' && p[1] == 'u' && (p[2] | 0x20) == 'd' &&
-          strchr("cdefCDEF", p[3])) {
-        p += 6;
-        k += 4;
-      } else {
-        k += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
-      }
+      uint32_t cp;
+      p += lr_json_escape(p, at, &cp);
+      k += cp == LR_JSON_BAD_ESCAPE ? 1 : lr_utf8_put(cp, b);
     }
   }
   return k + 1;
+}
+
+/* Does the JSON string whose content is k[0..kend) decode to name[0..n)? */
+static int key_is(ptr k, ptr kend, const unsigned char *name, size_t n) {
+  size_t i = 0;
+  unsigned char b[4];
+  while (k < kend) {
+    if (*k != '\\') {
+      if (i >= n || name[i++] != *k++) return 0;
+      continue;
+    }
+    uint32_t cp;
+    k += lr_json_escape(k, kend, &cp);
+    if (cp == LR_JSON_BAD_ESCAPE) return 0;
+    size_t m = lr_utf8_put(cp, b);
+    if (i + m > n || memcmp(name + i, b, m) != 0) return 0;
+    i += m;
+  }
+  return i == n;
+}
+
+int lr_json_member(const char *s, size_t n, const char *name, size_t name_len, size_t *off, size_t *len) {
+  ptr p = (ptr)s, end = p + n;
+  int found = 0;
+  p = skip_ws(p, end);
+  if (p >= end || *p != '{') return -1;
+  p = skip_ws(p + 1, end);
+  while (p < end && *p == '"') {
+    ptr ke = string_end(p, end); /* just past the closing quote */
+    int match = ke > p + 1 && key_is(p + 1, ke - 1, (const unsigned char *)name, name_len);
+    p = skip_ws(ke, end);
+    if (p >= end || *p != ':') return -1;
+    p = skip_ws(p + 1, end);
+    if (p >= end) return -1;
+    ptr ve = value_end(p, end);
+    if (match) {
+      *off = (size_t)(p - (ptr)s);
+      *len = (size_t)(ve - p);
+      found = 1;
+    }
+    p = skip_ws(ve, end);
+    if (p >= end || *p != ',') break;
+    p = skip_ws(p + 1, end);
+  }
+  return found ? 0 : -1;
+}
+
+double lr_json_whole(const char *s, size_t n) {
+  double v = 0;
+  size_t i = 0;
+  while (i < n && i < 15 && s[i] >= '0' && s[i] <= '9') v = v * 10 + (s[i++] - '0');
+  return i > 0 && i == n ? v : -1;
+}
+
+double lr_json_estimate_tokens(const char *body, size_t n) {
+  double est = (double)(n / 4);
+  size_t off, len;
+  if (lr_json_member(body, n, "max_completion_tokens", 21, &off, &len) == 0 ||
+      lr_json_member(body, n, "max_tokens", 10, &off, &len) == 0) {
+    double out = lr_json_whole(body + off, len);
+    if (out > 0) est += out;
+  }
+  return est;
 }
 
 typedef struct {

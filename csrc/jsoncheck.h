@@ -33,6 +33,30 @@ typedef struct {
  * Reads nothing at or past end. */
 size_t lr_utf8_len(const unsigned char *p, const unsigned char *end);
 
+/* One escape of a JSON string: p is at its backslash, end bounds the
+ * string's content. *cp gets the code point it stands for (a \uD8xx\uDCxx
+ * pair combined, a lone surrogate as itself), or LR_JSON_BAD_ESCAPE when
+ * JSON has no such escape. Returns the bytes it took (at least 1). */
+#define LR_JSON_BAD_ESCAPE 0xFFFFFFFFu
+size_t lr_json_escape(const unsigned char *p, const unsigned char *end, uint32_t *cp);
+/* The UTF-8 form of cp (at most U+10FFFF) in b; returns its length (1 to 4). */
+size_t lr_utf8_put(uint32_t cp, unsigned char b[4]);
+
+/* The raw text of the top-level member `name` of the JSON object s[0..n)
+ * (the last one when the name repeats, as cjson keeps it); keys compare with
+ * their escapes decoded. 0 and the value's *off and *len, or -1 when s is no
+ * object or has no such member. Meant for valid JSON; on any other bytes it
+ * reads nothing out of bounds and its answer means nothing. */
+int lr_json_member(const char *s, size_t n, const char *name, size_t name_len, size_t *off, size_t *len);
+
+/* s[0..n) as a whole number of at most 15 digits, else -1. */
+double lr_json_whole(const char *s, size_t n);
+
+/* The tokens a chat request is expected to cost before it is sent: a
+ * quarter of its bytes plus its top-level "max_completion_tokens" (else
+ * "max_tokens"). The rpm/tpm buckets charge it; an answer's usage corrects it. */
+double lr_json_estimate_tokens(const char *body, size_t n);
+
 lr_json_status lr_json_scan(const char *s, size_t n, const lr_json_limits *lim, lr_json_result *res);
 
 /* 0 when s[0..n) is one valid JSON value nested at most max_depth deep, else -1. */

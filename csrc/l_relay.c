@@ -439,22 +439,6 @@ static int l_decoder_gc(lua_State *L) {
   return 0;
 }
 
-/* core.json_object_ok(body, max_response_bytes|nil) -> true | false, why: whether a 2xx body is
- * one JSON object within the decode budget (the check the libcurl executor makes) */
-static int l_json_object_ok(lua_State *L) {
-  size_t n;
-  const char *b = luaL_checklstring(L, 1, &n);
-  lua_Number max = luaL_optnumber(L, 2, LRL_DEFAULT_RESPONSE_BYTES);
-  if (!(max >= LRL_MIN_RESPONSE_BYTES && max <= LRL_MAX_RESPONSE_BYTES))
-    return luaL_argerror(L, 2, "max_response_bytes out of range");
-  char msg[200];
-  int ok = lr_json_check_answer(b, n, LR_MAX_JSON_DEPTH, (size_t)max, msg, sizeof msg) == 0;
-  lua_pushboolean(L, ok);
-  if (ok) return 1;
-  lua_pushstring(L, msg);
-  return 2;
-}
-
 /* core.attempt_outcome(status, err_kind|nil, err|nil, decoder|nil, body|nil, max_response_bytes)
  *   -> kind|nil, message|nil, body_ok, usage_tokens|nil, keep_text|nil
  * The outcome of an attempt from what the executor saw (lr_outcome_shape, as
@@ -492,31 +476,6 @@ static int l_attempt_outcome(lua_State *L) {
   return 5;
 }
 
-/* core.check_request(body) -> true | nil, why: a request body no server could answer well
- * (not a JSON object, invalid UTF-8, no messages), named by its field */
-static int l_check_request(lua_State *L) {
-  size_t n;
-  const char *b = luaL_checklstring(L, 1, &n);
-  char msg[256];
-  if (lr_json_check_request(b, n, LR_MAX_JSON_DEPTH, msg, sizeof msg) == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
-/* core.usage_tokens(body) -> usage.total_tokens of an answer, or nil */
-static int l_usage_tokens(lua_State *L) {
-  size_t n;
-  const char *b = luaL_checklstring(L, 1, &n);
-  double u = lr_answer_usage_tokens(b, n);
-  if (u < 0) return 0;
-  lua_pushnumber(L, u);
-  return 1;
-}
-
 /* core.shared_bucket(per_minute, t0, used_after, need, now) -> ok, excess, retry_at
  * (see lr_shared_bucket; the bucket is shaped as the configured limiters are) */
 static int l_shared_bucket(lua_State *L) {
@@ -546,10 +505,7 @@ void lr_relay_open(lua_State *L) {
   lrl_register_class(L, DECODER_MT, dmm, dmethods);
   static const luaL_Reg fns[] = {{"relay", l_new},
                                  {"stream_decoder", l_decoder_new},
-                                 {"json_object_ok", l_json_object_ok},
                                  {"attempt_outcome", l_attempt_outcome},
-                                 {"check_request", l_check_request},
-                                 {"usage_tokens", l_usage_tokens},
                                  {"shared_bucket", l_shared_bucket},
                                  {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);

@@ -225,49 +225,10 @@ int lr_scrub_text(lr_scrub *s, const char *in, size_t n, int flags, const char *
   return 0;
 }
 
-static int hex4(ptr p, unsigned *v) {
-  unsigned x = 0;
-  for (int i = 0; i < 4; i++) {
-    unsigned c = p[i], d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') d = (c | 0x20) - 'a' + 10;
-    else return 0;
-    x = x << 4 | d;
-  }
-  *v = x;
-  return 1;
-}
-
-static void put_utf8(buf *o, unsigned cp) {
-  unsigned char b[4];
-  size_t n;
-  if (cp < 0x80) {
-    b[0] = (unsigned char)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    b[0] = (unsigned char)(0xC0 | cp >> 6);
-    b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-    n = 2;
-  } else if (cp < 0x10000) {
-    b[0] = (unsigned char)(0xE0 | cp >> 12);
-    b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-    b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-    n = 3;
-  } else {
-    b[0] = (unsigned char)(0xF0 | cp >> 18);
-    b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-    b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-    b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    n = 4;
-  }
-  put(o, b, n);
-}
-
 /* The content of a JSON string token (between its quotes) decoded into o.
  * 1 if it was not valid JSON (bad escape, lone surrogate, raw control byte):
  * it must then be written anew. Invalid UTF-8 is left for scan(). */
 static int decode(ptr p, size_t n, buf *o) {
-  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
   size_t i = 0, run = 0;
   int bad = 0;
   while (i < n) {
@@ -281,28 +242,15 @@ static int decode(ptr p, size_t n, buf *o) {
       put(o, p + i, 1);
       bad = 1;
       i++;
-    } else if (i + 1 < n && p[i + 1] != 'u' && p[i + 1] && strchr(from, p[i + 1])) {
-      put(o, &to[strchr(from, p[i + 1]) - from], 1);
-      i += 2;
     } else {
-      unsigned cp, lo;
-      if (i + 6 <= n && p[i + 1] == 'u' && hex4(p + i + 2, &cp)) {
-        i += 6;
-        if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 <= n && p[i] == '\\' && p[i + 1] == 'u' &&
-            hex4(p + i + 2, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          i += 6;
-        }
-        if (cp >= 0xD800 && cp <= 0xDFFF) { /* a lone surrogate has no UTF-8 form */
-          put(o, REPLACEMENT, 3);
-          bad = 1;
-        } else {
-          put_utf8(o, cp);
-        }
-      } else { /* an escape JSON does not have */
-        put(o, REPLACEMENT, 3);
+      uint32_t cp;
+      unsigned char b[4];
+      i += lr_json_escape(p + i, p + n, &cp);
+      if (cp == LR_JSON_BAD_ESCAPE || (cp >= 0xD800 && cp <= 0xDFFF)) {
+        put(o, REPLACEMENT, 3); /* an escape JSON does not have, or a lone surrogate (no UTF-8 form) */
         bad = 1;
-        i += i + 1 < n ? 2 : 1;
+      } else {
+        put(o, (const char *)b, lr_utf8_put(cp, b));
       }
     }
     run = i;

@@ -22,79 +22,6 @@ local BOM = "\239\187\191"   -- UTF-8 byte order mark, stripped from the start o
 local URLS = { ["/v1/chat/completions"] = true, ["/chat/completions"] = true }
 
 ---------------------------------------------------------------------------
--- Raw JSON slicing. The input line has already been checked by cjson, so the
--- scanner can trust its structure; it only finds where a value ends.
-
-local function skip_ws(s, p)
-  return (find(s, "[^ \t\r\n]", p)) or #s + 1
-end
-
--- s[p] is a '"': returns the index of the closing quote.
-local function string_end(s, p)
-  local q = p + 1
-  while true do
-    local i = find(s, '["\\]', q)
-    if not i then return nil end
-    if byte(s, i) == 92 then -- backslash: skip the escaped character
-      q = i + 2
-    else
-      return i
-    end
-  end
-end
-
--- Returns the index of the last character of the JSON value starting at p.
-local function value_end(s, p)
-  local c = byte(s, p)
-  if c == 34 then return string_end(s, p) end
-  if c == 123 or c == 91 then -- { or [
-    local depth, q = 0, p
-    while true do
-      local i = find(s, '[][{}"]', q)
-      if not i then return nil end
-      local d = byte(s, i)
-      if d == 34 then
-        i = string_end(s, i)
-        if not i then return nil end
-      elseif d == 123 or d == 91 then
-        depth = depth + 1
-      else
-        depth = depth - 1
-        if depth == 0 then return i end
-      end
-      q = i + 1
-    end
-  end
-  local i = find(s, "[,}%] \t\r\n]", p)
-  return (i or #s + 1) - 1
-end
-
--- The raw text of the top-level member `name` of the JSON object in s (the
--- last one if the name repeats, as cjson does), or nil.
-local function member_text(s, name)
-  local p = skip_ws(s, 1)
-  if byte(s, p) ~= 123 then return nil end
-  p = skip_ws(s, p + 1)
-  local found
-  while byte(s, p) == 34 do
-    local ke = string_end(s, p)
-    if not ke then return nil end
-    local key = sub(s, p + 1, ke - 1)
-    if find(key, "\\", 1, true) then key = decode(sub(s, p, ke)) end
-    p = skip_ws(s, ke + 1)           -- at ':'
-    p = skip_ws(s, p + 1)            -- at the value
-    local ve = value_end(s, p)
-    if not ve then return nil end
-    if key == name then found = sub(s, p, ve) end
-    p = skip_ws(s, ve + 1)
-    if byte(s, p) ~= 44 then break end -- ','
-    p = skip_ws(s, p + 1)
-  end
-  return found
-end
-_M.member_text = member_text
-
----------------------------------------------------------------------------
 -- Input lines
 
 local KIND_OF = { [123] = "an object", [91] = "an array", [34] = "a string", [116] = "true",
@@ -135,7 +62,7 @@ function _M.parse_input(line)
   if doc == nil then
     return { problem = "invalid JSON: " .. gsub(tostring(err), "^Expected", "expected") }
   end
-  if type(doc) ~= "table" or byte(line, skip_ws(line, 1)) ~= 123 then
+  if type(doc) ~= "table" or not find(line, "^[ \t\r\n]*{") then
     return { problem = "expected a JSON object" }
   end
   local cid = doc.custom_id
@@ -152,7 +79,8 @@ function _M.parse_input(line)
     return r
   end
   local body = doc.body
-  local raw = type(body) == "table" and member_text(line, "body")
+  -- the body as the line wrote it (the core finds the member; cjson checked the line)
+  local raw = type(body) == "table" and core.json_member(line, "body")
   if not raw or byte(raw, 1) ~= 123 then
     r.problem = "body must be a JSON object (got " .. show(body, raw or nil) .. ")"
     return r

@@ -2,6 +2,7 @@
  * Documents are copied into exactly-sized malloc'd blocks without a NUL. */
 #include "ctest.h"
 #include "errors.h"
+#include "answer.h"
 #include "jsoncheck.h"
 
 #include <limits.h>
@@ -434,7 +435,60 @@ TEST(request_check_names_the_field) {
   free(body);
 }
 
+static int member(const char *s, const char *name, char *out, size_t outn) {
+  size_t off, len;
+  if (lr_json_member(s, strlen(s), name, strlen(name), &off, &len) != 0) return -1;
+  snprintf(out, outn, "%.*s", (int)len, s + off);
+  return 0;
+}
+
+TEST(member_finds_the_last_top_level_value) {
+  char v[128];
+  /* braces and quotes inside strings, nested members of the same name */
+  CHECK(member("{\"a\":{\"body\":1},\"body\": {\"x\":[1,\"}\\\"{\"]} ,\"z\":2}", "body", v, sizeof v) == 0);
+  CHECK(strcmp(v, "{\"x\":[1,\"}\\\"{\"]}") == 0);
+  /* the last one wins, as cjson keeps it; an escaped key is its decoded name */
+  CHECK(member("{\"body\":1,\"b\\u006fdy\":\"last\"}", "body", v, sizeof v) == 0 && strcmp(v, "\"last\"") == 0);
+  CHECK(member("{\"\\u00e9t\\u00e9\":true}", "\xC3\xA9t\xC3\xA9", v, sizeof v) == 0 && strcmp(v, "true") == 0);
+  CHECK(member("{\"\\ud83d\\ude00\":-1.5e3}", "\xF0\x9F\x98\x80", v, sizeof v) == 0 && strcmp(v, "-1.5e3") == 0);
+  CHECK(member(" \n{ \"n\" : null }\n", "n", v, sizeof v) == 0 && strcmp(v, "null") == 0);
+  /* absent, a prefix, not an object */
+  CHECK(member("{\"bodyx\":1,\"bod\":2}", "body", v, sizeof v) == -1);
+  CHECK(member("[{\"body\":1}]", "body", v, sizeof v) == -1);
+  CHECK(member("{}", "body", v, sizeof v) == -1);
+  CHECK(member("", "body", v, sizeof v) == -1);
+  /* cut-off bytes: no answer, no read past the end */
+  CHECK(member("{\"body\"", "body", v, sizeof v) == -1);
+  CHECK(member("{\"bo", "body", v, sizeof v) == -1);
+}
+
+TEST(token_estimate_reads_only_top_level_limits) {
+  const char *a = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\\"max_tokens\\\": 500\"}],\"max_tokens\":7}";
+  CHECK_NEAR(lr_json_estimate_tokens(a, strlen(a)), (double)(strlen(a) / 4) + 7, 1e-9);
+  const char *b = "{\"max_tokens\":7,\"max_completion_tokens\":100,\"messages\":[]}";
+  CHECK_NEAR(lr_json_estimate_tokens(b, strlen(b)), (double)(strlen(b) / 4) + 100, 1e-9);
+  const char *c = "{\"messages\":[{\"content\":\"max_tokens\"}],\"max_tokens\":\"many\"}";
+  CHECK_NEAR(lr_json_estimate_tokens(c, strlen(c)), (double)(strlen(c) / 4), 1e-9);
+  CHECK(lr_json_whole("12", 2) == 12 && lr_json_whole("1.5", 3) == -1 && lr_json_whole("", 0) == -1);
+  CHECK(lr_json_whole("1234567890123456", 16) == -1); /* more than 15 digits: not taken */
+}
+
+TEST(usage_reads_the_answers_counts) {
+  double p, c, t;
+  const char *a = "{\"choices\":[{\"message\":{\"content\":\"\\\"usage\\\":{}\"}}],"
+                  "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":30,\"total_tokens\":42}}";
+  CHECK(lr_answer_usage(a, strlen(a), &p, &c, &t) == 0 && p == 12 && c == 30 && t == 42);
+  const char *b = "{\"usage\":{\"prompt_tokens\":5}}";
+  CHECK(lr_answer_usage(b, strlen(b), &p, &c, &t) == 0 && p == 5 && c == -1 && t == -1);
+  const char *d = "{\"usage\":null}";
+  CHECK(lr_answer_usage(d, strlen(d), &p, &c, &t) == -1);
+  CHECK(lr_answer_usage("{}", 2, &p, &c, &t) == -1);
+}
+
 int main(void) {
+  RUN(member_finds_the_last_top_level_value);
+  RUN(token_estimate_reads_only_top_level_limits);
+  RUN(usage_reads_the_answers_counts);
   RUN(valid_corpus);
   RUN(invalid_numbers);
   RUN(invalid_literals);

@@ -3,6 +3,7 @@
  * libFuzzer: clang -fsanitize=fuzzer,address,undefined -Icsrc ...
  * elsewhere: add -DLR_FUZZ_STANDALONE for a plain main (fuzz.h). */
 #include "fuzz.h"
+#include "answer.h"
 #include "jsoncheck.h"
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -48,6 +49,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lim.max_cost = cost - 1;
     REQUIRE(lr_json_scan(s, size, &lim, &res) == LR_JSON_COST && res.offset < size);
   }
+  /* the member readers stay in bounds on any bytes */
+  {
+    size_t off = 0, len = 0;
+    double pt, ct, tt;
+    if (lr_json_member(s, size, "k", 1, &off, &len) == 0) REQUIRE(off <= size && len <= size - off);
+    REQUIRE(lr_json_estimate_tokens(s, size) >= (double)(size / 4));
+    if (lr_answer_usage(s, size, &pt, &ct, &tt) == 0) REQUIRE(pt >= -1 && ct >= -1 && tt >= -1);
+  }
   /* the request check answers every input with a bounded sentence */
   char msg[96];
   memset(msg, 'x', sizeof msg);
@@ -72,6 +81,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (lr_json_check(s, size, 63) != 0) REQUIRE(check_wrapped("[", s, size, "]", 64) != 0);
     /* a value closed by a bracket, quote or literal is cut short without its last byte */
     if (strchr("{[\"tfn", s[first])) REQUIRE(lr_json_check(s, last - 1, 64) != 0);
+    /* member lookup: any value, set as the last member under an escaped
+     * key, comes back exactly (trimmed); the other readers stay in bounds */
+    static const char pre[] = "{\"a\":[1,{\"k\":\"}\"}],\"k\":0,\"\\u006b\":";
+    size_t a = sizeof pre - 1, off = 0, len = 0;
+    char *w = malloc(a + size + 1);
+    if (!w) abort();
+    memcpy(w, pre, a);
+    memcpy(w + a, s, size);
+    w[a + size] = '}';
+    REQUIRE(lr_json_check(w, a + size + 1, 65) == 0);
+    REQUIRE(lr_json_member(w, a + size + 1, "k", 1, &off, &len) == 0);
+    REQUIRE(off == a + first && len == last - first);
+    free(w);
   }
   return 0;
 }
