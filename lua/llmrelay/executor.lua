@@ -129,8 +129,8 @@ function Curl:cancel(id)
 end
 
 function Curl:pending()
-  if not self.h then return 0 end
-  return self.h:pending()
+  local h = self.h
+  return h and h:pending() or 0
 end
 
 function Curl:status()
