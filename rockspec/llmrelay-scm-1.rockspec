@@ -35,6 +35,7 @@ build = {
     ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
     ["llmrelay.batch"] = "lua/llmrelay/batch.lua",
     ["llmrelay.stream"] = "lua/llmrelay/stream.lua",
+    ["llmrelay.executor"] = "lua/llmrelay/executor.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",

@@ -10,13 +10,13 @@ local errors = require "llmrelay.errors"
 local sched = require "llmrelay.sched"
 local batch = require "llmrelay.batch"
 local stream = require "llmrelay.stream"
+local executor = require "llmrelay.executor"
 
 local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
 local encode, decode = cjson.encode, cjson.decode
 local floor = math.floor
 local find, format, match = string.find, string.format, string.match
-local now = core.now
 
 local _M = {
   _VERSION = core.version, errors = errors,
@@ -28,10 +28,8 @@ local estimate_tokens -- defined with the requests below
 local Client = {}
 Client.__index = Client
 
--- How long one step of the loop may sleep: short enough that a blocking
--- caller notices its own result promptly, long enough not to spin.
-local STEP_WAIT = 0.5
 local MAX_MESSAGE = 400
+local PRIORITY_MIN, PRIORITY_MAX = core.limits.priority_min, core.limits.priority_max
 
 local deliver_events -- below
 
@@ -54,31 +52,30 @@ function _M.new(user_cfg)
   for _, ep in ipairs(cfg.endpoints) do
     for _, m in ipairs(ep.models or {}) do models[#models + 1] = m end
   end
-  local waiters = {}
-  local h = resty and require("llmrelay.resty.engine").new(cfg, waiters) or core.client(cfg)
+  -- the one place an executor is chosen: from here on both have one face (llmrelay.executor)
+  local x = resty and require("llmrelay.resty.engine").new(cfg) or executor.curl(cfg)
   local self = setmetatable({
-    _h = h,
-    _resty = resty,
-    _models = models,
+    _x = x,
+    _transport = resty and "resty" or "curl",
+    _model_list = models,
     _names = names,
     _scrub = errors.scrubber(config.secrets(cfg)), -- the keys live in C memory: no dump shows them
     _on_event = cfg.on_event,
     _conc = cfg.concurrency,
-    _waiters = waiters,
   }, Client)
-  if cfg.on_event then
-    self._h:enable_events(true)
-    if resty then h.on_events = function() deliver_events(self) end end
-  end
+  if cfg.on_event then x:on_events(function() deliver_events(self) end) end
   return self
 end
 
 ---------------------------------------------------------------------------
--- The loop
+-- The loop, and the interface the library's own modules use
 --
--- Every submitted request has a waiter: { inbox = {}, co = <coroutine|nil> }.
--- drain() puts each finished request into its waiter's inbox and wakes the
--- waiting coroutine; one waiter may collect many requests (a batch).
+-- Every submitted request has a waiter: { inbox = {} }. The executor puts
+-- each finished request into its waiter's inbox and wakes whoever waits;
+-- one waiter may collect many requests (a batch). stream.lua, batch.lua,
+-- cli.lua and resty/gateway.lua use the client only through the methods
+-- below whose names start with "_" (never its fields); they are not public
+-- API and may change with the library.
 
 -- `method` names the call in the message: client.chat("x") (a dot for a colon)
 -- hands the method a string, not a client.
@@ -91,14 +88,14 @@ end
 
 local function check_open(self, method)
   check_client(self, method, 3)
-  if not self._h then error("llmrelay: this client is closed", 3) end
+  if not self._x then error("llmrelay: this client is closed", 3) end
 end
 
 -- Turns the core's events into the documented shape and hands them to on_event.
 -- A failing on_event is a programmer mistake: it is stashed and raised once the
 -- current call has its result, so no request is abandoned half-way.
 deliver_events = function(self)
-  local evs = self._h:events()
+  local evs = self._x:events()
   if not evs then return end
   local names, cb = self._names, self._on_event
   for _, ev in ipairs(evs) do
@@ -110,41 +107,9 @@ deliver_events = function(self)
   end
 end
 
--- Moves finished requests from the core to their waiters, and tells
--- streams that events arrived.
-local function drain(self)
-  local h, waiters = self._h, self._waiters
-  local ready = h:stream_ready()
-  if ready then
-    for i = 1, #ready do
-      local w = waiters[ready[i]]
-      if w then
-        w.ready = true
-        if w.co then sched.wake(w.co, w) end
-      end
-    end
-  end
-  while true do
-    local r = h:take()
-    if not r then break end
-    local w = waiters[r.id]
-    if w then
-      waiters[r.id] = nil
-      local inbox = w.inbox
-      inbox[#inbox + 1] = r
-      if w.co then sched.wake(w.co, w) end
-    end
-  end
-  if self._on_event then deliver_events(self) end
-end
-
--- Advances transfers and timers for at most `timeout` seconds (the scheduler
--- and blocking callers use it; so can a foreign event loop, via step).
+-- Advances transfers and timers for at most `timeout` seconds.
 function Client:_pump(timeout)
-  local n, err = self._h:step(timeout)
-  if not n then return nil, err end
-  drain(self)
-  return true
+  return self._x:step(timeout)
 end
 
 function Client:step(timeout)
@@ -166,42 +131,54 @@ function Client:_submit(body, model, timeout, deadline, waiter, priority, stream
   -- body no server could answer well is refused before anything is sent
   local ok, problem = core.check_request(body)
   if not ok then return nil, problem end
-  local id, err = self._h:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed)
-  if not id then return nil, err end
-  self._waiters[id] = waiter
-  if self._resty then self._h:submitted() end
-  return id
+  return self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter)
 end
 
-function Client:_cancel(id)
-  return self._h:cancel(id)
+-- Ends a request early (see the executor's cancel for what its waiter may
+-- still receive); `pump`: hand the cancelled call back to the core at once.
+function Client:_cancel(id, pump)
+  local x = self._x
+  if not x then return false end
+  local was = x:cancel(id)
+  if pump then x:step(0) end
+  return was
+end
+
+-- A stream's events so far (JSON strings), or nil.
+function Client:_stream_take(id)
+  return self._x:stream_take(id)
 end
 
 -- Waits until the waiter holds a result (or, for a stream, events are
 -- ready), or `timeout` seconds passed (nil: no limit). Yields inside
--- llmrelay.run, drives the loop itself outside.
+-- llmrelay.run or nginx, drives the loop itself elsewhere.
 function Client:_wait(waiter, timeout)
-  local inbox = waiter.inbox
-  if #inbox > 0 or waiter.ready then return end
-  if self._resty then return self._h:wait(waiter, timeout) end
-  if sched.current() then
-    waiter.co = coroutine.running()
-    sched.attach(self)
-    sched.block(waiter, timeout)
-    waiter.co = nil
-    return
-  end
-  local t_end = timeout and now() + timeout
-  repeat
-    local wait = STEP_WAIT
-    if t_end then
-      wait = t_end - now()
-      if wait > STEP_WAIT then wait = STEP_WAIT end
-      if wait < 0 then wait = 0 end
-    end
-    local ok, err = self:_pump(wait)
-    if not ok then error("llmrelay: event loop failure: " .. tostring(err), 0) end
-  until #inbox > 0 or waiter.ready or (t_end and now() >= t_end)
+  return self._x:wait(waiter, timeout)
+end
+
+function Client:_closed()
+  return self._x == nil
+end
+
+-- "curl" or "resty": which transport sends the requests (for the gateway,
+-- which serves only inside nginx).
+function Client:_transport_name()
+  return self._transport
+end
+
+-- The name of endpoint i (config order).
+function Client:_endpoint_name(i)
+  return self._names[i]
+end
+
+-- Text with every configured key replaced (for messages built outside).
+function Client:_scrub_text(text)
+  return self._scrub:text(text)
+end
+
+-- The configured model ids (a gateway's /models).
+function Client:_models()
+  return self._model_list
 end
 
 -- The result of one request, waiting for it.
@@ -306,8 +283,8 @@ local function check_opts(opts, fn, extra)
   if type(opts) ~= "table" then error(fn .. ": opts must be a table (got " .. type(opts) .. ")", 3) end
   for k, v in pairs(opts) do
     if k == "priority" then
-      if type(v) ~= "number" or v ~= floor(v) or v < -10 or v > 10 then
-        error(fn .. ": opts.priority must be a whole number from -10 to 10", 3)
+      if type(v) ~= "number" or v ~= floor(v) or v < PRIORITY_MIN or v > PRIORITY_MAX then
+        error(fn .. ": opts.priority must be a whole number from " .. PRIORITY_MIN .. " to " .. PRIORITY_MAX, 3)
       end
     elseif OPT_KEYS[k] then
       check_seconds(v, fn, "opts." .. k, OPT_KEYS[k], 3)
@@ -507,7 +484,7 @@ end
 -- One table per endpoint, in config order. Never holds an api key.
 function Client:status()
   check_open(self, "status")
-  local st, wall = self._h:status(), core.wall()
+  local st, wall = self._x:status(), core.wall()
   for i, s in ipairs(st) do
     s.name = self._names[i]
     if s.throttled_for then s.throttled_until = wall + s.throttled_for end
@@ -552,15 +529,15 @@ end
 -- Requests submitted and not yet delivered.
 function Client:pending()
   check_open(self, "pending")
-  return self._h:pending()
+  return self._x:pending()
 end
 
 -- Frees the client's connections; any call after this is an error.
 function Client:close()
   check_client(self, "close")
-  if self._h then
-    self._h:close()
-    self._h = nil
+  if self._x then
+    self._x:close()
+    self._x = nil
   end
 end
 

@@ -1,8 +1,8 @@
 -- A tiny coroutine scheduler for plain Lua: llmrelay.run, spawn, sleep.
 -- Inside it, a request yields instead of blocking, so thousands of requests
 -- from thousands of coroutines share one libcurl multi handle on one thread.
--- When no coroutine can run, the scheduler drives the clients' transfers
--- (client:_pump) or sleeps until the next timer.
+-- When no coroutine can run, the scheduler drives the executors' transfers
+-- (executor:step, see lua/llmrelay/executor.lua) or sleeps until the next timer.
 
 local core = require "llmrelay.core"
 
@@ -14,10 +14,10 @@ local now, sleep_thread = core.now, core.sleep
 
 local _M = {}
 
--- How long one pump of the clients may wait when nothing else is due; the
--- pump returns as soon as a transfer finishes.
+-- How long one step of the executors may wait when nothing else is due; the
+-- step returns as soon as a transfer finishes.
 local MAX_PUMP = 0.5
--- With several active clients each is pumped in turn, briefly.
+-- With several active executors each is stepped in turn, briefly.
 local SHARED_PUMP = 0.002
 
 local WAIT = {} -- what a coroutine yields to say "wake me through wake()"
@@ -72,7 +72,7 @@ local function new_sched()
     owned = {},                        -- [co] = true for this scheduler's coroutines
     waiting = {},                      -- [co] = the token it waits on
     timers = {},
-    clients = setmetatable({}, { __mode = "k" }),
+    executors = setmetatable({}, { __mode = "k" }),
     errors = {},
   }, Sched)
 end
@@ -142,10 +142,10 @@ function _M.wake(co, token)
   if s and s.waiting[co] == token then enqueue(s, co) end
 end
 
--- Registers a client whose transfers the scheduler must drive while its
--- coroutines wait.
-function _M.attach(client)
-  if current then current.clients[client] = true end
+-- Registers an executor whose transfers the scheduler must drive while its
+-- coroutines wait (it has step(timeout) and pending()).
+function _M.attach(x)
+  if current then current.executors[x] = true end
 end
 
 -- llmrelay.sleep(s): yields inside a scheduler, blocks the thread outside.
@@ -196,18 +196,18 @@ local function wait_for_events(s)
   local wait = timers[1] and (timers[1].t - t) or MAX_PUMP
   if wait > MAX_PUMP then wait = MAX_PUMP end
   local active, n = nil, 0
-  for c in pairs(s.clients) do
-    if c._h and c._h:pending() > 0 then
+  for x in pairs(s.executors) do
+    if x:pending() > 0 then
       n = n + 1
-      active = c
+      active = x
     else
-      s.clients[c] = nil
+      s.executors[x] = nil
     end
   end
   if n == 1 then
-    active:_pump(wait)
+    active:step(wait)
   elseif n > 1 then
-    for c in pairs(s.clients) do c:_pump(wait < SHARED_PUMP and wait or SHARED_PUMP) end
+    for x in pairs(s.executors) do x:step(wait < SHARED_PUMP and wait or SHARED_PUMP) end
   elseif timers[1] then
     sleep_thread(wait)
   else

@@ -93,8 +93,7 @@ _M.as_chunk = as_chunk
 local function finish(self, r)
   local client = self._client
   self._finished = true
-  client._waiters[self._id] = nil
-  if r.endpoint then self._llmrelay = { endpoint = client._names[r.endpoint], attempts = r.attempts,
+  if r.endpoint then self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), attempts = r.attempts,
                                         latency = r.latency } end
   if r.events then enqueue(self, r.events, r) end
   if self._err then return end
@@ -108,24 +107,30 @@ local function finish(self, r)
   self._err = self._make_error(client, r)
 end
 
--- Fills the queue: events that arrived, or the final result; waits when
--- there is neither.
-local function fill(self)
-  local client, w = self._client, self._waiter
+-- The streaming loop, one for every reader of a stream (this file's
+-- streams, the gateway's SSE relay): waits for what comes first of events
+-- and the request's end. -> events (a non-empty array of JSON strings) |
+-- nil, r (the finished core result; its r.events are the stream's last).
+function _M.await(client, id, w)
   while true do
-    if w.inbox[1] then
-      finish(self, remove(w.inbox, 1))
-      return
-    end
+    local r = remove(w.inbox, 1)
+    if r then return nil, r end
     if w.ready then
       w.ready = false
-      local events = client._h:stream_take(self._id)
-      if events and #events > 0 then
-        enqueue(self, events)
-        return
-      end
+      local events = client:_stream_take(id)
+      if events and #events > 0 then return events end
     end
     client:_wait(w)
+  end
+end
+
+-- Fills the queue: events that arrived, or the final result.
+local function fill(self)
+  local events, r = _M.await(self._client, self._id, self._waiter)
+  if events then
+    enqueue(self, events)
+  else
+    finish(self, r)
   end
 end
 
@@ -156,7 +161,7 @@ function Stream:next()
       end
       return nil
     end
-    if not self._client._h then
+    if self._client:_closed() then
       self._finished = true
       return nil, errors.new { kind = "cancelled", message = "the client was closed" }
     end
@@ -174,12 +179,8 @@ end
 local function stop(self, pump)
   if self._finished then return end
   self._finished = true
-  local client = self._client
-  client._waiters[self._id] = nil
-  if client._h then
-    client._h:cancel(self._id)
-    if pump then client:_pump(0) end -- hands the cancelled call back to the core at once
-  end
+  -- pump: hands the cancelled call back to the core at once
+  self._client:_cancel(self._id, pump)
 end
 
 function Stream:close()

@@ -1,10 +1,11 @@
--- llmrelay.resty.engine: the OpenResty executor. It has the same face as the
--- libcurl client handle of llmrelay.core (submit, take, stream_take, cancel,
--- status, events, pending, close), so lua/llmrelay/init.lua serves both; but
--- here every attempt is sent by a light thread with cosockets, and waiting is
--- a semaphore wait, so no request ever blocks its nginx worker. Every
--- decision (which endpoint, retry or fail over, how long to wait) is asked of
--- the relay (core.relay, csrc/relay.c).
+-- llmrelay.resty.engine: the OpenResty executor. It has the executor face
+-- written down in lua/llmrelay/executor.lua (submit, wait, step,
+-- stream_take, cancel, pending, status, on_events, events, close), so
+-- lua/llmrelay/init.lua serves both executors alike; here every attempt is
+-- sent by a light thread with cosockets, and waiting is a semaphore wait, so
+-- no request ever blocks its nginx worker. Every decision (which endpoint,
+-- retry or fail over, how long to wait) is asked of the relay (core.relay,
+-- csrc/relay.c).
 --
 -- Each worker builds its own relay on first use (a client made in
 -- init_by_lua is shared by the forked workers: the relay must not be).
@@ -16,7 +17,7 @@ local shared = require "llmrelay.resty.shared"
 local semaphore = require "ngx.semaphore"
 
 local spawn, thread_wait = ngx.thread.spawn, ngx.thread.wait
-local get_phase, update_time, ngx_now = ngx.get_phase, ngx.update_time, ngx.now
+local get_phase = ngx.get_phase
 local min, huge = math.min, math.huge
 local pairs, ipairs, tostring, next = pairs, ipairs, tostring, next
 
@@ -32,21 +33,16 @@ local private = setmetatable({}, { __mode = "k" })
 -- held back by another worker's state are not announced by any event here.
 local MAX_SLEEP = 0.05
 local MIN_SLEEP = 0.001
-local MAX_ERROR_BODY = 2048
+local POLL_BATCH = core.limits.poll_batch
+local MAX_ERROR_BODY = core.limits.error_body
 
 -- Phases where cosockets and ngx.sleep work.
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
                     ssl_session_fetch = true }
 
--- nginx's cached time, brought up to date at every return to its event loop
--- (every cosocket wait, semaphore wait or sleep), which is as fine as the
--- relay's decisions need; ngx.update_time() formats nginx's time strings
--- again, a few microseconds each, so it is kept for measuring attempts.
-local now = ngx_now
-local function now_exact()
-  update_time()
-  return ngx_now()
-end
+-- The core's monotonic clock, the one every time handed to the relay (and
+-- to the shared store, which every worker of the host reads alike) is on.
+local now = core.now
 
 function _M.phase_error()
   local phase = get_phase()
@@ -55,8 +51,8 @@ function _M.phase_error()
     .. " call it from rewrite_by_lua, access_by_lua, content_by_lua or an ngx.timer"
 end
 
--- cfg: the normalized config; waiters: the client's id -> waiter table.
-function _M.new(cfg, waiters)
+-- cfg: the normalized config.
+function _M.new(cfg)
   local eps = {}
   for i, ep in ipairs(cfg.endpoints) do
     local target = http.parse_url(ep.url)
@@ -73,8 +69,8 @@ function _M.new(cfg, waiters)
     ngx.log(ngx.INFO, "llmrelay: tls.ca_file is ignored under OpenResty; set lua_ssl_trusted_certificate")
   end
   local self = setmetatable({
-    waiters = waiters, calls = {}, pid = nil, rl = nil,
-    buf = {}, next_wake = huge, events_on = false,
+    kind = "resty", waiters = {}, calls = {}, pid = nil, rl = nil,
+    buf = {}, next_wake = huge, notify = nil,
   }, Engine)
   private[self] = { cfg = cfg, eps = eps }
   if cfg.shared_dict then
@@ -93,7 +89,7 @@ local function relay(self)
     self.calls = {}
     local cfg = private[self].cfg
     self.rl = core.relay(cfg, now())
-    if self.events_on then self.rl:enable_events(true) end
+    if self.notify then self.rl:enable_events(true) end
     if cfg.shared_dict then self.store = assert(shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)) end
   end
   return self.rl
@@ -159,25 +155,23 @@ function Engine:drive()
         end
       end
     end
-    if n < 256 then break end
+    if n < POLL_BATCH then break end
   end
-  if self.events_on and self.on_events then self.on_events() end
+  if self.notify then self.notify() end
 end
 
--- submit(body, model, tokens, timeout, deadline (seconds from now), priority, stream) -> id | nil, err
-function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed)
+-- submit(body, model, tokens, timeout, deadline (seconds from now), priority, stream, waiter) -> id | nil, err
+-- The relay decides at once: the first attempt is queued for the waiter.
+function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter)
   local perr = _M.phase_error()
   if perr then return nil, perr end
   local rl = relay(self)
   local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority)
   if not id then return nil, err end
   self.calls[id] = { id = id, body = body, tokens = tokens or 0, stream = streamed and true or false }
-  return id
-end
-
--- After the client registered the waiter: decide at once.
-function Engine:submitted()
+  self.waiters[id] = waiter
   self:drive()
+  return id
 end
 
 local function keep_error_text(call, s)
@@ -194,7 +188,7 @@ local function attempt(self, call)
   local p = private[self]
   local ep, cfg = p.eps[i], p.cfg
   local store, probe = self.store, false
-  local t = now_exact()
+  local t = now()
   if store then
     local ok, at = store:admit(rl, i, id, call.tokens, t, call.tmo)
     if not ok then
@@ -245,7 +239,7 @@ local function attempt(self, call)
       end
     end,
   }
-  t = now_exact()
+  t = now()
   if call.cancelled then
     -- the relay already forgot it (cancel); only the shared count is left
     if store and not call.thread_done then store:release(rl, i, "neutral", probe, 0, t) end
@@ -325,8 +319,8 @@ function Engine:wait(w, timeout)
     if t_end and t >= t_end then return end
     local sleep = min(self.next_wake - t, MAX_SLEEP)
     if t_end then sleep = min(sleep, t_end - t) end
-    -- always yield: nginx's clock (ngx.now) moves only in its event loop, so
-    -- a loop that waits for a moment without yielding would never reach it
+    -- always yield: the light threads that send the attempts run only when
+    -- this coroutine returns to nginx's event loop
     if sleep < MIN_SLEEP then sleep = MIN_SLEEP end
     do
       local sema = w.sema
@@ -344,12 +338,8 @@ end
 function Engine:step(timeout)
   self:drive()
   if timeout and timeout > 0 then ngx.sleep(min(timeout, MAX_SLEEP)) end
-  return 0
+  return true
 end
-
--- Nothing is queued for take(): results go straight to their waiters.
-function Engine:take() return nil end
-function Engine:stream_ready() return nil end
 
 -- Hands over the stream's waiting events; from here on a failure is final.
 function Engine:stream_take(id)
@@ -362,6 +352,7 @@ function Engine:stream_take(id)
 end
 
 function Engine:cancel(id)
+  self.waiters[id] = nil
   local call = self.calls[id]
   if not call then return false end
   self.calls[id] = nil
@@ -399,9 +390,9 @@ function Engine:status()
   return st
 end
 
-function Engine:enable_events(on)
-  self.events_on = on and true or false
-  if self.rl then self.rl:enable_events(self.events_on) end
+function Engine:on_events(fn)
+  self.notify = fn
+  if self.rl then self.rl:enable_events(fn ~= nil) end
 end
 
 function Engine:events()

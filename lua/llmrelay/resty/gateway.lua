@@ -36,9 +36,9 @@ local stream = require "llmrelay.stream"
 local bit = require "bit"
 local bxor, bor = bit.bxor, bit.bor
 local byte, sub, match, gsub, find = string.byte, string.sub, string.match, string.gsub, string.find
-local remove, concat = table.remove, table.concat
+local concat = table.concat
 local ceil = math.ceil
-local type, ipairs, tostring, pairs = type, ipairs, tostring, pairs
+local type, ipairs, tostring, pairs, getmetatable = type, ipairs, tostring, pairs, getmetatable
 
 local _M = {}
 
@@ -178,7 +178,7 @@ end
 local function complete(client, body, model, deadline)
   local waiter = { inbox = {} }
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, false)
-  if not id then return fail(400, client._scrub:text(tostring(err)), "invalid_request") end
+  if not id then return fail(400, client:_scrub_text(tostring(err)), "invalid_request") end
   while not waiter.inbox[1] do client:_wait(waiter) end
   local res = client:_result(waiter.inbox[1])
   if res.ok then
@@ -211,14 +211,14 @@ end
 local function streamed(client, body, model, deadline)
   local waiter = { inbox = {} }
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true)
-  if not id then return fail(400, client._scrub:text(tostring(err)), "invalid_request") end
+  if not id then return fail(400, client:_scrub_text(tostring(err)), "invalid_request") end
   local started = false
   local function start(r)
     ngx.status = 200
     ngx.header["Content-Type"] = "text/event-stream"
     ngx.header["Cache-Control"] = "no-cache"
     ngx.header["X-Accel-Buffering"] = "no"
-    if r and r.endpoint then ngx.header["X-LLMRelay-Endpoint"] = client._names[r.endpoint] end
+    if r and r.endpoint then ngx.header["X-LLMRelay-Endpoint"] = client:_endpoint_name(r.endpoint) end
     ngx.send_headers()
     started = true
   end
@@ -231,40 +231,32 @@ local function streamed(client, body, model, deadline)
     local ok = ngx.flush(true)
     return ok
   end
-  while true do
-    if waiter.ready then
-      waiter.ready = false
-      local evs = client._h:stream_take(id)
-      if evs and not emit(evs) then -- the caller went away
-        client._waiters[id] = nil
-        client:_cancel(id)
-        return
-      end
-    end
-    local r = remove(waiter.inbox, 1)
-    if r then
-      if r.events then emit(r.events) end
-      if r.ok then
-        if not started then start(r) end
-        if r.body and r.body ~= "" then -- a server that ignored "stream": one chunk
-          local resp = cjson.decode(r.body)
-          if type(resp) == "table" then ngx.print(sse(cjson.encode(stream.as_chunk(resp)))) end
-        end
-        ngx.print(sse("[DONE]"))
-        ngx.flush(true)
-        return
-      end
-      local res = client:_result(r)
-      if not started then
-        local status, doc, headers = error_response(res.error)
-        return send_json(status, doc, headers)
-      end
-      ngx.print(sse(cjson.encode(error_doc(res.error.message or res.error.kind, "api_error", res.error.kind))))
-      ngx.flush(true)
+  local evs, r = stream.await(client, id, waiter)
+  while evs do
+    if not emit(evs) then -- the caller went away
+      client:_cancel(id)
       return
     end
-    if not waiter.ready then client:_wait(waiter) end
+    evs, r = stream.await(client, id, waiter)
   end
+  if r.events then emit(r.events) end
+  if r.ok then
+    if not started then start(r) end
+    if r.body and r.body ~= "" then -- a server that ignored "stream": one chunk
+      local resp = cjson.decode(r.body)
+      if type(resp) == "table" then ngx.print(sse(cjson.encode(stream.as_chunk(resp)))) end
+    end
+    ngx.print(sse("[DONE]"))
+    ngx.flush(true)
+    return
+  end
+  local res = client:_result(r)
+  if not started then
+    local status, doc, headers = error_response(res.error)
+    return send_json(status, doc, headers)
+  end
+  ngx.print(sse(cjson.encode(error_doc(res.error.message or res.error.kind, "api_error", res.error.kind))))
+  ngx.flush(true)
 end
 
 local function chat(client, opts)
@@ -296,7 +288,7 @@ local function models(client, opts)
       data[#data + 1] = cjson.encode { id = m, object = "model", created = 0, owned_by = "llmrelay" }
     end
   end
-  for _, m in ipairs(client._models) do add(m) end
+  for _, m in ipairs(client:_models()) do add(m) end
   for _, m in ipairs(opts.models or {}) do add(m) end
   send_raw(200, '{"object":"list","data":[' .. concat(data, ",") .. "]}")
 end
@@ -325,12 +317,13 @@ local function ends_with(s, suffix)
 end
 
 local function check(client, opts, fn)
-  if type(client) ~= "table" or not client._h then error(fn .. ": expected an llmrelay client", 3) end
+  local mt = type(client) == "table" and getmetatable(client)
+  if not (mt and mt._closed) or client:_closed() then error(fn .. ": expected an llmrelay client", 3) end
   if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table", 3) end
   if opts and opts.deadline ~= nil and (type(opts.deadline) ~= "number" or not (opts.deadline > 0)) then
     error(fn .. ": opts.deadline must be a positive number of seconds", 3)
   end
-  if not client._resty then error(fn .. ": the client must use the OpenResty transport", 3) end
+  if client:_transport_name() ~= "resty" then error(fn .. ": the client must use the OpenResty transport", 3) end
 end
 
 local function handle(client, opts, keys)

@@ -7,7 +7,7 @@
 
 local ngx = ngx
 local core = require "llmrelay.core"
-local tcp, now = ngx.socket.tcp, ngx.now
+local tcp, now = ngx.socket.tcp, core.now
 local http1 = core.http1
 local find, match = string.find, string.match
 local tonumber, tostring, concat = tonumber, tostring, table.concat
@@ -60,7 +60,7 @@ end
 -- none for a plain body) and the time left to the attempt's deadline, so an
 -- attempt costs at most its total whatever the upstream sends.
 -- opts: target, prefix (head_prefix), body, connect_timeout, first_byte_timeout,
---   idle_timeout (streams), deadline (absolute ngx.now() time: the attempt's
+--   idle_timeout (streams), deadline (absolute core.now() time: the attempt's
 --   whole budget), total_timeout (that budget in seconds, for messages),
 --   max_bytes, verify (TLS), pool (keep-alive pool name), on_connected(),
 --   stream_ok(status, content_type) -> true to stream the body,

@@ -6,7 +6,7 @@
 --
 -- Fields per endpoint:
 --   fails      consecutive failures, all workers together (incr)
---   open       the breaker is open until then (ngx.now() time)
+--   open       the breaker is open until then (core.now() time: monotonic, one clock for the host)
 --   cool       the cool-down behind `open`
 --   probe      a half-open probe is out (add: one worker holds it)
 --   thr        throttled until then (a server asked for a pause)
@@ -16,7 +16,7 @@
 
 local ngx = ngx
 local core = require "llmrelay.core"
-local floor = math.floor
+local floor, huge = math.floor, math.huge
 
 local _M = {}
 local Store = {}
@@ -85,7 +85,11 @@ function Store:admit(relay, i, id, tokens, now, timeout)
   local probe = relay:is_probe(id)
   -- the probe lock lasts as long as the probe may (a worker that dies holding it frees it then)
   if probe and not d:add(k.probe, self.pid, math.max(1, timeout or 1)) then
-    return false, now + 0.05 -- another worker probes it
+    -- another worker probes it: when to look again is the core's answer for
+    -- an endpoint that only another process's release frees (all of it busy)
+    local _, at = relay:admit(i, now, true, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)),
+                              num(d:get(k.thr)), huge, self.proven[i] or d:get(k.proven))
+    return false, at
   end
   local inflight = d:incr(k.inflight, 1, 0) or 1
   local ok, at = relay:admit(i, now, probe, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)),
