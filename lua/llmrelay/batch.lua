@@ -20,22 +20,18 @@ local core = require "llmrelay.core"
 local errors = require "llmrelay.errors"
 
 local now = core.now
-local pairs, ipairs, tonumber, pcall, error = pairs, ipairs, tonumber, pcall, error
-local match, find = string.match, string.find
+local pairs, ipairs, pcall, error = pairs, ipairs, pcall, error
 
 local _M = {}
 
 local STOP_POLL = 0.1 -- how often should_stop is asked while waiting
 
--- Token counts straight from the raw body: find "usage" first, then read
--- from there (a full decode per answer would cost more than the request).
+-- Token counts straight from the raw body, read by the core (a full decode
+-- per answer would cost more than the request).
 local function usage_of(body, usage)
-  local at = find(body, '"usage"', 1, true)
-  if not at then return end
-  local p = match(body, '"prompt_tokens"%s*:%s*(%d+)', at)
-  local c = match(body, '"completion_tokens"%s*:%s*(%d+)', at)
-  if p then usage.prompt_tokens = usage.prompt_tokens + tonumber(p) end
-  if c then usage.completion_tokens = usage.completion_tokens + tonumber(c) end
+  local p, c = core.usage(body)
+  if p then usage.prompt_tokens = usage.prompt_tokens + p end
+  if c then usage.completion_tokens = usage.completion_tokens + c end
 end
 
 function _M.run(client, source, sink, opts)

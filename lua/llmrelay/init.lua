@@ -16,14 +16,15 @@ local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
 local encode, decode = cjson.encode, cjson.decode
 local floor = math.floor
-local find, format, match = string.find, string.format, string.match
+local find, format = string.find, string.format
 
 local _M = {
   _VERSION = core.version, errors = errors,
   run = sched.run, spawn = sched.spawn, sleep = sched.sleep,
 }
 
-local estimate_tokens -- defined with the requests below
+-- a request's token estimate for client-side tpm limits is the core's (core.estimate_tokens)
+local estimate_tokens = core.estimate_tokens
 
 local Client = {}
 Client.__index = Client
@@ -254,16 +255,6 @@ end
 
 ---------------------------------------------------------------------------
 -- Requests
-
--- A rough token estimate for client-side tpm limits: 4 bytes a token for the
--- prompt, plus what the answer may take.
-estimate_tokens = function(body)
-  local out
-  if find(body, '"max_', 1, true) then
-    out = match(body, '"max_completion_tokens"%s*:%s*(%d+)') or match(body, '"max_tokens"%s*:%s*(%d+)')
-  end
-  return floor(#body / 4) + (tonumber(out) or 0)
-end
 
 local function check_seconds(v, fn, name, max, level)
   if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
