@@ -40,6 +40,7 @@ build = {
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",
+    ["llmrelay.store"] = "lua/llmrelay/store.lua",
     ["llmrelay.resty.shared"] = "lua/llmrelay/resty/shared.lua",
     ["llmrelay.resty.engine"] = "lua/llmrelay/resty/engine.lua",
     ["llmrelay.resty.gateway"] = "lua/llmrelay/resty/gateway.lua",

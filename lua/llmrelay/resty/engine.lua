@@ -13,7 +13,7 @@
 local ngx = ngx
 local core = require "llmrelay.core"
 local http = require "llmrelay.resty.http"
-local shared = require "llmrelay.resty.shared"
+local store_of = require("llmrelay.store").open
 local semaphore = require "ngx.semaphore"
 
 local spawn, thread_wait = ngx.thread.spawn, ngx.thread.wait
@@ -73,11 +73,9 @@ function _M.new(cfg)
     buf = {}, next_wake = huge, notify = nil,
   }, Engine)
   private[self] = { cfg = cfg, eps = eps }
-  if cfg.shared_dict then
-    -- checked now when the dict exists (a client made in init_by_lua), else on first use
-    local store, err = shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)
-    if not store then error("llmrelay.new: " .. err, 3) end
-  end
+  -- the shared store's backend is checked now (a client made in init_by_lua sees the dicts)
+  local store, err = store_of(cfg)
+  if not store and err then error("llmrelay.new: " .. err, 3) end
   return self
 end
 
@@ -90,7 +88,9 @@ local function relay(self)
     local cfg = private[self].cfg
     self.rl = core.relay(cfg, now())
     if self.notify then self.rl:enable_events(true) end
-    if cfg.shared_dict then self.store = assert(shared.new(cfg.shared_dict, cfg.name, cfg.endpoints)) end
+    local store, err = store_of(cfg)
+    if err then error("llmrelay: " .. err) end
+    self.store = store
   end
   return self.rl
 end

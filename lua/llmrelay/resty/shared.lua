@@ -1,143 +1,21 @@
--- llmrelay.resty.shared: endpoint state that all nginx workers agree on,
--- kept in a lua_shared_dict under "llmrelay:<pool>:<endpoint>:<field>".
--- This file only moves numbers between the dict and the worker's relay; what
--- they mean (when a breaker opens, whether an attempt may go) is decided in C
--- (csrc/shared.c), the same rules as within one process.
---
--- Fields per endpoint:
---   fails      consecutive failures, all workers together (incr)
---   open       the breaker is open until then (core.now() time: monotonic, one clock for the host)
---   cool       the cool-down behind `open`
---   probe      a half-open probe is out (add: one worker holds it)
---   thr        throttled until then (a server asked for a pause)
---   inflight   attempts in flight, all workers together (incr)
---   proven     some worker had an answer from it
---   rq, tk     configured rpm / tpm buckets: units taken since `t0`
+-- llmrelay.resty.shared: the lua_shared_dict backend of llmrelay.store
+-- (endpoint state all nginx workers agree on). A shared dict already has the
+-- five methods a store's backend needs (get, set, add, incr, delete, all
+-- atomic across the workers), so this only finds it by name.
 
 local ngx = ngx
-local core = require "llmrelay.core"
-local floor, huge = math.floor, math.huge
 
 local _M = {}
-local Store = {}
-Store.__index = Store
 
-local FIELDS = { "fails", "open", "cool", "probe", "thr", "inflight", "proven", "rq", "tk", "t0" }
--- how often a worker re-reads the dict before deciding (seconds)
-local IMPORT_EVERY = 0.002
-
--- dict_name: a lua_shared_dict; pool: the namespace (config.name);
--- endpoints: the normalized endpoints (name, rpm, tpm).
-function _M.new(dict_name, pool, endpoints)
+-- The dict named by `shared_dict` and this worker's pid (what a probe lock it
+-- holds says), or nil, err when nginx.conf declares no such dict.
+function _M.backend(dict_name)
   local dict = ngx.shared[dict_name]
   if not dict then
     return nil, "lua_shared_dict '" .. dict_name .. "' is not declared in nginx.conf (add: lua_shared_dict "
       .. dict_name .. " 1m;)"
   end
-  local keys = {}
-  for i, ep in ipairs(endpoints) do
-    local k, base = {}, "llmrelay:" .. pool .. ":" .. ep.name .. ":"
-    for _, f in ipairs(FIELDS) do k[f] = base .. f end
-    k.rpm, k.tpm = ep.rpm or 0, ep.tpm or 0
-    keys[i] = k
-  end
-  return setmetatable({ dict = dict, keys = keys, n = #endpoints, imported_at = -1, pid = ngx.worker.pid(),
-                        proven = {} }, Store)
-end
-
-local function num(v)
-  return v or 0
-end
-
--- Brings the worker's relay in line with the dict (at most every IMPORT_EVERY s).
-function Store:import(relay, now, force)
-  if not force and now - self.imported_at < IMPORT_EVERY then return end
-  self.imported_at = now
-  local d = self.dict
-  for i = 1, self.n do
-    local k = self.keys[i]
-    relay:import(i, now, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)), num(d:get(k.thr)), 0,
-                 self.proven[i] or d:get(k.proven))
-  end
-end
-
--- A configured rpm/tpm bucket shared by the workers, from incr alone; the
--- arithmetic and the bucket's shape are C's (lr_shared_bucket, lr_limiter_shape).
-local function bucket_take(d, key, t0key, per_minute, need, now)
-  local t0 = d:get(t0key)
-  if not t0 then
-    d:add(t0key, now)
-    t0 = d:get(t0key) or now
-  end
-  local used = d:incr(key, need, per_minute / 60 * (now - t0)) -- a new bucket starts full
-  if not used then return true end -- the dict is full: fail open, the worker's own limiter still holds
-  local ok, excess, at = core.shared_bucket(per_minute, t0, used, need, now)
-  if excess > 0 then d:incr(key, excess) end
-  if ok then return true end
-  d:incr(key, -need)
-  return false, at
-end
-
--- May this worker send the attempt `id` the relay chose for endpoint i?
--- -> true | false, retry_at
-function Store:admit(relay, i, id, tokens, now, timeout)
-  local d, k = self.dict, self.keys[i]
-  local probe = relay:is_probe(id)
-  -- the probe lock lasts as long as the probe may (a worker that dies holding it frees it then)
-  if probe and not d:add(k.probe, self.pid, math.max(1, timeout or 1)) then
-    -- another worker probes it: when to look again is the core's answer for
-    -- an endpoint that only another process's release frees (all of it busy)
-    local _, at = relay:admit(i, now, true, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)),
-                              num(d:get(k.thr)), huge, self.proven[i] or d:get(k.proven))
-    return false, at
-  end
-  local inflight = d:incr(k.inflight, 1, 0) or 1
-  local ok, at = relay:admit(i, now, probe, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)),
-                             num(d:get(k.thr)), inflight, self.proven[i] or d:get(k.proven))
-  if ok and k.rpm > 0 then
-    ok, at = bucket_take(d, k.rq, k.t0, k.rpm, 1, now)
-  end
-  if ok and k.tpm > 0 then
-    ok, at = bucket_take(d, k.tk, k.t0, k.tpm, tokens, now)
-    if not ok and k.rpm > 0 then d:incr(k.rq, -1) end
-  end
-  if ok then return true, probe end
-  d:incr(k.inflight, -1, 0)
-  if probe then d:delete(k.probe) end
-  return false, at
-end
-
--- The attempt to endpoint i ended with `verdict` ("success" "failure"
--- "neutral"); status 0 when no answer came.
-function Store:release(relay, i, verdict, probe, status, now)
-  local d, k = self.dict, self.keys[i]
-  d:incr(k.inflight, -1, 0)
-  if probe then d:delete(k.probe) end
-  if status > 0 and not self.proven[i] then
-    self.proven[i] = true
-    d:set(k.proven, true)
-  end
-  if verdict == "failure" then
-    local n = d:incr(k.fails, 1, 0) or 1
-    relay:import(i, now, n, num(d:get(k.open)), num(d:get(k.cool)), num(d:get(k.thr)), 0, self.proven[i])
-  elseif verdict == "success" then
-    if num(d:get(k.fails)) ~= 0 then d:set(k.fails, 0) end
-    if probe then d:delete(k.open) end -- the probe closed it, for every worker
-  end
-  local _, open_until, cool, thr, state = relay:export(i, now)
-  if state == "open" and open_until > num(d:get(k.open)) then
-    d:set(k.open, open_until)
-    d:set(k.cool, cool)
-  end
-  if thr > num(d:get(k.thr)) then d:set(k.thr, thr, floor(thr - now) + 2) end
-  self.imported_at = -1 -- look again before the next decision
-end
-
--- For status: the dict's view of endpoint i.
-function Store:view(i)
-  local d, k = self.dict, self.keys[i]
-  return { fails = num(d:get(k.fails)), open_until = d:get(k.open), in_flight = num(d:get(k.inflight)),
-           throttled_until = d:get(k.thr) }
+  return dict, ngx.worker.pid()
 end
 
 return _M
