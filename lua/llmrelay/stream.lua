@@ -17,6 +17,7 @@ local cjson = require "cjson.safe"
 local errors = require "llmrelay.errors"
 
 local type, ipairs, pcall, setmetatable, concat, remove = type, ipairs, pcall, setmetatable, table.concat, table.remove
+local newproxy, getmetatable = newproxy, getmetatable -- newproxy: Lua 5.1 / LuaJIT only
 local decode = cjson.decode
 
 local Stream = {}
@@ -27,11 +28,18 @@ local _M = {}
 -- client: the llmrelay client; id: the core's request id; waiter: its waiter;
 -- on_delta: optional function(text); make_error(client, r): a core result -> err.
 function _M.new(client, id, waiter, on_delta, make_error)
-  return setmetatable({
+  local st = setmetatable({
     _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error,
     _queue = {}, _qi = 1, _parts = {}, _finished = false,
     usage = nil, chunks = 0,
   }, Stream)
+  if newproxy then
+    -- Lua 5.1 / LuaJIT finalize userdata only: the stream's __gc rides on one
+    local proxy = newproxy(true)
+    getmetatable(proxy).__gc = function() Stream.__gc(st) end
+    st._gc = proxy
+  end
+  return st
 end
 
 -- The text of a chunk's first choice, if any.

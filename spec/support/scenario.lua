@@ -111,8 +111,17 @@ local ok, err = pcall(function()
   early:next()
   early:close()
   check("stream left early", sc:pending() == 0, sc:pending())
-  local left = sc:stream(req("dropped")) -- never read: collected below
+  -- a stream dropped while its server stalls: only its collection can free the call
+  -- (LuaJIT runs no __gc of a table: the stream carries a userdata that has one)
+  local dc = llmrelay.new { endpoints = { { base_url = stall.url } } }
+  local left = dc:stream(req("dropped"))
+  left:next()
   left = nil
+  collectgarbage()
+  collectgarbage()
+  local after = dc:chat_completion(req("after a dropped stream")) -- a step hands the cancelled call back
+  check("a dropped stream is collected and frees its call", after ~= nil and dc:pending() == 0, dc:pending())
+  dc:close()
   local streamed = 0
   local ms = llmrelay.new { endpoints = { { base_url = healthy.url }, { base_url = flaky.url } } }
   llmrelay.run(function()
