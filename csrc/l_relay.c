@@ -162,19 +162,23 @@ static int l_poll(lua_State *L) {
 
 /* result(id) -> { ok, attempts, status, endpoint, latency, kind, message, retry_after }
  * for a finished request; the id is free afterwards. nil if not finished. */
-static int l_result(lua_State *L) {
-  relay_ud *ud = check_relay(L);
-  rq *q = find(L, ud, 2);
-  if (!q || q->req.state != LR_REQ_DONE) return 0;
-  const lr_req *r = &q->req;
-  lrl_push_result(L, r, 3);
+/* Pushes a finished request's result table (the shape of the client's take()). */
+static void push_done(lua_State *L, const lr_req *r, int extra) {
+  lrl_push_result(L, r, extra);
   if (r->kind != LR_E_NONE) {
     lrl_set_str(L, "kind", lr_error_kind_name(r->kind));
     if (r->message[0]) lrl_set_str(L, "message", r->message);
     if (r->retry_after_s >= 0) lrl_set_num(L, "retry_after", r->retry_after_s);
   }
+}
+
+static int l_result(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  if (!q || q->req.state != LR_REQ_DONE) return 0;
+  push_done(L, &q->req, 3);
   /* read before poll handed it out: it is still on the relay's done list */
-  lr_relay_cancel(ud->rl, &q->req, r->kind, 0);
+  lr_relay_cancel(ud->rl, &q->req, q->req.kind, 0);
   release(ud, q);
   return 1;
 }
@@ -245,7 +249,9 @@ static int l_unsend(lua_State *L) {
   return 0;
 }
 
-/* cancel(id, now, kind|nil) -> previous state ("sending", ...) or nil; the id is free afterwards */
+/* cancel(id, now, kind|nil) -> previous state ("sending", ...), result | nil: the id is
+ * free afterwards; result is what the request ended with (kind "cancelled", or kind), the
+ * table result() gives, for the executor to hand to its waiter as the libcurl client does */
 static int l_cancel(lua_State *L) {
   static const char *states[] = {"new", "ready", "waiting", "sending", "done"};
   relay_ud *ud = check_relay(L);
@@ -253,9 +259,14 @@ static int l_cancel(lua_State *L) {
   if (!q) return 0;
   lr_error_kind kind = lua_isnoneornil(L, 4) ? LR_E_CANCELLED : kind_of(L, 4);
   lr_req_state was = lr_relay_cancel(ud->rl, &q->req, kind, luaL_checknumber(L, 3));
-  release(ud, q);
   lua_pushstring(L, states[was]);
-  return 1;
+  int n = 1;
+  if (q->req.state == LR_REQ_DONE) { /* its result, as the libcurl client hands a cancelled call back */
+    push_done(L, &q->req, 3);
+    n = 2;
+  }
+  release(ud, q);
+  return n;
 }
 
 static int check_ep(lua_State *L, relay_ud *ud, int idx) {

@@ -17,10 +17,9 @@
 --       (for a foreign event loop, and for llmrelay.run's scheduler).
 --   x:stream_take(id) -> events | nil   a stream's events so far (JSON
 --       strings); from the first taken, a failure can only end the stream.
---   x:cancel(id)       ends a request early. What reaches its waiter after is
---       the core's result of kind "cancelled" (libcurl) or nothing (the
---       relay under OpenResty releases a cancelled request at once); a
---       caller that cancels to stop reading does not wait for it.
+--   x:cancel(id)       ends a request early. Its waiter then gets the core's
+--       result of kind "cancelled" (both executors); a caller that cancels
+--       to stop reading does not wait for it.
 --   x:pending()        requests submitted and not yet delivered (0 once closed).
 --   x:status()         one table per endpoint, in config order (the core's).
 --   x:on_events(fn)    fn() is called when the core may have events for

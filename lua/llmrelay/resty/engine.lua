@@ -352,12 +352,18 @@ function Engine:stream_take(id)
 end
 
 function Engine:cancel(id)
+  local w = self.waiters[id]
   self.waiters[id] = nil
   local call = self.calls[id]
   if not call then return false end
   self.calls[id] = nil
   call.cancelled = true
-  local was = self.rl:cancel(id, now())
+  local was, r = self.rl:cancel(id, now())
+  if r and w then -- its waiter hears how it ended, as from the libcurl executor
+    r.id = id
+    w.inbox[#w.inbox + 1] = r
+    post(w)
+  end
   if was == "sending" and call.thread and not call.thread_done then
     -- only the coroutine that spawned it may kill it; elsewhere it stops at
     -- its next read, and releases its shared slot itself
