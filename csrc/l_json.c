@@ -89,12 +89,9 @@ static int l_usage(lua_State *L) {
 }
 
 void lr_json_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"json_object_ok", l_json_object_ok},
-                                 {"check_request", l_check_request},
-                                 {"usage_tokens", l_usage_tokens},
-                                 {"json_member", l_json_member},
-                                 {"estimate_tokens", l_estimate_tokens},
-                                 {"usage", l_usage},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"json_object_ok", l_json_object_ok}, {"check_request", l_check_request}, {"usage_tokens", l_usage_tokens},
+      {"json_member", l_json_member},       {"estimate_tokens", l_estimate_tokens}, {"usage", l_usage},
+      {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }
