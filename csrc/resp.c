@@ -89,31 +89,35 @@ static lr_resp_event too_many(lr_resp *d) {
   return fail(d, "more than %zu elements in one reply", d->max_elems);
 }
 
-static lr_resp_event text(lr_resp *d, lr_resp_type type) {
-  size_t n = d->line_len - 1;
+/* A string element of n bytes, its room taken in the arena; NULL once it
+ * failed (the message is set). */
+static lr_resp_elem *string_elem(lr_resp *d, lr_resp_type type, size_t n) {
   lr_resp_elem *e;
-  if (n > d->arena_cap - d->arena_len) return fail(d, "reply larger than the buffer (%zu bytes)", d->arena_cap);
-  if (!(e = add(d, type))) return too_many(d);
+  if (n > d->arena_cap - d->arena_len) {
+    fail(d, "reply larger than the buffer (%zu bytes)", d->arena_cap);
+    return NULL;
+  }
+  if (!(e = add(d, type))) {
+    too_many(d);
+    return NULL;
+  }
   e->str = d->arena + d->arena_len;
   e->len = n;
-  if (n) memcpy(d->arena + d->arena_len, d->line + 1, n);
   d->arena_len += n;
+  return e;
+}
+
+static lr_resp_event text(lr_resp *d, lr_resp_type type) {
+  char *to = d->arena + d->arena_len;
+  size_t n = d->line_len - 1;
+  if (!string_elem(d, type, n)) return LR_RESP_ERROR;
+  if (n) memcpy(to, d->line + 1, n);
   return complete(d);
 }
 
 static lr_resp_event bulk_head(lr_resp *d, int64_t n) {
-  lr_resp_elem *e;
-  if (n < -1) return fail(d, "negative bulk length %lld", (long long)n);
-  if (n == -1) {
-    if (!add(d, LR_RESP_NIL_BULK)) return too_many(d);
-    return complete(d);
-  }
   if ((uint64_t)n > d->max_bulk) return fail(d, "bulk string of %lld bytes over the cap (%zu)", (long long)n, d->max_bulk);
-  if ((uint64_t)n > d->arena_cap - d->arena_len) return fail(d, "reply larger than the buffer (%zu bytes)", d->arena_cap);
-  if (!(e = add(d, LR_RESP_BULK))) return too_many(d);
-  e->str = d->arena + d->arena_len;
-  e->len = (size_t)n;
-  d->arena_len += (size_t)n;
+  if (!string_elem(d, LR_RESP_BULK, (size_t)n)) return LR_RESP_ERROR;
   d->bulk_left = (uint64_t)n;
   d->state = n ? S_BULK : S_BULK_CR;
   return LR_RESP_MORE;
@@ -121,11 +125,6 @@ static lr_resp_event bulk_head(lr_resp *d, int64_t n) {
 
 static lr_resp_event array_head(lr_resp *d, int64_t n) {
   lr_resp_elem *e;
-  if (n < -1) return fail(d, "negative array length %lld", (long long)n);
-  if (n == -1) {
-    if (!add(d, LR_RESP_NIL_ARRAY)) return too_many(d);
-    return complete(d);
-  }
   if (d->depth >= LR_RESP_MAX_DEPTH) return fail(d, "arrays nested deeper than %d", LR_RESP_MAX_DEPTH);
   if (!(e = add(d, LR_RESP_ARRAY))) return too_many(d);
   /* Refused now rather than after the elements the buffer cannot hold. */
@@ -147,8 +146,14 @@ static lr_resp_event line(lr_resp *d) {
   if (type == '-') return text(d, LR_RESP_ERROR_STR);
   err = parse_int(d->line + 1, d->line_len - 1, &v);
   if (err) return fail(d, "%s after '%c'", err, type);
-  if (type == '$') return bulk_head(d, v);
-  if (type == '*') return array_head(d, v);
+  if (type == '$' || type == '*') {
+    if (v < -1) return fail(d, "negative %s length %lld", type == '$' ? "bulk" : "array", (long long)v);
+    if (v == -1) {
+      if (!add(d, type == '$' ? LR_RESP_NIL_BULK : LR_RESP_NIL_ARRAY)) return too_many(d);
+      return complete(d);
+    }
+    return type == '$' ? bulk_head(d, v) : array_head(d, v);
+  }
   if (!(e = add(d, LR_RESP_INTEGER))) return too_many(d);
   e->integer = v;
   return complete(d);
