@@ -120,21 +120,24 @@ static void bare_from(lr_ratelearn *l, double now) {
   l->next_at = now + 1.0 / l->rate;
 }
 
-void lr_ratelearn_prior(lr_ratelearn *l, double burst, double now) {
-  if (l->active || burst < 1) return;
+/* Starts learning from bare 429s with a bucket of `burst`: the pace starts at
+ * burst per second (a guess: many buckets hold about a second). */
+static void begin_bare(lr_ratelearn *l, double burst) {
   l->active = 1;
   l->bare = 1;
   l->burst = burst;
   l->rate = clamp_rate(burst);
+}
+
+void lr_ratelearn_prior(lr_ratelearn *l, double burst, double now) {
+  if (l->active || burst < 1) return;
+  begin_bare(l, burst);
   bare_from(l, now); /* cuts stays 0: answers in flight now do not add to a burst it did not measure */
 }
 
 void lr_ratelearn_cut_bare(lr_ratelearn *l, double now, double u) {
   if (!l->active) {
-    l->active = 1;
-    l->bare = 1;
-    l->burst = recent_burst(l, now);
-    l->rate = clamp_rate(l->burst); /* a guess: many buckets hold about a second */
+    begin_bare(l, recent_burst(l, now));
   } else {
     double cur = l->rate, est = bare_estimate(l, now);
     if (est > 0) {
