@@ -395,30 +395,39 @@ static int key_is(ptr k, ptr kend, const unsigned char *name, size_t n) {
   return i == n;
 }
 
-int lr_json_member(const char *s, size_t n, const char *name, size_t name_len, size_t *off, size_t *len) {
+/* One walk over the top-level members of the object s[0..n): for each of the
+ * k names, the last value under it (off[j], len[j]; found[j] = 1). -1 when s
+ * is no object or a member is cut short, else 0. */
+static int members(const char *s, size_t n, int k, const char *const *names, const size_t *lens, size_t *off,
+                   size_t *len, int *found) {
   ptr p = (ptr)s, end = p + n;
-  int found = 0;
+  for (int j = 0; j < k; j++) found[j] = 0;
   p = skip_ws(p, end);
   if (p >= end || *p != '{') return -1;
   p = skip_ws(p + 1, end);
   while (p < end && *p == '"') {
-    ptr ke = string_end(p, end); /* just past the closing quote */
-    int match = ke > p + 1 && key_is(p + 1, ke - 1, (const unsigned char *)name, name_len);
+    ptr ks = p + 1, ke = string_end(p, end); /* just past the closing quote */
     p = skip_ws(ke, end);
     if (p >= end || *p != ':') return -1;
     p = skip_ws(p + 1, end);
     if (p >= end) return -1;
     ptr ve = value_end(p, end);
-    if (match) {
-      *off = (size_t)(p - (ptr)s);
-      *len = (size_t)(ve - p);
-      found = 1;
-    }
+    for (int j = 0; j < k; j++)
+      if (ke > ks && key_is(ks, ke - 1, (const unsigned char *)names[j], lens[j])) {
+        off[j] = (size_t)(p - (ptr)s);
+        len[j] = (size_t)(ve - p);
+        found[j] = 1;
+      }
     p = skip_ws(ve, end);
     if (p >= end || *p != ',') break;
     p = skip_ws(p + 1, end);
   }
-  return found ? 0 : -1;
+  return 0;
+}
+
+int lr_json_member(const char *s, size_t n, const char *name, size_t name_len, size_t *off, size_t *len) {
+  int found;
+  return members(s, n, 1, &name, &name_len, off, len, &found) == 0 && found ? 0 : -1;
 }
 
 double lr_json_whole(const char *s, size_t n) {
@@ -430,10 +439,14 @@ double lr_json_whole(const char *s, size_t n) {
 
 double lr_json_estimate_tokens(const char *body, size_t n) {
   double est = (double)(n / 4);
-  size_t off, len;
-  if (lr_json_member(body, n, "max_completion_tokens", 21, &off, &len) == 0 ||
-      lr_json_member(body, n, "max_tokens", 10, &off, &len) == 0) {
-    double out = lr_json_whole(body + off, len);
+  static const char *const names[2] = {"max_completion_tokens", "max_tokens"};
+  static const size_t lens[2] = {21, 10};
+  size_t off[2], len[2];
+  int found[2];
+  if (members(body, n, 2, names, lens, off, len, found) != 0) return est;
+  int j = found[0] ? 0 : found[1] ? 1 : -1; /* max_completion_tokens first, in one walk */
+  if (j >= 0) {
+    double out = lr_json_whole(body + off[j], len[j]);
     if (out > 0) est += out;
   }
   return est;
