@@ -8,11 +8,7 @@ local nginx = require "spec.support.nginx"
 local q, sh = mock.quote, mock.capture
 
 describe("examples/nginx.conf", function()
-  local available, why = nginx.available()
-  if not available then
-    it("needs nginx with the lua module", function() error("example spec: " .. tostring(why), 0) end)
-    return
-  end
+  if not nginx.required(it, "example spec") then return end
 
   local a, b
   local started = {} -- every nginx launched here, stopped in teardown

@@ -196,15 +196,9 @@ local install_sdk, sdk = node.install, node.run
 
 ---------------------------------------------------------------------------
 
-local available, why = nginx.available()
 
 describe("gateway", function()
-  if not available then
-    it("needs nginx with the lua module", function()
-      error("gateway spec: " .. tostring(why) .. "; CI must install it", 0)
-    end)
-    return
-  end
+  if not nginx.required(it, "gateway spec") then return end
 
   local n, mocks, dead, sdk_script, sdk_why
   local GW = { "Authorization: Bearer gw-key-1", "Content-Type: application/json" }
@@ -621,12 +615,7 @@ end)
 -- data: line per event whatever the upstream's framing; /models lists [].
 
 describe("gateway (issue 12)", function()
-  if not available then
-    it("needs nginx with the lua module", function()
-      error("gateway spec: " .. tostring(why) .. "; CI must install it", 0)
-    end)
-    return
-  end
+  if not nginx.required(it, "gateway spec") then return end
 
   local CLIENT = [[
     local llmrelay = require "llmrelay"
@@ -849,12 +838,7 @@ local function report(label, r)
 end
 
 describe("gateway bar (issue 7)", function()
-  if not available then
-    it("needs nginx with the lua module", function()
-      error("gateway spec: " .. tostring(why) .. "; CI must install it", 0)
-    end)
-    return
-  end
+  if not nginx.required(it, "gateway spec") then return end
 
   it("2 workers + lua_shared_dict, 4 upstreams (refused / always 500 / 50% 500 / healthy): "
      .. "1,000 x 200 at C=50, the always-500 one within failure_threshold + probes per cooldown", function()

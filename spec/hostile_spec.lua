@@ -120,15 +120,9 @@ end)
 ---------------------------------------------------------------------------
 -- The gateway in real nginx, 2 workers.
 
-local available, why = nginx.available()
 
 describe("hostile upstreams: the gateway in nginx", function()
-  if not available then
-    it("needs nginx with the lua module", function()
-      error("hostile spec: " .. tostring(why) .. "; CI must install it", 0)
-    end)
-    return
-  end
+  if not nginx.required(it, "hostile spec") then return end
 
   local n, mocks = nil, {}
   local phases = {}

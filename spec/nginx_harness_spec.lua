@@ -12,13 +12,7 @@ local function file_exists(path)
 end
 
 describe("nginx harness", function()
-  local available, why = nginx.available()
-  if not available then
-    it("needs nginx with the lua module", function()
-      error("nginx harness: " .. tostring(why) .. "; CI must install it", 0)
-    end)
-    return
-  end
+  if not nginx.required(it, "nginx harness") then return end
 
   local n
   after_each(function()

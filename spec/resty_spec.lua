@@ -25,13 +25,7 @@ local function assert_clean_log(n)
 end
 
 describe("OpenResty transport", function()
-  local available, why = nginx.available()
-  if not available then
-    it("needs nginx with the lua module", function()
-      error("resty spec: " .. tostring(why) .. "; CI must install it", 0)
-    end)
-    return
-  end
+  if not nginx.required(it, "resty spec") then return end
 
   local good, bad, slow, cut, n, dir
 

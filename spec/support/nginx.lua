@@ -6,6 +6,7 @@
 --
 --   local nginx = require "spec.support.nginx"
 --   if not nginx.available() then ... end    -- false, reason when missing
+--   if not nginx.required(it, "my spec") then return end  -- inside a describe
 --   local n = nginx.start{
 --     workers = 2,                           -- worker_processes (default 1)
 --     shared_dicts = { llmrelay = "10m" },   -- lua_shared_dict lines
@@ -117,6 +118,18 @@ function M.available()
     return false, M.lua_cdir .. "/cjson.so not found (apt-get install lua-cjson)"
   end
   return true
+end
+
+-- Inside a describe: true when nginx with the lua module is here; else it
+-- registers a test that fails saying why (CI must install it), and the
+-- caller returns. `it` is busted's, passed in from the spec.
+function M.required(it, name)
+  local ok, why = M.available()
+  if ok then return true end
+  it("needs nginx with the lua module", function()
+    error(name .. ": " .. tostring(why) .. "; CI must install it", 0)
+  end)
+  return false
 end
 
 local lua_pid = mock.lua_pid
