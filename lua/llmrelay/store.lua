@@ -57,7 +57,7 @@ function _M.new(backend, pool, endpoints, owner)
     k.rpm, k.tpm = ep.rpm or 0, ep.tpm or 0
     keys[i] = k
   end
-  return setmetatable({ dict = backend, keys = keys, n = #endpoints, imported_at = -1, owner = owner,
+  return setmetatable({ backend = backend, keys = keys, n = #endpoints, imported_at = -1, owner = owner,
                         proven = {} }, Store)
 end
 
@@ -76,11 +76,11 @@ local function num(v)
   return v or 0
 end
 
--- Brings the worker's relay in line with the dict (at most every IMPORT_EVERY s).
+-- Brings the relay in line with the backend (at most every IMPORT_EVERY s).
 function Store:import(relay, now, force)
   if not force and now - self.imported_at < IMPORT_EVERY then return end
   self.imported_at = now
-  local d = self.dict
+  local d = self.backend
   for i = 1, self.n do
     local k = self.keys[i]
     relay:import(i, now, num(d:get(k.fails)), num(d:get(k.open)), num(d:get(k.cool)), num(d:get(k.thr)), 0,
@@ -97,7 +97,7 @@ local function bucket_take(d, key, t0key, per_minute, need, now)
     t0 = d:get(t0key) or now
   end
   local used = d:incr(key, need, per_minute / 60 * (now - t0)) -- a new bucket starts full
-  if not used then return true end -- the dict is full: fail open, the worker's own limiter still holds
+  if not used then return true end -- the backend is full: fail open, the relay's own limiter still holds
   local ok, excess, at = core.shared_bucket(per_minute, t0, used, need, now)
   if excess > 0 then d:incr(key, excess) end
   if ok then return true end
@@ -108,7 +108,7 @@ end
 -- May this worker send the attempt `id` the relay chose for endpoint i?
 -- -> true | false, retry_at
 function Store:admit(relay, i, id, tokens, now, timeout)
-  local d, k = self.dict, self.keys[i]
+  local d, k = self.backend, self.keys[i]
   local probe = relay:is_probe(id)
   -- the probe lock lasts as long as the probe may (a worker that dies holding it frees it then)
   if probe and not d:add(k.probe, self.owner, math.max(1, timeout or 1)) then
@@ -137,7 +137,7 @@ end
 -- The attempt to endpoint i ended with `verdict` ("success" "failure"
 -- "neutral"); status 0 when no answer came.
 function Store:release(relay, i, verdict, probe, status, now)
-  local d, k = self.dict, self.keys[i]
+  local d, k = self.backend, self.keys[i]
   d:incr(k.inflight, -1, 0)
   if probe then d:delete(k.probe) end
   if status > 0 and not self.proven[i] then
@@ -160,9 +160,9 @@ function Store:release(relay, i, verdict, probe, status, now)
   self.imported_at = -1 -- look again before the next decision
 end
 
--- For status: the dict's view of endpoint i.
+-- For status: the backend's view of endpoint i.
 function Store:view(i)
-  local d, k = self.dict, self.keys[i]
+  local d, k = self.backend, self.keys[i]
   return { fails = num(d:get(k.fails)), open_until = d:get(k.open), in_flight = num(d:get(k.inflight)),
            throttled_until = d:get(k.thr) }
 end
