@@ -17,8 +17,8 @@ CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
 BUILD := build/$(LUA)
-POLICY := errors backoff hints breaker limiter ratelearn jsoncheck pool queue classify relay sse answer evbuf outcome shared scrub http1 resp
-CORE := $(POLICY) clock transport_curl transport_curl_step l_common l_client l_relay l_util l_scrub l_http1 l_json llmrelay_core
+POLICY := errors backoff hints breaker limiter ratelearn jsoncheck pool queue classify relay sse answer evbuf outcome shared scrub http1 resp fleet
+CORE := $(POLICY) clock transport_curl transport_curl_step l_common l_fleet l_client l_relay l_util l_scrub l_http1 l_json llmrelay_core
 CORE_OBJ := $(CORE:%=$(BUILD)/obj/%.o)
 HEADERS := $(wildcard csrc/*.h)
 CTESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))
