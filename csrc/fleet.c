@@ -77,11 +77,23 @@ void lr_fleet_off(lr_pool *p, int i) {
   e->lease_from = e->lease_until = e->lease_retry_at = e->lease_wanted_at = e->tk_until = 0;
 }
 
+static double open_until(const lr_endpoint *e) {
+  return e->breaker.state == LR_BREAKER_OPEN ? e->breaker.open_until : 0;
+}
+
+void lr_fleet_told(lr_pool *p, int i) {
+  lr_endpoint *e = &p->ep[i];
+  e->told_thr = e->throttled_until;
+  e->told_open = open_until(e);
+}
+
 double lr_fleet_due(const lr_pool *p, double now) {
   double due = INFINITY;
   for (int i = 0; i < p->n; i++) {
     const lr_endpoint *e = &p->ep[i];
-    if (!e->lease_on || e->lease_wanted_at <= 0) continue;
+    if (!e->lease_on) continue;
+    if ((e->throttled_until > now && e->throttled_until > e->told_thr) || open_until(e) > e->told_open) return now;
+    if (e->lease_wanted_at <= 0) continue;
     double at = e->lease_retry_at > now ? e->lease_retry_at : now;
     if (at < due) due = at;
   }

@@ -38,6 +38,9 @@ typedef struct lr_fleet_view {
 } lr_fleet_view;
 
 void lr_fleet_view_of(const lr_pool *p, int i, double now, lr_fleet_view *v);
+/* The executor told the fleet endpoint i's throttle and open breaker as
+ * they are now: a later one makes an exchange due at once (lr_fleet_due). */
+void lr_fleet_told(lr_pool *p, int i);
 
 /* Grants endpoint i a request lease of n attempts usable from `from` until
  * `until`, and a token lease of tk tokens until tk_until (tk < 0: leave the
@@ -48,9 +51,11 @@ void lr_fleet_grant(lr_pool *p, int i, double n, double from, double until, doub
 /* Leasing off: endpoint i goes by this process's own state again. */
 void lr_fleet_off(lr_pool *p, int i);
 
-/* Is a lease wanted: a request found some endpoint with leasing on without
- * one since its last grant. Returns the earliest moment one is wanted (its
- * retry time, or now; INFINITY: none is wanted). */
+/* Is an exchange with the fleet due: a request found some endpoint with
+ * leasing on without a lease since its last grant, or a server asked an
+ * endpoint for a pause or its breaker opened since the fleet was told.
+ * Returns the earliest moment one is (a lease's retry time, or now;
+ * INFINITY: none is). */
 double lr_fleet_due(const lr_pool *p, double now);
 
 #endif

@@ -45,11 +45,13 @@ int lrl_shared_export(lua_State *L, lr_pool *p) {
   return 5;
 }
 
-/* fleet_view(endpoint, now) -> table: what a fleet needs from this process (fleet.h) */
+/* fleet_view(endpoint, now, told) -> table: what a fleet needs from this
+ * process (fleet.h); told: the caller tells the fleet what it shows now */
 int lrl_fleet_view(lua_State *L, lr_pool *p) {
   int i = check_ep(L, p, 2);
   lr_fleet_view v;
   lr_fleet_view_of(p, i, luaL_checknumber(L, 3), &v);
+  if (lua_toboolean(L, 4)) lr_fleet_told(p, i);
   lua_createtable(L, 0, 16);
   lua_pushboolean(L, v.on);
   lua_setfield(L, -2, "on");
