@@ -85,6 +85,16 @@ void lr_fleet_told(lr_pool *p, int i) {
   lr_endpoint *e = &p->ep[i];
   e->told_thr = e->throttled_until;
   e->told_open = open_until(e);
+  e->told_state = (int)e->breaker.state;
+}
+
+/* Something the fleet has not been told: a pause (a new one, or one grown
+ * by LR_FLEET_TELL_S), the breaker changing state or its open period growing. */
+static int untold(const lr_endpoint *e, double now) {
+  double thr = e->throttled_until, open = open_until(e);
+  if (thr > now && (e->told_thr <= now || thr > e->told_thr + LR_FLEET_TELL_S)) return 1;
+  if ((int)e->breaker.state != e->told_state) return 1;
+  return open > now && open > e->told_open + LR_FLEET_TELL_S;
 }
 
 double lr_fleet_due(const lr_pool *p, double now) {
@@ -92,7 +102,7 @@ double lr_fleet_due(const lr_pool *p, double now) {
   for (int i = 0; i < p->n; i++) {
     const lr_endpoint *e = &p->ep[i];
     if (!e->lease_on) continue;
-    if ((e->throttled_until > now && e->throttled_until > e->told_thr) || open_until(e) > e->told_open) return now;
+    if (untold(e, now)) return now;
     if (e->lease_wanted_at <= 0) continue;
     double at = e->lease_retry_at > now ? e->lease_retry_at : now;
     if (at < due) due = at;

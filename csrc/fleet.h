@@ -38,8 +38,10 @@ typedef struct lr_fleet_view {
 } lr_fleet_view;
 
 void lr_fleet_view_of(const lr_pool *p, int i, double now, lr_fleet_view *v);
-/* The executor told the fleet endpoint i's throttle and open breaker as
- * they are now: a later one makes an exchange due at once (lr_fleet_due). */
+/* The executor told the fleet endpoint i's throttle and breaker as they are
+ * now: a new pause, a longer one, or the breaker changing state makes an
+ * exchange due at once (lr_fleet_due). */
+#define LR_FLEET_TELL_S 0.05 /* a pause or open period growing by less waits for the next exchange */
 void lr_fleet_told(lr_pool *p, int i);
 
 /* Grants endpoint i a request lease of n attempts usable from `from` until

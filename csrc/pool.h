@@ -71,6 +71,7 @@ typedef struct lr_endpoint {
   double lease_left, lease_from, lease_until, lease_retry_at, lease_wanted_at;
   double tk_left, tk_until;
   double told_thr, told_open; /* the throttle and open breaker last told to the fleet */
+  int told_state;             /* the breaker state last told to the fleet */
   lr_breaker breaker;
   lr_limiter limiter;
   char *models;           /* NUL-separated names it serves; NULL = every model */

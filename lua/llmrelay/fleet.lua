@@ -37,11 +37,12 @@ local LEASE_TTL = 0.5     -- s a lease stays usable after its start; the rest go
 local AHEAD = 0.25        -- s of an endpoint's rate the fleet may reserve ahead of its bucket
 local LEASE_FOR = 0.2     -- a lease holds about this many seconds of a member's share
 local MAX_LEASE = 32
-local UNKNOWN_LEASE = 4   -- attempts per lease while no process knows the endpoint's rate
+local UNKNOWN_LEASE = 2   -- the first lease while no process knows the endpoint's rate (it doubles after)
 local PROBE_TTL = 5       -- s a half-open probe holds the fleet's probe lock at most
 local MEMBER_TTL = 2      -- s without an exchange after which a process no longer counts
 local KEY_TTL = 600       -- s the keys of an idle pool live
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
+local TELL = 0.05         -- s: a pause or open period grown by less is not told again (csrc/fleet.h)
 
 -- The token bucket with reservations, once: the Redis script and the local
 -- fallback both run it. Takes n from a bucket of `tok` at time t (refilled
@@ -112,7 +113,7 @@ for a = 2, #ARGV - 1, F do
       retry = open - now
     elseif open > 0 then
       if pu > now and probe ~= me then
-        retry = pu - now
+        retry = math.min(pu - now, 0.1) -- the probe's answer may close it sooner
       else
         probe, pu, granted = me, now + %g, 1
       end
@@ -207,12 +208,12 @@ local function push(self, x, i, now, args, wants)
     s.pub_at = v.pub_at
   end
   local thr_for = 0
-  if thr > now and thr > s.thr + 1e-3 then
+  if thr > now and (s.thr <= now or thr > s.thr + TELL) then
     thr_for, s.thr = thr - now, thr
     self.unknown[i] = nil -- a server pushed back: leases of an unknown rate start small again
   end
   local open_for = 0
-  if state == "open" and open_until > now and open_until > s.open + 1e-3 then
+  if state == "open" and open_until > now and (s.open <= now or open_until > s.open + TELL) then
     open_for, s.open = open_until - now, open_until
   end
   local fdelta, reset = 0, false
@@ -328,11 +329,13 @@ end
 
 -- Runs an exchange when one is due: a request wants a lease, or (active:
 -- the executor has work) the last exchange is PULL_EVERY s old.
-function Fleet:tick(x, now, active)
+-- due_only: only what is due now (a lease wanted, an event to tell), no
+-- periodic pull; force: an exchange now whatever is due.
+function Fleet:tick(x, now, active, due_only, force)
   if self.syncing then return end
   if not self.member then self.member = member_name() end
   local due = x:fleet_due(now)
-  if due > now and not (active and now - self.last_sync >= PULL_EVERY) then return end
+  if not force and due > now and (due_only or not (active and now - self.last_sync >= PULL_EVERY)) then return end
   local wants = {}
   for i = 1, self.n do
     local v = x:fleet_view(i, now)
@@ -357,7 +360,12 @@ function Fleet:tick(x, now, active)
   if self.ever_up then local_grants(self, x, now, wants) end
 end
 
--- For status(): Redis as this member sees it.
+-- For status(): the fleet's view brought up to date (an exchange now).
+function Fleet:refresh(x, now)
+  self:tick(x, now, true, false, true)
+end
+
+-- Redis as this member sees it.
 function Fleet:status()
   return { up = self.up, url = self.display, members = self.members, round_trips = self.round_trips,
            fallbacks = self.fallbacks, errors = self.errors, last_error = self.last_error }
