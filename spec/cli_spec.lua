@@ -99,6 +99,7 @@ describe("llmrelay CLI", function()
       assert.equal(0, rc)
       for _, word in ipairs { "%-%-output", "%-%-config", "%-%-endpoint", "%-%-concurrency",
                               "%-%-quiet", "%-%-max%-attempts", "%-%-retry%-failed",
+                              "%-%-redis", "%-%-shard", "LLMRELAY_REDIS", "K/N",
                               "LLMRELAY_API_KEY", "custom_id", "cancelled", "130", "Resume",
                               "SIGTERM", "SIGHUP", "143", "regular file", "line_hash" } do
         assert.matches(word, out)
