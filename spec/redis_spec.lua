@@ -196,7 +196,7 @@ describe("redis connection (plain Lua)", function()
     local t2, c2, err2, kind2 = elapsed(function() return redis.connect(assert(redis.options(r.url .. "/1"))) end)
     r:resume()
     assert.same({ nil, "timeout" }, { v, kind })
-    assert.matches("^redis: 127%.0%.0%.1:%d+: timed out waiting for the reply", err)
+    assert.matches("^redis: 127%.0%.0%.1:%d+: timed out %(waiting for the reply%)", err)
     assert.is_true(t >= 0.04 and t < 0.5, "took " .. t)
     -- the TCP connect succeeds (the kernel accepts), SELECT then times out
     assert.same({ nil, "timeout" }, { c2, kind2 })
@@ -277,5 +277,88 @@ describe("redis AUTH", function()
     assert.matches("redis://fleet:%*%*%*@", err)
     no_secret(err, "not-acl-Secret")
     r:stop()
+  end)
+end)
+
+describe("redis TLS (rediss://)", function()
+  local r
+  setup(function() r = server.start { tls = true, requirepass = "tls-Secret-3" } end)
+  teardown(function() server.stop_all() end)
+
+  local function url(host, db)
+    return "rediss://:tls-Secret-3@" .. host .. ":" .. r.port .. (db or "")
+  end
+
+  it("connects with the certificate verified against ca_file (IP and host name), with AUTH and SELECT", function()
+    local c = assert(redis.connect(assert(redis.options { url = url("127.0.0.1", "/4"), ca_file = r.ca_file,
+                                                          timeout = 2 })))
+    assert.equal(true, c:call("SET", "t", "over tls"))
+    assert.equal("over tls", c:call("GET", "t"))
+    c:close()
+    assert.equal("over tls", r:cli("-n", "4", "GET", "t"):match("^(.-)%s*$"))
+    c = assert(redis.connect(assert(redis.options { url = url("localhost"), ca_file = r.ca_file, timeout = 2 })))
+    assert.equal("PONG", c:call("PING"))
+    c:close()
+  end)
+
+  it("refuses a certificate from another CA, or from the system store, with a clear error", function()
+    local other = server.make_ca(r.dir, "other")
+    for _, ca in ipairs{ other, false } do
+      local c, err, kind = redis.connect(assert(redis.options { url = url("127.0.0.1"), ca_file = ca or nil,
+                                                                timeout = 2 }))
+      assert.same({ nil, "io" }, { c, kind })
+      assert.matches("^redis: 127%.0%.0%.1:%d+: certificate verify failed %(.+%) %(TLS handshake%)$", err)
+      no_secret(err, "tls-Secret-3")
+    end
+  end)
+
+  it("refuses a certificate for another name", function()
+    local elsewhere = server.start { tls = true, tls_san = "DNS:elsewhere.test" }
+    local c, err, kind = redis.connect(assert(redis.options { url = elsewhere.url, ca_file = elsewhere.ca_file,
+                                                              timeout = 2 }))
+    assert.same({ nil, "io" }, { c, kind })
+    assert.matches("certificate verify failed %(IP address mismatch%)", err)
+    c, err, kind = redis.connect(assert(redis.options { url = "rediss://localhost:" .. elsewhere.port,
+                                                        ca_file = elsewhere.ca_file, timeout = 2 }))
+    assert.same({ nil, "io" }, { c, kind })
+    assert.matches("certificate verify failed %(hostname mismatch%)", err)
+    -- verify = false: encrypted, not authenticated
+    c = assert(redis.connect(assert(redis.options { url = elsewhere.url, verify = false, timeout = 2 })))
+    assert.equal("PONG", c:call("PING"))
+    c:close()
+    elsewhere:stop()
+  end)
+
+  it("names a CA file it cannot read", function()
+    local c, err, kind = redis.connect(assert(redis.options { url = r.url, ca_file = "/nonexistent/ca.pem" }))
+    assert.same({ nil, "io" }, { c, kind })
+    assert.matches("cannot load the CA file /nonexistent/ca.pem", err)
+  end)
+
+  it("bounds the handshake by the timeout (a TLS client at a plain server)", function()
+    local plain = server.start()
+    local t, c, err, kind = elapsed(function()
+      return redis.connect(assert(redis.options { url = "rediss://127.0.0.1:" .. plain.port, verify = false }))
+    end)
+    assert.is_nil(c)
+    assert.truthy(kind == "timeout" or kind == "io", err)
+    assert.is_true(t < 0.5, "took " .. t)
+    plain:stop()
+  end)
+
+  it("reports a killed server as 'io' and reconnects after a restart", function()
+    local k = server.start { tls = true }
+    local o = assert(redis.options { url = k.url, ca_file = k.ca_file, timeout = 2 })
+    local c = assert(redis.connect(o))
+    assert.equal("PONG", c:call("PING"))
+    k:kill()
+    local v, err, kind = c:call("PING")
+    assert.same({ nil, "io" }, { v, kind })
+    assert.matches("^redis: 127%.0%.0%.1:%d+: ", err)
+    k:restart()
+    c = assert(redis.connect(o))
+    assert.equal("PONG", c:call("PING"))
+    c:close()
+    k:stop()
   end)
 end)

@@ -170,6 +170,14 @@ local function plain_open(o)
   return setmetatable({ h = h, round_trips = 0, call = plain_call }, Conn)
 end
 
+-- "redis: AUTH failed at redis://:***@host:port: WRONGPASS ..." (a reply) or
+-- "...: recv: Connection reset by peer" (the socket's reason, without its
+-- "redis: host:port: " head: the display names the server already).
+local function step_error(step, o, err, kind)
+  if kind ~= "reply" then err = err:gsub("^redis: %S+: ", "") end
+  return "redis: " .. step .. " failed at " .. o.display .. ": " .. err
+end
+
 -- AUTH and SELECT on a fresh connection; closes it when they fail.
 local function handshake(c, o)
   local r, err, kind
@@ -181,14 +189,14 @@ local function handshake(c, o)
     end
     if not r then
       c:close()
-      return nil, "redis: AUTH failed at " .. o.display .. ": " .. (kind == "reply" and err or err:gsub("^redis: ", "")), kind
+      return nil, step_error("AUTH", o, err, kind), kind
     end
   end
   if o.db ~= 0 then
     r, err, kind = c:call("SELECT", o.db)
     if not r then
       c:close()
-      return nil, "redis: SELECT " .. o.db .. " failed at " .. o.display .. ": " .. (kind == "reply" and err or err:gsub("^redis: ", "")), kind
+      return nil, step_error("SELECT " .. o.db, o, err, kind), kind
     end
   end
   return c
