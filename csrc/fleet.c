@@ -6,7 +6,10 @@
 double lr_fleet_blocked_until(lr_endpoint *e, double tokens, double now) {
   if (!e->lease_on) return 0;
   int have = e->lease_left >= 1 && now < e->lease_until;
-  if (have && e->tk_lease_on) have = e->tk_left >= tokens && now < e->tk_until;
+  if (have && e->tk_lease_on && !(e->tk_left >= tokens && now < e->tk_until)) {
+    have = 0;
+    if (tokens > e->tk_need) e->tk_need = tokens; /* the next token lease holds at least this */
+  }
   if (!have) {
     e->lease_wanted_at = now;
     return e->lease_retry_at > now ? e->lease_retry_at : now + LR_LEASE_POLL_S;
@@ -51,6 +54,7 @@ void lr_fleet_view_of(const lr_pool *p, int i, double now, lr_fleet_view *v) {
   }
   v->tk_rate = e->limiter.tokens.rate_per_s;
   v->tk_cap = e->limiter.tokens.capacity;
+  v->tk_need = e->tk_need;
   v->pub_remaining = e->pub_remaining;
   v->pub_at = e->pub_at;
   (void)now;
@@ -66,6 +70,7 @@ void lr_fleet_grant(lr_pool *p, int i, double n, double from, double until, doub
   e->lease_retry_at = retry_at;
   if (n >= 1) e->lease_wanted_at = 0; /* a fresh lease: wanted again when a request finds it spent */
   e->tk_lease_on = tk >= 0;
+  if (tk > 0) e->tk_need = 0;
   e->tk_left = tk >= 0 ? tk : 0;
   e->tk_until = tk_until;
 }

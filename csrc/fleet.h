@@ -33,6 +33,7 @@ typedef struct lr_fleet_view {
   double rate, cap;             /* requests/s and bucket this process knows (0: unknown) */
   const char *rate_from;        /* "config" "published" "learnt" or "" */
   double tk_rate, tk_cap;       /* configured tpm as a bucket (0: none) */
+  double tk_need;               /* the most tokens a request found missing since the last grant */
   double pub_remaining;         /* the last x-ratelimit-remaining-requests (< 0: none) */
   double pub_at;                /* when it came */
 } lr_fleet_view;

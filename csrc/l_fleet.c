@@ -67,6 +67,7 @@ int lrl_fleet_view(lua_State *L, lr_pool *p) {
   lrl_set_str(L, "rate_from", v.rate_from);
   lrl_set_num(L, "tk_rate", v.tk_rate);
   lrl_set_num(L, "tk_cap", v.tk_cap);
+  lrl_set_num(L, "tk_need", v.tk_need);
   lrl_set_num(L, "pub_remaining", v.pub_remaining);
   lrl_set_num(L, "pub_at", v.pub_at);
   return 1;

@@ -135,6 +135,28 @@ describe("a fleet through Redis (two members in one process)", function()
     m:stop()
   end)
 
+  it("shares a configured tpm: two members together stay within its token bucket", function()
+    local m = mock.start { name = "fs-tpm" }
+    -- tpm 60000: 1000 tokens per second, a bucket of 10000; each request is estimated at
+    -- about 1000 tokens (max_tokens), so each member's 7 fit its own bucket at once
+    local eps = { { base_url = m.url, name = "only", tpm = 60000 } }
+    local a = llmrelay.new { endpoints = eps, name = "fs", redis = r.url }
+    local b = llmrelay.new { endpoints = eps, name = "fs", redis = r.url }
+    local ra, rb = {}, {}
+    for k = 1, 7 do
+      ra[k], rb[k] = req("a" .. k), req("b" .. k)
+      ra[k].max_tokens, rb[k].max_tokens = 1000, 1000
+    end
+    local t0 = core.now()
+    local s = batches { { a, ra }, { b, rb } }
+    local dt = core.now() - t0
+    assert.equal(7, s[1].ok)
+    assert.equal(7, s[2].ok)
+    assert.is_true(dt > 2.5, "14 requests of ~1000 tokens through a shared bucket of 10000 at 1000/s took " .. dt)
+    a:close(); b:close()
+    m:stop()
+  end)
+
   it("runs on local state when Redis is not there, without waiting on it", function()
     local m = mock.start { name = "fs-down" }
     local port = mock.free_port()
