@@ -157,6 +157,25 @@ describe("a fleet through Redis (two members in one process)", function()
     m:stop()
   end)
 
+  it("shares the retry budget: one member's retries leave the other less to retry with", function()
+    local m = mock.start { name = "fs-500", fail_rate = 1 }
+    local cfg = { retry = { max_attempts = 3, budget = 0.2 },
+                  breaker = { failure_threshold = 1000, min_calls = 1000 } }
+    local a = client(m.url, r.url, cfg)
+    for k = 1, 20 do a:chat_completion(req("a" .. k)) end
+    -- a spent its budget: 20 first attempts and 10 + 0.2 x 20 retries
+    assert.equal(34, m:stats().requests)
+    -- b alone would retry 4 times (its own budget is untouched); the fleet's leaves it one
+    local b = client(m.url, r.url, { retry = { max_attempts = 5, budget = 0.2 },
+                                    breaker = { failure_threshold = 1000, min_calls = 1000 } })
+    local _, err = b:chat_completion(req("b"))
+    assert.truthy(err)
+    assert.is_true(m:stats().requests - 34 <= 2, "b sent " .. (m:stats().requests - 34) .. " attempts")
+    assert.matches("retry budget", tostring(err), 1, true)
+    a:close(); b:close()
+    m:stop()
+  end)
+
   it("runs on local state when Redis is not there, without waiting on it", function()
     local m = mock.start { name = "fs-down" }
     local port = mock.free_port()

@@ -63,8 +63,10 @@ local bucket_take = load(BUCKET .. " return take")()
 local REPLY = 10 -- values per endpoint in the script's answer
 
 -- KEYS: none (every key is under ARGV[1]; one Redis, not a cluster).
--- ARGV: prefix, member, then 17 fields per endpoint (see `push` below).
--- -> { members, then 10 per endpoint: granted, from_in, retry_in, thr_in,
+-- ARGV: prefix, member, this member's first attempts and retries since its
+-- last exchange, then 17 fields per endpoint (see `push` below).
+-- -> { members, the fleet's first attempts and retries in the last 10 s (the
+--      retry budget's window), then 10 per endpoint: granted, from_in, retry_in, thr_in,
 --      open_in (-1: half-open, this member probes), cooldown, fails, rate,
 --      cap, tokens granted } (numbers as strings). A configured tpm is a
 --      second bucket: a lease takes from both or from neither.
@@ -78,12 +80,24 @@ redis.call('ZREMRANGEBYSCORE', mk, '-inf', now - %g)
 redis.call('EXPIRE', mk, %d)
 local out = { redis.call('ZCARD', mk) }
 local function s(x) return string.format('%%.6f', x) end
+-- the retry budget: first attempts and retries per second of Redis's clock, the last 10 summed
+local bk, sec = P .. ':budget', math.floor(now)
+if tonumber(ARGV[3]) > 0 then redis.call('HINCRBYFLOAT', bk, 'f' .. sec, ARGV[3]) end
+if tonumber(ARGV[4]) > 0 then redis.call('HINCRBYFLOAT', bk, 'r' .. sec, ARGV[4]) end
+redis.call('HDEL', bk, 'f' .. (sec - 10), 'r' .. (sec - 10))
+redis.call('EXPIRE', bk, 30)
+local bf, br = 0, 0
+for q = sec - 9, sec do
+  local v = redis.call('HMGET', bk, 'f' .. q, 'r' .. q)
+  bf, br = bf + (tonumber(v[1]) or 0), br + (tonumber(v[2]) or 0)
+end
+out[2], out[3] = s(bf), s(br)
 local F = 17
 local function refill(tok, t, rate, cap, back)
   if not tok then return cap end
   return math.min(cap, tok + (now - t) * rate + back)
 end
-for a = 2, #ARGV - 1, F do
+for a = 4, #ARGV - 1, F do
   local name, want, back = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local prate, pcap = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   local rem, rem_age = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
@@ -185,6 +199,7 @@ function _M.new(cfg)
     sent = {},      -- [i] = what this process told the fleet last (pushes only changes)
     lease_src = {}, -- [i] = "redis" | "local": where the current lease came from
     unknown = {},   -- [i] = the next lease's size while the endpoint's rate is unknown
+    told_first = 0, told_retry = 0, -- the first attempts and retries the fleet was told of
   }, Fleet)
   private[self] = o
   self.tk_on = {}
@@ -284,7 +299,8 @@ local function pull(self, x, i, now, r, at, want)
   if t > s.thr then s.thr = t end
 end
 
-local function went_down(self, now, err)
+local function went_down(self, x, now, err)
+  x:fleet_budget_others(0, 0) -- what the others spent is not known any more: this member's own budget holds
   self.errors = self.errors + 1
   self.last_error = err
   if self.conn then self.conn:close() end
@@ -347,19 +363,24 @@ local function exchange(self, x, now, wants)
     if not c then return nil, err end
     self.conn = c
   end
-  local args = { self.prefix, self.member }
+  local tf, tr, wf, wr = x:fleet_budget(now)
+  local args = { self.prefix, self.member, format("%.0f", max(0, tf - self.told_first)),
+                 format("%.0f", max(0, tr - self.told_retry)) }
   local asked = {}
   for i = 1, self.n do asked[i] = push(self, x, i, now, args, wants) > 0 end
   local before = c.round_trips or 0
   local r, e = c:eval(script, {}, args)
   self.round_trips = self.round_trips + max(1, (c.round_trips or before + 1) - before)
   if not r then return nil, e end
-  if type(r) ~= "table" or #r ~= 1 + REPLY * self.n then return nil, "redis: the fleet script answered a malformed reply" end
+  if type(r) ~= "table" or #r ~= 3 + REPLY * self.n then return nil, "redis: the fleet script answered a malformed reply" end
   local t = core.now() -- the answer's moment: durations count from here
   self.members = tonumber(r[1]) or 1
+  self.told_first, self.told_retry = tf, tr
+  -- the others' share of the fleet's retry budget window (this member counts its own)
+  x:fleet_budget_others((tonumber(r[2]) or 0) - wf, (tonumber(r[3]) or 0) - wr)
   for i = 1, self.n do
     local w = wants[i]
-    pull(self, x, i, t, r, 2 + REPLY * (i - 1), w and (asked[i] or w == "expired"))
+    pull(self, x, i, t, r, 4 + REPLY * (i - 1), w and (asked[i] or w == "expired"))
   end
   if c.keepalive then c:keepalive() end
   if ngx then self.conn = nil end -- a cosocket belongs to the request that made it; the pool keeps it
@@ -402,7 +423,7 @@ function Fleet:tick(x, now, active, due_only, force)
     self.up, self.ever_up, self.backoff = true, true, BACKOFF_MIN
     return
   end
-  went_down(self, now, ok and err or tostring(r))
+  went_down(self, x, now, ok and err or tostring(r))
   if self.ever_up then local_grants(self, x, now, wants) end
 end
 
