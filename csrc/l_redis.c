@@ -20,7 +20,6 @@
 
 #define REDIS_MT "llmrelay.redis"
 #define READ_CHUNK 16384
-#define ARGS_ON_STACK 32
 
 typedef struct {
   lr_sock s;
@@ -88,23 +87,15 @@ static conn *check(lua_State *L) { return luaL_checkudata(L, 1, REDIS_MT); }
 
 /* Encodes the command at stack 2..top into c->wbuf; returns its length. */
 static size_t encode(lua_State *L, conn *c) {
-  int argc = lua_gettop(L) - 1;
-  const char *argv_s[ARGS_ON_STACK], **argv = argv_s;
-  size_t argl_s[ARGS_ON_STACK], *argl = argl_s, need;
-  if (argc < 1) luaL_argerror(L, 2, "a redis command");
-  lrl_resp_args(L, 2, argc + 1);
-  if (argc > ARGS_ON_STACK) { /* garbage-collected scratch */
-    argv = (const char **)lrc_newuserdata(L, (size_t)argc * (sizeof *argv + sizeof *argl));
-    argl = (size_t *)(argv + argc);
-  }
-  for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 2, &argl[i]);
-  need = lr_resp_encode(c->wbuf, c->wcap, (size_t)argc, argv, argl);
+  const char **argv;
+  size_t *argl, argc = lrl_resp_command(L, 2, &argv, &argl);
+  size_t need = lr_resp_encode(c->wbuf, c->wcap, argc, argv, argl);
   if (need > c->wcap) {
     char *w = realloc(c->wbuf, need);
     if (!w) luaL_error(L, "out of memory");
     c->wbuf = w;
     c->wcap = need;
-    lr_resp_encode(c->wbuf, c->wcap, (size_t)argc, argv, argl);
+    lr_resp_encode(c->wbuf, c->wcap, argc, argv, argl);
   }
   return need;
 }
