@@ -208,6 +208,24 @@ describe("redis connection (plain Lua)", function()
     assert.matches("closed", err)
   end)
 
+  it("bounds the TCP connect by the timeout (a paused server with a full accept queue)", function()
+    local full = server.start { args = { "--tcp-backlog", "1" } }
+    local of = assert(redis.options(full.url))
+    full:pause()
+    local held, t, c, err, kind = {}
+    for _ = 1, 8 do   -- the kernel queues a connection or two, then drops the SYNs
+      t, c, err, kind = elapsed(function() return redis.connect(of) end)
+      if not c then break end
+      held[#held + 1] = c
+    end
+    full:resume()
+    for _, h in ipairs(held) do h:close() end
+    full:stop()
+    assert.same({ nil, "timeout" }, { c, kind })
+    assert.matches("^redis: 127%.0%.0%.1:%d+: timed out %(connecting%)$", err)
+    assert.is_true(t < 0.5, "took " .. t)
+  end)
+
   it("fails fast with 'io' when nothing listens", function()
     local dead = server.start()
     local od = assert(redis.options(dead.url))
