@@ -8,8 +8,8 @@
  *                            an error, the connection stays usable; "timeout",
  *                            "io": the connection is closed)
  *   conn:settimeout(s), conn:close() (safe twice; __gc too)
- * Every step (connect, handshake, one call's write and read together) is
- * bounded by the timeout. */
+ * The TCP connect and the TLS handshake together are bounded by the timeout,
+ * and so is each call (its write and its read together). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +61,7 @@ static int l_connect(lua_State *L) {
   double timeout = check_timeout(L, 3);
   int tls = lua_toboolean(L, 4), verify = lua_toboolean(L, 5), r;
   const char *ca_file = luaL_optstring(L, 6, NULL);
+  double deadline;
   char err[256];
   conn *c = lrl_new_object(L, sizeof *c, REDIS_MT); /* closed until filled */
   lr_sock_init(&c->s);
@@ -74,8 +75,9 @@ static int l_connect(lua_State *L) {
   c->live = 1;
   c->timeout = timeout;
   lr_resp_init(&c->d, c->elems, LRL_RESP_MAX_ELEMS, c->arena, LRL_RESP_ARENA, LRL_RESP_MAX_BULK);
-  r = lr_sock_connect(&c->s, host, port, lr_now_mono() + timeout, err, sizeof err);
-  if (r == LR_SOCK_OK && tls) r = lr_sock_tls(&c->s, host, verify, ca_file, lr_now_mono() + timeout, err, sizeof err);
+  deadline = lr_now_mono() + timeout; /* the connect and the handshake together */
+  r = lr_sock_connect(&c->s, host, port, deadline, err, sizeof err);
+  if (r == LR_SOCK_OK && tls) r = lr_sock_tls(&c->s, host, verify, ca_file, deadline, err, sizeof err);
   if (r != LR_SOCK_OK) {
     release(c);
     return push_fail(L, r, err);
