@@ -45,6 +45,7 @@ build = {
     ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",
     ["llmrelay.store"] = "lua/llmrelay/store.lua",
     ["llmrelay.redis"] = "lua/llmrelay/redis.lua",
+    ["llmrelay.fleet"] = "lua/llmrelay/fleet.lua",
     ["llmrelay.resty.shared"] = "lua/llmrelay/resty/shared.lua",
     ["llmrelay.resty.engine"] = "lua/llmrelay/resty/engine.lua",
     ["llmrelay.resty.gateway"] = "lua/llmrelay/resty/gateway.lua",

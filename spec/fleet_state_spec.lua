@@ -163,14 +163,16 @@ describe("a fleet through Redis (two members in one process)", function()
                   breaker = { failure_threshold = 1000, min_calls = 1000 } }
     local a = client(m.url, r.url, cfg)
     for k = 1, 20 do a:chat_completion(req("a" .. k)) end
-    -- a spent its budget: 20 first attempts and 10 + 0.2 x 20 retries
-    assert.equal(34, m:stats().requests)
-    -- b alone would retry 4 times (its own budget is untouched); the fleet's leaves it one
+    -- a spent its budget: 20 first attempts and about 10 + 0.2 x 20 retries (not the 40 its
+    -- attempts allowed; a little more when a second of its window has passed)
+    local sent = m:stats().requests
+    assert.is_true(sent >= 34 and sent < 45, "a sent " .. sent)
+    -- b alone would retry 4 times (its own budget is untouched); the fleet's leaves it at most one
     local b = client(m.url, r.url, { retry = { max_attempts = 5, budget = 0.2 },
                                     breaker = { failure_threshold = 1000, min_calls = 1000 } })
     local _, err = b:chat_completion(req("b"))
     assert.truthy(err)
-    assert.is_true(m:stats().requests - 34 <= 2, "b sent " .. (m:stats().requests - 34) .. " attempts")
+    assert.is_true(m:stats().requests - sent <= 2, "b sent " .. (m:stats().requests - sent) .. " attempts")
     assert.matches("retry budget", tostring(err), 1, true)
     a:close(); b:close()
     m:stop()
