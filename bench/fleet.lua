@@ -45,11 +45,7 @@ end
 
 local redis_server, f
 local function bench()
-  local mocks, urls = {}, {}
-  for i = 1, 3 do
-    mocks[i] = mock.start { name = "fleet" .. i, rps = 100, burst = 25, rl_headers = "full" }
-    urls[i] = mocks[i].url
-  end
+  local mocks, urls = fleet.pool(3, { rps = 100, burst = 25, rl_headers = "full" })
   local redis_url
   if row ~= "no_redis" then
     redis_server = require("spec.support.redis").start()

@@ -9,18 +9,9 @@ local core = require "llmrelay.core"
 local K, N1, C = 4, 100, 10
 local DEADLINE = 90 -- seconds a fleet may take before its workers are killed
 
-local function pool()
-  local mocks, urls = {}, {}
-  for i = 1, 3 do
-    mocks[i] = mock.start { name = "fleet" .. i, rps = 50, burst = 10, rl_headers = "full" }
-    urls[i] = mocks[i].url
-  end
-  return mocks, urls
-end
-
 -- starts a fleet on a fresh pool; at = { [seconds into the run] = fn, ... } runs fn then
 local function run_fleet(redis_url, n1, at)
-  local mocks, urls = pool()
+  local mocks, urls = fleet.pool(3, { rps = 50, burst = 10, rl_headers = "full" })
   local f = fleet.start { workers = K, endpoints = urls, n = n1, c = C, redis = redis_url, name = "spec-fleet" }
   local times = {}
   for t in pairs(at or {}) do times[#times + 1] = t end

@@ -16,6 +16,8 @@
 --     -- { workers, ok, failed, errors = { worker errors }, kinds = { [kind] = n }, start, ["end"], wall,
 --     --   round_trips, fallbacks, redis_errors, all_up, all_down, messages }
 --   fleet.stop_all()            -- kill every fleet this module started and has not reaped
+--   local mocks, urls = fleet.pool(3, { rps = 100, burst = 25, rl_headers = "full" })
+--                               -- that many mocks (spec/support/mock.lua options) and their urls
 --   fleet.pool_stats(mocks)     -- attempts and 429s over the mocks' /stats: attempts, r429, share (%)
 
 local cjson = require "cjson"
@@ -160,6 +162,17 @@ function M.summary(results)
   end
   s.wall = s.start and s["end"] - s.start
   return s
+end
+
+function M.pool(n, opts)
+  local mocks, urls = {}, {}
+  for i = 1, n do
+    local o = { name = "fleet" .. i }
+    for k, v in pairs(opts) do o[k] = v end
+    mocks[i] = mock.start(o)
+    urls[i] = mocks[i].url
+  end
+  return mocks, urls
 end
 
 function M.pool_stats(mocks)
