@@ -15,10 +15,12 @@ else
 endif
 CURL_CFLAGS ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+# OpenSSL: TLS to Redis (rediss://) in csrc/sock.c
+SSL_LIBS ?= $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 
 BUILD := build/$(LUA)
-POLICY := errors backoff hints breaker limiter ratelearn jsoncheck pool queue classify relay sse answer evbuf outcome shared scrub http1 resp
-CORE := $(POLICY) clock transport_curl transport_curl_step l_common l_client l_relay l_util l_scrub l_http1 l_json llmrelay_core
+POLICY := errors backoff hints breaker limiter ratelearn jsoncheck pool queue classify relay sse answer evbuf outcome shared scrub http1 resp fleet
+CORE := $(POLICY) clock sock transport_curl transport_curl_step l_common l_fleet l_client l_relay l_util l_scrub l_http1 l_json l_resp l_redis llmrelay_core
 CORE_OBJ := $(CORE:%=$(BUILD)/obj/%.o)
 HEADERS := $(wildcard csrc/*.h)
 CTESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))
@@ -36,7 +38,7 @@ $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 
 $(BUILD)/llmrelay/core.so: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(CFLAGS) -o $@ $(CORE_OBJ) $(CURL_LIBS) -lm
+	$(CC) -shared $(CFLAGS) -o $@ $(CORE_OBJ) $(CURL_LIBS) $(SSL_LIBS) -lm
 
 # The project's own OpenAI-compatible mock server (tests, demo, bench).
 mock: build/mock-llm
@@ -68,7 +70,7 @@ sanitize: all build/asan/llmrelay/core.so
 build/asan/llmrelay/core.so: $(CORE:%=csrc/%.c) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) -O1 -g $(WARN) $(SAN) -shared -fPIC $(LUA_INC) $(CURL_CFLAGS) -Icsrc $(CORE:%=csrc/%.c) \
-	  -o $@ $(CURL_LIBS) -lm
+	  -o $@ $(CURL_LIBS) $(SSL_LIBS) -lm
 
 # The C tests, then a whole client scenario against the mock, under valgrind.
 valgrind: all ctest

@@ -190,11 +190,14 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+static lr_pool *pool_of(lua_State *L) { return lr_relay_pool(lr_client_relay(check_client(L))); }
+LRL_SHARED_METHODS(pool_of)
+
 static const luaL_Reg methods[] = {
     {"submit", l_submit}, {"step", l_step},     {"take", l_take},     {"cancel", l_cancel},
     {"pending", l_pending}, {"status", l_status}, {"events", l_events}, {"enable_events", l_enable_events},
     {"stream_ready", l_stream_ready}, {"stream_take", l_stream_take},
-    {"close", l_close},   {NULL, NULL}};
+    LRL_SHARED_REG,       {"close", l_close},   {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
 

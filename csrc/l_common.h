@@ -45,6 +45,25 @@ void lrl_set_str(lua_State *L, const char *k, const char *v);
 void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields);
 /* Pushes the status array of the pool (one table per endpoint, config order). */
 void lrl_push_status(lua_State *L, lr_pool *p, double now);
+
+/* Shared state and fleet leases (csrc/l_fleet.c): methods of both
+ * executors' objects, over the pool `pool_of(L)` finds from argument 1. */
+int lrl_shared_import(lua_State *L, lr_pool *p);
+int lrl_shared_export(lua_State *L, lr_pool *p);
+int lrl_fleet_view(lua_State *L, lr_pool *p);
+int lrl_fleet_grant(lua_State *L, lr_pool *p);
+int lrl_fleet_off(lua_State *L, lr_pool *p);
+int lrl_fleet_due(lua_State *L, lr_pool *p);
+#define LRL_SHARED_METHODS(pool_of)                                                                              \
+  static int l_import(lua_State *L) { return lrl_shared_import(L, pool_of(L)); }                                \
+  static int l_export(lua_State *L) { return lrl_shared_export(L, pool_of(L)); }                                \
+  static int l_fleet_view(lua_State *L) { return lrl_fleet_view(L, pool_of(L)); }                               \
+  static int l_fleet_grant(lua_State *L) { return lrl_fleet_grant(L, pool_of(L)); }                             \
+  static int l_fleet_off(lua_State *L) { return lrl_fleet_off(L, pool_of(L)); }                                 \
+  static int l_fleet_due(lua_State *L) { return lrl_fleet_due(L, pool_of(L)); }
+#define LRL_SHARED_REG                                                                                           \
+  {"import", l_import}, {"export", l_export}, {"fleet_view", l_fleet_view}, {"fleet_grant", l_fleet_grant},     \
+      {"fleet_off", l_fleet_off}, {"fleet_due", l_fleet_due}
 /* Pushes the relay's pending events as an array and returns 1, or returns 0
  * (pushing nothing) when there are none. request_id maps a request's udata. */
 int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata));

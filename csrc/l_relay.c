@@ -291,16 +291,6 @@ static void read_view(lua_State *L, int idx, lr_shared_view *v) {
   v->proven = lua_toboolean(L, idx + 5);
 }
 
-/* import(endpoint, now, fails, open_until, cooldown, throttled_until, in_flight, proven) -> changed */
-static int l_import(lua_State *L) {
-  relay_ud *ud = check_relay(L);
-  int i = check_ep(L, ud, 2);
-  lr_shared_view v;
-  read_view(L, 4, &v);
-  lua_pushboolean(L, lr_shared_import(lr_relay_pool(ud->rl), i, &v, luaL_checknumber(L, 3)));
-  return 1;
-}
-
 /* admit(endpoint, now, probe, fails, open_until, cooldown, throttled_until, in_flight, proven) -> ok, retry_at */
 static int l_admit(lua_State *L) {
   relay_ud *ud = check_relay(L);
@@ -314,22 +304,8 @@ static int l_admit(lua_State *L) {
   return 2;
 }
 
-/* export(endpoint, now) -> fails, open_until, cooldown, throttled_until, state */
-static int l_export(lua_State *L) {
-  relay_ud *ud = check_relay(L);
-  int i = check_ep(L, ud, 2);
-  double now = luaL_checknumber(L, 3);
-  lr_pool *p = lr_relay_pool(ud->rl);
-  lr_pool_usable(p, i, 0, now, NULL, NULL); /* brings a cooled-down breaker to half-open */
-  lr_shared_view v;
-  lr_shared_export(p, i, now, &v);
-  lua_pushnumber(L, v.fails);
-  lua_pushnumber(L, v.open_until);
-  lua_pushnumber(L, v.cooldown_s);
-  lua_pushnumber(L, v.throttled_until);
-  lua_pushstring(L, lr_breaker_state_name(p->ep[i].breaker.state));
-  return 5;
-}
+static lr_pool *pool_of(lua_State *L) { return lr_relay_pool(check_relay(L)->rl); }
+LRL_SHARED_METHODS(pool_of)
 
 static int l_status(lua_State *L) {
   relay_ud *ud = check_relay(L);
@@ -504,7 +480,7 @@ void lr_relay_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"submit", l_submit},   {"poll", l_poll},       {"result", l_result},   {"report", l_report},
       {"is_probe", l_is_probe}, {"unsend", l_unsend}, {"cancel", l_cancel},   {"reached", l_reached},
-      {"import", l_import},   {"admit", l_admit},     {"export", l_export},   {"status", l_status},
+      {"admit", l_admit},     {"status", l_status},   LRL_SHARED_REG,
       {"events", l_events},   {"enable_events", l_enable_events}, {"active", l_active},
       {"in_flight", l_in_flight}, {"close", l_close}, {NULL, NULL}};
   static const luaL_Reg mm[] = {{"__gc", l_close}, {NULL, NULL}};

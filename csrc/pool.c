@@ -1,5 +1,6 @@
 /* Endpoint health and selection. See pool.h. */
 #include "pool.h"
+#include "fleet.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
     e->throttled_until = -INFINITY;
     e->remaining = -1;
     e->remaining_tokens = -1;
+    e->pub_remaining = -1;
     e->limit_cut_at = -INFINITY;
     lr_ratelearn_init(&e->learnt);
     lr_breaker_init(&e->breaker, bcfg);
@@ -147,6 +149,14 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
     at = INFINITY;
     bits |= LR_BLOCK_CAPACITY;
   }
+  if (bits == 0 && e->lease_on) {
+    /* a fleet's member: only what its lease allows (looked at last, so a lease is wanted only when nothing else holds it) */
+    double t = lr_fleet_blocked_until(e, tokens, now);
+    if (t > 0) {
+      at = t;
+      bits |= LR_BLOCK_LIMITER;
+    }
+  }
   if (usable_at) *usable_at = at;
   if (why) *why = bits;
   return bits == 0;
@@ -247,6 +257,7 @@ int lr_pool_on_send_undoable(lr_pool *p, int i, double tokens, double now, int *
     *undo |= UNDO_SLOT;
   }
   lr_limiter_take(&e->limiter, tokens, now);
+  lr_fleet_take(e, tokens, 1);
   return lr_breaker_on_send(&e->breaker, &p->breaker_cfg, now);
 }
 
@@ -264,6 +275,7 @@ void lr_pool_unsend(lr_pool *p, int i, double tokens, int probe, int undo, doubl
   if (undo & UNDO_SLOT) e->next_slot_at -= e->slot_interval;
   lr_bucket_adjust(&e->limiter.requests, 1, now);
   lr_bucket_adjust(&e->limiter.tokens, tokens, now);
+  lr_fleet_take(e, tokens, -1);
   lr_breaker_on_neutral(&e->breaker, &p->breaker_cfg, now, probe);
   if (until > e->shared_block_until) e->shared_block_until = until;
 }
@@ -329,6 +341,10 @@ void lr_pool_learn(lr_pool *p, int i, const lr_hints *h, int status, double sent
     e->remaining_tokens_until = now + (h->reset_tokens_s >= 0 ? h->reset_tokens_s : 1.0);
   }
   if (h && h->remaining_requests >= 0) {
+    e->pub_remaining = h->remaining_requests;
+    e->pub_at = now;
+    double rs = h->reset_requests_s >= 0 ? h->reset_requests_s : h->reset_s;
+    if (h->limit_requests > 0 && rs >= 0) e->pub_cap = h->remaining_requests + rs * h->limit_requests / 60.0;
     double rem = h->remaining_requests - e->in_flight; /* those in flight were not counted yet */
     double reset = h->reset_requests_s >= 0 ? h->reset_requests_s : h->reset_s;
     e->remaining = rem > 0 ? rem : 0;

@@ -63,6 +63,14 @@ typedef struct lr_endpoint {
   int answered;           /* a server answer (any status) came back from it */
   int first_load;         /* attempts in flight when its first answer came back */
   double shared_block_until; /* state shared with other processes refused an attempt: none before this */
+  double pub_cap;         /* the server's bucket: remaining + reset x its rate, at the last answer (0 unknown) */
+  double pub_remaining;   /* the last x-ratelimit-remaining-requests, as published (< 0: none) */
+  double pub_at;          /* when it came */
+  /* leases of a fleet's shared budget (csrc/fleet.h); all zero when no fleet */
+  int lease_on, tk_lease_on;
+  double lease_left, lease_from, lease_until, lease_retry_at, lease_wanted_at;
+  double tk_left, tk_until;
+  double told_thr, told_open; /* the throttle and open breaker last told to the fleet */
   lr_breaker breaker;
   lr_limiter limiter;
   char *models;           /* NUL-separated names it serves; NULL = every model */

@@ -24,6 +24,8 @@ external_dependencies = {
   -- only the library is checked: Debian keeps curl/curl.h in a multiarch include
   -- directory LuaRocks does not search, while the compiler finds it by itself
   CURL = { library = "curl" },
+  -- TLS to Redis (rediss://), csrc/sock.c
+  OPENSSL = { library = "ssl" },
 }
 build = {
   type = "builtin",
@@ -41,19 +43,20 @@ build = {
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",
     ["llmrelay.store"] = "lua/llmrelay/store.lua",
+    ["llmrelay.redis"] = "lua/llmrelay/redis.lua",
     ["llmrelay.resty.shared"] = "lua/llmrelay/resty/shared.lua",
     ["llmrelay.resty.engine"] = "lua/llmrelay/resty/engine.lua",
     ["llmrelay.resty.gateway"] = "lua/llmrelay/resty/gateway.lua",
     ["llmrelay.core"] = {
       sources = {
         "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
-        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/queue.c", "csrc/classify.c", "csrc/sse.c", "csrc/answer.c", "csrc/evbuf.c", "csrc/outcome.c", "csrc/shared.c", "csrc/relay.c", "csrc/scrub.c", "csrc/http1.c", "csrc/resp.c",
-        "csrc/clock.c", "csrc/transport_curl.c", "csrc/transport_curl_step.c", "csrc/l_common.c", "csrc/l_client.c", "csrc/l_relay.c", "csrc/l_util.c", "csrc/l_scrub.c", "csrc/l_http1.c", "csrc/l_json.c",
-        "csrc/llmrelay_core.c",
+        "csrc/jsoncheck.c", "csrc/pool.c", "csrc/queue.c", "csrc/classify.c", "csrc/sse.c", "csrc/answer.c", "csrc/evbuf.c", "csrc/outcome.c", "csrc/shared.c", "csrc/relay.c", "csrc/scrub.c", "csrc/http1.c", "csrc/resp.c", "csrc/fleet.c",
+        "csrc/clock.c", "csrc/sock.c", "csrc/transport_curl.c", "csrc/transport_curl_step.c", "csrc/l_common.c", "csrc/l_fleet.c", "csrc/l_client.c", "csrc/l_relay.c", "csrc/l_util.c", "csrc/l_scrub.c", "csrc/l_http1.c", "csrc/l_json.c",
+        "csrc/l_resp.c", "csrc/l_redis.c", "csrc/llmrelay_core.c",
       },
       incdirs = { "csrc", "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-      libraries = { "curl" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "ssl", "crypto" },
       defines = { "_GNU_SOURCE" },
     },
   },

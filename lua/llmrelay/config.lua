@@ -421,6 +421,13 @@ local function readable_file(v, path)
   return v
 end
 
+-- A fleet's Redis (llmrelay.redis reads the URL or table; its errors name the field).
+local function redis_options(v, path)
+  local o, err = require("llmrelay.redis").options(v)
+  if not o then fail(path .. ": " .. gsub(tostring(err), "^redis: ", "")) end
+  return o
+end
+
 -- The checkers of schema field types that are not numbers: (value, path, field, the
 -- user's table, the normalized table so far) -> the normalized value.
 local CHECK = {
@@ -428,7 +435,7 @@ local CHECK = {
   api_key_env = api_key_env, secret_headers = secret_headers, cap = cap, enum = enum,
   word = word, text = text, ["function"] = a_function, file = readable_file,
   boolean = boolean,
-  models = parse_models, headers = parse_headers,
+  models = parse_models, headers = parse_headers, redis = redis_options,
 }
 -- Types whose checker also decides what a missing value becomes.
 local NIL_TOO = { base_url = true, models = true, headers = true, secret_headers = true, cap = true }
@@ -508,6 +515,7 @@ function _M.secrets(normalized)
       keys[#keys + 1] = k
     end
   end
+  if normalized.redis then add(normalized.redis.password) end
   for _, ep in ipairs(normalized.endpoints) do
     add(ep.api_key)
     for _, h in ipairs(ep.headers) do

@@ -46,8 +46,9 @@ local Curl = {}
 Curl.__index = Curl
 
 -- The libcurl executor (llmrelay.core's client) for a normalized config.
-function _M.curl(cfg)
-  return setmetatable({ h = core.client(cfg), waiters = {}, notify = nil }, Curl)
+-- fleet: an llmrelay.fleet when the config names a Redis (leases and shared state), or nil.
+function _M.curl(cfg, fleet)
+  return setmetatable({ h = core.client(cfg), waiters = {}, notify = nil, fleet = fleet }, Curl)
 end
 
 -- Moves finished requests from the core to their waiters, and tells
@@ -86,6 +87,16 @@ function Curl:submit(body, model, tokens, timeout, deadline, priority, streamed,
 end
 
 function Curl:step(timeout)
+  local fleet = self.fleet
+  if fleet then
+    -- the fleet's exchange first (bounded by its Redis timeout), and no sleep past the next one
+    local h, t = self.h, now()
+    local active = h:pending() > 0
+    fleet:tick(h, t, active)
+    local due = fleet:next_at(h, t, active) - now()
+    if due < 0 then due = 0 end
+    if due ~= math.huge and (not timeout or due < timeout) then timeout = due end
+  end
   local n, err = self.h:step(timeout)
   if not n then return nil, err end
   drain(self)

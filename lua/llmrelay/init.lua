@@ -54,9 +54,12 @@ function _M.new(user_cfg)
     for _, m in ipairs(ep.models or {}) do models[#models + 1] = m end
   end
   -- the one place an executor is chosen: from here on both have one face (llmrelay.executor)
-  local x = resty and require("llmrelay.resty.engine").new(cfg) or executor.curl(cfg)
+  -- a fleet (config redis): every executor exchanges leases and state with it the same way
+  local fleet = cfg.redis and require("llmrelay.fleet").new(cfg)
+  local x = resty and require("llmrelay.resty.engine").new(cfg, fleet) or executor.curl(cfg, fleet)
   local self = setmetatable({
     _x = x,
+    _fleet = fleet,
     _transport = resty and "resty" or "curl",
     _model_list = models,
     _names = names,
@@ -480,6 +483,7 @@ function Client:status()
     s.name = self._names[i]
     if s.throttled_for then s.throttled_until = wall + s.throttled_for end
   end
+  if self._fleet then st.redis = self._fleet:status() end
   return st
 end
 
@@ -514,6 +518,18 @@ function Client:metrics()
   family("breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", "state", STATE_VALUE)
   family("learnt_rate", "gauge", "Requests per second the endpoint is paced to, learnt from 429s that publish no limits.", "learnt_rate")
   family("learnt_burst", "gauge", "Requests the endpoint's server takes at once, learnt from 429s that publish no limits.", "learnt_burst")
+  local r = st.redis
+  if r then
+    local function one(name, kind, help, v)
+      out[#out + 1] = format("# HELP llmrelay_%s %s\n# TYPE llmrelay_%s %s\nllmrelay_%s %.17g\n", name, help, name,
+                             kind, name, v)
+    end
+    one("redis_up", "gauge", "1 while the fleet's Redis answers, 0 while the client runs on local state.", r.up and 1 or 0)
+    one("redis_round_trips_total", "counter", "Exchanges with the fleet's Redis.", r.round_trips)
+    one("redis_fallbacks_total", "counter", "Lease decisions made on local state because Redis did not answer.", r.fallbacks)
+    one("redis_errors_total", "counter", "Failed exchanges with the fleet's Redis (down, slow, refused).", r.errors)
+    one("redis_members", "gauge", "Fleet members seen by Redis in the last seconds.", r.members)
+  end
   return table.concat(out)
 end
 
@@ -530,6 +546,7 @@ function Client:close()
     self._x:close()
     self._x = nil
   end
+  if self._fleet then self._fleet:close() end
 end
 
 Client.__close = Client.close

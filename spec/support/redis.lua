@@ -10,6 +10,8 @@
 --   r.port, r.pid, r.url, r.dir                   -- url = "redis://127.0.0.1:<port>" (no credentials)
 --   r:cli("SET", "k", "v")                        -- redis-cli against it (auth, TLS included): its output
 --   r:kill()                                      -- SIGKILL at once (the dir stays for restart)
+--   r:pause(), r:resume()                         -- SIGSTOP / SIGCONT: a server that accepts
+--                                                 -- connections (the kernel does) but never answers
 --   r:restart()                                   -- start again on the SAME port (after kill or stop)
 --   r:stop()                                      -- SIGTERM, wait, SIGKILL if needed; rm the dir; idempotent
 --   redis.stop_all()                              -- stop every server started by this module
@@ -193,11 +195,20 @@ function Server:kill()
   end_watcher(self)
 end
 
+function Server:pause()
+  run("kill -STOP " .. self.pid .. " 2>/dev/null")
+end
+
+function Server:resume()
+  run("kill -CONT " .. self.pid .. " 2>/dev/null")
+end
+
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
   running[self] = nil
   if self.pid and alive(self.pid) then
+    self:resume()
     run("kill -TERM " .. self.pid .. " 2>/dev/null")
     if not wait_gone(self.pid, 5) then self:kill() end
   end

@@ -52,7 +52,7 @@ function _M.phase_error()
 end
 
 -- cfg: the normalized config.
-function _M.new(cfg)
+function _M.new(cfg, fleet)
   local eps = {}
   for i, ep in ipairs(cfg.endpoints) do
     local target = http.parse_url(ep.url)
@@ -70,7 +70,7 @@ function _M.new(cfg)
   end
   local self = setmetatable({
     kind = "resty", waiters = {}, calls = {}, pid = nil, rl = nil,
-    buf = {}, next_wake = huge, notify = nil,
+    buf = {}, next_wake = huge, notify = nil, fleet = fleet,
   }, Engine)
   private[self] = { cfg = cfg, eps = eps }
   -- the shared store's backend is checked now (a client made in init_by_lua sees the dicts)
@@ -124,6 +124,11 @@ function Engine:drive()
   local rl = relay(self)
   local t = now()
   if self.store then self.store:import(rl, t) end
+  if self.fleet and YIELDABLE[ngx.get_phase()] then
+    -- the fleet's exchange (a cosocket: this coroutine yields; another one driving meanwhile skips it)
+    self.fleet:tick(rl, t, rl:active() > 0)
+    t = now()
+  end
   local buf, calls, waiters = self.buf, self.calls, self.waiters
   while true do
     local n, wake = rl:poll(t, buf)

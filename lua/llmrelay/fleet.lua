@@ -1,0 +1,375 @@
+-- llmrelay.fleet: the processes (hosts) of a fleet share one pool's budgets,
+-- breakers and throttles through Redis (config `redis`, pool `name`).
+--
+-- Each process keeps its own state (csrc/pool.c) and, while Redis is up,
+-- sends to an endpoint only from *leases* (csrc/fleet.h): a few attempts the
+-- fleet's token bucket for that endpoint granted it, usable from the moment
+-- the bucket frees them, returned when unused. One server-side script
+-- (EVALSHA, reloaded on NOSCRIPT) does a whole exchange atomically: it takes
+-- what this process learnt (the rate a server publishes or the client
+-- configures, the last published `remaining`, a pause a server asked for,
+-- failures, a breaker opened or closed), grants the leases asked for, and
+-- answers with the fleet's view of every endpoint (throttle, breaker, probe
+-- lock), which the process imports. Times cross hosts as durations measured
+-- on Redis's clock (TIME), never as one host's monotonic clock.
+--
+-- A process exchanges with Redis when a request found no lease (about one
+-- exchange per lease of several attempts) and, while it has work, at least
+-- every PULL_EVERY s, so what one host learns reaches the others within
+-- about two of those. Redis down, slow, restarted or flushed: the exchange
+-- fails within its timeout, the process runs on local state at its last
+-- known share of each endpoint's rate, and tries again with backoff.
+
+local core = require "llmrelay.core"
+local redis = require "llmrelay.redis"
+
+local floor, min, max, huge = math.floor, math.min, math.max, math.huge
+local tostring, tonumber, format, concat = tostring, tonumber, string.format, table.concat
+
+local _M = {}
+local Fleet = {}
+Fleet.__index = Fleet
+-- A member's Redis options (they hold the password) live here, not in its table: no dump shows them.
+local private = setmetatable({}, { __mode = "k" })
+
+local PULL_EVERY = 0.08   -- s between exchanges while the process has work (events go at once)
+local LEASE_TTL = 0.5     -- s a lease stays usable after its start; the rest goes back
+local AHEAD = 0.25        -- s of an endpoint's rate the fleet may reserve ahead of its bucket
+local LEASE_FOR = 0.2     -- a lease holds about this many seconds of a member's share
+local MAX_LEASE = 32
+local UNKNOWN_LEASE = 4   -- attempts per lease while no process knows the endpoint's rate
+local PROBE_TTL = 5       -- s a half-open probe holds the fleet's probe lock at most
+local MEMBER_TTL = 2      -- s without an exchange after which a process no longer counts
+local KEY_TTL = 600       -- s the keys of an idle pool live
+local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
+
+-- The token bucket with reservations, once: the Redis script and the local
+-- fallback both run it. Takes n from a bucket of `tok` at time t (refilled
+-- at `rate` up to `cap` until now); it may go up to `ahead` seconds of rate
+-- into debt. -> granted (0 or n), seconds until usable (granted) or until
+-- asking again is worth it (refused), the bucket's new level.
+local BUCKET = [[
+local function take(tok, t, rate, cap, n, now, ahead)
+  tok = tok + (now - t) * rate
+  if tok > cap then tok = cap end
+  if tok - n < -rate * ahead then return 0, (n - rate * ahead - tok) / rate, tok end
+  local wait = 0
+  if tok < n then wait = (n - tok) / rate end
+  return n, wait, tok - n
+end
+]]
+local bucket_take = load(BUCKET .. " return take")()
+
+-- KEYS: none (every key is under ARGV[1]; one Redis, not a cluster).
+-- ARGV: prefix, member, then 13 fields per endpoint (see `push` below).
+-- -> { members, then 9 per endpoint: granted, from_in, retry_in, thr_in,
+--      open_in (-1: half-open, this member probes), cooldown, fails, rate,
+--      cap } (numbers as strings).
+local SCRIPT = BUCKET .. format([[
+local P, me = ARGV[1], ARGV[2]
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) + tonumber(tm[2]) / 1e6
+local mk = P .. ':members'
+redis.call('ZADD', mk, now, me)
+redis.call('ZREMRANGEBYSCORE', mk, '-inf', now - %g)
+redis.call('EXPIRE', mk, %d)
+local out = { redis.call('ZCARD', mk) }
+local function s(x) return string.format('%%.6f', x) end
+local F = 13
+for a = 2, #ARGV - 1, F do
+  local name, want, back = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local prate, pcap = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local rem, rem_age = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+  local thr_for, open_for, pcool = tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
+  local fdelta, reset, closed = tonumber(ARGV[a + 11]), ARGV[a + 12] == '1', ARGV[a + 13] == '1'
+  local k = P .. ':ep:' .. name
+  local h = redis.call('HMGET', k, 'rate', 'cap', 'tok', 't', 'thr', 'open', 'cool', 'fails', 'probe', 'pu')
+  local rate, cap = tonumber(h[1]) or 0, tonumber(h[2]) or 0
+  local tok, t = tonumber(h[3]), tonumber(h[4]) or now
+  local thr, open, cool, fails = tonumber(h[5]) or 0, tonumber(h[6]) or 0, tonumber(h[7]) or 0, tonumber(h[8]) or 0
+  local probe, pu = h[9] or '', tonumber(h[10]) or 0
+  if prate > 0 then
+    rate, cap = prate, math.max(1, pcap)
+  end
+  if rate > 0 then
+    if not tok then tok, t = cap, now end
+    tok = math.min(cap, tok + (now - t) * rate + back)
+    t = now
+    if rem >= 0 then tok = math.min(tok, rem + rem_age * rate) end
+  end
+  if thr_for > 0 then thr = math.max(thr, now + thr_for) end
+  if reset then fails = 0 end
+  fails = fails + fdelta
+  if open_for > 0 then
+    if now + open_for > open then open = now + open_for end
+    cool = pcool
+    if probe == me then probe, pu = '', 0 end
+  end
+  if closed then open, fails, probe, pu = 0, 0, '', 0 end
+  local granted, wait, retry = 0, 0, 0
+  if want > 0 then
+    if open > now then
+      retry = open - now
+    elseif open > 0 then
+      if pu > now and probe ~= me then
+        retry = pu - now
+      else
+        probe, pu, granted = me, now + %g, 1
+      end
+    elseif thr > now then
+      retry = thr - now
+    elseif rate <= 0 then
+      granted = want
+    else
+      local g, w
+      g, w, tok = take(tok, now, rate, cap, want, now, %g)
+      if g > 0 then granted, wait = g, w else retry = w end
+    end
+  end
+  redis.call('HSET', k, 'rate', s(rate), 'cap', s(cap), 'tok', s(tok or 0), 't', s(t), 'thr', s(thr),
+             'open', s(open), 'cool', s(cool), 'fails', s(fails), 'probe', probe, 'pu', s(pu))
+  redis.call('EXPIRE', k, %d)
+  local left = 0
+  if thr > now then left = thr - now end
+  -- open_in: > 0 open that long (or another member probes); -1 half-open and the probe is this member's
+  local open_in = 0
+  if open > now then
+    open_in = open - now
+  elseif open > 0 then
+    if probe == me then open_in = -1 else open_in = math.max(pu - now, 0.01) end
+  end
+  for _, v in ipairs({ granted, wait, retry, left, open_in, cool, fails, rate, cap }) do out[#out + 1] = s(v) end
+end
+return out
+]], MEMBER_TTL, KEY_TTL, PROBE_TTL, AHEAD, KEY_TTL)
+
+local script = redis.script(SCRIPT)
+
+-- This member's name in the fleet: unique across hosts (a worker's pid where
+-- there is one, the start time, a table's address). Made at the first
+-- exchange: a client made before nginx forks its workers gives each its own.
+local function member_name()
+  return format("%s%d-%s", ngx and ngx.worker and ngx.worker.pid() .. "-" or "", floor(core.wall() * 1e6),
+                tostring({}):match("0x(%x+)") or tostring(math.random(1e9)))
+end
+
+-- A fleet member for a normalized config (cfg.redis holds redis.options()).
+function _M.new(cfg)
+  local o = cfg.redis
+  local names, n = {}, #cfg.endpoints
+  for i, ep in ipairs(cfg.endpoints) do names[i] = ep.name end
+  local self = setmetatable({
+    display = o.display, prefix = o.prefix .. ":" .. cfg.name, member = nil, names = names, n = n,
+    up = false, conn = nil, next_try = 0, backoff = BACKOFF_MIN,
+    last_sync = -huge, members = 1, syncing = false,
+    round_trips = 0, fallbacks = 0, errors = 0, last_error = nil, ever_up = false,
+    known = {},     -- [i] = { rate =, cap = } as the fleet last said (for the local share)
+    local_b = {},   -- [i] = { tok =, t = } the local bucket while Redis is down
+    sent = {},      -- [i] = what this process told the fleet last (pushes only changes)
+    lease_src = {}, -- [i] = "redis" | "local": where the current lease came from
+    unknown = {},   -- [i] = the next lease's size while the endpoint's rate is unknown
+  }, Fleet)
+  private[self] = o
+  for i = 1, n do self.sent[i] = { fails = 0, open = 0, thr = 0, pub_at = 0, state = "closed" } end
+  return self
+end
+
+-- The size of a lease for endpoint i: a member's share of LEASE_FOR seconds of the rate.
+local function lease_size(self, i)
+  local k = self.known[i]
+  if not k or not (k.rate > 0) then
+    -- no rate known anywhere in the fleet: small leases, doubling while no server pushes back
+    local u = self.unknown[i] or UNKNOWN_LEASE
+    self.unknown[i] = min(MAX_LEASE, u * 2)
+    return u
+  end
+  local share = min(k.rate * LEASE_FOR, k.cap) / max(1, self.members)
+  return max(1, min(MAX_LEASE, floor(share)))
+end
+
+-- What this process tells the fleet about endpoint i (13 fields), and
+-- whether it asks for a lease.
+local function push(self, x, i, now, args, wants)
+  local fails, open_until, cool, thr, state = x:export(i, now)
+  local v = x:fleet_view(i, now, true)
+  local s = self.sent[i]
+  local want, back = 0, 0
+  if wants[i] then
+    want = lease_size(self, i)
+    if self.lease_src[i] == "redis" then back = v.left end
+  elseif v.on and v.left > 0 and now >= v.until_ and self.lease_src[i] == "redis" then
+    back = v.left -- expired unused: back to the bucket (and the lease is cleared below)
+    wants[i] = "expired"
+  end
+  local rem, rem_age = -1, 0
+  if v.pub_remaining >= 0 and v.pub_at > s.pub_at then
+    rem, rem_age = v.pub_remaining, max(0, now - v.pub_at)
+    s.pub_at = v.pub_at
+  end
+  local thr_for = 0
+  if thr > now and thr > s.thr + 1e-3 then
+    thr_for, s.thr = thr - now, thr
+    self.unknown[i] = nil -- a server pushed back: leases of an unknown rate start small again
+  end
+  local open_for = 0
+  if state == "open" and open_until > now and open_until > s.open + 1e-3 then
+    open_for, s.open = open_until - now, open_until
+  end
+  local fdelta, reset = 0, false
+  if fails >= s.fails then fdelta = fails - s.fails else reset, fdelta = true, fails end
+  -- the breaker closed here (a probe of this member's, or its own success after failures)
+  local closed = state == "closed" and (s.state ~= "closed" or s.probing)
+  if closed or state == "open" then s.probing = false end
+  s.state = state
+  local j = #args
+  args[j + 1], args[j + 2], args[j + 3] = self.names[i], tostring(want), tostring(back)
+  args[j + 4], args[j + 5] = format("%.6f", v.rate), format("%.6f", v.cap)
+  args[j + 6], args[j + 7] = format("%.6f", rem), format("%.6f", rem_age)
+  args[j + 8], args[j + 9], args[j + 10] = format("%.6f", thr_for), format("%.6f", open_for), format("%.6f", cool)
+  args[j + 11], args[j + 12], args[j + 13] = tostring(fdelta), reset and "1" or "0", closed and "1" or "0"
+  return want
+end
+
+-- Applies the fleet's answer to endpoint i (9 values from r[at]).
+local function pull(self, x, i, now, r, at, want)
+  local granted, wait, retry = tonumber(r[at]), tonumber(r[at + 1]), tonumber(r[at + 2])
+  local thr_in, open_in, cool, fails = tonumber(r[at + 3]), tonumber(r[at + 4]), tonumber(r[at + 5]), tonumber(r[at + 6])
+  self.known[i] = { rate = tonumber(r[at + 7]), cap = tonumber(r[at + 8]) }
+  if want then
+    self.lease_src[i] = "redis"
+    local from = now + wait
+    x:fleet_grant(i, granted, from, from + LEASE_TTL, -1, 0, granted > 0 and 0 or now + max(retry, 0.001))
+  end
+  local s = self.sent[i]
+  local open_until = 0
+  if open_in > 0 then
+    open_until = now + open_in
+  elseif open_in < 0 then
+    open_until, s.probing = now - 1e-3, true -- the fleet's cool-down is over: this member probes
+  end
+  x:import(i, now, fails, open_until, cool, thr_in > 0 and now + thr_in or 0, 0, false)
+  local f, o, _, t, state = x:export(i, now)
+  s.fails, s.state = f, state
+  if state == "open" then s.open = max(s.open, o) end
+  if t > s.thr then s.thr = t end
+end
+
+local function went_down(self, now, err)
+  self.errors = self.errors + 1
+  self.last_error = err
+  if self.conn then self.conn:close() end
+  self.conn, self.up = nil, false
+  self.next_try = now + self.backoff * (0.5 + math.random() * 0.5)
+  self.backoff = min(BACKOFF_MAX, self.backoff * 2)
+end
+
+-- Redis is not there: leases come from a local bucket at this process's
+-- last known share of the fleet's rate; an endpoint whose rate the fleet did
+-- not know goes by this process's own state.
+local function local_grants(self, x, now, wants)
+  self.fallbacks = self.fallbacks + 1
+  for i = 1, self.n do
+    local k = self.known[i]
+    if wants[i] then
+      if k and k.rate > 0 then
+        local m = max(1, self.members)
+        local rate, cap = k.rate / m, max(1, k.cap / m)
+        local b = self.local_b[i]
+        if not b then
+          b = { tok = cap, t = now }
+          self.local_b[i] = b
+        end
+        local n = max(1, min(MAX_LEASE, floor(min(rate * LEASE_FOR, cap))))
+        local g, w, tok = bucket_take(b.tok, b.t, rate, cap, n, now, AHEAD)
+        b.tok, b.t = tok, now
+        self.lease_src[i] = "local"
+        x:fleet_grant(i, g, now + (g > 0 and w or 0), now + (g > 0 and w or 0) + LEASE_TTL, -1, 0,
+                      g > 0 and 0 or now + w)
+      else
+        x:fleet_off(i)
+      end
+    end
+  end
+end
+
+-- One exchange with Redis for executor object x (a libcurl client or a relay).
+local function exchange(self, x, now, wants)
+  local c, err = self.conn
+  if not c then
+    c, err = redis.connect(private[self])
+    if not c then return nil, err end
+    self.conn = c
+  end
+  local args = { self.prefix, self.member }
+  local asked = {}
+  for i = 1, self.n do asked[i] = push(self, x, i, now, args, wants) > 0 end
+  local before = c.round_trips or 0
+  local r, e = c:eval(script, {}, args)
+  self.round_trips = self.round_trips + max(1, (c.round_trips or before + 1) - before)
+  if not r then return nil, e end
+  if type(r) ~= "table" or #r ~= 1 + 9 * self.n then return nil, "redis: the fleet script answered a malformed reply" end
+  local t = core.now() -- the answer's moment: durations count from here
+  self.members = tonumber(r[1]) or 1
+  for i = 1, self.n do
+    local w = wants[i]
+    pull(self, x, i, t, r, 2 + 9 * (i - 1), w and (asked[i] or w == "expired"))
+  end
+  if c.keepalive then c:keepalive() end
+  if ngx then self.conn = nil end -- a cosocket belongs to the request that made it; the pool keeps it
+  return true
+end
+
+-- When this member wants its next exchange (for an executor's sleep).
+function Fleet:next_at(x, now, active)
+  local due = x:fleet_due(now)
+  if active and self.last_sync + PULL_EVERY < due then due = self.last_sync + PULL_EVERY end
+  return due
+end
+
+-- Runs an exchange when one is due: a request wants a lease, or (active:
+-- the executor has work) the last exchange is PULL_EVERY s old.
+function Fleet:tick(x, now, active)
+  if self.syncing then return end
+  if not self.member then self.member = member_name() end
+  local due = x:fleet_due(now)
+  if due > now and not (active and now - self.last_sync >= PULL_EVERY) then return end
+  local wants = {}
+  for i = 1, self.n do
+    local v = x:fleet_view(i, now)
+    if v.on and v.wanted_at > 0 and v.retry_at <= now then wants[i] = true end
+    -- leasing starts at the first exchange, and again once Redis is back (the fallback may have turned it off)
+    if not v.on and (self.up or not self.ever_up) then wants[i] = true end
+  end
+  self.syncing = true
+  self.last_sync = now
+  if not self.up and now < self.next_try then
+    if self.ever_up then local_grants(self, x, now, wants) end
+    self.syncing = false
+    return
+  end
+  local ok, r, err = pcall(exchange, self, x, now, wants)
+  self.syncing = false
+  if ok and r then
+    self.up, self.ever_up, self.backoff = true, true, BACKOFF_MIN
+    return
+  end
+  went_down(self, now, ok and err or tostring(r))
+  if self.ever_up then local_grants(self, x, now, wants) end
+end
+
+-- For status(): Redis as this member sees it.
+function Fleet:status()
+  return { up = self.up, url = self.display, members = self.members, round_trips = self.round_trips,
+           fallbacks = self.fallbacks, errors = self.errors, last_error = self.last_error }
+end
+
+function Fleet:close()
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+  end
+end
+
+_M.SCRIPT = SCRIPT
+_M.PULL_EVERY = PULL_EVERY
+return _M
