@@ -94,6 +94,11 @@ local function bench()
     .. " 429s %d of %d attempts (%.2f %%)")
     :format(row, s.ok, N, #kinds > 0 and (" (failed: " .. table.concat(kinds, ", ") .. ")") or "",
             s.wall, s.ok / s.wall, goodput, s.wall, pool.r429, pool.attempts, pool.share))
+  local first, all = 0, 0
+  for _, r in ipairs(results) do
+    first, all = first + fleet.at(r, "throttles", s.start + 1), all + fleet.at(r, "throttles", math.huge)
+  end
+  print(("  throttles (429s) the processes counted: %d, %d of them in the first second"):format(all, first))
   local pass = true
   if redis_server then
     local rt = s.round_trips / N

@@ -34,15 +34,6 @@ local function all_ok(s, n)
     :format(s.ok, n, require("cjson").encode(s.kinds), table.concat(s.messages, " | ")))
 end
 
--- round_trips of a worker's last sample taken at or before wall time t
-local function round_trips_at(result, t)
-  local rt = 0
-  for _, sample in ipairs(result.timeline) do
-    if sample.t <= t then rt = sample.round_trips or rt end
-  end
-  return rt
-end
-
 describe("a fleet of processes sharing one pool through Redis", function()
   local server
   local reference -- the fleet with Redis, undisturbed: run once, compared against by later tests
@@ -105,7 +96,7 @@ describe("a fleet of processes sharing one pool through Redis", function()
     assert.is_true(s.fallbacks > 0, "the fleet ran on local state while Redis was down")
     for k, r in ipairs(results) do
       assert.is_true(r.redis.up, ("worker %d ends with status().redis.up = true"):format(k))
-      local before = round_trips_at(r, restarted)
+      local before = fleet.at(r, "round_trips", restarted)
       assert.is_true(r.redis.round_trips > before,
         ("worker %d: %d round trips at the restart, %d at the end"):format(k, before, r.redis.round_trips))
     end

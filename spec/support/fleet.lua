@@ -15,6 +15,7 @@
 --   local s = fleet.summary(results)
 --     -- { workers, ok, failed, errors = { worker errors }, kinds = { [kind] = n }, start, ["end"], wall,
 --     --   round_trips, fallbacks, redis_errors, all_up, all_down, messages }
+--   fleet.at(result, "round_trips", t) -- a worker's timeline field at its last sample taken by wall time t
 --   fleet.stop_all()            -- kill every fleet this module started and has not reaped
 --   local mocks, urls = fleet.pool(3, { rps = 100, burst = 25, rl_headers = "full" })
 --                               -- that many mocks (spec/support/mock.lua options) and their urls
@@ -162,6 +163,14 @@ function M.summary(results)
   end
   s.wall = s.start and s["end"] - s.start
   return s
+end
+
+function M.at(result, field, t)
+  local v = 0
+  for _, sample in ipairs(result.timeline or {}) do
+    if sample.t <= t then v = sample[field] or v end
+  end
+  return v
 end
 
 function M.pool(n, opts)

@@ -5,7 +5,8 @@
 -- Sends n requests with distinct contents (prefix .. i) through client:batch at concurrency c and
 -- writes RESULT: { ok, failed, kinds = { [kind] = count }, messages = { first few errors },
 --   loaded, start, ["end"] (wall seconds), attempts, redis = status().redis at the end,
---   endpoints = status() per endpoint, timeline = { { t, ok, up, round_trips, fallbacks, errors }, ... } }
+--   endpoints = status() per endpoint,
+--   timeline = { { t, ok, throttles (429s so far), up, round_trips, fallbacks, errors }, ... } }
 -- or { error = "..." } when the client could not be built or the batch raised.
 local cjson = require "cjson"
 local core = require "llmrelay.core"
@@ -65,9 +66,12 @@ local function run()
   }
   local timeline = {}
   local function sample(ok)
-    local r = client:status().redis
-    timeline[#timeline + 1] = { t = wall(), ok = ok, up = r and r.up, round_trips = r and r.round_trips,
-                                fallbacks = r and r.fallbacks, errors = r and r.errors }
+    local st = client:status()
+    local r, throttles = st.redis, 0
+    for _, s in ipairs(st) do throttles = throttles + (s.throttles or 0) end
+    timeline[#timeline + 1] = { t = wall(), ok = ok, throttles = throttles, up = r and r.up,
+                                round_trips = r and r.round_trips, fallbacks = r and r.fallbacks,
+                                errors = r and r.errors }
   end
   sample(0)
   local last, interval, done_ok = wall(), task.sample or 0.2, 0
