@@ -1,13 +1,16 @@
 -- A fleet of 4 OS processes on one rate-limited pool, sharing it through one redis-server (issue 15):
 -- with Redis the fleet behaves like one client; Redis killed, restarted or flushed mid-run loses
--- nothing. Small and loosely timed: 3 mocks at 50 req/s (burst 10), 4 x 100 requests at concurrency 10.
+-- nothing. Small and loosely timed: 3 mocks at 50 req/s (burst 10), 4 x 150 requests at concurrency 10
+-- (about 4 s a fleet: the 429s of the fleet's first moments weigh less than in a shorter run).
 local mock = require "spec.support.mock"
 local fleet = require "spec.support.fleet"
 local redis = require "spec.support.redis"
 local core = require "llmrelay.core"
 
-local K, N1, C = 4, 100, 10
+local K, N1, C = 4, 150, 10
 local DEADLINE = 90 -- seconds a fleet may take before its workers are killed
+
+local cjson = require "cjson"
 
 -- starts a fleet on a fresh pool; at = { [seconds into the run] = fn, ... } runs fn then
 local function run_fleet(redis_url, n1, at)
@@ -31,7 +34,7 @@ end
 -- all ok, or the failures named
 local function all_ok(s, n)
   assert.equal(n, s.ok, ("%d of %d ok; failed by kind: %s; e.g. %s")
-    :format(s.ok, n, require("cjson").encode(s.kinds), table.concat(s.messages, " | ")))
+    :format(s.ok, n, cjson.encode(s.kinds), table.concat(s.messages, " | ")))
 end
 
 describe("a fleet of processes sharing one pool through Redis", function()
@@ -84,7 +87,7 @@ describe("a fleet of processes sharing one pool through Redis", function()
 
   it("reconnects when Redis restarts mid-run, its scripts gone", function()
     local restarted
-    local n1 = 5 * N1 // 2 -- long enough to run a while after the restart
+    local n1 = 250 -- about 7 s: long enough to run a while after the restart
     local s, _, results = run_fleet(server.url, n1, {
       [1.0] = function() server:kill() end,
       [2.0] = function()
@@ -106,5 +109,30 @@ describe("a fleet of processes sharing one pool through Redis", function()
     local s = run_fleet(server.url, N1, { [1.0] = function() server:cli("FLUSHALL") end })
     all_ok(s, K * N1)
     assert.is_true(s.all_up, "every process ends with status().redis.up = true")
+  end)
+
+  it("authenticates as an ACL user, and never shows the password, right or wrong", function()
+    redis.stop_all()
+    local pw = "fleet-secret-7d1c"
+    server = redis.start { acl_user = { name = "app", password = pw } }
+    local good = server.url:gsub("^redis://", "redis://app:" .. pw .. "@")
+    local s, _, results = run_fleet(good, 25)
+    all_ok(s, K * 25)
+    assert.is_true(s.all_up, "every process ends with status().redis.up = true")
+    assert.is_true(s.round_trips > 0)
+    local text = cjson.encode(results)
+    assert.is_nil(text:find(pw, 1, true), "the password shows in a worker's result")
+    assert.truthy(results[1].redis.url:find(server.port, 1, true))
+
+    local bad = server.url:gsub("^redis://", "redis://app:wrong-" .. pw .. "@")
+    -- Redis refuses from the start: no share of the fleet is known, the processes run as if alone
+    s, _, results = run_fleet(bad, 25)
+    assert.equal(K * 25, s.ok + s.failed)
+    text = cjson.encode(results)
+    for k, r in ipairs(results) do
+      assert.is_false(r.redis.up, ("worker %d: status().redis.up with a wrong password"):format(k))
+      assert.is_string(r.redis.last_error)
+    end
+    assert.is_nil(text:find(pw, 1, true), "the password shows in a worker's result: " .. text)
   end)
 end)
