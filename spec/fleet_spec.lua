@@ -85,6 +85,23 @@ describe("a fleet of processes sharing one pool through Redis", function()
       ("the run took %.2f s, the undisturbed one %.2f s"):format(s.wall, ref.wall))
   end)
 
+  it("waits on no hung Redis longer than its timeout (SIGSTOP mid-run)", function()
+    local ref = with_redis()
+    local stopped = false
+    local s, _, results = run_fleet(server.url, N1, { [0.8] = function()
+      mock.run("kill -STOP " .. server.pid)
+      stopped = true
+    end })
+    if stopped then mock.run("kill -CONT " .. server.pid) end
+    all_ok(s, K * N1)
+    for k, r in ipairs(results) do
+      assert.is_false(r.redis.up, ("worker %d ends with status().redis.up = false"):format(k))
+      assert.is_true(r.redis.errors > 0, ("worker %d: status().redis.errors = %d"):format(k, r.redis.errors))
+    end
+    assert.is_true(s.wall <= ref.wall + 3,
+      ("the run took %.2f s, the undisturbed one %.2f s"):format(s.wall, ref.wall))
+  end)
+
   it("reconnects when Redis restarts mid-run, its scripts gone", function()
     local restarted
     local n1 = 250 -- about 7 s: long enough to run a while after the restart
