@@ -53,14 +53,14 @@ describe("a fleet of processes sharing one pool through Redis", function()
 
   local function with_redis()
     if not reference then
-      local s, p = run_fleet(server.url, N1)
-      reference = { s = s, p = p }
+      local s, p, results = run_fleet(server.url, N1)
+      reference = { s = s, p = p, results = results }
     end
-    return reference.s, reference.p
+    return reference.s, reference.p, reference.results
   end
 
   it("gets every request through with far fewer 429s than the same fleet without Redis", function()
-    local s, p = with_redis()
+    local s, p, results = with_redis()
     local alone_s, alone_p = run_fleet(nil, N1)
     all_ok(s, K * N1)
     local why = ("429 share with Redis %.1f %% (%d of %d attempts), without %.1f %% (%d of %d; %d ok)")
@@ -71,6 +71,10 @@ describe("a fleet of processes sharing one pool through Redis", function()
     assert.is_true(s.round_trips > 0, "status().redis.round_trips counted")
     assert.is_true(s.round_trips / (K * N1) < 1,
       ("%d Redis round trips for %d requests"):format(s.round_trips, K * N1))
+    for k, r in ipairs(results) do
+      assert.equal(1, r.metrics.llmrelay_redis_up, ("worker %d: llmrelay_redis_up"):format(k))
+      assert.equal(r.redis.round_trips, r.metrics.llmrelay_redis_round_trips_total)
+    end
   end)
 
   it("loses nothing and waits on nothing when Redis is SIGKILLed mid-run", function()
@@ -80,6 +84,8 @@ describe("a fleet of processes sharing one pool through Redis", function()
     for k, r in ipairs(results) do
       assert.is_false(r.redis.up, ("worker %d ends with status().redis.up = false"):format(k))
       assert.is_true(r.redis.fallbacks > 0, ("worker %d: status().redis.fallbacks = %d"):format(k, r.redis.fallbacks))
+      assert.equal(0, r.metrics.llmrelay_redis_up, ("worker %d: llmrelay_redis_up"):format(k))
+      assert.equal(r.redis.fallbacks, r.metrics.llmrelay_redis_fallbacks_total)
     end
     assert.is_true(s.wall <= ref.wall + 3,
       ("the run took %.2f s, the undisturbed one %.2f s"):format(s.wall, ref.wall))

@@ -4,7 +4,7 @@
 --         start_at = wall seconds to begin at (all workers of a fleet share it), sample = seconds }
 -- Sends n requests with distinct contents (prefix .. i) through client:batch at concurrency c and
 -- writes RESULT: { ok, failed, kinds = { [kind] = count }, messages = { first few errors },
---   loaded, start, ["end"] (wall seconds), attempts, redis = status().redis at the end,
+--   loaded, start, ["end"] (wall seconds), attempts, metrics = { llmrelay_redis_up = 1, ... }, redis = status().redis at the end,
 --   endpoints = status() per endpoint,
 --   timeline = { { t, ok, throttles (429s so far), up, round_trips, fallbacks, errors }, ... } }
 -- or { error = "..." } when the client could not be built or the batch raised.
@@ -99,8 +99,10 @@ local function run()
   local st = client:status()
   local endpoints = {}
   for i, s in ipairs(st) do endpoints[i] = plain(s) end
+  local metrics = {} -- the llmrelay_redis_* samples of client:metrics(), by name
+  for name, v in client:metrics():gmatch("\n(llmrelay_redis_[%w_]+) (%S+)") do metrics[name] = tonumber(v) end
   local out = {
-    ok = summary.ok, failed = summary.failed, attempts = summary.attempts, kinds = kinds,
+    metrics = metrics, ok = summary.ok, failed = summary.failed, attempts = summary.attempts, kinds = kinds,
     messages = messages, loaded = loaded, start = start, ["end"] = finish,
     redis = plain(st.redis), endpoints = endpoints, timeline = timeline,
   }
