@@ -6,7 +6,10 @@
 double lr_fleet_blocked_until(lr_endpoint *e, double tokens, double now) {
   if (!e->lease_on) return 0;
   int have = e->lease_left >= 1 && now < e->lease_until;
-  if (have && e->tk_lease_on) have = e->tk_left >= tokens && now < e->tk_until;
+  if (have && e->tk_lease_on && !(e->tk_left >= tokens && now < e->tk_until)) {
+    have = 0;
+    if (tokens > e->tk_need) e->tk_need = tokens; /* the next token lease holds at least this */
+  }
   if (!have) {
     e->lease_wanted_at = now;
     return e->lease_retry_at > now ? e->lease_retry_at : now + LR_LEASE_POLL_S;
@@ -51,6 +54,7 @@ void lr_fleet_view_of(const lr_pool *p, int i, double now, lr_fleet_view *v) {
   }
   v->tk_rate = e->limiter.tokens.rate_per_s;
   v->tk_cap = e->limiter.tokens.capacity;
+  v->tk_need = e->tk_need;
   v->pub_remaining = e->pub_remaining;
   v->pub_at = e->pub_at;
   (void)now;
@@ -66,6 +70,7 @@ void lr_fleet_grant(lr_pool *p, int i, double n, double from, double until, doub
   e->lease_retry_at = retry_at;
   if (n >= 1) e->lease_wanted_at = 0; /* a fresh lease: wanted again when a request finds it spent */
   e->tk_lease_on = tk >= 0;
+  if (tk > 0) e->tk_need = 0;
   e->tk_left = tk >= 0 ? tk : 0;
   e->tk_until = tk_until;
 }
@@ -85,6 +90,16 @@ void lr_fleet_told(lr_pool *p, int i) {
   lr_endpoint *e = &p->ep[i];
   e->told_thr = e->throttled_until;
   e->told_open = open_until(e);
+  e->told_state = (int)e->breaker.state;
+}
+
+/* Something the fleet has not been told: a pause (a new one, or one grown
+ * by LR_FLEET_TELL_S), the breaker changing state or its open period growing. */
+static int untold(const lr_endpoint *e, double now) {
+  double thr = e->throttled_until, open = open_until(e);
+  if (thr > now && (e->told_thr <= now || thr > e->told_thr + LR_FLEET_TELL_S)) return 1;
+  if ((int)e->breaker.state != e->told_state) return 1;
+  return open > now && open > e->told_open + LR_FLEET_TELL_S;
 }
 
 double lr_fleet_due(const lr_pool *p, double now) {
@@ -92,7 +107,7 @@ double lr_fleet_due(const lr_pool *p, double now) {
   for (int i = 0; i < p->n; i++) {
     const lr_endpoint *e = &p->ep[i];
     if (!e->lease_on) continue;
-    if ((e->throttled_until > now && e->throttled_until > e->told_thr) || open_until(e) > e->told_open) return now;
+    if (untold(e, now)) return now;
     if (e->lease_wanted_at <= 0) continue;
     double at = e->lease_retry_at > now ? e->lease_retry_at : now;
     if (at < due) due = at;

@@ -33,13 +33,16 @@ typedef struct lr_fleet_view {
   double rate, cap;             /* requests/s and bucket this process knows (0: unknown) */
   const char *rate_from;        /* "config" "published" "learnt" or "" */
   double tk_rate, tk_cap;       /* configured tpm as a bucket (0: none) */
+  double tk_need;               /* the most tokens a request found missing since the last grant */
   double pub_remaining;         /* the last x-ratelimit-remaining-requests (< 0: none) */
   double pub_at;                /* when it came */
 } lr_fleet_view;
 
 void lr_fleet_view_of(const lr_pool *p, int i, double now, lr_fleet_view *v);
-/* The executor told the fleet endpoint i's throttle and open breaker as
- * they are now: a later one makes an exchange due at once (lr_fleet_due). */
+/* The executor told the fleet endpoint i's throttle and breaker as they are
+ * now: a new pause, a longer one, or the breaker changing state makes an
+ * exchange due at once (lr_fleet_due). */
+#define LR_FLEET_TELL_S 0.05 /* a pause or open period growing by less waits for the next exchange */
 void lr_fleet_told(lr_pool *p, int i);
 
 /* Grants endpoint i a request lease of n attempts usable from `from` until

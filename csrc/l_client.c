@@ -190,8 +190,8 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-static lr_pool *pool_of(lua_State *L) { return lr_relay_pool(lr_client_relay(check_client(L))); }
-LRL_SHARED_METHODS(pool_of)
+static lr_relay *relay_of(lua_State *L) { return lr_client_relay(check_client(L)); }
+LRL_SHARED_METHODS(relay_of)
 
 static const luaL_Reg methods[] = {
     {"submit", l_submit}, {"step", l_step},     {"take", l_take},     {"cancel", l_cancel},

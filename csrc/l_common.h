@@ -47,23 +47,28 @@ void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields);
 void lrl_push_status(lua_State *L, lr_pool *p, double now);
 
 /* Shared state and fleet leases (csrc/l_fleet.c): methods of both
- * executors' objects, over the pool `pool_of(L)` finds from argument 1. */
-int lrl_shared_import(lua_State *L, lr_pool *p);
-int lrl_shared_export(lua_State *L, lr_pool *p);
-int lrl_fleet_view(lua_State *L, lr_pool *p);
-int lrl_fleet_grant(lua_State *L, lr_pool *p);
-int lrl_fleet_off(lua_State *L, lr_pool *p);
-int lrl_fleet_due(lua_State *L, lr_pool *p);
-#define LRL_SHARED_METHODS(pool_of)                                                                              \
-  static int l_import(lua_State *L) { return lrl_shared_import(L, pool_of(L)); }                                \
-  static int l_export(lua_State *L) { return lrl_shared_export(L, pool_of(L)); }                                \
-  static int l_fleet_view(lua_State *L) { return lrl_fleet_view(L, pool_of(L)); }                               \
-  static int l_fleet_grant(lua_State *L) { return lrl_fleet_grant(L, pool_of(L)); }                             \
-  static int l_fleet_off(lua_State *L) { return lrl_fleet_off(L, pool_of(L)); }                                 \
-  static int l_fleet_due(lua_State *L) { return lrl_fleet_due(L, pool_of(L)); }
+ * executors' objects, over the relay `relay_of(L)` finds from argument 1. */
+int lrl_shared_import(lua_State *L, lr_relay *rl);
+int lrl_shared_export(lua_State *L, lr_relay *rl);
+int lrl_fleet_view(lua_State *L, lr_relay *rl);
+int lrl_fleet_grant(lua_State *L, lr_relay *rl);
+int lrl_fleet_off(lua_State *L, lr_relay *rl);
+int lrl_fleet_due(lua_State *L, lr_relay *rl);
+int lrl_fleet_budget(lua_State *L, lr_relay *rl);
+int lrl_fleet_budget_others(lua_State *L, lr_relay *rl);
+#define LRL_SHARED_METHODS(relay_of)                                                                             \
+  static int l_import(lua_State *L) { return lrl_shared_import(L, relay_of(L)); }                               \
+  static int l_export(lua_State *L) { return lrl_shared_export(L, relay_of(L)); }                               \
+  static int l_fleet_view(lua_State *L) { return lrl_fleet_view(L, relay_of(L)); }                              \
+  static int l_fleet_grant(lua_State *L) { return lrl_fleet_grant(L, relay_of(L)); }                            \
+  static int l_fleet_off(lua_State *L) { return lrl_fleet_off(L, relay_of(L)); }                                \
+  static int l_fleet_due(lua_State *L) { return lrl_fleet_due(L, relay_of(L)); }                                \
+  static int l_fleet_budget(lua_State *L) { return lrl_fleet_budget(L, relay_of(L)); }                          \
+  static int l_fleet_budget_others(lua_State *L) { return lrl_fleet_budget_others(L, relay_of(L)); }
 #define LRL_SHARED_REG                                                                                           \
   {"import", l_import}, {"export", l_export}, {"fleet_view", l_fleet_view}, {"fleet_grant", l_fleet_grant},     \
-      {"fleet_off", l_fleet_off}, {"fleet_due", l_fleet_due}
+      {"fleet_off", l_fleet_off}, {"fleet_due", l_fleet_due}, {"fleet_budget", l_fleet_budget},                 \
+      {"fleet_budget_others", l_fleet_budget_others}
 /* Pushes the relay's pending events as an array and returns 1, or returns 0
  * (pushing nothing) when there are none. request_id maps a request's udata. */
 int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata));

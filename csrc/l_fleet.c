@@ -17,7 +17,8 @@ static int check_ep(lua_State *L, const lr_pool *p, int idx) {
 }
 
 /* import(endpoint, now, fails, open_until, cooldown, throttled_until, in_flight, proven) -> changed */
-int lrl_shared_import(lua_State *L, lr_pool *p) {
+int lrl_shared_import(lua_State *L, lr_relay *rl) {
+  lr_pool *p = lr_relay_pool(rl);
   int i = check_ep(L, p, 2);
   lr_shared_view v;
   v.fails = luaL_optnumber(L, 4, 0);
@@ -31,7 +32,8 @@ int lrl_shared_import(lua_State *L, lr_pool *p) {
 }
 
 /* export(endpoint, now) -> fails, open_until, cooldown, throttled_until, state */
-int lrl_shared_export(lua_State *L, lr_pool *p) {
+int lrl_shared_export(lua_State *L, lr_relay *rl) {
+  lr_pool *p = lr_relay_pool(rl);
   int i = check_ep(L, p, 2);
   double now = luaL_checknumber(L, 3);
   lr_pool_usable(p, i, 0, now, NULL, NULL); /* brings a cooled-down breaker to half-open */
@@ -47,7 +49,8 @@ int lrl_shared_export(lua_State *L, lr_pool *p) {
 
 /* fleet_view(endpoint, now, told) -> table: what a fleet needs from this
  * process (fleet.h); told: the caller tells the fleet what it shows now */
-int lrl_fleet_view(lua_State *L, lr_pool *p) {
+int lrl_fleet_view(lua_State *L, lr_relay *rl) {
+  lr_pool *p = lr_relay_pool(rl);
   int i = check_ep(L, p, 2);
   lr_fleet_view v;
   lr_fleet_view_of(p, i, luaL_checknumber(L, 3), &v);
@@ -67,6 +70,7 @@ int lrl_fleet_view(lua_State *L, lr_pool *p) {
   lrl_set_str(L, "rate_from", v.rate_from);
   lrl_set_num(L, "tk_rate", v.tk_rate);
   lrl_set_num(L, "tk_cap", v.tk_cap);
+  lrl_set_num(L, "tk_need", v.tk_need);
   lrl_set_num(L, "pub_remaining", v.pub_remaining);
   lrl_set_num(L, "pub_at", v.pub_at);
   return 1;
@@ -79,7 +83,8 @@ static double finite_arg(lua_State *L, int idx, double dflt) {
 }
 
 /* fleet_grant(endpoint, n, from, until, tk, tk_until, retry_at): tk < 0 leaves the token lease off */
-int lrl_fleet_grant(lua_State *L, lr_pool *p) {
+int lrl_fleet_grant(lua_State *L, lr_relay *rl) {
+  lr_pool *p = lr_relay_pool(rl);
   int i = check_ep(L, p, 2);
   double n = finite_arg(L, 3, 0);
   if (n < 0) luaL_argerror(L, 3, "a lease is not negative");
@@ -89,13 +94,32 @@ int lrl_fleet_grant(lua_State *L, lr_pool *p) {
 }
 
 /* fleet_off(endpoint): leasing off, the endpoint goes by this process's state */
-int lrl_fleet_off(lua_State *L, lr_pool *p) {
+int lrl_fleet_off(lua_State *L, lr_relay *rl) {
+  lr_pool *p = lr_relay_pool(rl);
   lr_fleet_off(p, check_ep(L, p, 2));
   return 0;
 }
 
 /* fleet_due(now) -> the moment a lease is wanted (math.huge: none) */
-int lrl_fleet_due(lua_State *L, lr_pool *p) {
+int lrl_fleet_due(lua_State *L, lr_relay *rl) {
+  lr_pool *p = lr_relay_pool(rl);
   lua_pushnumber(L, lr_fleet_due(p, luaL_checknumber(L, 2)));
   return 1;
+}
+
+/* fleet_budget(now) -> first attempts and retries since the relay was made, and in the budget's window */
+int lrl_fleet_budget(lua_State *L, lr_relay *rl) {
+  double tf, tr, wf, wr;
+  lr_relay_budget(rl, luaL_checknumber(L, 2), &tf, &tr, &wf, &wr);
+  lua_pushnumber(L, tf);
+  lua_pushnumber(L, tr);
+  lua_pushnumber(L, wf);
+  lua_pushnumber(L, wr);
+  return 4;
+}
+
+/* fleet_budget_others(first, retry): the other members' attempts in the budget's window */
+int lrl_fleet_budget_others(lua_State *L, lr_relay *rl) {
+  lr_relay_budget_others(rl, finite_arg(L, 2, 0), finite_arg(L, 3, 0));
+  return 0;
 }

@@ -167,4 +167,5 @@ void lr_redis_open(lua_State *L) {
   lua_setfield(L, -2, "redis_connect");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "redis_null");
+  lr_resp_open(L);
 }

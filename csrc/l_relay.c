@@ -304,8 +304,8 @@ static int l_admit(lua_State *L) {
   return 2;
 }
 
-static lr_pool *pool_of(lua_State *L) { return lr_relay_pool(check_relay(L)->rl); }
-LRL_SHARED_METHODS(pool_of)
+static lr_relay *relay_of(lua_State *L) { return check_relay(L)->rl; }
+LRL_SHARED_METHODS(relay_of)
 
 static int l_status(lua_State *L) {
   relay_ud *ud = check_relay(L);

@@ -73,3 +73,110 @@ void lrl_resp_args(lua_State *L, int first, int last) {
     }
   }
 }
+
+/* ---- for executors that move the bytes themselves -------------------------- */
+
+#define DECODER_MT "llmrelay.resp_decoder"
+
+typedef struct {
+  lr_resp d;
+  lr_resp_elem *elems;
+  char *arena;
+} decoder;
+
+static void decoder_free(decoder *x) {
+  free(x->elems);
+  free(x->arena);
+  x->elems = NULL;
+  x->arena = NULL;
+}
+
+/* core.resp_decoder() -> a decoder with the caps of l_resp.h */
+static int l_decoder(lua_State *L) {
+  decoder *x = lrl_new_object(L, sizeof *x, DECODER_MT); /* empty until filled */
+  x->elems = malloc(LRL_RESP_MAX_ELEMS * sizeof *x->elems);
+  x->arena = malloc(LRL_RESP_ARENA);
+  if (!x->elems || !x->arena) {
+    decoder_free(x);
+    return luaL_error(L, "out of memory");
+  }
+  lr_resp_init(&x->d, x->elems, LRL_RESP_MAX_ELEMS, x->arena, LRL_RESP_ARENA, LRL_RESP_MAX_BULK);
+  return 1;
+}
+
+static decoder *check_decoder(lua_State *L) {
+  decoder *x = luaL_checkudata(L, 1, DECODER_MT);
+  if (!x->elems) luaL_error(L, "llmrelay resp decoder is closed");
+  return x;
+}
+
+/* dec:feed(bytes) -> "more" (all taken: feed more)
+ *                  | "done", used, reply | nil, err, "reply" (one reply
+ *                    complete from the first `used` bytes; the decoder is
+ *                    ready for the next)
+ *                  | "error", nil, nil, message (out of step: reset() or drop it) */
+static int l_feed(lua_State *L) {
+  decoder *x = check_decoder(L);
+  size_t len, used;
+  const char *s = luaL_checklstring(L, 2, &len);
+  lr_resp_event ev = lr_resp_feed(&x->d, s, len, &used);
+  if (ev == LR_RESP_MORE) {
+    lua_pushliteral(L, "more");
+    return 1;
+  }
+  if (ev == LR_RESP_ERROR) {
+    lua_pushliteral(L, "error");
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushstring(L, x->d.message);
+    return 4;
+  }
+  lua_pushliteral(L, "done");
+  lua_pushinteger(L, (lua_Integer)used);
+  {
+    int n = lrl_resp_push_result(L, &x->d);
+    lr_resp_next(&x->d); /* the reply is in Lua values now */
+    return 2 + n;
+  }
+}
+
+/* dec:reset(): forget any partial reply (after a failed call) */
+static int l_reset(lua_State *L) {
+  decoder *x = check_decoder(L);
+  lr_resp_init(&x->d, x->elems, LRL_RESP_MAX_ELEMS, x->arena, LRL_RESP_ARENA, LRL_RESP_MAX_BULK);
+  return 0;
+}
+
+static int l_decoder_gc(lua_State *L) {
+  decoder_free(luaL_checkudata(L, 1, DECODER_MT));
+  return 0;
+}
+
+/* core.resp_encode(arg1, ...) -> the command as RESP bytes (numbers as in
+ * lrl_resp_args) */
+static int l_encode(lua_State *L) {
+  int argc = lua_gettop(L);
+  const char **argv;
+  size_t *argl, need;
+  char *out;
+  if (argc < 1) luaL_argerror(L, 1, "a redis command");
+  lrl_resp_args(L, 1, argc);
+  argv = (const char **)lrc_newuserdata(L, (size_t)argc * (sizeof *argv + sizeof *argl));
+  argl = (size_t *)(argv + argc);
+  for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 1, &argl[i]);
+  need = lr_resp_encode(NULL, 0, (size_t)argc, argv, argl);
+  out = lrc_newuserdata(L, need);
+  lr_resp_encode(out, need, (size_t)argc, argv, argl);
+  lua_pushlstring(L, out, need);
+  return 1;
+}
+
+void lr_resp_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"feed", l_feed}, {"reset", l_reset}, {NULL, NULL}};
+  static const luaL_Reg mm[] = {{"__gc", l_decoder_gc}, {NULL, NULL}};
+  lrl_register_class(L, DECODER_MT, mm, methods);
+  lua_pushcfunction(L, l_decoder);
+  lua_setfield(L, -2, "resp_decoder");
+  lua_pushcfunction(L, l_encode);
+  lua_setfield(L, -2, "resp_encode");
+}

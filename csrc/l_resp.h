@@ -25,4 +25,7 @@ int lrl_resp_push_result(lua_State *L, const lr_resp *d);
  * anything else is an argument error. */
 void lrl_resp_args(lua_State *L, int first, int last);
 
+/* Registers core.resp_decoder and core.resp_encode (the table at the top). */
+void lr_resp_open(lua_State *L);
+
 #endif

@@ -70,7 +70,9 @@ typedef struct lr_endpoint {
   int lease_on, tk_lease_on;
   double lease_left, lease_from, lease_until, lease_retry_at, lease_wanted_at;
   double tk_left, tk_until;
+  double tk_need;         /* the most tokens a request found missing from the token lease */
   double told_thr, told_open; /* the throttle and open breaker last told to the fleet */
+  int told_state;             /* the breaker state last told to the fleet */
   lr_breaker breaker;
   lr_limiter limiter;
   char *models;           /* NUL-separated names it serves; NULL = every model */

@@ -28,6 +28,8 @@ struct lr_relay {
   long active;
   long budget_slice[BUDGET_SLICES];
   long budget_first[BUDGET_SLICES], budget_retry[BUDGET_SLICES];
+  double total_first, total_retry;   /* since the relay was made (a fleet is told the differences) */
+  double others_first, others_retry; /* the other members of a fleet, in the budget's window */
   int events_on;
   lr_event ev[EVENT_QUEUE];
   int ev_head, ev_n;
@@ -101,7 +103,26 @@ static int budget_allows(lr_relay *rl, double now) {
       first += rl->budget_first[k];
       retry += rl->budget_retry[k];
     }
-  return (double)retry < BUDGET_MIN_RETRIES + rl->cfg.budget * (double)first;
+  return (double)retry + rl->others_retry < BUDGET_MIN_RETRIES + rl->cfg.budget * ((double)first + rl->others_first);
+}
+
+void lr_relay_budget(lr_relay *rl, double now, double *total_first, double *total_retry, double *window_first,
+                     double *window_retry) {
+  long s = (long)floor(now), first = 0, retry = 0;
+  for (int k = 0; k < BUDGET_SLICES; k++)
+    if (rl->budget_slice[k] > s - BUDGET_SLICES && rl->budget_slice[k] <= s) {
+      first += rl->budget_first[k];
+      retry += rl->budget_retry[k];
+    }
+  *total_first = rl->total_first;
+  *total_retry = rl->total_retry;
+  *window_first = (double)first;
+  *window_retry = (double)retry;
+}
+
+void lr_relay_budget_others(lr_relay *rl, double first, double retry) {
+  rl->others_first = first > 0 ? first : 0;
+  rl->others_retry = retry > 0 ? retry : 0;
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -193,8 +214,13 @@ static const char *blocked_text(int why) {
 
 static void send_to(lr_relay *rl, lr_req *r, int i, double now) {
   int k = budget_slot(rl, now);
-  if (r->attempts == 0) rl->budget_first[k]++;
-  else if (!r->free_retry) rl->budget_retry[k]++;
+  if (r->attempts == 0) {
+    rl->budget_first[k]++;
+    rl->total_first++;
+  } else if (!r->free_retry) {
+    rl->budget_retry[k]++;
+    rl->total_retry++;
+  }
   if (r->attempts > 0 && r->last_endpoint >= 0 && r->last_endpoint != i) {
     lr_event e = {.type = LR_EV_FAILOVER, .endpoint = r->last_endpoint, .to = i, .attempt = r->attempts + 1,
                   .status = r->status, .kind = r->kind, .udata = r->udata};
@@ -448,8 +474,10 @@ void lr_relay_unsend(lr_relay *rl, lr_req *r, double until, double now) {
   int k = budget_slot(rl, now);
   if (r->attempts == 1) {
     if (rl->budget_first[k] > 0) rl->budget_first[k]--;
+    rl->total_first--;
   } else if (!r->free_retry && rl->budget_retry[k] > 0) {
     rl->budget_retry[k]--;
+    rl->total_retry--;
   }
   r->attempts--;
   r->endpoint = -1;

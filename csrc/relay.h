@@ -94,6 +94,13 @@ lr_relay *lr_relay_new(const lr_relay_cfg *cfg, const lr_endpoint_cfg *eps, int 
                        const lr_breaker_cfg *bcfg, uint64_t seed, double now);
 void lr_relay_free(lr_relay *rl);
 lr_pool *lr_relay_pool(lr_relay *rl);
+/* The retry budget across a fleet: this relay's first attempts and retries
+ * since it was made (the executor tells the fleet the differences) and in
+ * the budget's window; and the other members' in that window, which the
+ * budget then counts with its own. */
+void lr_relay_budget(lr_relay *rl, double now, double *total_first, double *total_retry, double *window_first,
+                     double *window_retry);
+void lr_relay_budget_others(lr_relay *rl, double first, double retry);
 int lr_relay_in_flight(const lr_relay *rl);
 /* Requests submitted and not yet handed back as DONE. */
 long lr_relay_active(const lr_relay *rl);

@@ -42,7 +42,7 @@ static int wait_fd(lr_sock *s, short events, double deadline, const char *doing,
     struct pollfd p = {.fd = s->fd, .events = events, .revents = 0};
     double left = deadline - lr_now_mono();
     int ms, r;
-    if (left <= 0) return fail(err, errlen, LR_SOCK_TIMEOUT, s, "timed out %s", doing);
+    if (left <= 0) return fail(err, errlen, LR_SOCK_TIMEOUT, s, "timed out (%s)", doing);
     ms = (int)ceil(left * 1000);
     r = poll(&p, 1, ms);
     if (r > 0) return LR_SOCK_OK; /* an error or hang-up shows in the call that follows */
@@ -146,7 +146,7 @@ static int tls_fail(lr_sock *s, SSL *ssl, int code, int ret, const char *doing, 
   else
     snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "failed");
   ERR_clear_error();
-  snprintf(err, errlen, "%s: %s (TLS, %s)", s->peer, why, doing);
+  snprintf(err, errlen, "%s: %s (%s)", s->peer, why, doing);
   return LR_SOCK_IO;
 }
 
@@ -218,7 +218,7 @@ int lr_sock_tls(lr_sock *s, const char *host, int verify, const char *ca_file, d
                 size_t errlen) {
   int r;
   if (!(s->ssl = new_ssl(s, host, verify, ca_file, err, errlen))) return LR_SOCK_IO;
-  r = ssl_loop(s, op_connect, NULL, 0, deadline, "in the TLS handshake", err, errlen);
+  r = ssl_loop(s, op_connect, NULL, 0, deadline, "TLS handshake", err, errlen);
   return r > 0 ? LR_SOCK_OK : r;
 }
 

@@ -39,6 +39,7 @@ build = {
     ["llmrelay.stream"] = "lua/llmrelay/stream.lua",
     ["llmrelay.executor"] = "lua/llmrelay/executor.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
+    ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",

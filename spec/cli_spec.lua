@@ -6,13 +6,9 @@ local cli_support = require "spec.support.cli"
 local cjson = require "cjson.safe"
 
 local q, run, capture, alive = mock.quote, mock.run, mock.capture, mock.alive
-local CLI = cli_support.BIN
 local LIMIT = cli_support.LIMIT -- seconds any one CLI run may take (coreutils timeout)
 
 local tmp
-local bg_pids = {}
-
-local function sleep(s) run("sleep " .. s) end
 
 local function path(name) return tmp .. "/" .. name end
 
@@ -38,48 +34,11 @@ end
 -- env: a string of VAR=value assignments (quoted) or nil -> exit code, stdout, stderr
 local function cli(args, env) return cli_support.run(tmp, args, env) end
 
--- Starts the CLI in the background; returns pid and the file its exit code lands in.
-local function cli_bg(args, env, tag)
-  local pidf, rcf = path(tag .. ".pid"), path(tag .. ".rc")
-  run(string.format("(%s %s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) >/dev/null 2>&1 &",
-    env and ("env " .. env) or "", CLI, args, q(path(tag .. ".out")), q(path(tag .. ".err")),
-    q(pidf), q(rcf)))
-  local pid
-  for _ = 1, 200 do
-    pid = tonumber((read(pidf) or ""):match("%d+"))
-    if pid then break end
-    sleep(0.01)
-  end
-  assert(pid, "the CLI did not start")
-  bg_pids[#bg_pids + 1] = pid
-  return pid, rcf
-end
+local wait_for, wait_rc, lines_in = cli_support.wait_for, cli_support.wait_rc, cli_support.lines_in
 
--- Polls fn() until it is true, for at most `seconds`; returns its last value.
-local function wait_for(fn, seconds)
-  local v
-  for _ = 1, seconds * 50 do
-    v = fn()
-    if v then return v end
-    sleep(0.02)
-  end
-  return v
-end
-
--- newline-terminated lines in a file so far
-local function lines_in(p)
-  local _, n = (read(p) or ""):gsub("\n", "")
-  return n
-end
-
-local function wait_rc(rcf, seconds)
-  for _ = 1, seconds * 50 do
-    local rc = tonumber((read(rcf) or ""):match("%d+"))
-    if rc then return rc end
-    sleep(0.02)
-  end
-  return nil
-end
+-- Starts the CLI in the background (stopped in after_each); returns pid and the
+-- file its exit code lands in.
+local function cli_bg(args, env, tag) return cli_support.background(tmp, args, env, tag) end
 
 -- The output file: decoded lines (asserting each is valid JSON, newline-terminated)
 -- and the count per custom_id.
@@ -122,10 +81,7 @@ describe("llmrelay CLI", function()
   end)
 
   after_each(function()
-    for _, pid in ipairs(bg_pids) do
-      if alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
-    end
-    bg_pids = {}
+    cli_support.stop_all()
     mock.stop_all()
   end)
 
@@ -143,6 +99,7 @@ describe("llmrelay CLI", function()
       assert.equal(0, rc)
       for _, word in ipairs { "%-%-output", "%-%-config", "%-%-endpoint", "%-%-concurrency",
                               "%-%-quiet", "%-%-max%-attempts", "%-%-retry%-failed",
+                              "%-%-redis", "%-%-shard", "LLMRELAY_REDIS", "K/N",
                               "LLMRELAY_API_KEY", "custom_id", "cancelled", "130", "Resume",
                               "SIGTERM", "SIGHUP", "143", "regular file", "line_hash" } do
         assert.matches(word, out)

@@ -196,7 +196,7 @@ describe("redis connection (plain Lua)", function()
     local t2, c2, err2, kind2 = elapsed(function() return redis.connect(assert(redis.options(r.url .. "/1"))) end)
     r:resume()
     assert.same({ nil, "timeout" }, { v, kind })
-    assert.matches("^redis: 127%.0%.0%.1:%d+: timed out waiting for the reply", err)
+    assert.matches("^redis: 127%.0%.0%.1:%d+: timed out %(waiting for the reply%)", err)
     assert.is_true(t >= 0.04 and t < 0.5, "took " .. t)
     -- the TCP connect succeeds (the kernel accepts), SELECT then times out
     assert.same({ nil, "timeout" }, { c2, kind2 })
@@ -277,5 +277,241 @@ describe("redis AUTH", function()
     assert.matches("redis://fleet:%*%*%*@", err)
     no_secret(err, "not-acl-Secret")
     r:stop()
+  end)
+end)
+
+describe("redis TLS (rediss://)", function()
+  local r
+  setup(function() r = server.start { tls = true, requirepass = "tls-Secret-3" } end)
+  teardown(function() server.stop_all() end)
+
+  local function url(host, db)
+    return "rediss://:tls-Secret-3@" .. host .. ":" .. r.port .. (db or "")
+  end
+
+  it("connects with the certificate verified against ca_file (IP and host name), with AUTH and SELECT", function()
+    local c = assert(redis.connect(assert(redis.options { url = url("127.0.0.1", "/4"), ca_file = r.ca_file,
+                                                          timeout = 2 })))
+    assert.equal(true, c:call("SET", "t", "over tls"))
+    assert.equal("over tls", c:call("GET", "t"))
+    c:close()
+    assert.equal("over tls", r:cli("-n", "4", "GET", "t"):match("^(.-)%s*$"))
+    c = assert(redis.connect(assert(redis.options { url = url("localhost"), ca_file = r.ca_file, timeout = 2 })))
+    assert.equal("PONG", c:call("PING"))
+    c:close()
+  end)
+
+  it("refuses a certificate from another CA, or from the system store, with a clear error", function()
+    local other = server.make_ca(r.dir, "other")
+    for _, ca in ipairs{ other, false } do
+      local c, err, kind = redis.connect(assert(redis.options { url = url("127.0.0.1"), ca_file = ca or nil,
+                                                                timeout = 2 }))
+      assert.same({ nil, "io" }, { c, kind })
+      assert.matches("^redis: 127%.0%.0%.1:%d+: certificate verify failed %(.+%) %(TLS handshake%)$", err)
+      no_secret(err, "tls-Secret-3")
+    end
+  end)
+
+  it("refuses a certificate for another name", function()
+    local elsewhere = server.start { tls = true, tls_san = "DNS:elsewhere.test" }
+    local c, err, kind = redis.connect(assert(redis.options { url = elsewhere.url, ca_file = elsewhere.ca_file,
+                                                              timeout = 2 }))
+    assert.same({ nil, "io" }, { c, kind })
+    assert.matches("certificate verify failed %(IP address mismatch%)", err)
+    c, err, kind = redis.connect(assert(redis.options { url = "rediss://localhost:" .. elsewhere.port,
+                                                        ca_file = elsewhere.ca_file, timeout = 2 }))
+    assert.same({ nil, "io" }, { c, kind })
+    assert.matches("certificate verify failed %(hostname mismatch%)", err)
+    -- verify = false: encrypted, not authenticated
+    c = assert(redis.connect(assert(redis.options { url = elsewhere.url, verify = false, timeout = 2 })))
+    assert.equal("PONG", c:call("PING"))
+    c:close()
+    elsewhere:stop()
+  end)
+
+  it("names a CA file it cannot read", function()
+    local c, err, kind = redis.connect(assert(redis.options { url = r.url, ca_file = "/nonexistent/ca.pem" }))
+    assert.same({ nil, "io" }, { c, kind })
+    assert.matches("cannot load the CA file /nonexistent/ca.pem", err)
+  end)
+
+  it("bounds the handshake by the timeout (a TLS client at a plain server)", function()
+    local plain = server.start()
+    local t, c, err, kind = elapsed(function()
+      return redis.connect(assert(redis.options { url = "rediss://127.0.0.1:" .. plain.port, verify = false }))
+    end)
+    assert.is_nil(c)
+    assert.truthy(kind == "timeout" or kind == "io", err)
+    assert.is_true(t < 0.5, "took " .. t)
+    plain:stop()
+  end)
+
+  it("reports a killed server as 'io' and reconnects after a restart", function()
+    local k = server.start { tls = true }
+    local o = assert(redis.options { url = k.url, ca_file = k.ca_file, timeout = 2 })
+    local c = assert(redis.connect(o))
+    assert.equal("PONG", c:call("PING"))
+    k:kill()
+    local v, err, kind = c:call("PING")
+    assert.same({ nil, "io" }, { v, kind })
+    assert.matches("^redis: 127%.0%.0%.1:%d+: ", err)
+    k:restart()
+    c = assert(redis.connect(o))
+    assert.equal("PONG", c:call("PING"))
+    c:close()
+    k:stop()
+  end)
+end)
+
+describe("redis in OpenResty (cosockets)", function()
+  local nginx = require "spec.support.nginx"
+  if not nginx.required(it, "redis spec") then return end
+  local cjson = require "cjson"
+  local plain, tls, stranger, n
+
+  setup(function()
+    assert(require("spec.support.mock").run("make -s LUA=luajit >/dev/null"), "make LUA=luajit failed")
+    plain = server.start { requirepass = "ngx-Secret-1" }
+    tls = server.start { tls = true }
+    stranger = server.start { tls = true }   -- a certificate from a CA nginx does not trust
+    n = nginx.start {
+      init = ([[
+        local redis = require "llmrelay.redis"
+        local function opts(url, t) t = t or {} t.url = url return assert(redis.options(t)) end
+        local good = opts("redis://:ngx-Secret-1@127.0.0.1:%d/5", { timeout = 1 })
+        local s = redis.script("return { KEYS[1], ARGV[1], redis.call('INCR', KEYS[1]) }")
+        cases = {}
+        function cases.basic()
+          local out = {}
+          local c = assert(redis.connect(good))
+          out.set = c:call("SET", "k", "from nginx")
+          out.get = c:call("GET", "k")
+          out.null = c:call("GET", "nope") == redis.null
+          out.e1 = c:eval(s, { "cnt" }, { "a" })
+          out.flush = c:call("SCRIPT", "FLUSH")
+          out.e2 = c:eval(s, { "cnt" }, { "b" })
+          local _, rerr, rkind = c:call("INCR", "k")
+          out.reply_kind = rkind
+          out.rt1 = c.round_trips
+          out.keepalive = c:keepalive()
+          local c2 = assert(redis.connect(good))   -- from the pool: no AUTH, no SELECT
+          out.get2 = c2:call("GET", "k")
+          out.rt2 = c2.round_trips
+          c2:keepalive()
+          return out
+        end
+        function cases.wrongpass()
+          local c, err, kind = redis.connect(opts("redis://:Bad-ngx-Pass@127.0.0.1:%d"))
+          local c2, err2, kind2 = assert(redis.connect(opts("redis://127.0.0.1:%d"))):call("GET", "k")
+          return { ok = c ~= nil, err = err, kind = kind, err2 = err2, kind2 = kind2 }
+        end
+        function cases.timeout()
+          local c = assert(redis.connect(opts("redis://:ngx-Secret-1@127.0.0.1:%d", { timeout = 0.05 })))
+          ngx.shared.gate:set("connected", true)
+          for _ = 1, 500 do   -- until the spec paused the server (at most 5 s)
+            if ngx.shared.gate:get("paused") then break end
+            ngx.sleep(0.01)
+          end
+          local t0 = require("llmrelay.core").now()
+          local v, err, kind = c:call("PING")
+          return { v = v, err = err, kind = kind, took = require("llmrelay.core").now() - t0,
+                   after = select(3, c:call("PING")) }
+        end
+        function cases.tls()
+          local c = assert(redis.connect(opts("rediss://127.0.0.1:%d", { timeout = 1 })))
+          local out = { set = c:call("SET", "t", "tls from nginx"), get = c:call("GET", "t") }
+          c:keepalive()
+          local c2, err, kind = redis.connect(opts("rediss://127.0.0.1:%d", { timeout = 1 }))
+          out.stranger_ok, out.stranger_err, out.stranger_kind = c2 ~= nil, err, kind
+          local c3 = assert(redis.connect(opts("rediss://127.0.0.1:%d", { timeout = 1, verify = false })))
+          out.noverify = c3:call("PING")
+          c3:close()
+          return out
+        end
+      ]]):format(plain.port, plain.port, plain.port, plain.port, tls.port, stranger.port, stranger.port),
+      shared_dicts = { gate = "1m" },
+      http = ([[
+        lua_ssl_trusted_certificate %s;
+        server {
+          listen 127.0.0.1:$PORT;
+          location = /t { content_by_lua_block {
+            local ok, out = pcall(cases[ngx.var.arg_case])
+            ngx.say(require("cjson").encode(ok and out or { fault = tostring(out) }))
+          } }
+          location = /gate { content_by_lua_block {
+            if ngx.var.arg_set then ngx.shared.gate:set(ngx.var.arg_set, true) end
+            ngx.say(tostring(ngx.shared.gate:get(ngx.var.arg_get or "")))
+          } }
+        }
+      ]]):format(tls.ca_file),
+    }
+  end)
+
+  teardown(function()
+    if n then n:stop() end
+    server.stop_all()
+  end)
+
+  local function case(name)
+    local code, body = nginx.curl(n.base .. "/t?case=" .. name, { timeout = 10 })
+    assert.equal(200, code, body)
+    local out = cjson.decode(body)
+    assert.is_nil(out.fault)
+    return out
+  end
+
+  it("calls, runs scripts with a NOSCRIPT reload, and reuses pooled connections without AUTH again", function()
+    local out = case("basic")
+    assert.same({ true, "from nginx", true, { "cnt", "a", 1 }, true, { "cnt", "b", 2 }, "reply" },
+      { out.set, out.get, out.null, out.e1, out.flush, out.e2, out.reply_kind })
+    -- AUTH, SELECT, SET, GET, GET, LOAD, EVALSHA, FLUSH, EVALSHA (NOSCRIPT), LOAD, EVALSHA, INCR
+    assert.equal(12, out.rt1)
+    assert.equal(1, out.keepalive)
+    assert.same({ "from nginx", 1 }, { out.get2, out.rt2 })
+    assert.equal("from nginx", plain:cli("-n", "5", "GET", "k"):match("^(.-)%s*$"))
+  end)
+
+  it("reports a wrong or missing password clearly, without the password", function()
+    local out = case("wrongpass")
+    assert.is_false(out.ok)
+    assert.equal("reply", out.kind)
+    assert.matches("^redis: AUTH failed at redis://:%*%*%*@127%.0%.0%.1:%d+: WRONGPASS", out.err)
+    no_secret(out.err, "Bad-ngx-Pass")
+    assert.same({ "reply" }, { out.kind2 })
+    assert.matches("^NOAUTH", out.err2)
+    no_secret(n:error_log(), "Bad-ngx-Pass")
+    no_secret(n:error_log(), "ngx-Secret-1")
+  end)
+
+  it("times out within about the timeout when the server does not answer", function()
+    -- the case connects, says so through the gate, and waits until the spec paused the server
+    local f = io.popen("curl -s --max-time 10 '" .. n.base .. "/t?case=timeout'")
+    local connected
+    for _ = 1, 250 do
+      connected = select(2, nginx.curl(n.base .. "/gate?get=connected")) == "true\n"
+      if connected then break end
+      require("spec.support.mock").run("sleep 0.02")
+    end
+    plain:pause()
+    nginx.curl(n.base .. "/gate?set=paused")
+    local body = f:read("*a")
+    f:close()
+    plain:resume()
+    assert.is_true(connected)
+    local out = cjson.decode(body)
+    assert.is_nil(out.fault)
+    assert.equal("timeout", out.kind)
+    assert.matches("timed out %(waiting for the reply%)", out.err)
+    assert.is_true(out.took < 0.5, "took " .. out.took)
+    assert.equal("io", out.after)
+  end)
+
+  it("speaks TLS verified by lua_ssl_trusted_certificate; refuses an untrusted CA; verify = false", function()
+    local out = case("tls")
+    assert.same({ true, "tls from nginx" }, { out.set, out.get })
+    assert.is_false(out.stranger_ok)
+    assert.equal("io", out.stranger_kind)
+    assert.matches("TLS handshake", out.stranger_err)
+    assert.equal("PONG", out.noverify)
   end)
 end)

@@ -6,6 +6,7 @@
 local core = require "llmrelay.core"
 local jsonl = require "llmrelay.cli_jsonl"
 local report = require "llmrelay.cli_report"
+local fleet = require "llmrelay.cli_fleet"
 local errors = require "llmrelay.errors"
 
 local _M = {}
@@ -16,7 +17,6 @@ local floor, max = math.floor, math.max
 local concat = table.concat
 
 local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-local ENOENT = 2   -- Linux errno: the output does not exist yet
 local BAR_INTERVAL = 0.2      -- progress redraws on a terminal
 
 _M.EXIT = { ok = EXIT_OK, failed = EXIT_FAILED, usage = EXIT_USAGE, internal = EXIT_INTERNAL,
@@ -42,7 +42,8 @@ error, 3 internal error (for example the output could not be written),
 
 local BATCH_HELP = [[
 Usage: llmrelay batch INPUT.jsonl -o OUTPUT.jsonl [-c config.lua] [--endpoint URL]...
-                      [--concurrency N] [--max-attempts N] [--retry-failed] [--quiet]
+                      [--concurrency N] [--max-attempts N] [--retry-failed]
+                      [--redis URL] [--shard K/N] [--quiet]
 
 Sends every line of INPUT.jsonl (OpenAI Batch API input format) as a chat
 completion and writes one line per input line to OUTPUT.jsonl (OpenAI Batch
@@ -92,6 +93,18 @@ Options:
                         overrides retry.max_attempts of the config)
   --retry-failed        on resume, also send again the requests whose earlier
                         answer was an error (bad input lines stay answered)
+  --redis URL           share the pool's limits, throttles and breakers with
+                        every llmrelay using this Redis and the same pool name:
+                        redis://[user:password@]host:port[/db] (rediss:// for
+                        TLS). Default: the environment variable LLMRELAY_REDIS,
+                        else the config's own `redis`. Redis down: the run goes
+                        on with local state. The password is never printed.
+  --shard K/N           send only shard K of N of the input (K from 1 to N; 0
+                        also means N, for 0..N-1 numbering): a line belongs to
+                        one shard by its custom_id (by its line number when it
+                        names none). Other shards' lines are skipped, not
+                        answered. Each shard needs its own OUTPUT; together the
+                        N outputs answer every input line exactly once.
   -q, --quiet           print nothing but errors
   -h, --help            this text
 
@@ -102,7 +115,11 @@ unchanged one keeps its answer. Only lines shaped as output lines count; an
 existing OUTPUT with none is refused (exit 2), never overwritten. A torn last
 line (a crash mid-write) is cut off, and requests recorded as "cancelled" are
 sent again; the file is then rewritten through a temp file and a rename.
-Every input line ends up with exactly one output line.
+Every input line ends up with exactly one output line. An output is one
+shard's: resuming it with another --shard (or none) is refused (exit 2).
+
+Many hosts: run `llmrelay batch in.jsonl -o out-K.jsonl --shard K/N --redis
+URL` on host K of N (same input, same config), then `cat out-*.jsonl`.
 
 Ctrl-C, SIGTERM, SIGHUP: the first one stops taking new lines, waits for the
 requests in flight and writes their answers; a second one (any of the three)
@@ -124,8 +141,9 @@ Exit codes:
        signal); re-run the same command to finish
 ]]
 
+-- Every message of the CLI's own: a URL's password (--redis) never shows.
 local function eprint(...)
-  io.stderr:write(concat({ ... }), "\n")
+  io.stderr:write(fleet.mask(concat({ ... })), "\n")
 end
 
 local function usage_error(msg, help_hint)
@@ -144,10 +162,11 @@ local BATCH_FLAGS = {
   ["--max-attempts"] = "max_attempts",
   ["-q"] = "quiet", ["--quiet"] = "quiet",
   ["--retry-failed"] = "retry_failed",
+  ["--redis"] = "redis", ["--shard"] = "shard",
   ["-h"] = "help", ["--help"] = "help",
 }
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
-                      max_attempts = true }
+                      max_attempts = true, redis = true, shard = true }
 
 -- the whole-number options and their largest value
 local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000 }
@@ -197,6 +216,11 @@ local function parse_batch_args(argv, first)
   if o.help then return o end
   if #positional == 0 then return nil, "batch: missing INPUT.jsonl" end
   if #positional > 1 then return nil, "batch: one input file only (got '" .. positional[2] .. "' too)" end
+  if o.shard then
+    local shard, serr = fleet.parse(o.shard)
+    if not shard then return nil, serr end
+    o.shard = shard
+  end
   o.input = positional[1]
   if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
   if not o.output then return nil, "batch: missing -o OUTPUT.jsonl" end
@@ -247,10 +271,12 @@ local function load_config(o)
   return { endpoints = eps }
 end
 
--- The client and the scrubber of its keys (errors.scrubber), or nil and a message.
-local function make_client(o)
+-- The table for llmrelay.new with the options applied (getenv: os.getenv's
+-- stand-in), or nil and a message.
+local function client_config(o, getenv)
   local cfg, err = load_config(o)
-  if not cfg then return nil, nil, err end
+  if not cfg then return nil, err end
+  cfg.redis, o.redis_from = fleet.redis_of(o, cfg, getenv or os.getenv)
   if o.concurrency then
     local c = cfg.concurrency
     if type(c) ~= "number" or c < o.concurrency then cfg.concurrency = o.concurrency end
@@ -260,10 +286,15 @@ local function make_client(o)
     r.max_attempts = o.max_attempts
     cfg.retry = r
   end
-  local where = o.config and ("config file '" .. o.config .. "': ") or "--endpoint: "
-  local llmrelay = require "llmrelay"
-  local ok, client = pcall(llmrelay.new, cfg)
-  if not ok then return nil, nil, where .. tostring(client) end
+  return cfg
+end
+_M.client_config = client_config
+
+-- The client and the scrubber of its secrets (errors.scrubber), or nil, the
+-- scrubber and a message.
+local function make_client(o)
+  local cfg, err = client_config(o)
+  if not cfg then return nil, nil, err end
   local keys = {}
   local config = require "llmrelay.config"
   local vok, norm = pcall(config.validate, cfg)
@@ -271,8 +302,20 @@ local function make_client(o)
   -- a config file may have read it by itself; one too short to be a key is not scrubbed
   local env_key = os.getenv("LLMRELAY_API_KEY")
   if env_key and #env_key >= errors.MIN_SECRET then keys[#keys + 1] = env_key end
+  for _, pw in ipairs(fleet.redis_secrets(cfg.redis, os.getenv)) do
+    if #pw >= errors.MIN_SECRET then keys[#keys + 1] = pw end
+  end
+  local scrub = errors.scrubber(keys)
+  local llmrelay = require "llmrelay"
+  local ok, client = pcall(llmrelay.new, cfg)
+  if not ok then
+    local msg = tostring(client)
+    local where = (o.redis_from and find(msg, "redis", 1, true)) and o.redis_from
+      or o.config and ("config file '" .. o.config .. "'") or "--endpoint"
+    return nil, scrub, where .. ": " .. msg
+  end
   o.effective_concurrency = o.concurrency or norm.concurrency -- new() took cfg: it validates
-  return client, errors.scrubber(keys)
+  return client, scrub
 end
 
 ---------------------------------------------------------------------------
@@ -293,31 +336,6 @@ end
 
 local function stopping()
   return core.stop_signals() > 0
-end
-
--- The input must be a regular file (it is read twice), the output a regular
--- file or nothing yet, and not the input under another name (a link, a hard
--- link, ./in.jsonl): a device never ends (/dev/full, /dev/zero), a pipe is
--- drained by the resume scan (/dev/stdout | cat hangs). Returns nil or a message.
-local function check_files(o)
-  local ist, ierr = core.stat(o.input)
-  if not ist then return "cannot open input: " .. o.input .. ": " .. tostring(ierr) end
-  if ist.type ~= "file" then
-    return format("the input must be a regular file (it is read twice): '%s' is a %s", o.input, ist.type)
-  end
-  local ost, oerr, errno = core.stat(o.output)
-  if not ost then
-    if errno == ENOENT then return nil end
-    return "cannot use output " .. o.output .. ": " .. tostring(oerr)
-  end
-  if ost.type ~= "file" then
-    return format("the output must be a regular file (it is also the resume record): '%s' is a %s",
-      o.output, ost.type)
-  end
-  if ost.id == ist.id then
-    return format("the output '%s' is the input file '%s' (the same file under another name)", o.output, o.input)
-  end
-  return nil
 end
 
 local function note_repairs(note, o, ledger)
@@ -344,7 +362,7 @@ local function run_batch(o)
   local quiet = o.quiet
   local function note(msg) if not quiet then eprint("llmrelay: ", msg) end end
 
-  local ferr = check_files(o)
+  local ferr = jsonl.check_files(o.input, o.output)
   if ferr then
     eprint("llmrelay: ", ferr)
     return EXIT_USAGE
@@ -364,12 +382,14 @@ local function run_batch(o)
   local client, scrub, cerr = make_client(o)
   if not client then
     inf:close()
-    eprint("llmrelay: ", cerr)
+    eprint("llmrelay: ", scrub and scrub:text(cerr) or cerr)
     return EXIT_USAGE
   end
 
-  local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed)
-  local total_lines = ledger and jsonl.check_input(o.input, ledger, stopping)
+  local shard = o.shard
+  local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed, shard)
+  local total_lines, others
+  if ledger then total_lines, others = jsonl.check_input(o.input, ledger, stopping, shard) end
   local rok, rerr = true, nil
   if ledger then rok, rerr = jsonl.repair(ledger) end
   if not ledger or not rok then
@@ -425,7 +445,7 @@ local function run_batch(o)
       local line = inf:read("*l")
       if line == nil then return nil end
       local r, lineno = classify(line)
-      if r then
+      if r and (not shard or shard:owns(r.custom_id, lineno)) then
         local cid, problem = r.custom_id, r.problem
         if done_lines[lineno] then
           done_lines[lineno] = nil
@@ -511,7 +531,7 @@ local function run_batch(o)
   progress.finish()
   local nsig, _, signo = core.stop_signals()
   run.stopped = summary.stopped or (nsig > 0 and "drain") or nil
-  if not quiet then report.summary(o, client, summary, run, ledger, total_lines) end
+  if not quiet then report.summary(o, client, summary, run, ledger, total_lines, others) end
   client:close()
   if fatal then
     eprint("llmrelay: ", fatal)

@@ -1,6 +1,6 @@
 -- The JSONL side of `llmrelay batch`: reading OpenAI Batch API input lines,
--- building output lines, and the resume ledger (what an existing output file
--- already answers, repaired when a crash left it torn).
+-- building output lines, checking the files, and the resume ledger (what an
+-- existing output file already answers, repaired when a crash left it torn).
 -- Lua 5.1 / LuaJIT / 5.4; needs lua-cjson.
 
 local cjson = require "cjson.safe"
@@ -188,6 +188,36 @@ function _M.input_error_line(id, custom_id, lineno, problem, hash)
 end
 
 ---------------------------------------------------------------------------
+-- Files
+
+local ENOENT = 2   -- Linux errno: the output does not exist yet
+
+-- The input must be a regular file (it is read twice), the output a regular
+-- file or nothing yet, and not the input under another name (a link, a hard
+-- link, ./in.jsonl): a device never ends (/dev/full, /dev/zero), a pipe is
+-- drained by the resume scan (/dev/stdout | cat hangs). Returns nil or a message.
+function _M.check_files(input, output)
+  local ist, ierr = core.stat(input)
+  if not ist then return "cannot open input: " .. input .. ": " .. tostring(ierr) end
+  if ist.type ~= "file" then
+    return format("the input must be a regular file (it is read twice): '%s' is a %s", input, ist.type)
+  end
+  local ost, oerr, errno = core.stat(output)
+  if not ost then
+    if errno == ENOENT then return nil end
+    return "cannot use output " .. output .. ": " .. tostring(oerr)
+  end
+  if ost.type ~= "file" then
+    return format("the output must be a regular file (it is also the resume record): '%s' is a %s",
+      output, ost.type)
+  end
+  if ost.id == ist.id then
+    return format("the output '%s' is the input file '%s' (the same file under another name)", output, input)
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------
 -- Resume ledger
 
 local function whole(v, lo, hi)
@@ -248,8 +278,9 @@ end
 -- and with retry_failed every failed request (not bad input lines). Nothing is
 -- written here: check_input settles the bad lines, then repair rewrites.
 -- A file of which no line is ours is refused (nil, message): it is not an
--- output to resume, and repairing it would destroy it.
-function _M.scan_output(path, retry_failed)
+-- output to resume, and repairing it would destroy it. So is one that answers
+-- a line of another shard than `shard` (cli_fleet; nil: no --shard).
+function _M.scan_output(path, retry_failed, shard)
   local ledger = { ids = {}, lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
                    drop_at = {}, path = path,
                    dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
@@ -274,7 +305,13 @@ function _M.scan_output(path, retry_failed)
     elseif not find(line, "%S") then
       d.invalid = d.invalid + 1
     else
-      local kind, key, is_err, code, hash = line_key(decode(line))
+      local doc = decode(line)
+      local kind, key, is_err, code, hash = line_key(doc)
+      local cid = kind and doc.custom_id ~= null and doc.custom_id or nil
+      if kind and shard and not shard:owns(cid, kind == "line" and key or nil) then
+        f:close()
+        return nil, shard:foreign(path, cid, kind == "line" and key or nil)
+      end
       if not kind then
         d.invalid = d.invalid + 1
         foreign = foreign + 1
@@ -328,23 +365,27 @@ local function forget(ledger, phys)
   ledger.dropped.stale = ledger.dropped.stale + 1
 end
 
--- Counts the input's non-blank lines. When the ledger holds answers to bad
--- lines, it also reads every line as the run will (classifier) and forgets the
--- answers whose line is no longer bad in the same way (changed, fixed, gone);
--- ledger.lines[n] is then true for the answers that stand. interrupted() is
--- asked now and then: a stop signal cuts the count short (and nothing is
--- forgotten for the lines not reached).
-function _M.check_input(path, ledger, interrupted)
+-- Counts the input's non-blank lines: this shard's, and the other shards'
+-- (shard: cli_fleet's, or nil for the whole file). When the ledger holds
+-- answers to bad lines, or the file is split, it reads every line as the run
+-- will (classifier); it then forgets the answers to bad lines that are no
+-- longer bad in the same way (changed, fixed, gone): ledger.lines[n] is true
+-- for the answers that stand. interrupted() is asked now and then: a stop
+-- signal cuts the count short (and nothing is forgotten for the lines not
+-- reached). Returns this shard's count and the others'.
+function _M.check_input(path, ledger, interrupted, shard)
   local f = io.open(path, "rb")
-  if not f then return 0 end
+  if not f then return 0, 0 end
   local lines = ledger.lines
-  local classify = ledger.n_lines > 0 and _M.classifier()
-  local n, k, complete = 0, 0, true
+  local classify = (ledger.n_lines > 0 or shard) and _M.classifier()
+  local n, others, k, complete = 0, 0, 0, true
   for line in f:lines() do
     k = k + 1
     if classify then
       local r, lineno = classify(line)
-      if r then n = n + 1 end
+      if r then
+        if not shard or shard:owns(r.custom_id, lineno) then n = n + 1 else others = others + 1 end
+      end
       local entry = lines[lineno]
       if entry then
         local h = r and r.problem and _M.bad_line_hash(r)
@@ -371,7 +412,7 @@ function _M.check_input(path, ledger, interrupted)
       end
     end
   end
-  return n
+  return n, others
 end
 
 -- When anything was dropped, rewrites OUTPUT without those lines: a temp file

@@ -4,6 +4,7 @@
 -- Lua 5.1 / LuaJIT / 5.4.
 
 local core = require "llmrelay.core"
+local fleet = require "llmrelay.cli_fleet"
 
 local _M = {}
 
@@ -31,6 +32,7 @@ local function fmt_duration(s)
   return format("%ds", s)
 end
 
+-- The endpoints whose breaker is open, and Redis while it is down.
 local function open_endpoints(client)
   local names = {}
   local ok, st = pcall(client.status, client)
@@ -38,10 +40,11 @@ local function open_endpoints(client)
   for _, s in ipairs(st) do
     if s.state == "open" then names[#names + 1] = s.name end
   end
-  if #names == 0 then return "" end
+  local redis = fleet.progress_note(st)
+  if #names == 0 then return redis end
   local txt = concat(names, ",")
   if #txt > 30 then txt = sub(txt, 1, 27) .. "..." end
-  return "  open: " .. txt
+  return "  open: " .. txt .. redis
 end
 
 function _M.progress(o, client, tty)
@@ -100,13 +103,18 @@ function _M.progress(o, client, tty)
   return r
 end
 
-function _M.summary(o, client, summary, run, ledger, total_lines)
+-- others: the input lines left to the other shards (--shard)
+function _M.summary(o, client, summary, run, ledger, total_lines, others)
   local el = summary.elapsed or run.elapsed or 0
   local this_run = run.ok + run.failed + run.bad + run.cancelled
   local answered = ledger.kept + this_run - run.cancelled
   local out = {}
   out[#out + 1] = format("llmrelay batch: %d of %d input lines answered in %s (%d this run, %d from earlier runs)",
     min(answered, total_lines), total_lines, o.output, this_run - run.cancelled, ledger.kept)
+  if o.shard then
+    out[#out + 1] = format("  shard %s: took %d of the input's %d lines, left %d to the other shards",
+      o.shard.label, total_lines, total_lines + (others or 0), others or 0)
+  end
   out[#out + 1] = format("  this run: %d ok, %d failed, %d bad input lines%s in %s, %.1f lines/s",
     run.ok, run.failed, run.bad, run.cancelled > 0 and format(", %d cancelled", run.cancelled) or "",
     el < 60 and format("%.1f s", el) or fmt_duration(el), el > 0 and this_run / el or 0)
@@ -135,6 +143,8 @@ function _M.summary(o, client, summary, run, ledger, total_lines)
         e.failed or 0, e.attempts or s.requests or 0, state)
     end
   end
+  local redis = ok and fleet.summary_line(st)
+  if redis then out[#out + 1] = redis end
   if run.lost > 0 then
     out[#out + 1] = format("  not written: %d answers, lost when the output could not be written "
       .. "(a re-run sends them again)", run.lost)

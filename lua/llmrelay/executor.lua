@@ -99,6 +99,8 @@ function Curl:step(timeout)
   end
   local n, err = self.h:step(timeout)
   if not n then return nil, err end
+  -- what this step learnt (a pause asked, a breaker opened) goes to the fleet now, not at the next step
+  if fleet then fleet:tick(self.h, now(), self.h:pending() > 0, true) end
   drain(self)
   return true
 end
@@ -144,6 +146,7 @@ function Curl:pending()
 end
 
 function Curl:status()
+  if self.fleet then self.fleet:refresh(self.h, now()) end
   return self.h:status()
 end
 

@@ -37,11 +37,12 @@ local LEASE_TTL = 0.5     -- s a lease stays usable after its start; the rest go
 local AHEAD = 0.25        -- s of an endpoint's rate the fleet may reserve ahead of its bucket
 local LEASE_FOR = 0.2     -- a lease holds about this many seconds of a member's share
 local MAX_LEASE = 32
-local UNKNOWN_LEASE = 4   -- attempts per lease while no process knows the endpoint's rate
+local UNKNOWN_LEASE = 2   -- the first lease while no process knows the endpoint's rate (it doubles after)
 local PROBE_TTL = 5       -- s a half-open probe holds the fleet's probe lock at most
 local MEMBER_TTL = 2      -- s without an exchange after which a process no longer counts
 local KEY_TTL = 600       -- s the keys of an idle pool live
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
+local TELL = 0.05         -- s: a pause or open period grown by less is not told again (csrc/fleet.h)
 
 -- The token bucket with reservations, once: the Redis script and the local
 -- fallback both run it. Takes n from a bucket of `tok` at time t (refilled
@@ -59,12 +60,16 @@ local function take(tok, t, rate, cap, n, now, ahead)
 end
 ]]
 local bucket_take = load(BUCKET .. " return take")()
+local REPLY = 10 -- values per endpoint in the script's answer
 
 -- KEYS: none (every key is under ARGV[1]; one Redis, not a cluster).
--- ARGV: prefix, member, then 13 fields per endpoint (see `push` below).
--- -> { members, then 9 per endpoint: granted, from_in, retry_in, thr_in,
+-- ARGV: prefix, member, this member's first attempts and retries since its
+-- last exchange, then 17 fields per endpoint (see `push` below).
+-- -> { members, the fleet's first attempts and retries in the last 10 s (the
+--      retry budget's window), then 10 per endpoint: granted, from_in, retry_in, thr_in,
 --      open_in (-1: half-open, this member probes), cooldown, fails, rate,
---      cap } (numbers as strings).
+--      cap, tokens granted } (numbers as strings). A configured tpm is a
+--      second bucket: a lease takes from both or from neither.
 local SCRIPT = BUCKET .. format([[
 local P, me = ARGV[1], ARGV[2]
 local tm = redis.call('TIME')
@@ -75,15 +80,33 @@ redis.call('ZREMRANGEBYSCORE', mk, '-inf', now - %g)
 redis.call('EXPIRE', mk, %d)
 local out = { redis.call('ZCARD', mk) }
 local function s(x) return string.format('%%.6f', x) end
-local F = 13
-for a = 2, #ARGV - 1, F do
+-- the retry budget: first attempts and retries per second of Redis's clock, the last 10 summed
+local bk, sec = P .. ':budget', math.floor(now)
+if tonumber(ARGV[3]) > 0 then redis.call('HINCRBYFLOAT', bk, 'f' .. sec, ARGV[3]) end
+if tonumber(ARGV[4]) > 0 then redis.call('HINCRBYFLOAT', bk, 'r' .. sec, ARGV[4]) end
+redis.call('HDEL', bk, 'f' .. (sec - 10), 'r' .. (sec - 10))
+redis.call('EXPIRE', bk, 30)
+local bf, br = 0, 0
+for q = sec - 9, sec do
+  local v = redis.call('HMGET', bk, 'f' .. q, 'r' .. q)
+  bf, br = bf + (tonumber(v[1]) or 0), br + (tonumber(v[2]) or 0)
+end
+out[2], out[3] = s(bf), s(br)
+local F = 17
+local function refill(tok, t, rate, cap, back)
+  if not tok then return cap end
+  return math.min(cap, tok + (now - t) * rate + back)
+end
+for a = 4, #ARGV - 1, F do
   local name, want, back = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local prate, pcap = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   local rem, rem_age = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
   local thr_for, open_for, pcool = tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
   local fdelta, reset, closed = tonumber(ARGV[a + 11]), ARGV[a + 12] == '1', ARGV[a + 13] == '1'
+  local kwant, kback, krate, kcap = tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15]), tonumber(ARGV[a + 16]),
+                                    tonumber(ARGV[a + 17])
   local k = P .. ':ep:' .. name
-  local h = redis.call('HMGET', k, 'rate', 'cap', 'tok', 't', 'thr', 'open', 'cool', 'fails', 'probe', 'pu')
+  local h = redis.call('HMGET', k, 'rate', 'cap', 'tok', 't', 'thr', 'open', 'cool', 'fails', 'probe', 'pu', 'ktok')
   local rate, cap = tonumber(h[1]) or 0, tonumber(h[2]) or 0
   local tok, t = tonumber(h[3]), tonumber(h[4]) or now
   local thr, open, cool, fails = tonumber(h[5]) or 0, tonumber(h[6]) or 0, tonumber(h[7]) or 0, tonumber(h[8]) or 0
@@ -92,11 +115,12 @@ for a = 2, #ARGV - 1, F do
     rate, cap = prate, math.max(1, pcap)
   end
   if rate > 0 then
-    if not tok then tok, t = cap, now end
-    tok = math.min(cap, tok + (now - t) * rate + back)
-    t = now
+    tok = refill(tok, t, rate, cap, back)
     if rem >= 0 then tok = math.min(tok, rem + rem_age * rate) end
   end
+  local ktok = tonumber(h[11])
+  if krate > 0 then ktok = refill(ktok, t, krate, kcap, kback) end
+  t = now
   if thr_for > 0 then thr = math.max(thr, now + thr_for) end
   if reset then fails = 0 end
   fails = fails + fdelta
@@ -106,28 +130,32 @@ for a = 2, #ARGV - 1, F do
     if probe == me then probe, pu = '', 0 end
   end
   if closed then open, fails, probe, pu = 0, 0, '', 0 end
-  local granted, wait, retry = 0, 0, 0
+  local granted, wait, retry, kgranted = 0, 0, 0, 0
   if want > 0 then
     if open > now then
       retry = open - now
     elseif open > 0 then
       if pu > now and probe ~= me then
-        retry = pu - now
+        retry = math.min(pu - now, 0.1) -- the probe's answer may close it sooner
       else
         probe, pu, granted = me, now + %g, 1
       end
     elseif thr > now then
       retry = thr - now
-    elseif rate <= 0 then
-      granted = want
     else
-      local g, w
-      g, w, tok = take(tok, now, rate, cap, want, now, %g)
-      if g > 0 then granted, wait = g, w else retry = w end
+      local g, w, ntok = want, 0, tok
+      if rate > 0 then g, w, ntok = take(tok, now, rate, cap, want, now, %g) end
+      local kg, kw, nktok = kwant, 0, ktok
+      if g > 0 and krate > 0 and kwant > 0 then kg, kw, nktok = take(ktok, now, krate, kcap, kwant, now, %g) end
+      if g > 0 and (kg > 0 or kwant <= 0) then
+        granted, wait, tok, ktok, kgranted = g, math.max(w, kw), ntok, nktok, kg
+      else
+        retry = g > 0 and kw or w
+      end
     end
   end
   redis.call('HSET', k, 'rate', s(rate), 'cap', s(cap), 'tok', s(tok or 0), 't', s(t), 'thr', s(thr),
-             'open', s(open), 'cool', s(cool), 'fails', s(fails), 'probe', probe, 'pu', s(pu))
+             'open', s(open), 'cool', s(cool), 'fails', s(fails), 'probe', probe, 'pu', s(pu), 'ktok', s(ktok or 0))
   redis.call('EXPIRE', k, %d)
   local left = 0
   if thr > now then left = thr - now end
@@ -138,10 +166,12 @@ for a = 2, #ARGV - 1, F do
   elseif open > 0 then
     if probe == me then open_in = -1 else open_in = math.max(pu - now, 0.01) end
   end
-  for _, v in ipairs({ granted, wait, retry, left, open_in, cool, fails, rate, cap }) do out[#out + 1] = s(v) end
+  for _, v in ipairs({ granted, wait, retry, left, open_in, cool, fails, rate, cap, kgranted }) do
+    out[#out + 1] = s(v)
+  end
 end
 return out
-]], MEMBER_TTL, KEY_TTL, PROBE_TTL, AHEAD, KEY_TTL)
+]], MEMBER_TTL, KEY_TTL, PROBE_TTL, AHEAD, AHEAD, KEY_TTL)
 
 local script = redis.script(SCRIPT)
 
@@ -164,12 +194,16 @@ function _M.new(cfg)
     last_sync = -huge, members = 1, syncing = false,
     round_trips = 0, fallbacks = 0, errors = 0, last_error = nil, ever_up = false,
     known = {},     -- [i] = { rate =, cap = } as the fleet last said (for the local share)
-    local_b = {},   -- [i] = { tok =, t = } the local bucket while Redis is down
+    local_b = {},   -- [i] = { tok =, t = } the local request bucket while Redis is down
+    local_k = {},   -- [i] = the same for tokens (configured tpm)
     sent = {},      -- [i] = what this process told the fleet last (pushes only changes)
     lease_src = {}, -- [i] = "redis" | "local": where the current lease came from
     unknown = {},   -- [i] = the next lease's size while the endpoint's rate is unknown
+    told_first = 0, told_retry = 0, -- the first attempts and retries the fleet was told of
   }, Fleet)
   private[self] = o
+  self.tk_on = {}
+  for i, ep in ipairs(cfg.endpoints) do self.tk_on[i] = (ep.tpm or 0) > 0 end
   for i = 1, n do self.sent[i] = { fails = 0, open = 0, thr = 0, pub_at = 0, state = "closed" } end
   return self
 end
@@ -187,18 +221,26 @@ local function lease_size(self, i)
   return max(1, min(MAX_LEASE, floor(share)))
 end
 
--- What this process tells the fleet about endpoint i (13 fields), and
+-- The token lease's size (configured tpm): a member's share of LEASE_FOR
+-- seconds, and at least what the largest waiting request needs.
+local function token_lease(self, v)
+  if not (v.tk_rate > 0) then return 0 end
+  local share = floor(min(v.tk_rate * LEASE_FOR, v.tk_cap) / max(1, self.members))
+  return max(1, share, v.tk_need)
+end
+
+-- What this process tells the fleet about endpoint i (17 fields), and
 -- whether it asks for a lease.
 local function push(self, x, i, now, args, wants)
   local fails, open_until, cool, thr, state = x:export(i, now)
   local v = x:fleet_view(i, now, true)
   local s = self.sent[i]
-  local want, back = 0, 0
+  local want, back, kwant, kback = 0, 0, 0, 0
   if wants[i] then
-    want = lease_size(self, i)
-    if self.lease_src[i] == "redis" then back = v.left end
+    want, kwant = lease_size(self, i), token_lease(self, v)
+    if self.lease_src[i] == "redis" then back, kback = v.left, v.tk_left end
   elseif v.on and v.left > 0 and now >= v.until_ and self.lease_src[i] == "redis" then
-    back = v.left -- expired unused: back to the bucket (and the lease is cleared below)
+    back, kback = v.left, v.tk_left -- expired unused: back to the buckets (and the lease is cleared below)
     wants[i] = "expired"
   end
   local rem, rem_age = -1, 0
@@ -207,12 +249,12 @@ local function push(self, x, i, now, args, wants)
     s.pub_at = v.pub_at
   end
   local thr_for = 0
-  if thr > now and thr > s.thr + 1e-3 then
+  if thr > now and (s.thr <= now or thr > s.thr + TELL) then
     thr_for, s.thr = thr - now, thr
     self.unknown[i] = nil -- a server pushed back: leases of an unknown rate start small again
   end
   local open_for = 0
-  if state == "open" and open_until > now and open_until > s.open + 1e-3 then
+  if state == "open" and open_until > now and (s.open <= now or open_until > s.open + TELL) then
     open_for, s.open = open_until - now, open_until
   end
   local fdelta, reset = 0, false
@@ -227,18 +269,21 @@ local function push(self, x, i, now, args, wants)
   args[j + 6], args[j + 7] = format("%.6f", rem), format("%.6f", rem_age)
   args[j + 8], args[j + 9], args[j + 10] = format("%.6f", thr_for), format("%.6f", open_for), format("%.6f", cool)
   args[j + 11], args[j + 12], args[j + 13] = tostring(fdelta), reset and "1" or "0", closed and "1" or "0"
+  args[j + 14], args[j + 15] = format("%.6f", kwant), format("%.6f", kback)
+  args[j + 16], args[j + 17] = format("%.6f", v.tk_rate), format("%.6f", v.tk_cap)
   return want
 end
 
--- Applies the fleet's answer to endpoint i (9 values from r[at]).
+-- Applies the fleet's answer to endpoint i (REPLY values from r[at]).
 local function pull(self, x, i, now, r, at, want)
   local granted, wait, retry = tonumber(r[at]), tonumber(r[at + 1]), tonumber(r[at + 2])
   local thr_in, open_in, cool, fails = tonumber(r[at + 3]), tonumber(r[at + 4]), tonumber(r[at + 5]), tonumber(r[at + 6])
   self.known[i] = { rate = tonumber(r[at + 7]), cap = tonumber(r[at + 8]) }
   if want then
     self.lease_src[i] = "redis"
-    local from = now + wait
-    x:fleet_grant(i, granted, from, from + LEASE_TTL, -1, 0, granted > 0 and 0 or now + max(retry, 0.001))
+    local from, tk = now + wait, -1
+    if self.tk_on[i] then tk = tonumber(r[at + 9]) end
+    x:fleet_grant(i, granted, from, from + LEASE_TTL, tk, from + LEASE_TTL, granted > 0 and 0 or now + max(retry, 0.001))
   end
   local s = self.sent[i]
   local open_until = 0
@@ -254,7 +299,8 @@ local function pull(self, x, i, now, r, at, want)
   if t > s.thr then s.thr = t end
 end
 
-local function went_down(self, now, err)
+local function went_down(self, x, now, err)
+  x:fleet_budget_others(0, 0) -- what the others spent is not known any more: this member's own budget holds
   self.errors = self.errors + 1
   self.last_error = err
   if self.conn then self.conn:close() end
@@ -266,27 +312,44 @@ end
 -- Redis is not there: leases come from a local bucket at this process's
 -- last known share of the fleet's rate; an endpoint whose rate the fleet did
 -- not know goes by this process's own state.
+local function local_take(buckets, i, rate, cap, n, now)
+  local b = buckets[i]
+  if not b then
+    b = { tok = cap, t = now }
+    buckets[i] = b
+  end
+  local g, w, tok = bucket_take(b.tok, b.t, rate, cap, n, now, AHEAD)
+  b.tok, b.t = tok, now
+  return g, w
+end
+
 local function local_grants(self, x, now, wants)
   self.fallbacks = self.fallbacks + 1
+  local m = max(1, self.members)
   for i = 1, self.n do
-    local k = self.known[i]
     if wants[i] then
-      if k and k.rate > 0 then
-        local m = max(1, self.members)
-        local rate, cap = k.rate / m, max(1, k.cap / m)
-        local b = self.local_b[i]
-        if not b then
-          b = { tok = cap, t = now }
-          self.local_b[i] = b
-        end
-        local n = max(1, min(MAX_LEASE, floor(min(rate * LEASE_FOR, cap))))
-        local g, w, tok = bucket_take(b.tok, b.t, rate, cap, n, now, AHEAD)
-        b.tok, b.t = tok, now
-        self.lease_src[i] = "local"
-        x:fleet_grant(i, g, now + (g > 0 and w or 0), now + (g > 0 and w or 0) + LEASE_TTL, -1, 0,
-                      g > 0 and 0 or now + w)
-      else
+      local k, v = self.known[i], x:fleet_view(i, now)
+      local rq, tk = k and k.rate > 0, self.tk_on[i] and v.tk_rate > 0
+      if not rq and not tk then
         x:fleet_off(i)
+      else
+        local n, w, kg = MAX_LEASE, 0, -1
+        if rq then
+          local rate, cap = k.rate / m, max(1, k.cap / m)
+          n, w = local_take(self.local_b, i, rate, cap, max(1, min(MAX_LEASE, floor(min(rate * LEASE_FOR, cap)))), now)
+        end
+        if n > 0 and tk then
+          local rate, cap = v.tk_rate / m, max(1, v.tk_cap / m)
+          local kw
+          kg, kw = local_take(self.local_k, i, rate, cap, max(1, floor(min(rate * LEASE_FOR, cap)), v.tk_need), now)
+          if kg == 0 then
+            if rq then self.local_b[i].tok = self.local_b[i].tok + n end
+            n, w = 0, kw
+          end
+        end
+        self.lease_src[i] = "local"
+        local from = now + (n > 0 and w or 0)
+        x:fleet_grant(i, n, from, from + LEASE_TTL, kg, from + LEASE_TTL, n > 0 and 0 or now + w)
       end
     end
   end
@@ -300,19 +363,24 @@ local function exchange(self, x, now, wants)
     if not c then return nil, err end
     self.conn = c
   end
-  local args = { self.prefix, self.member }
+  local tf, tr, wf, wr = x:fleet_budget(now)
+  local args = { self.prefix, self.member, format("%.0f", max(0, tf - self.told_first)),
+                 format("%.0f", max(0, tr - self.told_retry)) }
   local asked = {}
   for i = 1, self.n do asked[i] = push(self, x, i, now, args, wants) > 0 end
   local before = c.round_trips or 0
   local r, e = c:eval(script, {}, args)
   self.round_trips = self.round_trips + max(1, (c.round_trips or before + 1) - before)
   if not r then return nil, e end
-  if type(r) ~= "table" or #r ~= 1 + 9 * self.n then return nil, "redis: the fleet script answered a malformed reply" end
+  if type(r) ~= "table" or #r ~= 3 + REPLY * self.n then return nil, "redis: the fleet script answered a malformed reply" end
   local t = core.now() -- the answer's moment: durations count from here
   self.members = tonumber(r[1]) or 1
+  self.told_first, self.told_retry = tf, tr
+  -- the others' share of the fleet's retry budget window (this member counts its own)
+  x:fleet_budget_others((tonumber(r[2]) or 0) - wf, (tonumber(r[3]) or 0) - wr)
   for i = 1, self.n do
     local w = wants[i]
-    pull(self, x, i, t, r, 2 + 9 * (i - 1), w and (asked[i] or w == "expired"))
+    pull(self, x, i, t, r, 4 + REPLY * (i - 1), w and (asked[i] or w == "expired"))
   end
   if c.keepalive then c:keepalive() end
   if ngx then self.conn = nil end -- a cosocket belongs to the request that made it; the pool keeps it
@@ -328,11 +396,13 @@ end
 
 -- Runs an exchange when one is due: a request wants a lease, or (active:
 -- the executor has work) the last exchange is PULL_EVERY s old.
-function Fleet:tick(x, now, active)
+-- due_only: only what is due now (a lease wanted, an event to tell), no
+-- periodic pull; force: an exchange now whatever is due.
+function Fleet:tick(x, now, active, due_only, force)
   if self.syncing then return end
   if not self.member then self.member = member_name() end
   local due = x:fleet_due(now)
-  if due > now and not (active and now - self.last_sync >= PULL_EVERY) then return end
+  if not force and due > now and (due_only or not (active and now - self.last_sync >= PULL_EVERY)) then return end
   local wants = {}
   for i = 1, self.n do
     local v = x:fleet_view(i, now)
@@ -353,11 +423,16 @@ function Fleet:tick(x, now, active)
     self.up, self.ever_up, self.backoff = true, true, BACKOFF_MIN
     return
   end
-  went_down(self, now, ok and err or tostring(r))
+  went_down(self, x, now, ok and err or tostring(r))
   if self.ever_up then local_grants(self, x, now, wants) end
 end
 
--- For status(): Redis as this member sees it.
+-- For status(): the fleet's view brought up to date (an exchange now).
+function Fleet:refresh(x, now)
+  self:tick(x, now, true, false, true)
+end
+
+-- Redis as this member sees it.
 function Fleet:status()
   return { up = self.up, url = self.display, members = self.members, round_trips = self.round_trips,
            fallbacks = self.fallbacks, errors = self.errors, last_error = self.last_error }

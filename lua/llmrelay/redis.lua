@@ -170,6 +170,108 @@ local function plain_open(o)
   return setmetatable({ h = h, round_trips = 0, call = plain_call }, Conn)
 end
 
+-- ---- OpenResty: a cosocket, the core's codec -------------------------------
+
+local ngx_tcp = ngx and ngx.socket and ngx.socket.tcp
+local RESTY_PIECE = 16384
+local KEEPALIVE_IDLE_MS, KEEPALIVE_POOL = 10000, 32
+local decoders = {}   -- free decoders of this worker: one is taken per call in flight
+
+local function ms(s)
+  local v = s * 1000
+  return v < 1 and 1 or v
+end
+
+-- Sends the command and reads one reply, the whole call bounded by the
+-- timeout; a timeout or socket error closes the connection.
+local function resty_call(self, ...)
+  local sock = self.sock
+  if not sock then return nil, "redis: the connection is closed", "io" end
+  self.round_trips = self.round_trips + 1
+  local bytes = core.resp_encode(...)
+  local deadline = core.now() + self.timeout
+  local dec = table.remove(decoders) or core.resp_decoder()
+  local function fail(kind, msg)
+    dec:reset()
+    decoders[#decoders + 1] = dec
+    sock:close()
+    self.sock = nil
+    return nil, "redis: " .. self.peer .. ": " .. msg, kind
+  end
+  sock:settimeout(ms(self.timeout))
+  local ok, err = sock:send(bytes)
+  if not ok then
+    return fail(err == "timeout" and "timeout" or "io", err == "timeout" and "timed out (sending)" or "send: " .. tostring(err))
+  end
+  local piece = self.pending
+  self.pending = nil
+  while true do
+    if piece then
+      local state, used, r, rerr, kind = dec:feed(piece)
+      if state == "done" then
+        if used < #piece then self.pending = piece:sub(used + 1) end
+        decoders[#decoders + 1] = dec
+        return r, rerr, kind
+      elseif state == "error" then
+        return fail("io", "bad reply: " .. kind)
+      end
+    end
+    local left = deadline - core.now()
+    if left <= 0 then return fail("timeout", "timed out (waiting for the reply)") end
+    sock:settimeout(ms(left))
+    piece, err = sock:receiveany(RESTY_PIECE)
+    if not piece then
+      if err == "timeout" then return fail("timeout", "timed out (waiting for the reply)") end
+      return fail("io", err == "closed" and "connection closed by the server" or "receive: " .. tostring(err))
+    end
+  end
+end
+
+-- A keep-alive pool per server, user, password, db and TLS setting: a pooled
+-- connection is authenticated and SELECTed already.
+local function pool_name(o)
+  return "llmrelay.redis " .. o.display .. " " .. ngx.crc32_long(o.password or "") ..
+    (o.tls and (o.verify and " verify" or " noverify") or "")
+end
+
+local function resty_open(o)
+  local okt, sock = pcall(ngx_tcp)
+  if not okt then return nil, "redis: no cosocket here (" .. tostring(sock) .. ")", "io" end
+  local peer = (o.host:find(":", 1, true) and "[" .. o.host .. "]" or o.host) .. ":" .. o.port
+  local t = ms(o.timeout)
+  sock:settimeouts(t, t, t)
+  local ok, err = sock:connect(o.host, o.port, { pool = pool_name(o), pool_size = KEEPALIVE_POOL })
+  if not ok then
+    if err == "timeout" then return nil, "redis: " .. peer .. ": timed out (connecting)", "timeout" end
+    return nil, "redis: " .. peer .. ": connect: " .. tostring(err), "io"
+  end
+  local fresh = (sock:getreusedtimes() or 0) == 0
+  if o.tls and fresh then
+    -- nginx checks a certificate's name with X509_check_host, which knows no
+    -- IP addresses: an IP literal gets the chain verified, not the name. The
+    -- CA is nginx's lua_ssl_trusted_certificate (o.ca_file is plain Lua's).
+    -- pcall: lua-resty-core 0.1.25 can raise instead of returning the error.
+    local name = o.host
+    if o.host:match("^%d+%.%d+%.%d+%.%d+$") or o.host:find(":", 1, true) then name = nil end
+    local okc, session, herr = pcall(sock.sslhandshake, sock, nil, name, o.verify)
+    if not okc or not session then
+      sock:close()
+      herr = okc and tostring(herr) or "the certificate was not accepted"
+      return nil, "redis: " .. peer .. ": " .. herr .. " (TLS handshake)", herr == "timeout" and "timeout" or "io"
+    end
+  end
+  return setmetatable({ sock = sock, peer = peer, timeout = o.timeout, round_trips = 0, call = resty_call,
+                        fresh = fresh }, Conn)
+end
+
+-- "redis: AUTH failed at redis://:***@host:port: WRONGPASS ..." (a reply) or
+-- "...: recv: Connection reset by peer" (the socket's reason, without its
+-- "redis: host:port: " head: the display names the server already).
+local function step_error(step, o, err, kind)
+  if kind ~= "reply" then err = err:gsub("^redis: %S+: ", "") end
+  return "redis: " .. step .. " failed at " .. o.display .. ": " .. err
+end
+
 -- AUTH and SELECT on a fresh connection; closes it when they fail.
 local function handshake(c, o)
   local r, err, kind
@@ -181,14 +283,14 @@ local function handshake(c, o)
     end
     if not r then
       c:close()
-      return nil, "redis: AUTH failed at " .. o.display .. ": " .. (kind == "reply" and err or err:gsub("^redis: ", "")), kind
+      return nil, step_error("AUTH", o, err, kind), kind
     end
   end
   if o.db ~= 0 then
     r, err, kind = c:call("SELECT", o.db)
     if not r then
       c:close()
-      return nil, "redis: SELECT " .. o.db .. " failed at " .. o.display .. ": " .. (kind == "reply" and err or err:gsub("^redis: ", "")), kind
+      return nil, step_error("SELECT " .. o.db, o, err, kind), kind
     end
   end
   return c
@@ -196,7 +298,13 @@ end
 
 function M.connect(o)
   if type(o) ~= "table" or not o.host then error("redis.connect: o must come from redis.options", 2) end
-  local c, err, kind = plain_open(o)
+  local c, err, kind
+  if ngx_tcp then
+    c, err, kind = resty_open(o)
+    if c and not c.fresh then return c end   -- from the keep-alive pool: AUTH and SELECT done
+  else
+    c, err, kind = plain_open(o)
+  end
   if not c then return nil, err, kind end
   return handshake(c, o)
 end
@@ -226,11 +334,22 @@ end
 
 function Conn:close()
   if self.h then self.h:close() end
-  self.h = nil
+  if self.sock then self.sock:close() end
+  self.h, self.sock = nil, nil
 end
 
--- Plain Lua keeps its one connection: nothing to do.
+-- OpenResty: the connection goes back to the worker's keep-alive pool and
+-- this object is closed. Plain Lua keeps its one connection: nothing to do.
 function Conn:keepalive()
+  if self.sock then
+    local sock = self.sock
+    self.sock = nil
+    if self.pending then   -- bytes nobody asked for: out of step, not pooled
+      sock:close()
+      return nil, "redis: unexpected bytes from the server"
+    end
+    return sock:setkeepalive(KEEPALIVE_IDLE_MS, KEEPALIVE_POOL)
+  end
   return self.h ~= nil
 end
 

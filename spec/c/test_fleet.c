@@ -88,6 +88,28 @@ TEST(another_block_does_not_count_as_wanting_a_lease) {
   int why;
   CHECK(!lr_pool_usable(&p, 0, 0, 1, &at, &why));
   CHECK(why == LR_BLOCK_THROTTLE);
+  CHECK_NEAR(lr_fleet_due(&p, 1), 1, 1e-9); /* the pause is news for the fleet */
+  lr_fleet_told(&p, 0);
+  CHECK(lr_fleet_due(&p, 1) == INFINITY); /* told; and waiting out a pause is not wanting a lease */
+  lr_pool_throttle(&p, 0, 1, 9.02); /* a pause grown by less than LR_FLEET_TELL_S waits for the next exchange */
+  CHECK(lr_fleet_due(&p, 1) == INFINITY);
+  lr_pool_throttle(&p, 0, 1, 12);
+  CHECK_NEAR(lr_fleet_due(&p, 1), 1, 1e-9);
+  lr_pool_free(&p);
+}
+
+TEST(a_breaker_changing_state_is_news_for_the_fleet) {
+  lr_pool p;
+  make(&p, 1, 0);
+  lr_fleet_grant(&p, 0, 5, 0, 10, -1, 0, 0);
+  lr_fleet_told(&p, 0);
+  CHECK(lr_fleet_due(&p, 1) == INFINITY);
+  for (int k = 0; k < 3; k++) {
+    int probe = lr_pool_on_send(&p, 0, 0, 1);
+    lr_pool_on_result(&p, 0, LR_VERDICT_FAILURE, -1, 1, probe);
+  }
+  CHECK_NEAR(lr_fleet_due(&p, 1), 1, 1e-9); /* opened */
+  lr_fleet_told(&p, 0);
   CHECK(lr_fleet_due(&p, 1) == INFINITY);
   lr_pool_free(&p);
 }
@@ -127,6 +149,7 @@ int main(void) {
   RUN(an_expired_lease_allows_nothing_and_a_refusal_says_when_to_ask_again);
   RUN(a_token_lease_holds_back_a_request_larger_than_what_is_left);
   RUN(another_block_does_not_count_as_wanting_a_lease);
+  RUN(a_breaker_changing_state_is_news_for_the_fleet);
   RUN(the_rate_told_to_the_fleet_is_the_strictest_known);
   CTEST_END();
 }

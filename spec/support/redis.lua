@@ -7,6 +7,7 @@
 --   local r = redis.start{ requirepass = "s3cret" }
 --   local r = redis.start{ acl_user = { name = "app", password = "pw" } }
 --   local r = redis.start{ tls = true }           -- r.ca_file, r.url = "rediss://127.0.0.1:P"
+--   local r = redis.start{ tls = true, tls_san = "DNS:elsewhere.test" }  -- a certificate for other names
 --   r.port, r.pid, r.url, r.dir                   -- url = "redis://127.0.0.1:<port>" (no credentials)
 --   r:cli("SET", "k", "v")                        -- redis-cli against it (auth, TLS included): its output
 --   r:kill()                                      -- SIGKILL at once (the dir stays for restart)
@@ -58,12 +59,13 @@ function M.make_ca(dir, name)
   return crt, key
 end
 
--- A CA and a server certificate for 127.0.0.1 and localhost signed by it.
-local function make_certs(dir)
+-- A CA and a server certificate signed by it, for the names in san
+-- (openssl's subjectAltName syntax).
+local function make_certs(dir, san)
   local ca, ca_key = M.make_ca(dir, "ca")
   local ext = dir .. "/server.ext"
   local f = assert(io.open(ext, "w"))
-  f:write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+  f:write("subjectAltName=" .. san .. "\n")
   f:close()
   must(string.format("cd %s && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes" ..
     " -keyout server.key -out server.csr -subj /CN=localhost >/dev/null 2>&1 &&" ..
@@ -141,10 +143,10 @@ local function make_dir(self)
   local dir = (capture("mktemp -d /tmp/llmrelay-redis.XXXXXX 2>/dev/null") or ""):match("^%s*(.-)%s*$")
   if dir == "" then error("spec.support.redis: mktemp -d failed", 3) end
   self.dir = dir
-  if self.tls then self.ca_file = make_certs(dir) end
+  if self.tls then self.ca_file = make_certs(dir, self.opts.tls_san or "IP:127.0.0.1,DNS:localhost") end
 end
 
--- opts: requirepass, acl_user = { name =, password = }, tls = true, port
+-- opts: requirepass, acl_user = { name =, password = }, tls = true, tls_san, port
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({ opts = opts, tls = opts.tls and true or false }, Server)

@@ -390,6 +390,10 @@ function Engine:status()
   local rl = relay(self)
   local t = now()
   if self.store then self.store:import(rl, t, true) end
+  if self.fleet and YIELDABLE[ngx.get_phase()] then
+    self.fleet:refresh(rl, t)
+    t = now()
+  end
   local st = rl:status(t)
   if self.store then
     for i, s in ipairs(st) do
