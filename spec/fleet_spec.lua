@@ -73,7 +73,8 @@ describe("a fleet of processes sharing one pool through Redis", function()
       ("%d Redis round trips for %d requests"):format(s.round_trips, K * N1))
     for k, r in ipairs(results) do
       assert.equal(1, r.metrics.llmrelay_redis_up, ("worker %d: llmrelay_redis_up"):format(k))
-      assert.equal(r.redis.round_trips, r.metrics.llmrelay_redis_round_trips_total)
+      -- read after status(): a counter can only have grown since
+      assert.is_true(r.metrics.llmrelay_redis_round_trips_total >= r.redis.round_trips)
     end
   end)
 
@@ -85,7 +86,7 @@ describe("a fleet of processes sharing one pool through Redis", function()
       assert.is_false(r.redis.up, ("worker %d ends with status().redis.up = false"):format(k))
       assert.is_true(r.redis.fallbacks > 0, ("worker %d: status().redis.fallbacks = %d"):format(k, r.redis.fallbacks))
       assert.equal(0, r.metrics.llmrelay_redis_up, ("worker %d: llmrelay_redis_up"):format(k))
-      assert.equal(r.redis.fallbacks, r.metrics.llmrelay_redis_fallbacks_total)
+      assert.is_true(r.metrics.llmrelay_redis_fallbacks_total >= r.redis.fallbacks)
     end
     assert.is_true(s.wall <= ref.wall + 3,
       ("the run took %.2f s, the undisturbed one %.2f s"):format(s.wall, ref.wall))
