@@ -8,8 +8,8 @@
  *                            an error, the connection stays usable; "timeout",
  *                            "io": the connection is closed)
  *   conn:settimeout(s), conn:close() (safe twice; __gc too)
- * Every step (connect, handshake, one call's write and read together) is
- * bounded by the timeout. */
+ * The TCP connect and the TLS handshake together are bounded by the timeout,
+ * and so is each call (its write and its read together). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +20,6 @@
 
 #define REDIS_MT "llmrelay.redis"
 #define READ_CHUNK 16384
-#define ARGS_ON_STACK 32
 
 typedef struct {
   lr_sock s;
@@ -62,6 +61,7 @@ static int l_connect(lua_State *L) {
   double timeout = check_timeout(L, 3);
   int tls = lua_toboolean(L, 4), verify = lua_toboolean(L, 5), r;
   const char *ca_file = luaL_optstring(L, 6, NULL);
+  double deadline;
   char err[256];
   conn *c = lrl_new_object(L, sizeof *c, REDIS_MT); /* closed until filled */
   lr_sock_init(&c->s);
@@ -75,8 +75,9 @@ static int l_connect(lua_State *L) {
   c->live = 1;
   c->timeout = timeout;
   lr_resp_init(&c->d, c->elems, LRL_RESP_MAX_ELEMS, c->arena, LRL_RESP_ARENA, LRL_RESP_MAX_BULK);
-  r = lr_sock_connect(&c->s, host, port, lr_now_mono() + timeout, err, sizeof err);
-  if (r == LR_SOCK_OK && tls) r = lr_sock_tls(&c->s, host, verify, ca_file, lr_now_mono() + timeout, err, sizeof err);
+  deadline = lr_now_mono() + timeout; /* the connect and the handshake together */
+  r = lr_sock_connect(&c->s, host, port, deadline, err, sizeof err);
+  if (r == LR_SOCK_OK && tls) r = lr_sock_tls(&c->s, host, verify, ca_file, deadline, err, sizeof err);
   if (r != LR_SOCK_OK) {
     release(c);
     return push_fail(L, r, err);
@@ -88,23 +89,15 @@ static conn *check(lua_State *L) { return luaL_checkudata(L, 1, REDIS_MT); }
 
 /* Encodes the command at stack 2..top into c->wbuf; returns its length. */
 static size_t encode(lua_State *L, conn *c) {
-  int argc = lua_gettop(L) - 1;
-  const char *argv_s[ARGS_ON_STACK], **argv = argv_s;
-  size_t argl_s[ARGS_ON_STACK], *argl = argl_s, need;
-  if (argc < 1) luaL_argerror(L, 2, "a redis command");
-  lrl_resp_args(L, 2, argc + 1);
-  if (argc > ARGS_ON_STACK) { /* garbage-collected scratch */
-    argv = (const char **)lrc_newuserdata(L, (size_t)argc * (sizeof *argv + sizeof *argl));
-    argl = (size_t *)(argv + argc);
-  }
-  for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 2, &argl[i]);
-  need = lr_resp_encode(c->wbuf, c->wcap, (size_t)argc, argv, argl);
+  const char **argv;
+  size_t *argl, argc = lrl_resp_command(L, 2, &argv, &argl);
+  size_t need = lr_resp_encode(c->wbuf, c->wcap, argc, argv, argl);
   if (need > c->wcap) {
     char *w = realloc(c->wbuf, need);
     if (!w) luaL_error(L, "out of memory");
     c->wbuf = w;
     c->wcap = need;
-    lr_resp_encode(c->wbuf, c->wcap, (size_t)argc, argv, argl);
+    lr_resp_encode(c->wbuf, c->wcap, argc, argv, argl);
   }
   return need;
 }

@@ -58,7 +58,10 @@ int lrl_resp_push_result(lua_State *L, const lr_resp *d) {
   return 1;
 }
 
-void lrl_resp_args(lua_State *L, int first, int last) {
+size_t lrl_resp_command(lua_State *L, int first, const char ***argv, size_t **argl) {
+  int last = lua_gettop(L);
+  size_t argc = last >= first ? (size_t)(last - first + 1) : 0;
+  if (argc == 0) luaL_argerror(L, first, "a redis command");
   for (int i = first; i <= last; i++) {
     int t = lua_type(L, i);
     if (t == LUA_TNUMBER) {
@@ -72,6 +75,10 @@ void lrl_resp_args(lua_State *L, int first, int last) {
       luaL_argerror(L, i, "a redis argument must be a string or a number");
     }
   }
+  *argv = (const char **)lrc_newuserdata(L, argc * (sizeof **argv + sizeof **argl));
+  *argl = (size_t *)(*argv + argc);
+  for (size_t i = 0; i < argc; i++) (*argv)[i] = lua_tolstring(L, first + (int)i, &(*argl)[i]);
+  return argc;
 }
 
 /* ---- for executors that move the bytes themselves -------------------------- */
@@ -155,18 +162,11 @@ static int l_decoder_gc(lua_State *L) {
 /* core.resp_encode(arg1, ...) -> the command as RESP bytes (numbers as in
  * lrl_resp_args) */
 static int l_encode(lua_State *L) {
-  int argc = lua_gettop(L);
   const char **argv;
-  size_t *argl, need;
-  char *out;
-  if (argc < 1) luaL_argerror(L, 1, "a redis command");
-  lrl_resp_args(L, 1, argc);
-  argv = (const char **)lrc_newuserdata(L, (size_t)argc * (sizeof *argv + sizeof *argl));
-  argl = (size_t *)(argv + argc);
-  for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 1, &argl[i]);
-  need = lr_resp_encode(NULL, 0, (size_t)argc, argv, argl);
-  out = lrc_newuserdata(L, need);
-  lr_resp_encode(out, need, (size_t)argc, argv, argl);
+  size_t *argl, argc = lrl_resp_command(L, 1, &argv, &argl);
+  size_t need = lr_resp_encode(NULL, 0, argc, argv, argl);
+  char *out = lrc_newuserdata(L, need);
+  lr_resp_encode(out, need, argc, argv, argl);
   lua_pushlstring(L, out, need);
   return 1;
 }

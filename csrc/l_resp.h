@@ -20,10 +20,12 @@
  * { false, message }. */
 int lrl_resp_push_result(lua_State *L, const lr_resp *d);
 
-/* Replaces the stack values first..last by strings for RESP arguments:
- * strings stay, numbers become decimal text (integral values without ".0");
- * anything else is an argument error. */
-void lrl_resp_args(lua_State *L, int first, int last);
+/* The command at stack first..top for lr_resp_encode: replaces numbers by
+ * decimal text (integral values without ".0"; anything but strings and
+ * numbers is an argument error), pushes a scratch userdata holding *argv and
+ * *argl (pointing into those strings: keep the stack as it is while they
+ * are used) and returns argc (at least 1, or an argument error). */
+size_t lrl_resp_command(lua_State *L, int first, const char ***argv, size_t **argl);
 
 /* Registers core.resp_decoder and core.resp_encode (the table at the top). */
 void lr_resp_open(lua_State *L);

@@ -10,7 +10,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -113,22 +112,15 @@ static int bio_create(BIO *b) {
   return 1;
 }
 
-/* The method table, made once per process and kept (OpenSSL keeps its own
- * the same way). */
-static BIO_METHOD *method;
-static void make_method(void) {
+/* A method table per connection, freed with it: a process-wide one would
+ * outlive the module when Lua unloads it (and show as a leak). */
+static BIO_METHOD *new_method(void) {
   BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "llmrelay socket");
   if (m && BIO_meth_set_write(m, bio_write) && BIO_meth_set_read(m, bio_read) && BIO_meth_set_ctrl(m, bio_ctrl) &&
       BIO_meth_set_create(m, bio_create))
-    method = m;
-  else if (m)
-    BIO_meth_free(m);
-}
-
-static BIO_METHOD *bio_method(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, make_method);
-  return method;
+    return m;
+  BIO_meth_free(m);
+  return NULL;
 }
 
 /* Words the reason of a failed TLS call: the certificate check when that is
@@ -187,7 +179,7 @@ static SSL *new_ssl(lr_sock *s, const char *host, int verify, const char *ca_fil
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   SSL *ssl = NULL;
   BIO *bio = NULL;
-  BIO_METHOD *m = bio_method();
+  BIO_METHOD *m = s->bio_method = new_method();
   int ok = ctx && m && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   if (ok && verify) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -269,6 +261,8 @@ void lr_sock_close(lr_sock *s) {
     ERR_clear_error();
     s->ssl = NULL;
   }
+  BIO_meth_free(s->bio_method); /* after the SSL and its BIO */
+  s->bio_method = NULL;
   if (s->fd >= 0) close(s->fd);
   s->fd = -1;
 }

@@ -16,6 +16,7 @@ enum { LR_SOCK_OK = 0, LR_SOCK_TIMEOUT = -1, LR_SOCK_IO = -2 };
 typedef struct lr_sock {
   int fd;    /* -1 when closed */
   void *ssl; /* SSL *, once lr_sock_tls succeeded */
+  void *bio_method; /* BIO_METHOD * of the socket's BIO */
   char peer[80]; /* host:port, for messages */
 } lr_sock;
 

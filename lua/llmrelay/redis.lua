@@ -15,9 +15,10 @@
 -- connection stays usable), "timeout" or "io" (err starts with "redis: "; the
 -- connection is closed). No error ever holds the password.
 --
--- Two transports, one API: in OpenResty (ngx.socket.tcp exists) a cosocket,
--- elsewhere the core's blocking socket where connect, the TLS handshake and
--- each call (write and read together) are bounded by o.timeout.
+-- Time: connect (TCP, TLS, AUTH, SELECT together), each call (its write and
+-- read together) and each eval (its one to three calls together) take at most
+-- o.timeout. Two transports, one API: in OpenResty (ngx.socket.tcp exists) a
+-- cosocket, elsewhere the core's blocking socket (csrc/sock.c).
 
 local core = require "llmrelay.core"
 
@@ -164,10 +165,15 @@ local function plain_call(self, ...)
   return r, err, kind
 end
 
+local function plain_settimeout(self, s)
+  if self.h then self.h:settimeout(s) end
+end
+
 local function plain_open(o)
   local h, err, kind = core.redis_connect(o.host, o.port, o.timeout, o.tls, o.verify, o.ca_file)
   if not h then return nil, io_error(err), kind end
-  return setmetatable({ h = h, round_trips = 0, call = plain_call }, Conn)
+  return setmetatable({ h = h, timeout = o.timeout, round_trips = 0, call = plain_call, settimeout = plain_settimeout },
+                      Conn)
 end
 
 -- ---- OpenResty: a cosocket, the core's codec -------------------------------
@@ -189,7 +195,7 @@ local function resty_call(self, ...)
   if not sock then return nil, "redis: the connection is closed", "io" end
   self.round_trips = self.round_trips + 1
   local bytes = core.resp_encode(...)
-  local deadline = core.now() + self.timeout
+  local deadline = core.now() + self.call_timeout
   local dec = table.remove(decoders) or core.resp_decoder()
   local function fail(kind, msg)
     dec:reset()
@@ -198,7 +204,7 @@ local function resty_call(self, ...)
     self.sock = nil
     return nil, "redis: " .. self.peer .. ": " .. msg, kind
   end
-  sock:settimeout(ms(self.timeout))
+  sock:settimeout(ms(self.call_timeout))
   local ok, err = sock:send(bytes)
   if not ok then
     return fail(err == "timeout" and "timeout" or "io", err == "timeout" and "timed out (sending)" or "send: " .. tostring(err))
@@ -234,11 +240,16 @@ local function pool_name(o)
     (o.tls and (o.verify and " verify" or " noverify") or "")
 end
 
+local function resty_settimeout(self, s)
+  self.call_timeout = s
+end
+
 local function resty_open(o)
   local okt, sock = pcall(ngx_tcp)
   if not okt then return nil, "redis: no cosocket here (" .. tostring(sock) .. ")", "io" end
   local peer = (o.host:find(":", 1, true) and "[" .. o.host .. "]" or o.host) .. ":" .. o.port
   local t = ms(o.timeout)
+  local deadline = core.now() + o.timeout   -- the connect and the handshake together
   sock:settimeouts(t, t, t)
   local ok, err = sock:connect(o.host, o.port, { pool = pool_name(o), pool_size = KEEPALIVE_POOL })
   if not ok then
@@ -253,6 +264,8 @@ local function resty_open(o)
     -- pcall: lua-resty-core 0.1.25 can raise instead of returning the error.
     local name = o.host
     if o.host:match("^%d+%.%d+%.%d+%.%d+$") or o.host:find(":", 1, true) then name = nil end
+    local left = deadline - core.now()
+    sock:settimeout(ms(left > 0 and left or 0.001))
     local okc, session, herr = pcall(sock.sslhandshake, sock, nil, name, o.verify)
     if not okc or not session then
       sock:close()
@@ -260,8 +273,20 @@ local function resty_open(o)
       return nil, "redis: " .. peer .. ": " .. herr .. " (TLS handshake)", herr == "timeout" and "timeout" or "io"
     end
   end
-  return setmetatable({ sock = sock, peer = peer, timeout = o.timeout, round_trips = 0, call = resty_call,
-                        fresh = fresh }, Conn)
+  return setmetatable({ sock = sock, peer = peer, timeout = o.timeout, call_timeout = o.timeout, round_trips = 0,
+                        call = resty_call, settimeout = resty_settimeout, fresh = fresh }, Conn)
+end
+
+-- One call of an operation of several (connect's AUTH and SELECT, eval's
+-- SCRIPT LOAD and EVALSHA), which all together take at most the timeout:
+-- the call gets what is left of it (a moment when nothing is: it then times
+-- out, and the connection is closed).
+local function call_by(c, deadline, ...)
+  local left = deadline - core.now()
+  c:settimeout(left > 0.001 and left or 0.001)
+  local r, err, kind = c:call(...)
+  c:settimeout(c.timeout)
+  return r, err, kind
 end
 
 -- "redis: AUTH failed at redis://:***@host:port: WRONGPASS ..." (a reply) or
@@ -273,13 +298,13 @@ local function step_error(step, o, err, kind)
 end
 
 -- AUTH and SELECT on a fresh connection; closes it when they fail.
-local function handshake(c, o)
+local function handshake(c, o, deadline)
   local r, err, kind
   if o.password then
     if o.user then
-      r, err, kind = c:call("AUTH", o.user, o.password)
+      r, err, kind = call_by(c, deadline, "AUTH", o.user, o.password)
     else
-      r, err, kind = c:call("AUTH", o.password)
+      r, err, kind = call_by(c, deadline, "AUTH", o.password)
     end
     if not r then
       c:close()
@@ -287,7 +312,7 @@ local function handshake(c, o)
     end
   end
   if o.db ~= 0 then
-    r, err, kind = c:call("SELECT", o.db)
+    r, err, kind = call_by(c, deadline, "SELECT", o.db)
     if not r then
       c:close()
       return nil, step_error("SELECT " .. o.db, o, err, kind), kind
@@ -296,8 +321,10 @@ local function handshake(c, o)
   return c
 end
 
+-- Connects: TCP, TLS, AUTH and SELECT, all together within o.timeout.
 function M.connect(o)
   if type(o) ~= "table" or not o.host then error("redis.connect: o must come from redis.options", 2) end
+  local deadline = core.now() + o.timeout
   local c, err, kind
   if ngx_tcp then
     c, err, kind = resty_open(o)
@@ -306,18 +333,20 @@ function M.connect(o)
     c, err, kind = plain_open(o)
   end
   if not c then return nil, err, kind end
-  return handshake(c, o)
+  return handshake(c, o, deadline)
 end
 
 -- EVALSHA with the script's sha; loads it first when unknown, and again once
--- when Redis answers NOSCRIPT (restarted or flushed since).
+-- when Redis answers NOSCRIPT (restarted or flushed since). The calls it
+-- makes (one, or up to three) take at most the timeout together.
 function Conn:eval(script, keys, args)
   if getmetatable(script) ~= Script then error("redis eval: script must come from redis.script", 2) end
   keys, args = keys or {}, args or {}
+  local deadline = core.now() + self.timeout
   local r, err, kind
   for attempt = 1, 2 do
     if not script.sha then
-      r, err, kind = self:call("SCRIPT", "LOAD", script.source)
+      r, err, kind = call_by(self, deadline, "SCRIPT", "LOAD", script.source)
       if not r then return nil, err, kind end
       script.sha = r
     end
@@ -325,7 +354,7 @@ function Conn:eval(script, keys, args)
     local argv = { "EVALSHA", script.sha, n }
     for i = 1, n do argv[3 + i] = keys[i] end
     for i = 1, #args do argv[3 + n + i] = args[i] end
-    r, err, kind = self:call((table.unpack or unpack)(argv, 1, 3 + n + #args))
+    r, err, kind = call_by(self, deadline, (table.unpack or unpack)(argv, 1, 3 + n + #args))
     if r ~= nil or kind ~= "reply" or attempt == 2 or not err:match("^NOSCRIPT") then break end
     script.sha = nil
   end

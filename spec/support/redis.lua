@@ -8,6 +8,7 @@
 --   local r = redis.start{ acl_user = { name = "app", password = "pw" } }
 --   local r = redis.start{ tls = true }           -- r.ca_file, r.url = "rediss://127.0.0.1:P"
 --   local r = redis.start{ tls = true, tls_san = "DNS:elsewhere.test" }  -- a certificate for other names
+--   local r = redis.start{ args = { "--tcp-backlog", "1" } }  -- more redis-server arguments
 --   r.port, r.pid, r.url, r.dir                   -- url = "redis://127.0.0.1:<port>" (no credentials)
 --   r:cli("SET", "k", "v")                        -- redis-cli against it (auth, TLS included): its output
 --   r:kill()                                      -- SIGKILL at once (the dir stays for restart)
@@ -40,7 +41,8 @@ end
 local seeded = false
 local function pick_port()
   if not seeded then
-    math.randomseed(os.time() + (mock.lua_pid() or 0) * 7919)
+    -- small enough for LuaJIT, whose randomseed folds large seeds into one stream
+    math.randomseed((os.time() % 100003) * 7919 + (mock.lua_pid() or 0))
     seeded = true
   end
   return math.random(20000, 29999)
@@ -108,6 +110,7 @@ local function server_args(self)
     a[#a + 1] = "--port " .. self.port
   end
   if o.requirepass then a[#a + 1] = "--requirepass " .. q(o.requirepass) end
+  for _, extra in ipairs(o.args or {}) do a[#a + 1] = q(extra) end
   if o.acl_user then
     a[#a + 1] = "--user " .. q(o.acl_user.name) .. " on " .. q(">" .. o.acl_user.password) ..
       " '~*' '&*' '+@all'"
@@ -146,7 +149,8 @@ local function make_dir(self)
   if self.tls then self.ca_file = make_certs(dir, self.opts.tls_san or "IP:127.0.0.1,DNS:localhost") end
 end
 
--- opts: requirepass, acl_user = { name =, password = }, tls = true, tls_san, port
+-- opts: requirepass, acl_user = { name =, password = }, tls = true, tls_san, port,
+-- args = { more redis-server arguments, e.g. "--tcp-backlog", "1" }
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({ opts = opts, tls = opts.tls and true or false }, Server)
