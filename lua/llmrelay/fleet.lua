@@ -324,11 +324,12 @@ local function local_take(buckets, i, rate, cap, n, now)
 end
 
 local function local_grants(self, x, now, wants)
-  self.fallbacks = self.fallbacks + 1
   local m = max(1, self.members)
   for i = 1, self.n do
+    -- nobody to tell what happened here while Redis is away: told, so it does not make exchanges due
+    local k, v = self.known[i], x:fleet_view(i, now, true)
     if wants[i] then
-      local k, v = self.known[i], x:fleet_view(i, now)
+      self.fallbacks = self.fallbacks + 1
       local rq, tk = k and k.rate > 0, self.tk_on[i] and v.tk_rate > 0
       if not rq and not tk then
         x:fleet_off(i)

@@ -526,7 +526,7 @@ function Client:metrics()
     end
     one("redis_up", "gauge", "1 while the fleet's Redis answers, 0 while the client runs on local state.", r.up and 1 or 0)
     one("redis_round_trips_total", "counter", "Exchanges with the fleet's Redis.", r.round_trips)
-    one("redis_fallbacks_total", "counter", "Lease decisions made on local state because Redis did not answer.", r.fallbacks)
+    one("redis_fallbacks_total", "counter", "Leases decided on local state because Redis did not answer.", r.fallbacks)
     one("redis_errors_total", "counter", "Failed exchanges with the fleet's Redis (down, slow, refused).", r.errors)
     one("redis_members", "gauge", "Fleet members seen by Redis in the last seconds.", r.members)
   end
