@@ -1,0 +1,354 @@
+-- Issue 15: two nginx instances (two "hosts"), 2 workers each, run the gateway
+-- for one pool against one redis-server: together they stay within the
+-- upstreams' limits (where, without Redis, each host believes it owns the
+-- pool), every worker shows the fleet in client:status().redis, Redis killed
+-- in the middle of the load costs no request, and Redis restarted empty
+-- (scripts gone) is taken up again. Real nginx, redis-server (with
+-- requirepass) and mock-llm, all on 127.0.0.1, stopped by PID.
+-- Run from the repo root (make && make LUA=luajit first):
+--   busted --lua=lua5.4 spec/fleet_nginx_spec.lua
+local cjson = require "cjson"
+local mock = require "spec.support.mock"
+local nginx = require "spec.support.nginx"
+local load = require "spec.support.load"
+local server = require "spec.support.redis"
+local fleet = require "llmrelay.fleet"
+
+local q, capture = mock.quote, mock.capture
+
+-- The Redis password: no answer, header, status or log line may hold it.
+local PASSWORD = "Fleet-SECRET-pw-7d3e"
+local KEY = "gw-fleet-key"
+local MOCK = { rps = 50, burst = 10, rl_headers = "full" }
+local N, C = 300, 20 -- requests per gateway, and its curl's concurrency
+
+local BAD_LOG = {
+  "attempt to yield across C%-call boundary", "%[alert%]", "%[crit%]", "%[emerg%]",
+  "lua entry thread aborted", "runtime error", "stack traceback",
+}
+
+local function assert_clean_log(log, who)
+  for _, p in ipairs(BAD_LOG) do
+    assert.is_nil(log:find(p), who .. "'s error log matches '" .. p .. "':\n" .. log)
+  end
+end
+
+local function assert_no_password(text, where)
+  assert.is_nil(text:find(PASSWORD, 1, true), where .. " holds the Redis password")
+  assert.is_nil(text:find("SECRET", 1, true), where .. " holds part of the Redis password")
+end
+
+local function show(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(t[k] or t[tonumber(k)]) end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function sleep(s) mock.run("sleep " .. s) end
+
+-- A gateway "host": 2 workers, the shared dict, one client for the 3 mocks,
+-- with `redis` when redis_url is given. /fleet answers the serving worker's
+-- client:status().redis (false without Redis) as JSON.
+local function gateway(mocks, redis_url)
+  local eps = {}
+  for i, m in ipairs(mocks) do
+    eps[i] = ("{ name = %q, base_url = %q, api_key = \"sk-upstream-%d\" }"):format("m" .. i, m.url, i)
+  end
+  return nginx.start{
+    workers = 2,
+    shared_dicts = { llmrelay = "10m" },
+    log_level = "info",
+    init = ([[
+      local llmrelay = require "llmrelay"
+      client = llmrelay.new{ name = "fleet", shared_dict = "llmrelay", redis = %s,
+        timeout = { connect = 2, first_byte = 10, total = 30 },
+        endpoints = { %s } }
+    ]]):format(redis_url and ("%q"):format(redis_url) or "nil", table.concat(eps, ", ")),
+    http = [[
+      lua_socket_log_errors off;
+      server {
+        listen 127.0.0.1:$PORT reuseport;
+        add_header X-Worker $pid always;
+        location / { content_by_lua_block {
+          require("llmrelay.resty.gateway").serve(client, { keys = { "]] .. KEY .. [[" } })
+        } }
+        location = /fleet { content_by_lua_block {
+          ngx.header["Content-Type"] = "application/json"
+          ngx.say(require("cjson").encode({ worker = ngx.worker.pid(), redis = client:status().redis or false }))
+        } }
+      }
+    ]],
+  }
+end
+
+local function chat_body(prompt)
+  return cjson.encode{ model = "gpt-x", messages = { { role = "user", content = prompt } } }
+end
+
+-- Starts n requests at concurrency c on gateway g in the background; every
+-- body and header is scanned for the password into seen.leaks.
+local function start_load(g, tag, n, c, seen)
+  return load.start{
+    url = g.base .. "/v1/chat/completions", n = n, c = c,
+    headers = { "Authorization: Bearer " .. KEY, "Content-Type: application/json" },
+    body = function(i) return chat_body(tag .. " " .. i) end,
+    expect = function(i) return '"content":"echo: ' .. tag .. " " .. i .. '"' end,
+    scan = function(body, head)
+      if (body .. head):find("SECRET", 1, true) then seen.leaks = (seen.leaks or 0) + 1 end
+    end,
+  }
+end
+
+-- 429s and attempts the mocks saw since their last reset (and resets them).
+local function mock_figures(mocks)
+  local attempts, limited = 0, 0
+  for _, m in ipairs(mocks) do
+    local st = m:stats(true)
+    attempts = attempts + st.requests
+    limited = limited + (st.status["429"] or 0)
+  end
+  return { attempts = attempts, limited = limited, share = attempts > 0 and limited / attempts or 0 }
+end
+
+local function assert_all_ok(r, n, who)
+  assert.equal(0, r.rc, who .. ": curl failed: " .. tostring(r.stderr))
+  assert.equal(n, r.lines, who .. ": curl reported " .. r.lines .. " transfers")
+  assert.equal(n, r.codes[200] or 0, who .. ": statuses " .. show(r.codes) .. "; e.g.\n" .. table.concat(r.bad, "\n"))
+  assert.equal(n, r.ok_bodies, who .. ": answers that echo their own prompt")
+end
+
+-- Asks g's /fleet until every worker of g answered once (or `tries` asks):
+-- -> { [worker pid] = status().redis }, the raw answers (body and headers).
+local function fleet_status(g, tries)
+  local by, raw = {}, {}
+  local want = #g:worker_pids()
+  for _ = 1, tries or 40 do
+    local code, body, _, head = load.request(g.base .. "/fleet", { timeout = 10 })
+    assert.equal(200, code, "/fleet: " .. tostring(body))
+    raw[#raw + 1] = head .. body
+    local doc = cjson.decode(body)
+    by[doc.worker] = doc.redis
+    local n = 0
+    for _ in pairs(by) do n = n + 1 end
+    if n >= want then break end
+  end
+  return by, table.concat(raw, "\n")
+end
+
+-- Both loads side by side; returns their results.
+local function both(gs, tag, n, c, seen, during)
+  local a, b = start_load(gs[1], tag .. "-a", n, c, seen), start_load(gs[2], tag .. "-b", n, c, seen)
+  local ok, err = pcall(during or function() end)
+  local ra, rb = a:wait(), b:wait()
+  if not ok then error(err, 0) end
+  return ra, rb
+end
+
+describe("two nginx gateways (two hosts) against one Redis", function()
+  if not nginx.required(it, "fleet nginx spec") then return end
+
+  local r, mocks, gs, pids = nil, {}, {}, {}
+  local without -- the 429 share of the same load without Redis
+  local seen = {} -- password leaks seen in load answers
+  local function url() return ("redis://:%s@127.0.0.1:%d"):format(PASSWORD, r.port) end
+  local function masked() return ("redis://:***@127.0.0.1:%d"):format(r.port) end
+
+  setup(function()
+    r = server.start{ requirepass = PASSWORD }
+    for i = 1, 3 do
+      local o = { name = "m" .. i }
+      for k, v in pairs(MOCK) do o[k] = v end
+      mocks[i] = mock.start(o)
+    end
+  end)
+
+  teardown(function()
+    load.stop_all()
+    for _, g in ipairs(gs) do g:stop() end
+    nginx.stop_all()
+    for _, m in ipairs(mocks) do m:stop() end
+    if r then r:stop() end
+  end)
+
+  it("without Redis, two hosts that each believe they own the pool earn many 429s (the comparison)", function()
+    local local_gs = {}
+    local ok, err = pcall(function()
+      local_gs[1] = gateway(mocks)
+      local_gs[2] = gateway(mocks)
+      mock_figures(mocks)
+      local ra, rb = both(local_gs, "alone", N, C, seen)
+      without = mock_figures(mocks)
+      print(("\nfleet nginx, no Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s); statuses %s, %s;"
+        .. " the mocks saw %d attempts, %d answered 429 (%.1f%%)")
+        :format(N, C, ra.elapsed, rb.elapsed, show(ra.codes), show(rb.codes), without.attempts, without.limited,
+                100 * without.share))
+      for _, x in ipairs{ ra, rb } do
+        assert.equal(0, x.rc, "curl failed: " .. tostring(x.stderr))
+        assert.equal(N, x.lines)
+      end
+      for _, g in ipairs(local_gs) do assert_clean_log(g:error_log(), "a gateway without Redis") end
+    end)
+    for _, g in ipairs(local_gs) do g:stop() end
+    if not ok then error(err, 0) end
+  end)
+
+  it("with Redis: every request answers 200 and the mocks' 429 share stays low, far below the share without", function()
+    gs[1] = gateway(mocks, url())
+    gs[2] = gateway(mocks, url())
+    for i, g in ipairs(gs) do pids[i] = g:worker_pids() end
+    mock_figures(mocks)
+    local members = 0
+    local ra, rb = both(gs, "fleet", N, C, seen, function()
+      -- while both hosts are busy: the fleet's member count, as each host sees it
+      for _ = 1, 20 do
+        for _, g in ipairs(gs) do
+          local code, body = load.request(g.base .. "/fleet", { timeout = 10 })
+          if code == 200 then
+            local st = cjson.decode(body).redis
+            if st and st.members and st.members > members then members = st.members end
+          end
+        end
+        if members >= 4 then break end
+        sleep(0.1)
+      end
+    end)
+    local with = mock_figures(mocks)
+    print(("\nfleet nginx, one Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s); statuses %s, %s;"
+      .. " the mocks saw %d attempts, %d answered 429 (%.1f%%; without Redis %s); members seen %d")
+      :format(N, C, ra.elapsed, rb.elapsed, show(ra.codes), show(rb.codes), with.attempts, with.limited,
+              100 * with.share, without and ("%.1f%%"):format(100 * without.share) or "not measured", members))
+    assert_all_ok(ra, N, "gateway 1")
+    assert_all_ok(rb, N, "gateway 2")
+    assert.is_nil(seen.leaks, "answers holding the Redis password")
+    assert.is_true(with.share <= 0.05, ("%.1f%% of the attempts were answered 429"):format(100 * with.share))
+    assert(without, "the run without Redis (the test before) did not measure its share")
+    assert.is_true(with.share < without.share / 2,
+      ("with Redis %.1f%% 429s, without %.1f%%: not under half"):format(100 * with.share, 100 * without.share))
+    assert.is_true(members >= 2, "members seen while both hosts were busy: " .. members)
+  end)
+
+  it("status().redis in every worker of both hosts: up, members, round trips, the url without its password", function()
+    assert(gs[2], "the gateways did not start")
+    -- a short load on both at once, so that every worker has exchanged within the last seconds
+    local ra, rb = both(gs, "status", 40, 10, seen)
+    assert_all_ok(ra, 40, "gateway 1")
+    assert_all_ok(rb, 40, "gateway 2")
+    local members, trips = 0, 0
+    local texts = {}
+    for i, g in ipairs(gs) do
+      local by, raw = fleet_status(g)
+      texts[#texts + 1] = raw
+      local n = 0
+      for pid, st in pairs(by) do
+        n = n + 1
+        assert.is_table(st, "worker " .. pid .. " has no status().redis")
+        assert.is_true(st.up, "worker " .. pid .. ": " .. show(st))
+        assert.equal(masked(), st.url)
+        assert.is_true(st.members >= 2, "worker " .. pid .. ": " .. show(st))
+        assert.is_true(st.round_trips > 0, "worker " .. pid .. ": " .. show(st))
+        if st.members > members then members = st.members end
+        trips = trips + st.round_trips
+      end
+      assert.equal(2, n, "gateway " .. i .. ": workers that answered /fleet")
+      local code, text, _, head = load.request(g.base .. "/metrics", { headers = { "Authorization: Bearer " .. KEY } })
+      assert.equal(200, code, text)
+      texts[#texts + 1] = head .. text
+      assert.truthy(text:find("\nllmrelay_redis_up 1\n", 1, true), text)
+      assert.truthy(text:find("\nllmrelay_redis_round_trips_total %d"), text)
+      local code2, health, _, head2 = load.request(g.base .. "/health", { headers = { "Authorization: Bearer " .. KEY } })
+      assert.equal(200, code2, health)
+      texts[#texts + 1] = head2 .. health
+    end
+    print(("\nfleet nginx status: members %d (2 hosts x 2 workers), round trips of the 4 workers %d")
+      :format(members, trips))
+    assert_no_password(table.concat(texts, "\n"), "a status, metrics or health answer")
+    for _, g in ipairs(gs) do
+      assert_no_password(g:error_log(), "the error log")
+      assert_clean_log(g:error_log(), "a gateway")
+    end
+  end)
+
+  it("Redis killed (SIGKILL) in the middle of the load: every request 200, then up = false and fallbacks > 0", function()
+    assert(gs[2], "the gateways did not start")
+    local killed_at
+    local ra, rb = both(gs, "kill", N, C, seen, function()
+      -- kill once the mocks have seen a good part of the load (bounded wait)
+      for _ = 1, 200 do
+        local sum = 0
+        for _, m in ipairs(mocks) do sum = sum + m:stats().requests end
+        if sum >= N / 2 then break end
+        sleep(0.05)
+      end
+      r:kill()
+      killed_at = 0
+      for _, m in ipairs(mocks) do killed_at = killed_at + m:stats().requests end
+    end)
+    local figures = mock_figures(mocks)
+    print(("\nfleet nginx, Redis killed after %d of the mocks' attempts: statuses %s, %s;"
+      .. " %d attempts, %d answered 429 (%.1f%%)")
+      :format(killed_at, show(ra.codes), show(rb.codes), figures.attempts, figures.limited, 100 * figures.share))
+    assert_all_ok(ra, N, "gateway 1")
+    assert_all_ok(rb, N, "gateway 2")
+    assert.is_true(killed_at < figures.attempts, "no attempt after the kill: Redis was killed after the load")
+    local texts = {}
+    for i, g in ipairs(gs) do
+      local by, raw = fleet_status(g)
+      texts[#texts + 1] = raw
+      local n = 0
+      for pid, st in pairs(by) do
+        n = n + 1
+        assert.is_false(st.up, "worker " .. pid .. ": " .. show(st))
+        assert.is_true(st.fallbacks > 0, "worker " .. pid .. ": " .. show(st))
+        assert.is_true(st.errors > 0, "worker " .. pid .. ": " .. show(st))
+        assert.is_string(st.last_error)
+        assert.equal(masked(), st.url)
+        print(("  gateway %d worker %s: %s"):format(i, pid, show(st)))
+      end
+      assert.equal(2, n, "gateway " .. i .. ": workers that answered /fleet")
+      assert.same(pids[i], g:worker_pids(), "gateway " .. i .. "'s workers changed")
+      assert_clean_log(g:error_log(), "gateway " .. i)
+      assert_no_password(g:error_log(), "gateway " .. i .. "'s error log")
+    end
+    assert_no_password(table.concat(texts, "\n"), "a /fleet answer")
+    assert.is_nil(seen.leaks, "answers holding the Redis password")
+  end)
+
+  it("Redis restarted empty on the same port: a new load goes through, the script is loaded again, up = true", function()
+    assert(gs[2], "the gateways did not start")
+    r:restart()
+    assert.equal("0", (r:cli("DBSIZE") or ""):match("%d+"))
+    local sha = capture("printf %s " .. q(fleet.SCRIPT) .. " | sha1sum"):match("^(%x+)")
+    assert.equal("0", (r:cli("SCRIPT", "EXISTS", sha) or ""):match("%d+"))
+    local ra, rb = both(gs, "again", 60, 10, seen)
+    assert_all_ok(ra, 60, "gateway 1")
+    assert_all_ok(rb, 60, "gateway 2")
+    -- the workers reconnect after their backoff (at most 2 s): ask until every one is up
+    local up, last = false, {}
+    for _ = 1, 30 do
+      up = true
+      for i, g in ipairs(gs) do
+        local by = fleet_status(g)
+        for pid, st in pairs(by) do
+          last[i .. ":" .. pid] = show(st)
+          if not st.up then up = false end
+        end
+      end
+      if up then break end
+      sleep(0.3)
+    end
+    print("\nfleet nginx after the restart: " .. show(last))
+    assert.is_true(up, "workers not up again: " .. show(last))
+    -- the workers' exchanges ran the fleet's script again (NOSCRIPT, SCRIPT LOAD) on the empty server
+    assert.equal("1", (r:cli("SCRIPT", "EXISTS", sha) or ""):match("%d+"))
+    assert.truthy((r:cli("KEYS", "llmrelay:fleet:*") or ""):find("llmrelay:fleet:ep:m1", 1, true))
+    for i, g in ipairs(gs) do
+      assert.same(pids[i], g:worker_pids(), "gateway " .. i .. "'s workers changed")
+      assert_clean_log(g:error_log(), "gateway " .. i)
+      assert_no_password(g:error_log(), "gateway " .. i .. "'s error log")
+    end
+    assert.is_nil(seen.leaks, "answers holding the Redis password")
+  end)
+end)
