@@ -22,15 +22,9 @@ local KEY = "gw-fleet-key"
 local MOCK = { rps = 50, burst = 10, rl_headers = "full" }
 local N, C = 300, 20 -- requests per gateway, and its curl's concurrency
 
-local BAD_LOG = {
-  "attempt to yield across C%-call boundary", "%[alert%]", "%[crit%]", "%[emerg%]",
-  "lua entry thread aborted", "runtime error", "stack traceback",
-}
-
 local function assert_clean_log(log, who)
-  for _, p in ipairs(BAD_LOG) do
-    assert.is_nil(log:find(p), who .. "'s error log matches '" .. p .. "':\n" .. log)
-  end
+  local p = load.log_problem(log)
+  assert.is_nil(p, who .. "'s error log matches '" .. tostring(p) .. "':\n" .. log)
 end
 
 local function assert_no_password(text, where)
@@ -38,14 +32,7 @@ local function assert_no_password(text, where)
   assert.is_nil(text:find("SECRET", 1, true), where .. " holds part of the Redis password")
 end
 
-local function show(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(t[k] or t[tonumber(k)]) end
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
+local show = load.show
 
 local function sleep(s) mock.run("sleep " .. s) end
 
@@ -120,22 +107,37 @@ local function assert_all_ok(r, n, who)
   assert.equal(n, r.ok_bodies, who .. ": answers that echo their own prompt")
 end
 
--- Asks g's /fleet until every worker of g answered once (or `tries` asks):
--- -> { [worker pid] = status().redis }, the raw answers (body and headers).
-local function fleet_status(g, tries)
-  local by, raw = {}, {}
-  local want = #g:worker_pids()
-  for _ = 1, tries or 40 do
-    local code, body, _, head = load.request(g.base .. "/fleet", { timeout = 10 })
-    assert.equal(200, code, "/fleet: " .. tostring(body))
-    raw[#raw + 1] = head .. body
-    local doc = cjson.decode(body)
-    by[doc.worker] = doc.redis
-    local n = 0
-    for _ in pairs(by) do n = n + 1 end
-    if n >= want then break end
+-- Asks each gateway's /fleet until both its workers answered (at most 40
+-- asks each): -> a list of { host = i, pid =, st = status().redis }, and the
+-- raw answers (headers and bodies) for the password check.
+local function workers_status(gs)
+  local list, raw = {}, {}
+  for i, g in ipairs(gs) do
+    local seen, n, want = {}, 0, #g:worker_pids()
+    for _ = 1, 40 do
+      local code, body, _, head = load.request(g.base .. "/fleet", { timeout = 10 })
+      assert.equal(200, code, "/fleet: " .. tostring(body))
+      raw[#raw + 1] = head .. body
+      local doc = cjson.decode(body)
+      if not seen[doc.worker] then
+        seen[doc.worker], n = true, n + 1
+        list[#list + 1] = { host = i, pid = ("%d"):format(doc.worker), st = doc.redis }
+      end
+      if n >= want then break end
+    end
+    assert.equal(2, n, "gateway " .. i .. ": workers that answered /fleet")
   end
-  return by, table.concat(raw, "\n")
+  return list, table.concat(raw, "\n")
+end
+
+-- After a disturbance: each host has the workers it started with, and an
+-- error log with no Lua error, alert or password.
+local function assert_hosts_fine(gs, pids)
+  for i, g in ipairs(gs) do
+    assert.same(pids[i], g:worker_pids(), "gateway " .. i .. "'s workers changed")
+    assert_clean_log(g:error_log(), "gateway " .. i)
+    assert_no_password(g:error_log(), "gateway " .. i .. "'s error log")
+  end
 end
 
 -- Both loads side by side; returns their results.
@@ -216,10 +218,14 @@ describe("two nginx gateways (two hosts) against one Redis", function()
       end
     end)
     local with = mock_figures(mocks)
+    local trips = 0
+    for _, w in ipairs(workers_status(gs)) do trips = trips + w.st.round_trips end
     print(("\nfleet nginx, one Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s); statuses %s, %s;"
-      .. " the mocks saw %d attempts, %d answered 429 (%.1f%%; without Redis %s); members seen %d")
+      .. " the mocks saw %d attempts, %d answered 429 (%.1f%%; without Redis %s); members seen %d;"
+      .. " Redis round trips of the 4 workers %d (%.2f a request, the status asks included)")
       :format(N, C, ra.elapsed, rb.elapsed, show(ra.codes), show(rb.codes), with.attempts, with.limited,
-              100 * with.share, without and ("%.1f%%"):format(100 * without.share) or "not measured", members))
+              100 * with.share, without and ("%.1f%%"):format(100 * without.share) or "not measured", members,
+              trips, trips / (2 * N)))
     assert_all_ok(ra, N, "gateway 1")
     assert_all_ok(rb, N, "gateway 2")
     assert.is_nil(seen.leaks, "answers holding the Redis password")
@@ -236,23 +242,19 @@ describe("two nginx gateways (two hosts) against one Redis", function()
     local ra, rb = both(gs, "status", 40, 10, seen)
     assert_all_ok(ra, 40, "gateway 1")
     assert_all_ok(rb, 40, "gateway 2")
-    local members, trips = 0, 0
-    local texts = {}
-    for i, g in ipairs(gs) do
-      local by, raw = fleet_status(g)
-      texts[#texts + 1] = raw
-      local n = 0
-      for pid, st in pairs(by) do
-        n = n + 1
-        assert.is_table(st, "worker " .. pid .. " has no status().redis")
-        assert.is_true(st.up, "worker " .. pid .. ": " .. show(st))
-        assert.equal(masked(), st.url)
-        assert.is_true(st.members >= 2, "worker " .. pid .. ": " .. show(st))
-        assert.is_true(st.round_trips > 0, "worker " .. pid .. ": " .. show(st))
-        if st.members > members then members = st.members end
-        trips = trips + st.round_trips
-      end
-      assert.equal(2, n, "gateway " .. i .. ": workers that answered /fleet")
+    local members = 0
+    local list, raw = workers_status(gs)
+    local texts = { raw }
+    for _, w in ipairs(list) do
+      local st, who = w.st, "gateway " .. w.host .. " worker " .. w.pid
+      assert.is_table(st, who .. " has no status().redis")
+      assert.is_true(st.up, who .. ": " .. show(st))
+      assert.equal(masked(), st.url)
+      assert.is_true(st.members >= 2, who .. ": " .. show(st))
+      assert.is_true(st.round_trips > 0, who .. ": " .. show(st))
+      if st.members > members then members = st.members end
+    end
+    for _, g in ipairs(gs) do
       local code, text, _, head = load.request(g.base .. "/metrics", { headers = { "Authorization: Bearer " .. KEY } })
       assert.equal(200, code, text)
       texts[#texts + 1] = head .. text
@@ -269,13 +271,9 @@ describe("two nginx gateways (two hosts) against one Redis", function()
       assert.is_true(doc.redis.up, health)
       assert.equal(masked(), doc.redis.url)
     end
-    print(("\nfleet nginx status: members %d (2 hosts x 2 workers), round trips of the 4 workers %d")
-      :format(members, trips))
+    print(("\nfleet nginx status: members %d (2 hosts x 2 workers)"):format(members))
     assert_no_password(table.concat(texts, "\n"), "a status, metrics or health answer")
-    for _, g in ipairs(gs) do
-      assert_no_password(g:error_log(), "the error log")
-      assert_clean_log(g:error_log(), "a gateway")
-    end
+    assert_hosts_fine(gs, pids)
   end)
 
   it("Redis killed (SIGKILL) in the middle of the load: every request 200, then up = false and fallbacks > 0", function()
@@ -300,26 +298,18 @@ describe("two nginx gateways (two hosts) against one Redis", function()
     assert_all_ok(ra, N, "gateway 1")
     assert_all_ok(rb, N, "gateway 2")
     assert.is_true(killed_at < figures.attempts, "no attempt after the kill: Redis was killed after the load")
-    local texts = {}
-    for i, g in ipairs(gs) do
-      local by, raw = fleet_status(g)
-      texts[#texts + 1] = raw
-      local n = 0
-      for pid, st in pairs(by) do
-        n = n + 1
-        assert.is_false(st.up, "worker " .. pid .. ": " .. show(st))
-        assert.is_true(st.fallbacks > 0, "worker " .. pid .. ": " .. show(st))
-        assert.is_true(st.errors > 0, "worker " .. pid .. ": " .. show(st))
-        assert.is_string(st.last_error)
-        assert.equal(masked(), st.url)
-        print(("  gateway %d worker %s: %s"):format(i, pid, show(st)))
-      end
-      assert.equal(2, n, "gateway " .. i .. ": workers that answered /fleet")
-      assert.same(pids[i], g:worker_pids(), "gateway " .. i .. "'s workers changed")
-      assert_clean_log(g:error_log(), "gateway " .. i)
-      assert_no_password(g:error_log(), "gateway " .. i .. "'s error log")
+    local list, raw = workers_status(gs)
+    for _, w in ipairs(list) do
+      local st, who = w.st, "gateway " .. w.host .. " worker " .. w.pid
+      assert.is_false(st.up, who .. ": " .. show(st))
+      assert.is_true(st.fallbacks > 0, who .. ": " .. show(st))
+      assert.is_true(st.errors > 0, who .. ": " .. show(st))
+      assert.is_string(st.last_error)
+      assert.equal(masked(), st.url)
+      print("  " .. who .. ": " .. show(st))
     end
-    assert_no_password(table.concat(texts, "\n"), "a /fleet answer")
+    assert_hosts_fine(gs, pids)
+    assert_no_password(raw, "a /fleet answer")
     assert.is_nil(seen.leaks, "answers holding the Redis password")
   end)
 
@@ -338,29 +328,25 @@ describe("two nginx gateways (two hosts) against one Redis", function()
     assert_all_ok(ra, 40, "gateway 1")
     assert_all_ok(rb, 40, "gateway 2")
     -- the workers reconnect after their backoff (at most 2 s): ask until every one is up
-    local up, last = false, {}
+    local list, raw
     for _ = 1, 30 do
-      up = true
-      for i, g in ipairs(gs) do
-        local by = fleet_status(g)
-        for pid, st in pairs(by) do
-          last[i .. ":" .. pid] = show(st)
-          if not st.up then up = false end
-        end
-      end
-      if up then break end
+      list, raw = workers_status(gs)
+      local all = true
+      for _, w in ipairs(list) do all = all and w.st.up end
+      if all then break end
       sleep(0.3)
     end
-    print("\nfleet nginx after the restart: " .. show(last))
-    assert.is_true(up, "workers not up again: " .. show(last))
+    local round_trips = 0
+    for _, w in ipairs(list) do
+      assert.is_true(w.st.up, "gateway " .. w.host .. " worker " .. w.pid .. ": " .. show(w.st))
+      round_trips = round_trips + w.st.round_trips
+    end
+    print(("fleet nginx after the restart: every worker up again; round trips of the 4 workers %d"):format(round_trips))
     -- the workers' exchanges ran the fleet's script again (NOSCRIPT, SCRIPT LOAD) on the empty server
     assert.equal("1", (r:cli("SCRIPT", "EXISTS", sha) or ""):match("%d+"))
     assert.truthy((r:cli("KEYS", "llmrelay:fleet:*") or ""):find("llmrelay:fleet:ep:m1", 1, true))
-    for i, g in ipairs(gs) do
-      assert.same(pids[i], g:worker_pids(), "gateway " .. i .. "'s workers changed")
-      assert_clean_log(g:error_log(), "gateway " .. i)
-      assert_no_password(g:error_log(), "gateway " .. i .. "'s error log")
-    end
+    assert_hosts_fine(gs, pids)
+    assert_no_password(raw, "a /fleet answer")
     assert.is_nil(seen.leaks, "answers holding the Redis password")
   end)
 end)

@@ -22,15 +22,9 @@ local function assert_no_key(text, where)
   assert.is_nil(text:find("SECRET", 1, true), where .. " holds part of an upstream key:\n" .. text)
 end
 
-local BAD_LOG = {
-  "attempt to yield across C%-call boundary", "%[alert%]", "%[crit%]", "%[emerg%]",
-  "lua entry thread aborted", "runtime error", "stack traceback",
-}
-
 local function assert_clean_log(log)
-  for _, p in ipairs(BAD_LOG) do
-    assert.is_nil(log:find(p), "the error log matches '" .. p .. "':\n" .. log)
-  end
+  local p = load.log_problem(log)
+  assert.is_nil(p, "the error log matches '" .. tostring(p) .. "':\n" .. log)
 end
 
 local req = load.request
@@ -84,14 +78,7 @@ local function count_keys(t)
   return n
 end
 
-local function show(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(t[k] or t[tonumber(k)]) end
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
+local show = load.show
 
 ---------------------------------------------------------------------------
 -- The official OpenAI Node SDK (spec/support/node)

@@ -14,6 +14,9 @@
 --   local r = h:wait()                -- the same result as run(); idempotent
 --   h:stop()                          -- kills curl by PID if it still runs; idempotent
 --   load.stop_all()                   -- stop every load started and not waited for
+--   load.show(t)                      -- "{k=v, ...}", keys sorted: for messages
+--   load.log_problem(text)            -- the first of load.BAD_LOG that an nginx
+--                                     -- error log matches, or nil
 --   load.request(url, { method =, headers = {}, body =, timeout = 15 })
 --     -> status (nil: no answer), body, headers (lower-case names; the last
 --        header block), raw header text: one request, in the foreground
@@ -170,6 +173,28 @@ function M.request(url, o)
   end
   if code == 0 then code = nil end
   return code, body, headers, raw
+end
+
+function M.show(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. tostring(t[k]) end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- What a gateway's error log must never hold, whatever the load did to it.
+M.BAD_LOG = {
+  "attempt to yield across C%-call boundary", "%[alert%]", "%[crit%]", "%[emerg%]",
+  "lua entry thread aborted", "runtime error", "stack traceback",
+}
+
+function M.log_problem(text)
+  for _, p in ipairs(M.BAD_LOG) do
+    if text:find(p) then return p end
+  end
+  return nil
 end
 
 function M.run(o)
