@@ -149,6 +149,19 @@ local function both(gs, tag, n, c, seen, during)
   return ra, rb
 end
 
+-- A warm-up (WARM requests per gateway), then the N x C load on both hosts at
+-- once: -> their results, the mocks' figures of the load, and of the warm-up.
+-- The warm-up holds the start, when no host knows the upstreams' rate yet
+-- and the first leases go out unbounded; the load measures the sharing.
+local WARM = 20
+local function measure(gs, mocks, tag, seen, during)
+  mock_figures(mocks)
+  both(gs, tag .. "-warm", WARM, 5, seen)
+  local warm = mock_figures(mocks)
+  local ra, rb = both(gs, tag, N, C, seen, during)
+  return ra, rb, mock_figures(mocks), warm
+end
+
 describe("two nginx gateways (two hosts) against one Redis", function()
   if not nginx.required(it, "fleet nginx spec") then return end
 
@@ -180,13 +193,12 @@ describe("two nginx gateways (two hosts) against one Redis", function()
     local ok, err = pcall(function()
       local_gs[1] = gateway(mocks)
       local_gs[2] = gateway(mocks)
-      mock_figures(mocks)
-      local ra, rb = both(local_gs, "alone", N, C, seen)
-      without = mock_figures(mocks)
-      print(("\nfleet nginx, no Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s); statuses %s, %s;"
-        .. " the mocks saw %d attempts, %d answered 429 (%.1f%%)")
-        :format(N, C, ra.elapsed, rb.elapsed, show(ra.codes), show(rb.codes), without.attempts, without.limited,
-                100 * without.share))
+      local ra, rb, warm
+      ra, rb, without, warm = measure(local_gs, mocks, "alone", seen)
+      print(("\nfleet nginx, no Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s) after %d each to warm up;"
+        .. " statuses %s, %s; the mocks saw %d attempts, %d answered 429 (%.1f%%); the warm-up's 429s %d of %d")
+        :format(N, C, ra.elapsed, rb.elapsed, WARM, show(ra.codes), show(rb.codes), without.attempts,
+                without.limited, 100 * without.share, warm.limited, warm.attempts))
       for _, x in ipairs{ ra, rb } do
         assert.equal(0, x.rc, "curl failed: " .. tostring(x.stderr))
         assert.equal(N, x.lines)
@@ -201,9 +213,8 @@ describe("two nginx gateways (two hosts) against one Redis", function()
     gs[1] = gateway(mocks, url())
     gs[2] = gateway(mocks, url())
     for i, g in ipairs(gs) do pids[i] = g:worker_pids() end
-    mock_figures(mocks)
     local members = 0
-    local ra, rb = both(gs, "fleet", N, C, seen, function()
+    local ra, rb, with, warm = measure(gs, mocks, "fleet", seen, function()
       -- while both hosts are busy: the fleet's member count, as each host sees it
       for _ = 1, 20 do
         for _, g in ipairs(gs) do
@@ -217,15 +228,15 @@ describe("two nginx gateways (two hosts) against one Redis", function()
         sleep(0.1)
       end
     end)
-    local with = mock_figures(mocks)
     local trips = 0
     for _, w in ipairs(workers_status(gs)) do trips = trips + w.st.round_trips end
-    print(("\nfleet nginx, one Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s); statuses %s, %s;"
-      .. " the mocks saw %d attempts, %d answered 429 (%.1f%%; without Redis %s); members seen %d;"
-      .. " Redis round trips of the 4 workers %d (%.2f a request, the status asks included)")
-      :format(N, C, ra.elapsed, rb.elapsed, show(ra.codes), show(rb.codes), with.attempts, with.limited,
-              100 * with.share, without and ("%.1f%%"):format(100 * without.share) or "not measured", members,
-              trips, trips / (2 * N)))
+    print(("\nfleet nginx, one Redis: 2 hosts x %d requests at C=%d (%.1f s, %.1f s) after %d each to warm up;"
+      .. " statuses %s, %s; the mocks saw %d attempts, %d answered 429 (%.1f%%; without Redis %s);"
+      .. " the warm-up's 429s %d of %d; members seen %d;"
+      .. " Redis round trips of the 4 workers %d (%.2f a request, warm-up and status asks included)")
+      :format(N, C, ra.elapsed, rb.elapsed, WARM, show(ra.codes), show(rb.codes), with.attempts, with.limited,
+              100 * with.share, without and ("%.1f%%"):format(100 * without.share) or "not measured",
+              warm.limited, warm.attempts, members, trips, trips / (2 * (N + WARM))))
     assert_all_ok(ra, N, "gateway 1")
     assert_all_ok(rb, N, "gateway 2")
     assert.is_nil(seen.leaks, "answers holding the Redis password")
