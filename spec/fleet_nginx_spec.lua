@@ -5,6 +5,10 @@
 -- in the middle of the load costs no request, and Redis restarted empty
 -- (scripts gone) is taken up again. Real nginx, redis-server (with
 -- requirepass) and mock-llm, all on 127.0.0.1, stopped by PID.
+-- The tests run in order on one Redis, one set of mocks and (from the second
+-- on) the same two gateways. The 429 shares are the mocks' counts over a load
+-- that follows a short warm-up (printed apart): the first requests of a pool
+-- go out before any host knows the upstreams' rate.
 -- Run from the repo root (make && make LUA=luajit first):
 --   busted --lua=lua5.4 spec/fleet_nginx_spec.lua
 local cjson = require "cjson"
@@ -183,7 +187,6 @@ describe("two nginx gateways (two hosts) against one Redis", function()
   teardown(function()
     load.stop_all()
     for _, g in ipairs(gs) do g:stop() end
-    nginx.stop_all()
     for _, m in ipairs(mocks) do m:stop() end
     if r then r:stop() end
   end)
