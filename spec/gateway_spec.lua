@@ -10,21 +10,8 @@
 local cjson = require "cjson"
 local mock = require "spec.support.mock"
 local nginx = require "spec.support.nginx"
+local load = require "spec.support.load"
 local now = require("llmrelay.core").now
-
-local q, capture, read_file = mock.quote, mock.capture, mock.read_file
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function tmpdir()
-  local d = (capture("mktemp -d /tmp/llmrelay-gwspec.XXXXXX") or ""):match("^%s*(.-)%s*$")
-  assert(d ~= "", "mktemp -d failed")
-  return d
-end
 
 -- Every upstream key in this file starts with this, and no gateway answer,
 -- header or log line may hold it (nor "SECRET", which they all contain).
@@ -35,47 +22,12 @@ local function assert_no_key(text, where)
   assert.is_nil(text:find("SECRET", 1, true), where .. " holds part of an upstream key:\n" .. text)
 end
 
-local BAD_LOG = {
-  "attempt to yield across C%-call boundary", "%[alert%]", "%[crit%]", "%[emerg%]",
-  "lua entry thread aborted", "runtime error", "stack traceback",
-}
-
 local function assert_clean_log(log)
-  for _, p in ipairs(BAD_LOG) do
-    assert.is_nil(log:find(p), "the error log matches '" .. p .. "':\n" .. log)
-  end
+  local p = load.log_problem(log)
+  assert.is_nil(p, "the error log matches '" .. tostring(p) .. "':\n" .. log)
 end
 
--- One HTTP request with curl -> status (nil: no answer), body, headers
--- (lower-case names; the last header block), raw header text.
-local function req(url, o)
-  o = o or {}
-  local bf, hf = os.tmpname(), os.tmpname()
-  local cmd = { "curl -s -o", q(bf), "-D", q(hf), "-w '%{http_code}' --max-time", tostring(o.timeout or 15) }
-  if o.method then cmd[#cmd + 1] = "-X " .. q(o.method) end
-  for _, h in ipairs(o.headers or {}) do cmd[#cmd + 1] = "-H " .. q(h) end
-  local df
-  if o.body then
-    df = os.tmpname()
-    write_file(df, o.body)
-    cmd[#cmd + 1] = "--data-binary @" .. q(df)
-  end
-  cmd[#cmd + 1] = q(url)
-  local code = tonumber((capture(table.concat(cmd, " ")) or ""):match("(%d+)%s*$"))
-  local body, raw = read_file(bf) or "", read_file(hf) or ""
-  os.remove(bf)
-  os.remove(hf)
-  if df then os.remove(df) end
-  local headers, block = {}, raw
-  -- keep the last block (a 100 Continue may come first)
-  for b in (raw .. "\r\n\r\n"):gmatch("(HTTP/.-)\r\n\r\n") do block = b end
-  for line in block:gmatch("[^\r\n]+") do
-    local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
-    if k then headers[k:lower()] = v end
-  end
-  if code == 0 then code = nil end
-  return code, body, headers, raw
-end
+local req = load.request
 
 local function chat_body(prompt, extra)
   local t = { model = "gpt-x", messages = { { role = "user", content = prompt } } }
@@ -120,73 +72,13 @@ local function sse_content(data)
   return table.concat(parts)
 end
 
----------------------------------------------------------------------------
--- The load generator: curl --parallel over a config file of n POSTs.
--- o = { url, n, c, headers = {...}, body = function(i) -> string, timeout }
--- -> { codes = {[status] = n}, workers = {[pid] = n}, endpoints = {[name] = n},
---      elapsed = s, rc = curl's exit code, bad = {first few failures}, ok_bodies = n }
-
-local function cfg_quote(s)
-  return '"' .. s:gsub('[\\"]', "\\%0"):gsub("\n", "\\n") .. '"'
-end
-
-local function load(o)
-  local dir = tmpdir()
-  local lines = {}
-  local function add(k, v) lines[#lines + 1] = k .. " = " .. cfg_quote(v) end
-  for i = 1, o.n do
-    if i > 1 then lines[#lines + 1] = "next" end
-    add("url", o.url)
-    add("request", "POST")
-    for _, h in ipairs(o.headers or {}) do add("header", h) end
-    add("data-binary", o.body(i))
-    add("output", dir .. "/" .. i)
-    add("max-time", tostring(o.timeout or 30))
-    add("write-out", "%{http_code} %header{x-worker} %header{x-llmrelay-endpoint} %{filename_effective}\n")
-  end
-  write_file(dir .. "/curl.cfg", table.concat(lines, "\n") .. "\n")
-  local t0 = now()
-  local out = capture(("curl -s --parallel --parallel-immediate --parallel-max %d -K %s 2>%s; echo \"rc=$?\"")
-    :format(o.c, q(dir .. "/curl.cfg"), q(dir .. "/stderr"))) or ""
-  local r = { elapsed = now() - t0, codes = {}, workers = {}, endpoints = {}, bad = {}, lines = 0, ok_bodies = 0 }
-  r.rc = tonumber(out:match("rc=(%d+)%s*$"))
-  for line in out:gmatch("[^\n]+") do
-    local code, worker, ep, file = line:match("^(%d+) (%S*) (%S*) (%S+)$")
-    if code then
-      r.lines = r.lines + 1
-      code = tonumber(code)
-      r.codes[code] = (r.codes[code] or 0) + 1
-      if worker ~= "" then r.workers[worker] = (r.workers[worker] or 0) + 1 end
-      if ep ~= "" then r.endpoints[ep] = (r.endpoints[ep] or 0) + 1 end
-      local i = tonumber(file:match("(%d+)$"))
-      local body = read_file(file) or ""
-      if code == 200 and o.expect and body:find(o.expect(i), 1, true) then
-        r.ok_bodies = r.ok_bodies + 1
-      elseif #r.bad < 5 and code ~= 200 then
-        r.bad[#r.bad + 1] = code .. " " .. body
-      end
-      if o.scan then o.scan(body) end
-    end
-  end
-  r.stderr = read_file(dir .. "/stderr") or ""
-  mock.run("rm -rf " .. q(dir))
-  return r
-end
-
 local function count_keys(t)
   local n = 0
   for _ in pairs(t) do n = n + 1 end
   return n
 end
 
-local function show(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(t[k] or t[tonumber(k)]) end
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
+local show = load.show
 
 ---------------------------------------------------------------------------
 -- The official OpenAI Node SDK (spec/support/node)
@@ -798,7 +690,7 @@ local function bar_run(shared)
       ]],
     }
     local leaked
-    local r = load{
+    local r = load.run{
       url = g.base .. "/v1/chat/completions", n = N, c = C,
       headers = { "Authorization: Bearer gw-bar-key", "Content-Type: application/json" },
       body = function(i) return chat_body("bar request " .. i) end,

@@ -9,7 +9,8 @@
 -- Routes (matched on the end of the URI, so any location prefix works):
 --   POST .../chat/completions   JSON, or SSE passed on chunk by chunk ("stream": true)
 --   GET  .../models             the union of the pool's configured models
---   GET  /health                status JSON (200 while some endpoint can serve, else 503)
+--   GET  /health                status JSON (200 while some endpoint can serve, else 503):
+--                               status, worker, endpoints (an array), redis (a fleet's, if any)
 --   GET  /metrics               Prometheus text
 -- opts:
 --   keys         accepted gateway keys (Authorization: Bearer <key>, or api-key /
@@ -295,13 +296,16 @@ end
 
 local function health(client)
   local st = client:status()
+  -- a fleet's Redis goes beside the endpoints: "endpoints" stays a JSON array
+  local redis = st.redis
+  st.redis = nil
   local usable = 0
   local t = ngx.now()
   for _, s in ipairs(st) do
     if s.state ~= "open" and not (s.throttled_until and s.throttled_until > t) then usable = usable + 1 end
   end
   local status = usable == #st and "ok" or (usable > 0 and "degraded" or "unavailable")
-  send_json(usable > 0 and 200 or 503, { status = status, worker = ngx.worker.pid(), endpoints = st })
+  send_json(usable > 0 and 200 or 503, { status = status, worker = ngx.worker.pid(), endpoints = st, redis = redis })
 end
 
 local function metrics(client)
