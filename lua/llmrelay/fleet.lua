@@ -42,6 +42,7 @@ local PROBE_TTL = 5       -- s a half-open probe holds the fleet's probe lock at
 local MEMBER_TTL = 2      -- s without an exchange after which a process no longer counts
 local KEY_TTL = 600       -- s the keys of an idle pool live
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
+local FAST_FAILURE, FAST_BACKOFF_MAX = 0.005, 0.2 -- s: a failure this quick is retried within 0.2 s
 local TELL = 0.05         -- s: a pause or open period grown by less is not told again (csrc/fleet.h)
 
 -- The token bucket with reservations, once: the Redis script and the local
@@ -116,7 +117,8 @@ for a = 4, #ARGV - 1, F do
   end
   if rate > 0 then
     tok = refill(tok, t, rate, cap, back)
-    if rem >= 0 then tok = math.min(tok, rem + rem_age * rate) end
+    -- what the server said remains is an upper bound (not extrapolated: the fleet kept sending since)
+    if rem >= 0 and rem_age < 1 then tok = math.min(tok, rem) end
   end
   local ktok = tonumber(h[11])
   if krate > 0 then ktok = refill(ktok, t, krate, kcap, kback) end
@@ -274,6 +276,19 @@ local function push(self, x, i, now, args, wants)
   return want
 end
 
+-- A member's local bucket starts empty: the fleet was using the whole
+-- budget when Redis went away, so the share refills before it is spent.
+local function local_take(buckets, i, rate, cap, n, now)
+  local b = buckets[i]
+  if not b then
+    b = { tok = 0, t = now }
+    buckets[i] = b
+  end
+  local g, w, tok = bucket_take(b.tok, b.t, rate, cap, n, now, AHEAD)
+  b.tok, b.t = tok, now
+  return g, w
+end
+
 -- Applies the fleet's answer to endpoint i (REPLY values from r[at]).
 local function pull(self, x, i, now, r, at, want)
   local granted, wait, retry = tonumber(r[at]), tonumber(r[at + 1]), tonumber(r[at + 2])
@@ -299,30 +314,26 @@ local function pull(self, x, i, now, r, at, want)
   if t > s.thr then s.thr = t end
 end
 
-local function went_down(self, x, now, err)
+-- took: how long the failed exchange took. A quick failure (connection
+-- refused: Redis is restarting) costs nothing to retry, so the member looks
+-- again within FAST_BACKOFF_MAX and rejoins with the others; a slow one (a
+-- timeout) would stall a plain-Lua loop for `timeout` each time, so it backs
+-- off up to BACKOFF_MAX.
+local function went_down(self, x, now, err, took)
   x:fleet_budget_others(0, 0) -- what the others spent is not known any more: this member's own budget holds
   self.errors = self.errors + 1
   self.last_error = err
   if self.conn then self.conn:close() end
+  if self.up then self.local_b, self.local_k = {}, {} end -- a new outage: the local shares start empty
   self.conn, self.up = nil, false
-  self.next_try = now + self.backoff * (0.5 + math.random() * 0.5)
+  local cap = took < FAST_FAILURE and FAST_BACKOFF_MAX or BACKOFF_MAX
+  self.next_try = now + min(cap, self.backoff) * (0.5 + math.random() * 0.5)
   self.backoff = min(BACKOFF_MAX, self.backoff * 2)
 end
 
 -- Redis is not there: leases come from a local bucket at this process's
 -- last known share of the fleet's rate; an endpoint whose rate the fleet did
 -- not know goes by this process's own state.
-local function local_take(buckets, i, rate, cap, n, now)
-  local b = buckets[i]
-  if not b then
-    b = { tok = cap, t = now }
-    buckets[i] = b
-  end
-  local g, w, tok = bucket_take(b.tok, b.t, rate, cap, n, now, AHEAD)
-  b.tok, b.t = tok, now
-  return g, w
-end
-
 local function local_grants(self, x, now, wants)
   local m = max(1, self.members)
   for i = 1, self.n do
@@ -419,12 +430,27 @@ function Fleet:tick(x, now, active, due_only, force)
     return
   end
   local ok, r, err = pcall(exchange, self, x, now, wants)
+  local took = core.now() - now
   self.syncing = false
   if ok and r then
+    local was_down = self.ever_up and not self.up
     self.up, self.ever_up, self.backoff = true, true, BACKOFF_MIN
+    if was_down then
+      -- back from a fallback: the leases the local buckets granted give way to the fleet's
+      local back = {}
+      for i = 1, self.n do
+        if self.lease_src[i] == "local" then back[i] = true end
+      end
+      if next(back) then
+        self.syncing = true
+        local ok2, r2, err2 = pcall(exchange, self, x, core.now(), back)
+        self.syncing = false
+        if not (ok2 and r2) then went_down(self, x, core.now(), ok2 and err2 or tostring(r2), 0) end
+      end
+    end
     return
   end
-  went_down(self, x, now, ok and err or tostring(r))
+  went_down(self, x, now, ok and err or tostring(r), took)
   if self.ever_up then local_grants(self, x, now, wants) end
 end
 
