@@ -26,6 +26,7 @@ void lr_fleet_take(lr_endpoint *e, double tokens, int sign) {
 void lr_fleet_view_of(const lr_pool *p, int i, double now, lr_fleet_view *v) {
   const lr_endpoint *e = &p->ep[i];
   v->on = e->lease_on;
+  v->answered = e->answered;
   v->rq_left = e->lease_left > 0 ? e->lease_left : 0;
   v->tk_left = e->tk_lease_on && e->tk_left > 0 ? e->tk_left : 0;
   v->from = e->lease_from;

@@ -25,6 +25,7 @@ void lr_fleet_take(lr_endpoint *e, double tokens, int sign);
 /* What a fleet needs from this process for endpoint i. */
 typedef struct lr_fleet_view {
   int on;                       /* leasing is on */
+  int answered;                 /* an answer (any status) came back from the endpoint */
   double rq_left, tk_left;      /* attempts / tokens the current leases still allow */
   double from, until;           /* the request lease: usable from, expires at */
   double tk_until;              /* the token lease expires at */

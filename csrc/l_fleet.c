@@ -58,6 +58,8 @@ int lrl_fleet_view(lua_State *L, lr_relay *rl) {
   lua_createtable(L, 0, 16);
   lua_pushboolean(L, v.on);
   lua_setfield(L, -2, "on");
+  lua_pushboolean(L, v.answered);
+  lua_setfield(L, -2, "answered");
   lrl_set_num(L, "left", v.rq_left);
   lrl_set_num(L, "tk_left", v.tk_left);
   lrl_set_num(L, "from", v.from);

@@ -65,7 +65,7 @@ local REPLY = 10 -- values per endpoint in the script's answer
 
 -- KEYS: none (every key is under ARGV[1]; one Redis, not a cluster).
 -- ARGV: prefix, member, this member's first attempts and retries since its
--- last exchange, then 17 fields per endpoint (see `push` below).
+-- last exchange, then 18 fields per endpoint (see `push` below).
 -- -> { members, the fleet's first attempts and retries in the last 10 s (the
 --      retry budget's window), then 10 per endpoint: granted, from_in, retry_in, thr_in,
 --      open_in (-1: half-open, this member probes), cooldown, fails, rate,
@@ -93,7 +93,7 @@ for q = sec - 9, sec do
   bf, br = bf + (tonumber(v[1]) or 0), br + (tonumber(v[2]) or 0)
 end
 out[2], out[3] = s(bf), s(br)
-local F = 17
+local F = 18
 local function refill(tok, t, rate, cap, back)
   if not tok then return cap end
   return math.min(cap, tok + (now - t) * rate + back)
@@ -106,8 +106,12 @@ for a = 4, #ARGV - 1, F do
   local fdelta, reset, closed = tonumber(ARGV[a + 11]), ARGV[a + 12] == '1', ARGV[a + 13] == '1'
   local kwant, kback, krate, kcap = tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15]), tonumber(ARGV[a + 16]),
                                     tonumber(ARGV[a + 17])
+  local held = tonumber(ARGV[a + 18])
   local k = P .. ':ep:' .. name
-  local h = redis.call('HMGET', k, 'rate', 'cap', 'tok', 't', 'thr', 'open', 'cool', 'fails', 'probe', 'pu', 'ktok')
+  local h = redis.call('HMGET', k, 'rate', 'cap', 'tok', 't', 'thr', 'open', 'cool', 'fails', 'probe', 'pu', 'ktok',
+                       'ug', 'uf', 'born')
+  -- ug: attempts granted since uf, while no rate was known
+  local ug, uf, born = tonumber(h[12]) or 0, tonumber(h[13]) or 0, tonumber(h[14]) or 0
   local rate, cap = tonumber(h[1]) or 0, tonumber(h[2]) or 0
   local tok, t = tonumber(h[3]), tonumber(h[4]) or now
   local thr, open, cool, fails = tonumber(h[5]) or 0, tonumber(h[6]) or 0, tonumber(h[7]) or 0, tonumber(h[8]) or 0
@@ -116,7 +120,20 @@ for a = 4, #ARGV - 1, F do
     rate, cap = prate, math.max(1, pcap)
   end
   if rate > 0 then
+    local new = not tok
     tok = refill(tok, t, rate, cap, back)
+    if new then
+      -- a new bucket (the first rate anyone knew, or Redis restarted or flushed): what was granted
+      -- before any rate was known is not in the server's remaining yet
+      if uf > now - 1 then tok = tok - ug end
+      ug, uf, born = 0, 0, now
+    end
+    -- leases granted by the bucket a flush or restart lost are still being spent: each member's
+    -- first exchange with the new one takes what it still holds out of it
+    if now - born < 1 and held > 0 and redis.call('SADD', k .. ':seen', me) == 1 then
+      tok = tok - held
+      redis.call('EXPIRE', k .. ':seen', 5)
+    end
     -- what the server said remains is an upper bound (not extrapolated: the fleet kept sending since)
     if rem >= 0 and rem_age < 1 then tok = math.min(tok, rem) end
   end
@@ -146,7 +163,19 @@ for a = 4, #ARGV - 1, F do
       retry = thr - now
     else
       local g, w, ntok = want, 0, tok
-      if rate > 0 then g, w, ntok = take(tok, now, rate, cap, want, now, %g) end
+      if rate > 0 then
+        g, w, ntok = take(tok, now, rate, cap, want, now, %g)
+      else
+        -- no rate known yet: the fleet's first answers will tell one within milliseconds, so a
+        -- small quota for the whole fleet, doubling every 0.1 s (an endpoint that never
+        -- publishes a limit is at full speed within a second)
+        if uf < now - 10 then ug, uf = 0, now end
+        if ug + want <= 4 * 2 ^ math.min(20, math.floor((now - uf) / 0.1)) then
+          ug = ug + want
+        else
+          g, w = 0, 0.02
+        end
+      end
       local kg, kw, nktok = kwant, 0, ktok
       if g > 0 and krate > 0 and kwant > 0 then kg, kw, nktok = take(ktok, now, krate, kcap, kwant, now, %g) end
       if g > 0 and (kg > 0 or kwant <= 0) then
@@ -157,7 +186,8 @@ for a = 4, #ARGV - 1, F do
     end
   end
   redis.call('HSET', k, 'rate', s(rate), 'cap', s(cap), 'tok', s(tok or 0), 't', s(t), 'thr', s(thr),
-             'open', s(open), 'cool', s(cool), 'fails', s(fails), 'probe', probe, 'pu', s(pu), 'ktok', s(ktok or 0))
+             'open', s(open), 'cool', s(cool), 'fails', s(fails), 'probe', probe, 'pu', s(pu), 'ktok', s(ktok or 0),
+             'ug', s(ug), 'uf', s(uf), 'born', s(born))
   redis.call('EXPIRE', k, %d)
   local left = 0
   if thr > now then left = thr - now end
@@ -211,12 +241,13 @@ function _M.new(cfg)
 end
 
 -- The size of a lease for endpoint i: a member's share of LEASE_FOR seconds of the rate.
-local function lease_size(self, i)
+local function lease_size(self, i, v)
   local k = self.known[i]
   if not k or not (k.rate > 0) then
-    -- no rate known anywhere in the fleet: small leases, doubling while no server pushes back
+    -- no rate known anywhere in the fleet: small leases; once this member's answers from the
+    -- endpoint published no limit, doubling while no server pushes back
     local u = self.unknown[i] or UNKNOWN_LEASE
-    self.unknown[i] = min(MAX_LEASE, u * 2)
+    if v.answered then self.unknown[i] = min(MAX_LEASE, u * 2) end
     return u
   end
   local share = min(k.rate * LEASE_FOR, k.cap) / max(1, self.members)
@@ -231,7 +262,7 @@ local function token_lease(self, v)
   return max(1, share, v.tk_need)
 end
 
--- What this process tells the fleet about endpoint i (17 fields), and
+-- What this process tells the fleet about endpoint i (18 fields), and
 -- whether it asks for a lease.
 local function push(self, x, i, now, args, wants)
   local fails, open_until, cool, thr, state = x:export(i, now)
@@ -239,7 +270,7 @@ local function push(self, x, i, now, args, wants)
   local s = self.sent[i]
   local want, back, kwant, kback = 0, 0, 0, 0
   if wants[i] then
-    want, kwant = lease_size(self, i), token_lease(self, v)
+    want, kwant = lease_size(self, i, v), token_lease(self, v)
     if self.lease_src[i] == "redis" then back, kback = v.left, v.tk_left end
   elseif v.on and v.left > 0 and now >= v.until_ and self.lease_src[i] == "redis" then
     back, kback = v.left, v.tk_left -- expired unused: back to the buckets (and the lease is cleared below)
@@ -273,6 +304,10 @@ local function push(self, x, i, now, args, wants)
   args[j + 11], args[j + 12], args[j + 13] = tostring(fdelta), reset and "1" or "0", closed and "1" or "0"
   args[j + 14], args[j + 15] = format("%.6f", kwant), format("%.6f", kback)
   args[j + 16], args[j + 17] = format("%.6f", v.tk_rate), format("%.6f", v.tk_cap)
+  -- what this member still holds of the fleet's leases (a new bucket after a flush takes it out)
+  local held = 0
+  if self.lease_src[i] == "redis" and v.on and now < v.until_ then held = v.left end
+  args[j + 18] = format("%.6f", held)
   return want
 end
 
