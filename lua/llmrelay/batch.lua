@@ -14,7 +14,10 @@
 --   not stop the run: the first one is raised again once every item has ended.
 --   summary = { total, ok, failed, attempts, retries, elapsed, stopped,
 --               usage = { prompt_tokens, completion_tokens, total_tokens },
---               endpoints = { [name] = { ok, failed, attempts } } }
+--               cost = USD of the priced answers (nil: none was priced),
+--               spend = { [endpoint name] = { [model or ""] = USD } },
+--               endpoints = { [name] = { ok, failed, attempts, cost (nil: none priced) } } }
+--   Progress tables carry cost too (USD so far, nil until an answer was priced).
 
 local core = require "llmrelay.core"
 local errors = require "llmrelay.errors"
@@ -46,6 +49,7 @@ function _M.run(client, source, sink, opts)
   local before = {}
   for _, s in ipairs(client:status()) do before[s.name] = s.requests end
   local done, ok, failed, attempts, sent = 0, 0, 0, 0, 0
+  local cost, spend = nil, {} -- USD of the priced answers: in all, and by endpoint and model
   local t0 = now()
   local last_progress = t0
   local source_done, stopped = false, nil
@@ -64,6 +68,7 @@ function _M.run(client, source, sink, opts)
     guarded(on_progress, {
       done = done, total = total, ok = ok, failed = failed, retries = attempts - sent,
       rate = rate, eta = (total and rate > 0) and (total - done) / rate or nil, elapsed = elapsed,
+      cost = cost,
     })
     last_progress = t
   end
@@ -85,6 +90,14 @@ function _M.run(client, source, sink, opts)
       ok = ok + 1
       if pe then pe.ok = pe.ok + 1 end
       usage_of(res.body, usage)
+      local usd = res.cost
+      if usd and pe then
+        cost, pe.cost = (cost or 0) + usd, (pe.cost or 0) + usd
+        local by = spend[name] or {}
+        spend[name] = by
+        local m = res.model or ""
+        by[m] = (by[m] or 0) + usd
+      end
     else
       failed = failed + 1
       if pe then pe.failed = pe.failed + 1 end
@@ -149,6 +162,7 @@ function _M.run(client, source, sink, opts)
   return {
     total = done, ok = ok, failed = failed, attempts = attempts, retries = attempts - sent,
     elapsed = t1 - t0, usage = usage, endpoints = per_endpoint, stopped = stopped,
+    cost = cost, spend = spend,
   }
 end
 

@@ -8,10 +8,10 @@ local fleet = require "llmrelay.cli_fleet"
 
 local _M = {}
 
-local pcall, ipairs = pcall, ipairs
+local pcall, ipairs, pairs = pcall, ipairs, pairs
 local sub, format, rep = string.sub, string.format, string.rep
 local floor, max, min = math.floor, math.max, math.min
-local concat = table.concat
+local concat, sort = table.concat, table.sort
 
 local PLAIN_INTERVAL = 2      -- seconds between progress lines when stderr is not a terminal
 
@@ -31,6 +31,14 @@ local function fmt_duration(s)
   if s >= 60 then return format("%dm%02ds", floor(s / 60), s % 60) end
   return format("%ds", s)
 end
+
+-- USD as people read it: cents from $100 on, finer below.
+local function fmt_usd(x)
+  if x >= 100 then return format("$%.2f", x) end
+  if x >= 1 then return format("$%.4f", x) end
+  return format("$%.6f", x)
+end
+_M.fmt_usd = fmt_usd
 
 -- The endpoints whose breaker is open, and Redis while it is down.
 local function open_endpoints(client)
@@ -57,18 +65,19 @@ function _M.progress(o, client, tty)
     if tty then
       local cells = 20
       local filled = floor(pct / 100 * cells + 0.5)
-      local line = format("[%s%s] %d/%d %5.1f%%  %.1f/s  ETA %s  retries %d%s%s",
+      local line = format("[%s%s] %d/%d %5.1f%%  %.1f/s  ETA %s  retries %d%s%s%s",
         rep("#", filled), rep(".", cells - filled), p.done, total, pct, p.rate or 0,
         final and "0s" or fmt_duration(p.eta), p.retries or 0,
-        (p.failed or 0) > 0 and format("  failed %d", p.failed) or "", open_endpoints(client))
+        (p.failed or 0) > 0 and format("  failed %d", p.failed) or "",
+        p.cost and "  spent " .. fmt_usd(p.cost) or "", open_endpoints(client))
       local pad = width > #line and rep(" ", width - #line) or ""
       width = #line
       io.stderr:write("\r", line, pad)
       io.stderr:flush()
     else
-      eprint(format("llmrelay: %d/%d lines (%.1f%%), %.1f/s, eta %s, retries %d, failed %d%s",
+      eprint(format("llmrelay: %d/%d lines (%.1f%%), %.1f/s, eta %s, retries %d, failed %d%s%s",
         p.done, total, pct, p.rate or 0, final and "0s" or fmt_duration(p.eta), p.retries or 0,
-        p.failed or 0, open_endpoints(client)))
+        p.failed or 0, p.cost and ", spent " .. fmt_usd(p.cost) or "", open_endpoints(client)))
     end
     last_printed = p
   end
@@ -101,6 +110,37 @@ function _M.progress(o, client, tty)
     eprint(msg)
   end
   return r
+end
+
+-- The run's spend by endpoint (config order, then any other) and model: one line each.
+local function spend_lines(out, st, summary)
+  out[#out + 1] = format("  spent %s this run (USD, from the endpoints' prices)", fmt_usd(summary.cost))
+  local spend, names, listed = summary.spend or {}, {}, {}
+  for _, s in ipairs(st) do
+    names[#names + 1], listed[s.name] = s.name, true
+  end
+  local others = {}
+  for name in pairs(spend) do
+    if not listed[name] then others[#others + 1] = name end
+  end
+  sort(others)
+  for _, name in ipairs(others) do names[#names + 1] = name end
+  local rows, w, wm = {}, 8, 5
+  for _, name in ipairs(names) do
+    local models = {}
+    for m in pairs(spend[name] or {}) do models[#models + 1] = m end
+    sort(models)
+    for _, m in ipairs(models) do
+      local ep, model = sub(name, 1, 40), m == "" and "(none)" or sub(m, 1, 40)
+      rows[#rows + 1] = { ep, model, spend[name][m] }
+      w, wm = max(w, #ep), max(wm, #model)
+    end
+  end
+  if #rows == 0 then return end
+  out[#out + 1] = format("  %-" .. w .. "s %-" .. wm .. "s  %s", "endpoint", "model", "spent")
+  for _, r in ipairs(rows) do
+    out[#out + 1] = format("  %-" .. w .. "s %-" .. wm .. "s  %s", r[1], r[2], fmt_usd(r[3]))
+  end
 end
 
 -- others: the input lines left to the other shards (--shard)
@@ -143,6 +183,7 @@ function _M.summary(o, client, summary, run, ledger, total_lines, others)
         e.failed or 0, e.attempts or s.requests or 0, state)
     end
   end
+  if summary.cost then spend_lines(out, ok and st or {}, summary) end
   local redis = ok and fleet.summary_line(st)
   if redis then out[#out + 1] = redis end
   if run.lost > 0 then

@@ -254,6 +254,45 @@ local function parse_models(v, path)
   return models
 end
 
+local PRICE_KINDS = { "input", "output", "cached_input" }
+
+-- { [model] = { input =, output =, cached_input = } }, USD per 1M tokens; "*" prices any
+-- other model. input and output are required; cached_input, left out, is input's.
+local function parse_prices(v, path)
+  if v == nil then return nil end
+  if type(v) ~= "table" then fail(path .. " must be a table of model = prices (got " .. got(v) .. ")") end
+  local models = {}
+  for model in pairs(v) do
+    if type(model) ~= "string" or model == "" then
+      fail(path .. " must map model names to prices (got " .. (model == "" and "an empty" or "a " .. type(model))
+           .. " key)")
+    end
+    models[#models + 1] = model
+  end
+  if #models == 0 then fail(path .. " must not be empty (leave it out when prices are unknown)") end
+  sort(models)
+  local prices = {}
+  for _, model in ipairs(models) do
+    local p, mpath = v[model], path .. "[" .. show(model) .. "]"
+    if type(p) ~= "table" then
+      fail(mpath .. " must be a table { input =, output =, cached_input = } (got " .. got(p) .. ")")
+    end
+    check_keys(p, PRICE_KINDS, mpath)
+    local out = {}
+    for _, kind in ipairs(PRICE_KINDS) do
+      local kpath = mpath .. "." .. kind
+      if p[kind] ~= nil then
+        out[kind] = number(p[kind], kpath, NUMBERS.usd)
+      elseif kind ~= "cached_input" then
+        fail(kpath .. " is required (USD per 1M tokens)")
+      end
+    end
+    out.cached_input = out.cached_input or out.input
+    prices[model] = out
+  end
+  return prices
+end
+
 -- A credential is scrubbed out of everything a server sends back; a short one
 -- would also match ordinary text (a key "chat" in "chat.completion").
 local function long_enough(v, what, hint)
@@ -435,7 +474,7 @@ local CHECK = {
   api_key_env = api_key_env, secret_headers = secret_headers, cap = cap, enum = enum,
   word = word, text = text, ["function"] = a_function, file = readable_file,
   boolean = boolean,
-  models = parse_models, headers = parse_headers, redis = redis_options,
+  models = parse_models, prices = parse_prices, headers = parse_headers, redis = redis_options,
 }
 -- Types whose checker also decides what a missing value becomes.
 local NIL_TOO = { base_url = true, models = true, headers = true, secret_headers = true, cap = true }

@@ -11,6 +11,7 @@ local sched = require "llmrelay.sched"
 local batch = require "llmrelay.batch"
 local stream = require "llmrelay.stream"
 local executor = require "llmrelay.executor"
+local cost = require "llmrelay.cost"
 
 local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
@@ -66,6 +67,7 @@ function _M.new(user_cfg)
     _scrub = errors.scrubber(config.secrets(cfg)), -- the keys live in C memory: no dump shows them
     _on_event = cfg.on_event,
     _conc = cfg.concurrency,
+    _ledger = cost.ledger(cfg.endpoints), -- what answers cost, per endpoint and model
   }, Client)
   if cfg.on_event then x:on_events(function() deliver_events(self) end) end
   return self
@@ -135,7 +137,9 @@ function Client:_submit(body, model, timeout, deadline, waiter, priority, stream
   -- body no server could answer well is refused before anything is sent
   local ok, problem = core.check_request(body)
   if not ok then return nil, problem end
-  return self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter)
+  local id, err = self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter)
+  if id then self._ledger:remember(id, model) end
+  return id, err
 end
 
 -- Ends a request early (see the executor's cancel for what its waiter may
@@ -144,6 +148,7 @@ function Client:_cancel(id, pump)
   local x = self._x
   if not x then return false end
   local was = x:cancel(id)
+  self._ledger:forget(id)
   if pump then x:step(0) end
   return was
 end
@@ -223,10 +228,17 @@ local function make_error(self, r)
   }
 end
 
+-- Charges a finished core result (r.endpoint still an index) for the usage in
+-- text (JSON with a top-level usage), once: sets r.model and, priced, r.cost.
+function Client:_charge(r, text)
+  return self._ledger:charge(r, text)
+end
+
 -- A core result (the table is reused) in the batch engine's shape: the body
--- stays raw JSON.
+-- stays raw JSON; r.cost and r.model as _charge sets them.
 function Client:_result(r)
   if r.ok then
+    self._ledger:charge(r, r.body)
     r.endpoint = self._names[r.endpoint]
     r.id = nil
     return r
@@ -252,7 +264,7 @@ local function decoded(self, res)
     return nil, errors.new { kind = "decode", status = res.status, endpoint = res.endpoint,
                              attempts = res.attempts, message = "the response body is not valid JSON" }
   end
-  resp._llmrelay = { endpoint = res.endpoint, attempts = res.attempts, latency = res.latency }
+  resp._llmrelay = { endpoint = res.endpoint, attempts = res.attempts, latency = res.latency, cost = res.cost }
   return resp
 end
 
@@ -483,6 +495,7 @@ function Client:status()
     s.name = self._names[i]
     if s.throttled_for then s.throttled_until = wall + s.throttled_for end
   end
+  self._ledger:fill_status(st)
   if self._fleet then st.redis = self._fleet:status() end
   return st
 end
@@ -518,6 +531,7 @@ function Client:metrics()
   family("breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", "state", STATE_VALUE)
   family("learnt_rate", "gauge", "Requests per second the endpoint is paced to, learnt from 429s that publish no limits.", "learnt_rate")
   family("learnt_burst", "gauge", "Requests the endpoint's server takes at once, learnt from 429s that publish no limits.", "learnt_burst")
+  self._ledger:metrics(out, self._names, label)
   local r = st.redis
   if r then
     local function one(name, kind, help, v)

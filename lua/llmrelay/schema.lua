@@ -28,6 +28,7 @@ _M.numbers = {
   seconds_or_zero = { desc = "a number >= 0", min = 0, max = MAX_SECONDS, unit = " seconds" },
   weight = { desc = "a positive number", above = 0, max = MAX_WEIGHT },
   positive = { desc = "a positive number", above = 0 },
+  usd = { desc = "a number >= 0 (USD per 1M tokens)", min = 0 },
   rate = { desc = "a number in (0, 1]", above = 0, max = 1, no_range = true },
   budget = { desc = "a number >= 0 or false", min = 0, false_is = -1 }, -- false: no budget
   bytes = { desc = "an integer >= " .. BYTES_MIN, int = true, min = BYTES_MIN, max = BYTES_MAX,
@@ -66,6 +67,8 @@ _M.fields = {
     doc = "attempts in flight to this endpoint; more requests queue" },
   { path = "endpoints[i].models", type = "models", shown = "every model",
     doc = "models it serves (at most " .. limits.max_models .. ")" },
+  { path = "endpoints[i].prices", type = "prices", shown = "none",
+    doc = "USD per 1M tokens by model: { [model] = { input =, output =, cached_input = } }, \"*\" for any other" },
   { path = "endpoints[i].headers", type = "headers", shown = "none",
     doc = "extra headers (at most " .. limits.max_headers .. ")" },
   { path = "endpoints[i].secret_headers", type = "secret_headers", shown = "none",

@@ -15,6 +15,7 @@
 
 local cjson = require "cjson.safe"
 local errors = require "llmrelay.errors"
+local usage_event = require("llmrelay.cost").usage_event
 
 local type, ipairs, pcall, setmetatable, concat, remove = type, ipairs, pcall, setmetatable, table.concat, table.remove
 local newproxy, getmetatable = newproxy, getmetatable -- newproxy: Lua 5.1 / LuaJIT only
@@ -102,7 +103,7 @@ local function finish(self, r)
   local client = self._client
   self._finished = true
   if r.endpoint then self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), attempts = r.attempts,
-                                        latency = r.latency } end
+                                        latency = r.latency, cost = r.cost } end
   if r.events then enqueue(self, r.events, r) end
   if self._err then return end
   if r.ok then
@@ -118,15 +119,22 @@ end
 -- The streaming loop, one for every reader of a stream (this file's
 -- streams, the gateway's SSE relay): waits for what comes first of events
 -- and the request's end. -> events (a non-empty array of JSON strings) |
--- nil, r (the finished core result; its r.events are the stream's last).
+-- nil, r (the finished core result; its r.events are the stream's last),
+-- charged for the last usage the stream reported (w.usage: the event so far).
 function _M.await(client, id, w)
   while true do
     local r = remove(w.inbox, 1)
-    if r then return nil, r end
+    if r then
+      client:_charge(r, usage_event(r.events, w.usage) or r.body)
+      return nil, r
+    end
     if w.ready then
       w.ready = false
       local events = client:_stream_take(id)
-      if events and #events > 0 then return events end
+      if events and #events > 0 then
+        w.usage = usage_event(events, w.usage)
+        return events
+      end
     end
     client:_wait(w)
   end
