@@ -37,6 +37,7 @@ build = {
     ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
     ["llmrelay.batch"] = "lua/llmrelay/batch.lua",
     ["llmrelay.stream"] = "lua/llmrelay/stream.lua",
+    ["llmrelay.cost"] = "lua/llmrelay/cost.lua",
     ["llmrelay.executor"] = "lua/llmrelay/executor.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
