@@ -186,6 +186,18 @@ describe("resp._llmrelay.cost", function()
     st = client:status()
     near(2 * spent_a, st[1].cost, "status a after the batch")
     near(2 * spent_b, st[2].cost, "status b after the batch")
+    local _, err = client:chat_completion(chat("m5", "served by none"))
+    assert.is_table(err)
+    local b2 = mock.start { name = "b2", fail_rate = 1 }
+    local failing = llmrelay.new { endpoints = { { name = "x", base_url = b2.url, prices = B_PRICES } },
+                                   retry = { max_attempts = 1 } }
+    _, err = failing:chat_completion(chat("m2", "hi"))
+    assert.are.equal("server_error", err.kind)
+    assert.are.equal(0, failing:status()[1].cost)
+    -- a request's model is kept only until its result is in
+    assert.are.same({}, client._ledger.model_of)
+    assert.are.same({}, failing._ledger.model_of)
+    failing:close()
     client:close()
   end)
 
@@ -296,5 +308,51 @@ return { endpoints = {
     local rc, _, err = cli.run(dir, ("batch %s/in.jsonl -o %s/out.jsonl --endpoint %s"):format(dir, dir, a.url))
     assert.are.equal(0, rc, err)
     assert.is_nil(err:find("spent", 1, true), err)
+  end)
+end)
+
+describe("the gateway's spend (nginx)", function()
+  local nginx = require "spec.support.nginx"
+  if not nginx.required(it, "cost gateway spec") then return end
+  after_each(function()
+    nginx.stop_all()
+    mock.stop_all()
+  end)
+
+  it("charges answers and streams it relays: /health's cost and /metrics", function()
+    local a = mock.start { name = "a" }
+    local n = nginx.start {
+      shared_dicts = { llmrelay = "1m" },
+      init = ([[
+        client = require("llmrelay").new{ name = "cost", shared_dict = "llmrelay",
+          endpoints = { { name = "a", base_url = %q, prices = { m1 = { input = 2, output = 8 } } } } }
+      ]]):format(a.url),
+      http = [[
+        server {
+          listen 127.0.0.1:$PORT;
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(client, { anonymous = true })
+          } }
+        }
+      ]],
+    }
+    local body = '{"model":"m1","messages":[{"role":"user","content":"hi"}]}' -- 58 bytes: 14 tokens
+    local status = nginx.curl(n.base .. "/v1/chat/completions", { method = "POST", body = body,
+                                                                    headers = { "Content-Type: application/json" } })
+    assert.are.equal(200, status)
+    -- the same with "stream":true,"stream_options":{"include_usage":true}: 112 bytes, 28 tokens
+    local streamed = body:sub(1, -2) .. ',"stream":true,"stream_options":{"include_usage":true}}'
+    local sse
+    status, sse = nginx.curl(n.base .. "/v1/chat/completions", { method = "POST", body = streamed,
+                                                                 headers = { "Content-Type: application/json" } })
+    assert.are.equal(200, status)
+    assert.is_truthy(sse:find('"prompt_tokens":28,"completion_tokens":2', 1, true), sse)
+    local want = ((14 * 2 + 2 * 8) + (28 * 2 + 2 * 8)) / 1e6
+    local _, health = nginx.curl(n.base .. "/health")
+    near(want, require("cjson").decode(health).endpoints[1].cost, "/health")
+    local _, text = nginx.curl(n.base .. "/metrics")
+    near(want, tonumber(text:match('llmrelay_cost_usd_total{endpoint="a",model="m1"} (%S+)\n')), "/metrics")
+    assert.is_truthy(text:find('llmrelay_tokens_total{endpoint="a",model="m1",kind="input"} 42\n', 1, true), text)
+    assert.is_truthy(text:find('llmrelay_tokens_total{endpoint="a",model="m1",kind="output"} 4\n', 1, true), text)
   end)
 end)

@@ -237,8 +237,8 @@ end
 -- A core result (the table is reused) in the batch engine's shape: the body
 -- stays raw JSON; r.cost and r.model as _charge sets them.
 function Client:_result(r)
+  self._ledger:charge(r, r.ok and r.body or nil) -- a failure: only forgets the request's model
   if r.ok then
-    self._ledger:charge(r, r.body)
     r.endpoint = self._names[r.endpoint]
     r.id = nil
     return r
