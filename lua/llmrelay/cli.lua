@@ -127,9 +127,11 @@ cancels them (written as "cancelled" errors, sent again by a re-run). No line
 is ever half written. A failed write (disk full) ends the run at once, exit 3.
 
 Progress goes to stderr: a bar redrawn in place when stderr is a terminal
-(done/total, rate, ETA, retries, endpoints whose breaker is open), else a
-plain line every 2 s; a summary ends the run (counts, rate, retries, token
-usage, per-endpoint ok/failed/attempts and state). No api key is printed.
+(done/total, rate, ETA, retries, USD spent so far, endpoints whose breaker
+is open), else a plain line every 2 s; a summary ends the run (counts, rate,
+retries, token usage, per-endpoint ok/failed/attempts and state, and the USD
+spent per endpoint and model). Spend is shown when the config gives
+endpoints[i].prices. No api key is printed.
 
 Exit codes:
   0    every line of OUTPUT is a successful answer
