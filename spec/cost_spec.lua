@@ -89,6 +89,14 @@ describe("cost arithmetic", function()
     assert.is_nil(cost.tokens(nil))
   end)
 
+  it("takes a stream's last usage, a null usage being none", function()
+    local u1 = '{"choices":[],"usage":{"prompt_tokens":1}}'
+    local u2 = '{"choices":[],"usage":{"prompt_tokens":2}}'
+    assert.are.equal(u2, cost.usage_event({ u1, '{"choices":[],"usage":null}', u2, '{"usage":null}' }, nil))
+    assert.are.equal(u1, cost.usage_event({ '{"choices":[{"delta":{"content":"\\"usage\\""}}]}' }, u1))
+    assert.are.equal(u1, cost.usage_event(nil, u1))
+  end)
+
   it("a ledger charges each result once, and keeps a bounded number of models", function()
     local eps = config.validate({ endpoints = { { base_url = "http://127.0.0.1:9", prices = { ["*"] = p } } } }).endpoints
     local l = cost.ledger(eps)

@@ -57,7 +57,7 @@ function _M.usage_event(events, prev)
   if not events then return prev end
   for i = 1, #events do
     local ev = events[i]
-    if find(ev, '"usage"', 1, true) and usage(ev) ~= nil then prev = ev end
+    if find(ev, '"usage"', 1, true) and select("#", usage(ev)) > 0 then prev = ev end
   end
   return prev
 end
