@@ -6,6 +6,9 @@ local llmrelay = require "llmrelay"
 local errors = require "llmrelay.errors"
 local core = require "llmrelay.core"
 local mock = require "spec.support.mock"
+local nginx = require "spec.support.nginx"
+local load = require "spec.support.load"
+local cjson = require "cjson"
 
 local function req(text, model)
   return { model = model or "mock-model", messages = { { role = "user", content = text or "hi" } } }
@@ -120,5 +123,129 @@ describe("upstream error fields", function()
                      "errors.new: code must be a string or a number (got table)")
     assert.has_error(function() errors.new { kind = "http", request_id = 1 } end,
                      "errors.new: request_id must be a string (got number)")
+  end)
+end)
+
+-- In nginx: the OpenResty executor's errors, and the gateway's answers.
+describe("upstream error fields under OpenResty", function()
+  if not nginx.required(it, "errors_upstream spec") then return end
+
+  local KEY = "sk-upstream-SECRET-0123456789"
+  local m, other1, other2, locked, g
+  local function post(path, body)
+    return load.request(g.base .. path, { method = "POST", body = body,
+                                          headers = { "Content-Type: application/json" } })
+  end
+  local function chat(text, model, extra)
+    local t = { model = model or "gpt-x", messages = { { role = "user", content = text } } }
+    for k, v in pairs(extra or {}) do t[k] = v end
+    return cjson.encode(t)
+  end
+
+  setup(function()
+    m = mock.start { name = "m", bad_marker = "HUGE", bad_code = "context_length_exceeded", bad_param = "messages" }
+    other1 = mock.start { name = "o1", models = { "other" } }
+    other2 = mock.start { name = "o2", models = { "other" } }
+    locked = mock.start { name = "locked", auth_key = "the-right-key" }
+    g = nginx.start {
+      init = ([[
+        local llmrelay = require "llmrelay"
+        local T = { connect = 2, first_byte = 10, total = 20 }
+        main = llmrelay.new { timeout = T, retry = { max_attempts = 2 },
+          endpoints = { { name = "m", base_url = %q, api_key = %q } } }
+        two = llmrelay.new { timeout = T, strategy = "priority",
+          endpoints = { { name = "o1", base_url = %q }, { name = "o2", base_url = %q } } }
+        locked = llmrelay.new { timeout = T, retry = { max_attempts = 1 },
+          endpoints = { { name = "locked", base_url = %q, api_key = %q } } }
+        opts = { anonymous = true }
+      ]]):format(m.url, KEY, other1.url, other2.url, locked.url, KEY),
+      http = [[
+        lua_socket_log_errors off;
+        server {
+          listen 127.0.0.1:$PORT;
+          location /main/ { content_by_lua_block { require("llmrelay.resty.gateway").serve(main, opts) } }
+          location /two/ { content_by_lua_block { require("llmrelay.resty.gateway").serve(two, opts) } }
+          location /locked/ { content_by_lua_block { require("llmrelay.resty.gateway").serve(locked, opts) } }
+          location = /direct {
+            content_by_lua_block {
+              local cjson = require "cjson"
+              local resp, err = main:chat_completion { model = "gpt-x", messages = { { role = "user",
+                content = ngx.var.arg_text } } }
+              if resp then
+                ngx.say(cjson.encode { request_id = resp._llmrelay.request_id })
+              else
+                ngx.say(cjson.encode { kind = err.kind, status = err.status, code = err.code, type = err.type,
+                                       param = err.param, request_id = err.request_id, text = tostring(err) })
+              end
+            }
+          }
+        }
+      ]],
+    }
+  end)
+
+  teardown(function()
+    if g then g:stop() end
+    mock.stop_all()
+  end)
+
+  it("the OpenResty executor fills err.code, type, param and request_id, and resp._llmrelay.request_id", function()
+    local status, body = load.request(g.base .. "/direct?text=HUGE")
+    assert.equal(200, status, body .. g:error_log())
+    local e = cjson.decode(body)
+    assert.equal("invalid_request", e.kind)
+    assert.equal(400, e.status)
+    assert.equal("context_length_exceeded", e.code)
+    assert.equal("invalid_request_error", e.type)
+    assert.equal("messages", e.param)
+    assert.matches("^m%-%d+$", e.request_id)
+    assert.truthy(e.text:find("[code context_length_exceeded]", 1, true), e.text)
+    status, body = load.request(g.base .. "/direct?text=fine")
+    assert.equal(200, status, body)
+    assert.matches("^m%-%d+$", cjson.decode(body).request_id)
+  end)
+
+  it("the gateway answers a request's own 400 with the upstream's status, body and x-request-id", function()
+    for _, stream in ipairs { false, true } do
+      local before = m:stats().requests
+      local status, body, h = post("/main/v1/chat/completions", chat("HUGE", nil, { stream = stream }))
+      assert.equal(400, status, body)
+      assert.equal(1, m:stats().requests - before) -- never retried
+      local doc = cjson.decode(body)
+      assert.same({ message = "bad request marker found", type = "invalid_request_error", param = "messages",
+                    code = "context_length_exceeded" }, doc.error)
+      assert.matches("^m%-%d+$", h["x-request-id"])
+      assert.equal("m", h["x-llmrelay-endpoint"])
+      assert.is_nil(body:find("SECRET", 1, true))
+    end
+    -- a success carries the upstream's x-request-id too
+    local status, body, h = post("/main/v1/chat/completions", chat("fine"))
+    assert.equal(200, status, body)
+    assert.matches("^m%-%d+$", h["x-request-id"])
+  end)
+
+  it("404 model not found on every endpoint: the upstream's 404 and body, not a 502", function()
+    local status, body, h = post("/two/v1/chat/completions", chat("hi", "gpt-nope"))
+    assert.equal(404, status, body)
+    local doc = cjson.decode(body)
+    assert.equal("model_not_found", doc.error.code)
+    assert.equal("The model `gpt-nope` does not exist", doc.error.message)
+    assert.equal("o2-1", h["x-request-id"])
+  end)
+
+  it("a 401 of the pool's key stays the gateway's own 502, with the key out and the request id in", function()
+    local status, body, h = post("/locked/v1/chat/completions", chat("hi"))
+    assert.equal(502, status, body)
+    local doc = cjson.decode(body)
+    assert.equal("http", doc.error.code)
+    assert.is_nil(body:find("SECRET", 1, true), body)
+    assert.is_nil(body:find("0123456789", 1, true), body)
+    assert.equal("locked-1", h["x-request-id"])
+  end)
+
+  it("leaves no Lua error in the error log", function()
+    local log = g:error_log()
+    assert.is_nil(log:find("[error]", 1, true), log)
+    assert.is_nil(log:find("SECRET", 1, true), log)
   end)
 end)
