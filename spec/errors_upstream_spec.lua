@@ -101,6 +101,22 @@ describe("upstream error fields", function()
     assert.is_false(results[2].ok)
     assert.equal("context_length_exceeded", results[2].error.code)
     assert.equal("s-3", results[2].error.request_id)
+    -- an error event after some chunks: the event's type, the stream's request id
+    local e = mock.start { name = "e", stream_error_after = 2 }
+    local c2 = llmrelay.new { endpoints = { { base_url = e.url } }, retry = { max_attempts = 1 } }
+    local chunks = 0
+    for chunk, serr in c2:stream(req("one two three four")) do
+      if chunk then
+        chunks = chunks + 1
+      else
+        err = serr
+      end
+    end
+    assert.equal(2, chunks)
+    assert.equal("stream_interrupted", err.kind)
+    assert.equal("server_error", err.type)
+    assert.is_nil(err.code)
+    assert.equal("e-1", err.request_id)
   end)
 
   it("a request id that quotes a key is scrubbed", function()
