@@ -72,6 +72,36 @@ int lr_answer_usage(const char *b, size_t n, double *prompt, double *completion,
   return 0;
 }
 
+/* A member of the object o (at base + o.off) as a span into base: strings and numbers only. */
+static lr_span scalar_member(const char *base, lr_span o, const char *name) {
+  lr_span v = {0, 0};
+  size_t off, len;
+  if (lr_json_member(base + o.off, o.len, name, strlen(name), &off, &len) != 0 || len == 0) return v;
+  char c = base[o.off + off];
+  if (c == '"' || c == '-' || (c >= '0' && c <= '9')) {
+    v.off = o.off + off;
+    v.len = len;
+  }
+  return v;
+}
+
+int lr_answer_error(const char *b, size_t n, lr_upstream_error *e) {
+  lr_span zero = {0, 0}, o = {0, n};
+  size_t off, len;
+  e->code = e->type = e->param = zero;
+  if (n > LR_ERROR_BODY || lr_json_check_object(b, n, LR_MAX_JSON_DEPTH) != 0) return -1;
+  if (lr_json_member(b, n, "error", 5, &off, &len) == 0 && len && b[off] == '{') {
+    o.off = off;
+    o.len = len;
+  } else if (!(lr_json_member(b, n, "object", 6, &off, &len) == 0 && len == 7 && !memcmp(b + off, "\"error\"", 7))) {
+    return -1;
+  }
+  e->code = scalar_member(b, o, "code");
+  e->type = scalar_member(b, o, "type");
+  e->param = scalar_member(b, o, "param");
+  return 0;
+}
+
 size_t lr_answer_max_event(size_t max_response_bytes) {
   size_t cap = (size_t)4 << 20;
   return max_response_bytes < cap ? max_response_bytes : cap;

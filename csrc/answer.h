@@ -39,4 +39,17 @@ double lr_answer_usage_tokens(const char *b, size_t n);
  * number). 0, or -1 when the answer has no usage object. */
 int lr_answer_usage(const char *b, size_t n, double *prompt, double *completion, double *total);
 
+/* What an OpenAI-shaped error body says: {"error": {"message", "type",
+ * "param", "code"}}, or vLLM's older top-level {"object": "error", ...}. Each
+ * span is the raw JSON text of a string or number member (len 0 when absent,
+ * null or another type). 0, or -1 when b is not one JSON object of at most
+ * LR_ERROR_BODY bytes holding such an error. */
+typedef struct {
+  size_t off, len;
+} lr_span;
+typedef struct {
+  lr_span code, type, param;
+} lr_upstream_error;
+int lr_answer_error(const char *b, size_t n, lr_upstream_error *e);
+
 #endif

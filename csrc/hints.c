@@ -19,6 +19,7 @@ void lr_hints_init(lr_hints *h) {
   h->remaining_tokens = -1;
   h->should_retry = -1;
   h->event_stream = 0;
+  h->request_id[0] = 0;
 }
 
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c; }
@@ -62,7 +63,8 @@ enum form {
   F_RESET,       /* x-ratelimit-reset: epoch, seconds or duration */
   F_MOMENT,      /* anthropic: an RFC 3339 moment */
   F_FLAG,        /* x-should-retry */
-  F_MEDIA_TYPE   /* content-type */
+  F_MEDIA_TYPE,  /* content-type */
+  F_REQUEST_ID   /* x-request-id */
 };
 
 #define FIELD(f) offsetof(lr_hints, f)
@@ -86,6 +88,7 @@ static const struct {
     {"anthropic-ratelimit-tokens-reset", F_MOMENT, FIELD(reset_tokens_s)},
     {"x-should-retry", F_FLAG, 0},
     {"content-type", F_MEDIA_TYPE, 0},
+    {"x-request-id", F_REQUEST_ID, 0},
 };
 #undef FIELD
 
@@ -128,6 +131,12 @@ void lr_hints_feed(lr_hints *h, const char *name, size_t name_len, const char *v
     size_t m = semi ? (size_t)(semi - v) : n;
     while (m && is_ws(v[m - 1])) m--;
     h->event_stream = lr_equals_ci(v, m, "text/event-stream");
+  } else if (known_headers[i].form == F_REQUEST_ID) {
+    size_t k = 0;
+    while (k < n && v[k] > 0x20 && v[k] < 0x7f) k++;
+    int ok = n > 0 && k == n && n <= LR_REQUEST_ID_MAX;
+    if (ok) memcpy(h->request_id, v, n);
+    h->request_id[ok ? n : 0] = 0;
   } else if (parse_number(known_headers[i].form, v, n, now_epoch, &x) == 0) {
     *(double *)((char *)h + known_headers[i].field) = x;
   }

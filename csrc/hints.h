@@ -4,6 +4,10 @@
 #define LR_HINTS_H
 #include <stddef.h>
 
+/* The longest x-request-id kept; a longer one, or one with other than visible
+ * ASCII, is dropped (it goes into errors, results and a gateway's headers). */
+#define LR_REQUEST_ID_MAX 128
+
 typedef struct lr_hints {
   double retry_after_s;        /* Retry-After, seconds from now; < 0 unknown */
   double retry_after_ms_s;     /* retry-after-ms, in seconds; < 0 unknown */
@@ -16,6 +20,7 @@ typedef struct lr_hints {
   double remaining_tokens;     /* x-ratelimit-remaining-tokens; < 0 unknown */
   int should_retry;            /* x-should-retry: -1 unknown, 0 false, 1 true */
   int event_stream;            /* Content-Type is text/event-stream */
+  char request_id[LR_REQUEST_ID_MAX + 1]; /* x-request-id, or "" */
 } lr_hints;
 
 void lr_hints_init(lr_hints *h);

@@ -338,11 +338,12 @@ void lrl_register_class(lua_State *L, const char *mt, const luaL_Reg *metamethod
 }
 
 void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields) {
-  lua_createtable(L, 0, 5 + extra_fields);
+  lua_createtable(L, 0, 6 + extra_fields);
   lua_pushboolean(L, r->kind == LR_E_NONE);
   lua_setfield(L, -2, "ok");
   lrl_set_int(L, "attempts", r->attempts);
   if (r->status) lrl_set_int(L, "status", r->status);
   if (r->last_endpoint >= 0) lrl_set_int(L, "endpoint", r->last_endpoint + 1);
   if (r->latency_s >= 0) lrl_set_num(L, "latency", r->latency_s);
+  if (r->request_id[0]) lrl_set_str(L, "request_id", r->request_id);
 }

@@ -41,7 +41,7 @@ void lrl_set_num(lua_State *L, const char *k, double v);
 void lrl_set_int(lua_State *L, const char *k, long v);
 void lrl_set_str(lua_State *L, const char *k, const char *v);
 /* Pushes a finished request's result table: ok, attempts, status, endpoint,
- * latency (the caller adds the rest). */
+ * latency, request_id (the last answer's x-request-id; the caller adds the rest). */
 void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields);
 /* Pushes the status array of the pool (one table per endpoint, config order). */
 void lrl_push_status(lua_State *L, lr_pool *p, double now);

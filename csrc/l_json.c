@@ -1,6 +1,7 @@
 /* The JSON helpers of the core for the Lua layer: checks of answers and
  * requests, and reading the few members llmrelay's policy needs (a request's
- * token estimate, an answer's usage, a batch line's raw body) without
+ * token estimate, an answer's usage, a batch line's raw body, an error
+ * body's code, type and param) without
  * decoding the whole document. Every input is untrusted: each function
  * validates before it reads (spec/fuzz/fuzz_json.c). */
 #include <string.h>
@@ -88,10 +89,54 @@ static int l_usage(lua_State *L) {
   return 3;
 }
 
+/* Pushes the JSON string or number at b[sp) (checked JSON) as a Lua string
+ * or number, or nil when sp is empty. A lone surrogate becomes U+FFFD. */
+static void push_scalar(lua_State *L, const char *b, lr_span sp) {
+  const unsigned char *p = (const unsigned char *)b + sp.off, *end = p + sp.len;
+  if (sp.len == 0) {
+    lua_pushnil(L);
+  } else if (*p != '"') {
+    lua_pushlstring(L, (const char *)p, sp.len);
+    lua_Number x = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (x == (lua_Number)(lua_Integer)x && x > -9e15 && x < 9e15) lua_pushinteger(L, (lua_Integer)x);
+    else lua_pushnumber(L, x);
+  } else {
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    for (p++, end--; p < end;) {
+      if (*p != '\\') {
+        luaL_addchar(&buf, (char)*p++);
+        continue;
+      }
+      uint32_t cp;
+      unsigned char u[4];
+      p += lr_json_escape(p, end, &cp);
+      if (cp == LR_JSON_BAD_ESCAPE || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
+      luaL_addlstring(&buf, (const char *)u, lr_utf8_put(cp, u));
+    }
+    luaL_pushresult(&buf);
+  }
+}
+
+/* core.upstream_error(body) -> code, type, param of an OpenAI-shaped error
+ * body (each nil when absent, null or not a string or number), or nothing
+ * when body holds no such error (or is over LR_ERROR_BODY bytes) */
+static int l_upstream_error(lua_State *L) {
+  size_t n;
+  const char *b = luaL_checklstring(L, 1, &n);
+  lr_upstream_error e;
+  if (lr_answer_error(b, n, &e) != 0) return 0;
+  push_scalar(L, b, e.code);
+  push_scalar(L, b, e.type);
+  push_scalar(L, b, e.param);
+  return 3;
+}
+
 void lr_json_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"json_object_ok", l_json_object_ok}, {"check_request", l_check_request}, {"usage_tokens", l_usage_tokens},
       {"json_member", l_json_member},       {"estimate_tokens", l_estimate_tokens}, {"usage", l_usage},
-      {NULL, NULL}};
+      {"upstream_error", l_upstream_error}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }

@@ -404,6 +404,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   r->latency_s = now - r->sent_at;
   r->status = o->status;
   r->last_endpoint = i;
+  snprintf(r->request_id, sizeof r->request_id, "%s", o->hints ? o->hints->request_id : "");
   lr_classification c = lr_classify(o, r->deadline, now);
   r->verdict = c.health;
   r->partial = o->partial || o->committed; /* finish() then names the failure stream_interrupted */

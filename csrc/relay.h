@@ -42,6 +42,7 @@ typedef struct lr_req {
   double retry_after_s;     /* DONE with an error: when trying again may help; < 0 unknown */
   double latency_s;         /* DONE: the last attempt's latency */
   char message[200];        /* DONE with an error: what happened, for people */
+  char request_id[LR_REQUEST_ID_MAX + 1]; /* the last answer's x-request-id, or "" */
   lr_verdict verdict;       /* after a report: what the attempt said about its endpoint's health */
   int probe;                /* SENDING: the attempt is a half-open breaker probe */
   void *udata;              /* the executor's */

@@ -82,7 +82,7 @@ size_t copy_clean(char *dst, const char *src, size_t n);
 void go_duration(char *out, size_t sz, double seconds);
 void fmt_ms(char *out, size_t sz, double ms);
 void error_json(struct buf *b, const char *msg, size_t msg_len,
-                const char *type, const char *code);
+                const char *type, const char *code, const char *param);
 
 struct stream {
     char id[NAME_MAX_LEN + 48];
@@ -119,6 +119,8 @@ struct config {
     int fail_status, fail_html;
     long fail_first, throttle_first, throttle_ms, hang_first;
     const char *bad_marker, *auth_key, *auth_header;
+    const char *bad_code, *bad_param; /* the --bad-marker answer's error.code, .param (NULL: null) */
+    int bad_status;                   /* the --bad-marker answer's status (400) */
     long chunk_ms, cut_after, stall_after; /* stream faults, -1/0 = off */
     long end_after, error_after;          /* stream faults, -1 = off */
     long ignore_stream;                   /* 1: answer "stream": true with one JSON body */

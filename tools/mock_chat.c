@@ -214,11 +214,15 @@ void fmt_ms(char *out, size_t sz, double ms)
 
 /* msg must already be JSON-string-safe text; code NULL -> null */
 void error_json(struct buf *b, const char *msg, size_t msg_len,
-                const char *type, const char *code)
+                const char *type, const char *code, const char *param)
 {
     buf_puts(b, "{\"error\":{\"message\":\"");
     buf_put(b, msg, msg_len);
-    buf_printf(b, "\",\"type\":\"%s\",\"param\":null,\"code\":", type);
+    buf_printf(b, "\",\"type\":\"%s\",\"param\":", type);
+    if (param)
+        buf_printf(b, "\"%s\",\"code\":", param);
+    else
+        buf_puts(b, "null,\"code\":");
     if (code)
         buf_printf(b, "\"%s\"}}", code);
     else

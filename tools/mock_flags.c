@@ -3,6 +3,7 @@
  * flag, a missing or out-of-range value prints the usage and exits 2. */
 #include "mock.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +22,8 @@ static void usage(FILE *f)
         "  [--fail-rate P] [--fail-first N] [--fail-status 5xx]\n"
         "  [--fail-body json|html] [--throttle-first N] [--throttle-ms MS]\n"
         "  [--reset-rate P] [--hang-rate P] [--hang-first N]\n"
-        "  [--bad-marker S] [--auth-key K] [--auth-header NAME] [--stream-chunk-ms MS]\n"
+        "  [--bad-marker S] [--bad-status 4xx] [--bad-code C] [--bad-param P]\n"
+        "  [--auth-key K] [--auth-header NAME] [--stream-chunk-ms MS]\n"
         "  [--stream-cut-after K] [--stream-stall-after K] [--stream-end-after K]\n"
         "  [--stream-error-after K] [--ignore-stream 0|1] [--parent-pid P]\n"
         "  [--stream-multiline-data 0|1] [--abuse MODE]\n",
@@ -98,6 +100,7 @@ void parse_flags(int argc, char **argv)
     cfg.name = "mock";
     cfg.seed = 42;
     cfg.fail_status = 500;
+    cfg.bad_status = 400;
     cfg.throttle_ms = 1000;
     cfg.cut_after = cfg.stall_after = cfg.end_after = cfg.error_after = -1;
     long burst = -1;
@@ -179,6 +182,16 @@ void parse_flags(int argc, char **argv)
             cfg.hang_first = num(f, v, 0, 2000000000);
         else if (!strcmp(o, "bad-marker") && *v)
             cfg.bad_marker = v;
+        else if (!strcmp(o, "bad-status"))
+            cfg.bad_status = (int)num(f, v, 400, 499);
+        else if (!strcmp(o, "bad-code") || !strcmp(o, "bad-param")) {
+            for (const char *k = v; *k; k++)
+                if (!isalnum((unsigned char)*k) && !strchr("._-", *k))
+                    bad(f, "[A-Za-z0-9._-]");
+            if (!*v)
+                bad(f, "a non-empty word");
+            *(o[4] == 'c' ? &cfg.bad_code : &cfg.bad_param) = v;
+        }
         else if (!strcmp(o, "auth-key") && *v) {
             for (const char *k = v; *k; k++)
                 if ((unsigned char)*k <= 0x20 || *k == 0x7f)

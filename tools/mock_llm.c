@@ -42,6 +42,9 @@
  *   --reset-rate P      TCP RST instead of an answer
  *   --hang-rate P --hang-first N   never answer (until the client closes)
  *   --bad-marker S      400 when the body contains S
+ *   --bad-status 4xx --bad-code C --bad-param P   that answer's status
+ *                       (default 400), error.code and error.param (default
+ *                       null; [A-Za-z0-9._-])
  *   --auth-key K        401 unless "Authorization: Bearer K" (echoes the key)
  *   --auth-header NAME  with --auth-key: the key is expected as the whole
  *                       value of header NAME (api-key, x-api-key, ...) instead
@@ -216,7 +219,7 @@ static void reply_err(struct conn *c, int status, const char *msg,
                       const char *extra)
 {
     jb.len = 0;
-    error_json(&jb, msg, msg_len, type, code);
+    error_json(&jb, msg, msg_len, type, code, NULL);
     reply(c, status, "application/json", extra, extra != NULL); /* chat
                                             answers always pass headers */
 }
@@ -298,7 +301,10 @@ static void chat(struct conn *c, char *base)
     if (cfg.bad_marker &&
         memmem(body, blen, cfg.bad_marker, strlen(cfg.bad_marker))) {
         const char *m = "bad request marker found";
-        reply_err(c, 400, m, strlen(m), "invalid_request_error", NULL, h);
+        jb.len = 0;
+        error_json(&jb, m, strlen(m), "invalid_request_error", cfg.bad_code,
+                   cfg.bad_param);
+        reply(c, cfg.bad_status, "application/json", h, 1);
         return;
     }
     if (cfg.nmodels && ci.has_model) {

@@ -323,7 +323,7 @@ static void conn_run(struct conn *c)
             int s = c->req.err_status;
             scratch.len = 0;
             error_json(&scratch, http_reason(s), strlen(http_reason(s)),
-                       "invalid_request_error", NULL);
+                       "invalid_request_error", NULL, NULL);
             http_head(&c->out, s, "application/json", (long long)scratch.len,
                       1, 0, NULL);
             buf_put(&c->out, scratch.p, scratch.len);

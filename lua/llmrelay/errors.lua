@@ -7,8 +7,9 @@ local type, tostring, pairs, setmetatable, getmetatable, error =
   type, tostring, pairs, setmetatable, getmetatable, error
 local floor = math.floor
 local concat = table.concat
-local sub, format, gsub, byte = string.sub, string.format, string.gsub, string.byte
+local sub, format, gsub, byte, find = string.sub, string.format, string.gsub, string.byte, string.find
 local core = require "llmrelay.core"
+local decode = require("cjson.safe").decode
 
 -- Mirrors LR_ERROR_KINDS in csrc/errors.h: kinds[i] is the C enum value i - 1.
 _M.kinds = {
@@ -26,9 +27,12 @@ function _M.kind_name(n)
   return _M.kinds[n + 1]
 end
 
+-- code, type, param: what the upstream's error body said (code may be a
+-- number); request_id: its x-request-id.
 local fields = {
   kind = "string", status = "number", endpoint = "string", attempts = "number",
   message = "string", retry_after = "number", partial = true,
+  code = true, type = "string", param = "string", request_id = "string",
 }
 
 local mt = {}
@@ -52,6 +56,8 @@ mt.__tostring = function(e)
   if e.message then head[#head + 1] = (gsub(e.message, "[\r\n]+", " ")) end
   local line = concat(head, ": ")
   if e.retry_after then line = line .. " (retry after " .. fmt_seconds(e.retry_after) .. " s)" end
+  if e.code then line = line .. " [code " .. tostring(e.code) .. "]" end
+  if e.request_id then line = line .. " [request " .. e.request_id .. "]" end
   return line
 end
 
@@ -73,6 +79,10 @@ function _M.new(spec)
   end
   if not is_kind[e.kind] then
     error("errors.new: unknown kind '" .. tostring(e.kind) .. "'", 2)
+  end
+  local code = e.code
+  if code ~= nil and type(code) ~= "string" and type(code) ~= "number" then
+    error("errors.new: code must be a string or a number (got " .. type(code) .. ")", 2)
   end
   for _, k in ipairs({ "status", "attempts" }) do
     if e[k] and e[k] ~= floor(e[k]) then
@@ -106,6 +116,44 @@ function _M.cut(s, n)
   local i = n
   while i > 0 and byte(s, i + 1) >= 0x80 and byte(s, i + 1) < 0xC0 do i = i - 1 end
   return sub(s, 1, i) .. "..."
+end
+
+-- The most useful sentence in a failed answer's body: an OpenAI-style
+-- error.message, or a short plain-text body; never a whole HTML page.
+local function server_message(body)
+  if not body or body == "" then return nil end
+  local doc = decode(body)
+  if type(doc) == "table" then
+    local e = doc.error
+    if type(e) == "table" and type(e.message) == "string" then return e.message end
+    if type(e) == "string" then return e end
+    if type(doc.message) == "string" then return doc.message end
+    return nil
+  end
+  if find(body, "^%s*<") then return nil end
+  return _M.cut(body, 200)
+end
+
+-- The error of a failed core result r (kind, status, attempts, message,
+-- retry_after, error_body, request_id): the message says what the server
+-- said, and code, type, param and request_id are the upstream's (read in C,
+-- core.upstream_error). Everything from the server passes the scrubber sc
+-- first. endpoint: the endpoint's name; max_message: the message's cap.
+function _M.from_result(r, sc, endpoint, max_message)
+  -- scrubbed before server_message cuts it, so that no cut splits a key
+  local body = r.error_body and (sc:json(r.error_body))
+  local msg = r.message
+  local server = server_message(body)
+  if server then msg = msg and (msg .. ": " .. server) or server end
+  if not msg then msg = r.status and ("HTTP " .. r.status) or r.kind end
+  local code, etype, param
+  if type(body) == "string" then code, etype, param = core.upstream_error(body) end
+  return _M.new {
+    kind = r.kind, status = r.status, endpoint = endpoint, attempts = r.attempts,
+    message = _M.cut(sc:text(msg), max_message), retry_after = r.retry_after,
+    code = code, type = etype, param = param,
+    request_id = r.request_id and sc:text(r.request_id),
+  }
 end
 
 return _M

@@ -17,7 +17,7 @@ local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
 local encode, decode = cjson.encode, cjson.decode
 local floor = math.floor
-local find, format = string.find, string.format
+local format = string.format
 
 local _M = {
   _VERSION = core.version, errors = errors,
@@ -199,33 +199,8 @@ end
 ---------------------------------------------------------------------------
 -- Results
 
--- The most useful sentence in a failed answer's body: an OpenAI-style
--- error.message, or a short plain-text body; never a whole HTML page.
-local function server_message(body)
-  if not body or body == "" then return nil end
-  local doc = decode(body)
-  if type(doc) == "table" then
-    local e = doc.error
-    if type(e) == "table" and type(e.message) == "string" then return e.message end
-    if type(e) == "string" then return e end
-    if type(doc.message) == "string" then return doc.message end
-    return nil
-  end
-  if find(body, "^%s*<") then return nil end
-  return errors.cut(body, 200)
-end
-
 local function make_error(self, r)
-  local msg, scrub = r.message, self._scrub
-  -- scrubbed before server_message cuts it, so that no cut splits a key
-  local server = server_message((scrub:json(r.error_body)))
-  if server then msg = msg and (msg .. ": " .. server) or server end
-  if not msg then msg = r.status and ("HTTP " .. r.status) or r.kind end
-  msg = errors.cut(scrub:text(msg), MAX_MESSAGE)
-  return errors.new {
-    kind = r.kind, status = r.status, endpoint = r.endpoint and self._names[r.endpoint],
-    attempts = r.attempts, message = msg, retry_after = r.retry_after,
-  }
+  return errors.from_result(r, self._scrub, r.endpoint and self._names[r.endpoint], MAX_MESSAGE)
 end
 
 -- Charges a finished core result (r.endpoint still an index) for the usage in
@@ -241,6 +216,7 @@ function Client:_result(r)
   if r.ok then
     r.endpoint = self._names[r.endpoint]
     r.id = nil
+    if r.request_id then r.request_id = self._scrub:text(r.request_id) end
     return r
   end
   return { ok = false, error = make_error(self, r), status = r.status,
@@ -262,9 +238,11 @@ local function decoded(self, res)
   local resp = decode(res.body)
   if type(resp) ~= "table" then
     return nil, errors.new { kind = "decode", status = res.status, endpoint = res.endpoint,
-                             attempts = res.attempts, message = "the response body is not valid JSON" }
+                             attempts = res.attempts, message = "the response body is not valid JSON",
+                             request_id = res.request_id }
   end
-  resp._llmrelay = { endpoint = res.endpoint, attempts = res.attempts, latency = res.latency, cost = res.cost }
+  resp._llmrelay = { endpoint = res.endpoint, attempts = res.attempts, latency = res.latency, cost = res.cost,
+                     request_id = res.request_id }
   return resp
 end
 

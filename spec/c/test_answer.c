@@ -191,6 +191,52 @@ TEST(fault_outcomes) {
   CHECK(lr_answer_max_event((size_t)64 << 20) == (size_t)4 << 20);
 }
 
+static int span_is(const char *b, lr_span sp, const char *want) {
+  if (!want) return sp.len == 0;
+  return sp.len == strlen(want) && memcmp(b + sp.off, want, sp.len) == 0;
+}
+
+static int upstream(const char *b, const char *code, const char *type, const char *param) {
+  lr_upstream_error e;
+  if (lr_answer_error(b, strlen(b), &e) != 0) return 0;
+  return span_is(b, e.code, code) && span_is(b, e.type, type) && span_is(b, e.param, param);
+}
+
+TEST(upstream_error_fields) {
+  CHECK(upstream("{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\","
+                 "\"param\":\"messages\",\"code\":\"context_length_exceeded\"}}",
+                 "\"context_length_exceeded\"", "\"invalid_request_error\"", "\"messages\""));
+  CHECK(upstream("{\"error\":{\"message\":\"x\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", NULL,
+                 "\"server_error\"", NULL));
+  CHECK(upstream(" { \"error\" : { \"code\" : 400 , \"status\": \"INVALID_ARGUMENT\" } } ", "400", NULL, NULL));
+  CHECK(upstream("{\"object\":\"error\",\"message\":\"m\",\"type\":\"BadRequestError\",\"param\":null,\"code\":400}",
+                 "400", "\"BadRequestError\"", NULL));
+  /* objects, arrays, booleans are no code */
+  CHECK(upstream("{\"error\":{\"code\":{\"a\":1},\"type\":[1],\"param\":true}}", NULL, NULL, NULL));
+  CHECK(upstream("{\"error\":{\"code\":\"a\\\"b\",\"code\":\"last\"}}", "\"last\"", NULL, NULL));
+}
+
+TEST(upstream_error_refused) {
+  lr_upstream_error e;
+  const char *no[] = {"", "null", "[]", "{}", "{\"error\":\"model not found\"}", "{\"error\":null}",
+                      "{\"object\":\"chat.completion\",\"code\":1}", "{\"error\":{\"code\":\"x\"}",
+                      "<html>502</html>", "{\"error\":{\"code\":\"x\"}} trailing"};
+  for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+    e.code.len = 99;
+    CHECK(lr_answer_error(no[i], strlen(no[i]), &e) == -1);
+    CHECK(e.code.len == 0 && e.type.len == 0 && e.param.len == 0);
+  }
+  /* bounded: a body over LR_ERROR_BODY bytes is not read */
+  static char big[LR_ERROR_BODY + 64];
+  int k = snprintf(big, sizeof big, "{\"error\":{\"code\":\"c\",\"message\":\"");
+  memset(big + k, 'a', sizeof big - (size_t)k);
+  memcpy(big + LR_ERROR_BODY - 3, "\"}}", 3);
+  CHECK(lr_answer_error(big, LR_ERROR_BODY, &e) == 0 && e.code.len == 3);
+  memcpy(big + LR_ERROR_BODY - 3, "aaa", 3);
+  memcpy(big + LR_ERROR_BODY - 2, "\"}}", 3);
+  CHECK(lr_answer_error(big, LR_ERROR_BODY + 1, &e) == -1);
+}
+
 int main(void) {
   RUN(classify_done);
   RUN(classify_skip_keep_alive_and_after_done);
@@ -205,5 +251,7 @@ int main(void) {
   RUN(usage_tokens_with_white_space_around_the_colon);
   RUN(usage_tokens_missing_is_minus_one);
   RUN(fault_outcomes);
+  RUN(upstream_error_fields);
+  RUN(upstream_error_refused);
   CTEST_END();
 }

@@ -217,6 +217,31 @@ TEST(status_line_resets) {
   CHECK_NEAR(h.retry_after_s, 3, 0); /* blank and broken lines reset nothing */
 }
 
+TEST(request_id_kept_when_visible_ascii_and_short) {
+  lr_hints h = FED("X-Request-Id:  req_abc123 \r\n");
+  CHECK(strcmp(h.request_id, "req_abc123") == 0);
+  char line[LR_REQUEST_ID_MAX + 32];
+  snprintf(line, sizeof line, "x-request-id: %0*d", LR_REQUEST_ID_MAX, 7);
+  h = FED(line);
+  CHECK(strlen(h.request_id) == LR_REQUEST_ID_MAX);
+  snprintf(line, sizeof line, "x-request-id: %0*d", LR_REQUEST_ID_MAX + 1, 7);
+  h = FED("x-request-id: a", line); /* too long: dropped, not cut */
+  CHECK(h.request_id[0] == 0);
+  h = FED("x-request-id: a b");
+  CHECK(h.request_id[0] == 0);
+  h = FED("x-request-id: a\x01b");
+  CHECK(h.request_id[0] == 0);
+  h = FED("x-request-id: caf\xc3\xa9");
+  CHECK(h.request_id[0] == 0);
+  h = FED("x-request-id:");
+  CHECK(h.request_id[0] == 0);
+  h = FED("x-request-id: one", "HTTP/1.1 200 OK");
+  CHECK(h.request_id[0] == 0); /* only the final response's */
+  h = FED("x-request-id: one", "x-request-id: two");
+  CHECK(strcmp(h.request_id, "two") == 0);
+  CHECK(all_unknown(&h));
+}
+
 TEST(anthropic_headers) {
   lr_hints h = FED("anthropic-ratelimit-requests-remaining: 0",
                    "anthropic-ratelimit-requests-reset: 2024-05-01T12:00:30Z",
@@ -344,6 +369,7 @@ int main(void) {
   RUN(minus_one_and_garbage_are_unknown);
   RUN(unknown_headers_ignored);
   RUN(status_line_resets);
+  RUN(request_id_kept_when_visible_ascii_and_short);
   RUN(anthropic_headers);
   RUN(feed_takes_name_and_value_directly);
   RUN(server_delay_precedence);

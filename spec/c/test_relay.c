@@ -141,6 +141,22 @@ TEST(rate_limited_waits_for_retry_after_ms_not_longer) {
   lr_relay_free(rl);
 }
 
+TEST(request_id_is_the_last_answers) {
+  lr_relay *rl = make(1, LR_STRATEGY_PRIORITY, 5, 4);
+  lr_req r, *got;
+  lr_relay_submit(rl, &r, ALL(1), 0, INFINITY, 0, 0, NULL);
+  CHECK(r.request_id[0] == 0);
+  poll1(rl, 0, &got, NULL);
+  answer_hints(rl, &r, 429, "x-request-id: req_1\r\n", 0);
+  CHECK(strcmp(r.request_id, "req_1") == 0);
+  double wake;
+  poll1(rl, 0, &got, &wake);
+  CHECK(poll1(rl, wake, &got, NULL) == 1 && r.state == LR_REQ_SENDING);
+  answer(rl, &r, 200, wake); /* no headers: no id */
+  CHECK(r.request_id[0] == 0);
+  lr_relay_free(rl);
+}
+
 TEST(rate_limited_fails_over_to_an_endpoint_with_capacity) {
   lr_relay *rl = make(2, LR_STRATEGY_PRIORITY, 5, 4);
   lr_req r, *got;
@@ -701,6 +717,7 @@ int main(void) {
   RUN(connect_and_timeout_fail_over);
   RUN(invalid_request_is_never_retried);
   RUN(rate_limited_waits_for_retry_after_ms_not_longer);
+  RUN(request_id_is_the_last_answers);
   RUN(rate_limited_fails_over_to_an_endpoint_with_capacity);
   RUN(server_delay_beyond_max_retry_after_gives_up_with_hint);
   RUN(deadline_fails_fast_when_nothing_is_usable_in_time);

@@ -56,6 +56,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (lr_json_member(s, size, "k", 1, &off, &len) == 0) REQUIRE(off <= size && len <= size - off);
     REQUIRE(lr_json_estimate_tokens(s, size) >= (double)(size / 4));
     if (lr_answer_usage(s, size, &pt, &ct, &tt) == 0) REQUIRE(pt >= -1 && ct >= -1 && tt >= -1);
+    /* an error body's code, type and param: spans of string or number members, in bounds */
+    lr_upstream_error e;
+    if (lr_answer_error(s, size, &e) == 0) {
+      REQUIRE(valid && object && size <= LR_ERROR_BODY);
+      const lr_span sp[3] = {e.code, e.type, e.param};
+      for (int i = 0; i < 3; i++) {
+        REQUIRE(sp[i].off <= size && sp[i].len <= size - sp[i].off);
+        if (sp[i].len) {
+          char c = s[sp[i].off];
+          REQUIRE(c == '"' || c == '-' || (c >= '0' && c <= '9'));
+          REQUIRE(lr_json_check(s + sp[i].off, sp[i].len, 1) == 0);
+        }
+      }
+    } else {
+      REQUIRE(e.code.len == 0 && e.type.len == 0 && e.param.len == 0);
+    }
   }
   /* the request check answers every input with a bounded sentence */
   char msg[96];

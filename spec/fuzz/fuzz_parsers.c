@@ -44,6 +44,9 @@ static void check_hints(const lr_hints *h) {
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) REQUIRE(f[i] == -1 || (isfinite(f[i]) && f[i] >= 0));
   REQUIRE(h->should_retry >= -1 && h->should_retry <= 1);
   REQUIRE(h->event_stream == 0 || h->event_stream == 1);
+  size_t n = strnlen(h->request_id, sizeof h->request_id);
+  REQUIRE(n <= LR_REQUEST_ID_MAX);
+  for (size_t i = 0; i < n; i++) REQUIRE(h->request_id[i] > 0x20 && h->request_id[i] < 0x7f);
 }
 
 static int is_ws(char c) { return c == ' ' || c == '\t'; }

@@ -28,7 +28,11 @@
 --                with 503/429 and Retry-After. Without it, a request waits up
 --                to retry.max_retry_after for a usable endpoint.
 -- The request body goes upstream unchanged; the upstream keys are the
--- pool's and never reach the caller; neither do upstream headers.
+-- pool's and never reach the caller; neither do upstream headers, but for
+-- x-request-id (passed on whenever the answer has one). A failure that is
+-- the request's own (400 such as context_length_exceeded, 404 model not
+-- found, 413, 422) is answered with the upstream's status and error body,
+-- scrubbed of keys, so SDKs' `e.code` checks work through the gateway.
 
 local ngx = ngx
 local cjson = require "cjson.safe"
@@ -69,19 +73,45 @@ local function error_doc(message, kind, code)
   return { error = { message = message, type = TYPE_OF[kind] or kind, code = code or kind, param = cjson.null } }
 end
 
+-- What the upstream said, where it said it (type, code, param), else llmrelay's words.
+local function upstream_doc(err, fallback_type)
+  local doc = error_doc(err.message or err.kind, err.type or fallback_type, err.code or err.kind)
+  if err.param then doc.error.param = err.param end
+  return doc
+end
+
 local function fail(status, message, kind, headers)
   send_json(status, error_doc(message, kind), headers)
 end
 
--- The HTTP status and body for an llmrelay error.
-local function error_response(err)
+-- 4xx answers that are not the request's own: the pool's key or account
+-- (401 402 403 407), its pace (429), a timeout or conflict worth a retry.
+local NOT_OWN = { [401] = true, [402] = true, [403] = true, [407] = true, [408] = true, [409] = true,
+                  [425] = true, [429] = true }
+
+-- The upstream refused the request itself: any endpoint would say the same.
+local function own_failure(err)
+  local s = err.status
+  return (err.kind == "invalid_request" or err.kind == "http") and s ~= nil and s >= 400 and s < 500
+    and not NOT_OWN[s]
+end
+
+-- The HTTP status, JSON text and headers (which endpoint, how many attempts,
+-- the upstream's x-request-id) for an llmrelay error. error_body:
+-- the upstream's (scrubbed) error body, passed on as it came when the
+-- failure is the request's own and it is a JSON object.
+local function error_response(err, error_body)
   local status = STATUS_OF[err.kind] or 502
-  if err.kind == "invalid_request" and err.status and err.status >= 400 and err.status < 500 then status = err.status end
-  local headers
-  if status == 429 or status == 503 then
-    if err.retry_after then headers = { ["Retry-After"] = tostring(ceil(err.retry_after)) } end
+  local headers = { ["X-LLMRelay-Endpoint"] = err.endpoint, ["X-LLMRelay-Attempts"] = tostring(err.attempts or 0),
+                    ["x-request-id"] = err.request_id }
+  if own_failure(err) then
+    if error_body and type(cjson.decode(error_body)) == "table" then return err.status, error_body, headers end
+    return err.status, cjson.encode(upstream_doc(err, TYPE_OF[err.kind] or "api_error")), headers
   end
-  return status, error_doc(err.message or err.kind, TYPE_OF[err.kind] or "api_error", err.kind), headers
+  if status == 429 or status == 503 then
+    if err.retry_after then headers["Retry-After"] = tostring(ceil(err.retry_after)) end
+  end
+  return status, cjson.encode(error_doc(err.message or err.kind, TYPE_OF[err.kind] or "api_error", err.kind)), headers
 end
 
 ---------------------------------------------------------------------------
@@ -187,14 +217,11 @@ local function complete(client, body, model, deadline)
     ngx.header["Content-Type"] = "application/json"
     ngx.header["X-LLMRelay-Endpoint"] = res.endpoint
     ngx.header["X-LLMRelay-Attempts"] = tostring(res.attempts)
+    if res.request_id then ngx.header["x-request-id"] = res.request_id end
     ngx.print(res.body)
     return
   end
-  local status, doc, headers = error_response(res.error)
-  headers = headers or {}
-  if res.error.endpoint then headers["X-LLMRelay-Endpoint"] = res.error.endpoint end
-  headers["X-LLMRelay-Attempts"] = tostring(res.error.attempts or 0)
-  send_json(status, doc, headers)
+  send_raw(error_response(res.error, res.error_body))
 end
 
 -- One event, one data: line. The decoder joined a multi-line data: field with
@@ -253,10 +280,9 @@ local function streamed(client, body, model, deadline)
   end
   local res = client:_result(r)
   if not started then
-    local status, doc, headers = error_response(res.error)
-    return send_json(status, doc, headers)
+    return send_raw(error_response(res.error, res.error_body))
   end
-  ngx.print(sse(cjson.encode(error_doc(res.error.message or res.error.kind, "api_error", res.error.kind))))
+  ngx.print(sse(cjson.encode(upstream_doc(res.error, "api_error"))))
   ngx.flush(true)
 end
 
