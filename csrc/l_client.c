@@ -49,7 +49,7 @@ static int l_submit(lua_State *L) {
   double deadline = lua_isnoneornil(L, 6) ? INFINITY : lr_now_mono() + luaL_checknumber(L, 6);
   int priority = (int)luaL_optinteger(L, 7, 0);
   int stream = lua_toboolean(L, 8);
-  lr_call *call = lr_client_submit(c, body, len, lr_client_serving(c, model, mlen), tokens, timeout, deadline,
+  lr_call *call = lr_client_submit(c, body, len, model, mlen, lr_client_serving(c, model, mlen), tokens, timeout, deadline,
                                    priority, stream);
   if (!call) {
     lua_pushnil(L);

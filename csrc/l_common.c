@@ -117,7 +117,13 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   if (lua_isstring(L, -1)) {
     const char *key = lua_tostring(L, -1);
     if (has_crlf(key)) luaL_error(L, "endpoints[%d].api_key must not contain CR or LF", i + 1);
-    hdr[nh++] = keep(L, s, "Authorization: Bearer ", key, NULL);
+    lua_getfield(L, t, "auth"); /* "bearer" (nil too) or "api-key": Azure's header */
+    const char *auth = lua_tostring(L, -1);
+    int api_key = auth && strcmp(auth, "api-key") == 0;
+    if (auth && !api_key && strcmp(auth, "bearer") != 0)
+      luaL_error(L, "endpoints[%d].auth must be \"bearer\" or \"api-key\"", i + 1);
+    lua_pop(L, 1);
+    hdr[nh++] = keep(L, s, api_key ? "api-key: " : "Authorization: Bearer ", key, NULL);
   }
   lua_pop(L, 1);
   hdr[nh++] = "Content-Type: application/json";

@@ -216,6 +216,7 @@ void lr_client_free(lr_client *c) {
   for (uint32_t s = 0; s < c->n_slots; s++) {
     if (!c->slots[s]) continue;
     free(c->slots[s]->body);
+    free(c->slots[s]->model);
     free(c->slots[s]->resp);
     lr_evq_free(&c->slots[s]->ev);
     free(c->slots[s]);
@@ -284,22 +285,33 @@ lr_call *lr_client_find(lr_client *c, uint64_t id) {
   return c->slots[slot];
 }
 
-lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
+/* Copies n bytes and a NUL into *buf, grown (never shrunk) to fit; -1: out of memory. */
+static int copy_kept(char **buf, size_t *cap, const char *src, size_t n) {
+  if (*cap < n + 1) {
+    char *b = realloc(*buf, n + 1);
+    if (!b) return -1;
+    *buf = b;
+    *cap = n + 1;
+  }
+  if (n) memcpy(*buf, src, n);
+  (*buf)[n] = 0;
+  return 0;
+}
+
+lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, const char *model, size_t mlen,
+                          uint64_t allowed, double tokens,
                           double timeout_s, double deadline, int priority, int stream) {
   lr_call *call = call_alloc(c);
   if (!call) return NULL;
-  if (call->body_cap < len + 1) { /* the slot keeps its buffer for the next call */
-    char *b = realloc(call->body, len + 1);
-    if (!b) {
-      call->id = 0;
-      c->free_slots[c->n_free_slots++] = call->slot;
-      return NULL;
-    }
-    call->body = b;
-    call->body_cap = len + 1;
+  /* the slot keeps its buffers for the next call; both end in a NUL */
+  if (copy_kept(&call->body, &call->body_cap, body, len) != 0 ||
+      copy_kept(&call->model, &call->model_cap, model, mlen) != 0) {
+    call->id = 0;
+    c->free_slots[c->n_free_slots++] = call->slot;
+    return NULL;
   }
-  memcpy(call->body, body, len);
   call->body_len = len;
+  call->model_len = mlen;
   call->xfer = NULL;
   call->resp_len = 0;
   call->err_body_len = 0;

@@ -18,6 +18,8 @@ typedef struct lr_call {
   uint64_t id;
   char *body;                  /* the request body, sent by every attempt; the buffer is kept for the slot's next call */
   size_t body_len, body_cap;
+  char *model;                 /* the request's model, for an endpoint path's {model}; buffer kept like body's */
+  size_t model_len, model_cap;
   struct lr_transfer *xfer;    /* the transfer of the current attempt, if any */
   char *resp;                  /* DONE ok: the response body; the buffer is kept for the slot's next call */
   size_t resp_len, resp_cap;
@@ -46,7 +48,8 @@ uint64_t lr_client_serving(lr_client *c, const char *model, size_t len);
 
 /* Starts a request; the body is copied. deadline: absolute monotonic seconds
  * or INFINITY. NULL when out of memory. */
-lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
+lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, const char *model, size_t mlen,
+                          uint64_t allowed, double tokens,
                           double timeout_s, double deadline, int priority, int stream);
 /* Streams: ids of calls that have events waiting since the last call (at
  * most max; the rest stay for the next call). */

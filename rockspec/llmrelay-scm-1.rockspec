@@ -33,6 +33,7 @@ build = {
     ["llmrelay"] = "lua/llmrelay/init.lua",
     ["llmrelay.config"] = "lua/llmrelay/config.lua",
     ["llmrelay.schema"] = "lua/llmrelay/schema.lua",
+    ["llmrelay.dialect"] = "lua/llmrelay/dialect.lua",
     ["llmrelay.errors"] = "lua/llmrelay/errors.lua",
     ["llmrelay.sched"] = "lua/llmrelay/sched.lua",
     ["llmrelay.batch"] = "lua/llmrelay/batch.lua",

@@ -52,7 +52,7 @@ describe("config.validate", function()
     assert.same({
       name = "localhost:8080", base_url = "http://localhost:8080",
       url = "http://localhost:8080/chat/completions", weight = 1, rpm = 0, tpm = 0,
-      max_concurrency = 0, models = {}, headers = {},
+      max_concurrency = 0, models = {}, headers = {}, path = "/chat/completions", auth = "bearer",
     }, ep)
     assert.is_nil(ep.api_key)
     assert.equal("weighted", n.strategy)

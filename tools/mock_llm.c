@@ -8,7 +8,8 @@
  * malformed requests -> 400 + close.  Pipelined requests are answered in order.
  *
  * Endpoints
- *   POST /v1/chat/completions, /chat/completions   chat.completion or SSE
+ *   POST any path ending in /chat/completions (Azure's /openai/deployments/M/...
+ *     too)   chat.completion or SSE; /stats says the last one's path?query in last_target
  *        ("stream": true at top level).  content = "echo: " + raw JSON text
  *        of the last "content" string in the body (<= 200 bytes, never cut
  *        inside an escape / UTF-8 sequence), or "hello from <name>".
@@ -134,6 +135,10 @@ static struct buf jb; /* response body scratch */
 
 /* ------------------------------------------------------------ statistics */
 
+/* the request target (path?query) of the last chat request, for /stats */
+static char last_target[512];
+static size_t last_target_len;
+
 void stats_json(struct buf *b)
 {
     buf_printf(b,
@@ -156,6 +161,9 @@ void stats_json(struct buf *b)
                (unsigned long long)st.streams,
                (unsigned long long)st.auth_failures,
                (unsigned long long)st.cuts, (unsigned long long)st.abuses);
+    buf_puts(b, ",\"last_target\":\"");
+    buf_json(b, last_target, last_target_len);
+    buf_puts(b, "\"");
     rate_stats_json(b);
     buf_puts(b, "}");
 }
@@ -186,6 +194,13 @@ static int path_is(const char *p, size_t n, const char *w)
 {
     return strlen(w) == n && memcmp(p, w, n) == 0;
 }
+
+static int path_ends(const char *p, size_t n, const char *w)
+{
+    size_t wl = strlen(w);
+    return n >= wl && memcmp(p + n - wl, w, wl) == 0;
+}
+
 
 /* the query string has the parameter kv ("name=value") */
 static int query_has(const char *q, size_t n, const char *kv)
@@ -416,8 +431,10 @@ void app_handle(struct conn *c, char *base)
     const char *p = base + r->path_off;
     size_t pl = r->path_len;
     c->rclose = !r->keep_alive;
-    if (r->method == M_POST && (path_is(p, pl, "/v1/chat/completions") ||
-                                path_is(p, pl, "/chat/completions"))) {
+    if (r->method == M_POST && path_ends(p, pl, "/chat/completions")) {
+        size_t tl = r->query_len ? pl + 1 + r->query_len : pl;
+        last_target_len = tl < sizeof last_target ? tl : sizeof last_target;
+        memcpy(last_target, p, last_target_len); /* the query follows the path and "?" */
         chat(c, base);
         return;
     }

@@ -13,6 +13,7 @@ local format, find, sub, lower, byte, gsub, match =
 local sort, concat = table.sort, table.concat
 local errors = require "llmrelay.errors"
 local schema = require "llmrelay.schema"
+local dialect = require "llmrelay.dialect"
 
 local NUMBERS = schema.numbers
 local MAX_ENDPOINTS, MAX_HEADERS, MAX_MODELS =
@@ -391,7 +392,7 @@ end
 -- Also fills in url, and default_name (host[:port]) for assign_names.
 local function base_url(v, path, _, _, out)
   local url, host = parse_base_url(v, path)
-  out.url, out.default_name = url .. "/chat/completions", host
+  out.url, out.default_name = url .. dialect.DEFAULT_PATH, host
   return url
 end
 
@@ -475,9 +476,22 @@ local CHECK = {
   word = word, text = text, ["function"] = a_function, file = readable_file,
   boolean = boolean,
   models = parse_models, prices = parse_prices, headers = parse_headers, redis = redis_options,
+  -- provider dialects (dialect.lua): path and query make url, after base_url
+  url_path = function(v, path, _, _, out)
+    v = dialect.check_path(v == nil and dialect.DEFAULT_PATH or v, path, fail)
+    out.url = out.base_url .. v
+    return v
+  end,
+  url_query = function(v, path, _, _, out)
+    local q, enc = dialect.check_query(v, path, fail)
+    if enc ~= "" then out.url = out.url .. "?" .. enc end
+    return q
+  end,
+  auth = function(v, path, _, _, out) return dialect.check_auth(v == nil and "bearer" or v, path, fail, out.headers) end,
 }
 -- Types whose checker also decides what a missing value becomes.
-local NIL_TOO = { base_url = true, models = true, headers = true, secret_headers = true, cap = true }
+local NIL_TOO = { base_url = true, models = true, headers = true, secret_headers = true, cap = true,
+                  url_path = true, auth = true }
 for _, f in ipairs(schema.fields) do
   if not CHECK[f.type] and not (NUMBERS[f.type] and NUMBERS[f.type].desc) then
     error("llmrelay.schema: " .. f.path .. " has an unknown type " .. tostring(f.type))

@@ -13,6 +13,7 @@
 local ngx = ngx
 local core = require "llmrelay.core"
 local http = require "llmrelay.resty.http"
+local dialect = require "llmrelay.dialect"
 local store_of = require("llmrelay.store").open
 local semaphore = require "ngx.semaphore"
 
@@ -58,9 +59,12 @@ function _M.new(cfg, fleet)
     local target = http.parse_url(ep.url)
     local headers = { "Content-Type: application/json", "Accept: application/json, text/event-stream",
                       "User-Agent: " .. cfg.user_agent }
-    if ep.api_key then headers[#headers + 1] = "Authorization: Bearer " .. ep.api_key end
+    if ep.api_key then headers[#headers + 1] = dialect.auth_header(ep.auth, ep.api_key) end
     for _, h in ipairs(ep.headers or {}) do headers[#headers + 1] = h[1] .. ": " .. h[2] end
-    eps[i] = { target = target, prefix = http.head_prefix(target, headers),
+    -- a path with {model} gets its head per model (prefix_for), the same URL the libcurl executor builds
+    local templated = ep.url:find("{model}", 1, true) ~= nil
+    eps[i] = { target = target, prefix = not templated and http.head_prefix(target, headers) or nil,
+               headers = templated and headers or nil, by_model = templated and {} or nil, n_models = 0,
                pool = "llmrelay:" .. target.scheme .. ":" .. target.host .. ":" .. target.port
                  .. (cfg.tls.insecure and ":noverify" or "") }
   end
@@ -173,7 +177,7 @@ function Engine:submit(body, model, tokens, timeout, deadline, priority, streame
   local rl = relay(self)
   local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority)
   if not id then return nil, err end
-  self.calls[id] = { id = id, body = body, tokens = tokens or 0, stream = streamed and true or false }
+  self.calls[id] = { id = id, body = body, model = model, tokens = tokens or 0, stream = streamed and true or false }
   self.waiters[id] = waiter
   self:drive()
   return id
@@ -185,6 +189,22 @@ end
 
 local function stream_ok(status, ctype)
   return status >= 200 and status < 300 and ctype ~= nil and ctype:find("text/event-stream", 1, true) ~= nil
+end
+
+-- The request head of endpoint ep for this model, when its path has {model}:
+-- kept for at most MAX_PREFIXES models, made afresh for any other.
+local MAX_PREFIXES = 64
+local function prefix_for(ep, model)
+  local m = model or ""
+  local prefix = ep.by_model[m]
+  if prefix then return prefix end
+  local t = ep.target
+  local target = { host_header = t.host_header, path = dialect.expand(t.path, m) }
+  prefix = http.head_prefix(target, ep.headers)
+  if ep.n_models < MAX_PREFIXES then
+    ep.by_model[m], ep.n_models = prefix, ep.n_models + 1
+  end
+  return prefix
 end
 
 -- One attempt, in a light thread of the request that owns the call.
@@ -218,7 +238,7 @@ local function attempt(self, call)
   end
   local fault, fault_text, fault_kind, fault_msg
   local res = http.post {
-    target = ep.target, prefix = ep.prefix, body = call.body,
+    target = ep.target, prefix = ep.prefix or prefix_for(ep, call.model), body = call.body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
     idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, total_timeout = call.tmo,
     max_bytes = cfg.max_response_bytes,
