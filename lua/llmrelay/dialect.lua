@@ -28,10 +28,10 @@ function _M.check_path(v, path, fail)
   if #v > 512 then fail(path .. " must be at most 512 characters") end
   if find(v, "[%c%s]") then fail(path .. " must not contain whitespace or control characters") end
   if find(v, "[?#]") then fail(path .. " must not contain ? or # (use query for the URL's query)") end
-  local rest = gsub(v, "{model}", "")
+  local rest = gsub(gsub(v, "{model}", ""), "%%%x%x", "")
   if find(rest, "[{}]") then fail(path .. " may hold only {model} as a placeholder") end
   if not find(rest, PATH_CHARS) then
-    fail(path .. " must be letters, digits, / and the characters -._~!$&'()*+,;=:@ (percent-encode others)")
+    fail(path .. " must be letters, digits, / and the characters -._~!$&'()*+,;=:@ (others percent-encoded: %XX)")
   end
   return v
 end

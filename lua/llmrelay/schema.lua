@@ -52,7 +52,7 @@ _M.fields = {
   { path = "endpoints[i].name", type = "endpoint_name", shown = "host[:port]",
     doc = "unique; appears in errors, events, status" },
   { path = "endpoints[i].base_url", type = "base_url", required = true,
-    doc = "http(s)://host[:port]/path; requests go to base_url .. \"/chat/completions\"" },
+    doc = "http(s)://host[:port]/path; requests go to base_url .. path" },
   { path = "endpoints[i].api_key", type = "api_key",
     doc = "the key (at least " .. require("llmrelay.errors").MIN_SECRET .. " characters)" },
   { path = "endpoints[i].api_key_env", type = "api_key_env",
