@@ -195,6 +195,7 @@ oom:
 
 static void transfer_destroy(lr_transfer *x) {
   if (x->easy) curl_easy_cleanup(x->easy);
+  curl_slist_free_all(x->headers);
   lr_evstream_free(&x->es);
   free(x->buf);
   free(x);
@@ -218,6 +219,7 @@ void lr_client_free(lr_client *c) {
     free(c->slots[s]->body);
     free(c->slots[s]->resp);
     lr_evq_free(&c->slots[s]->ev);
+    curl_slist_free_all(c->slots[s]->headers);
     free(c->slots[s]);
   }
   free(c->slots);
@@ -285,18 +287,31 @@ lr_call *lr_client_find(lr_client *c, uint64_t id) {
 }
 
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t allowed, double tokens,
-                          double timeout_s, double deadline, int priority, int stream) {
+                          double timeout_s, double deadline, int priority, int stream, const char *const *headers,
+                          int n_headers) {
   lr_call *call = call_alloc(c);
   if (!call) return NULL;
-  if (call->body_cap < len + 1) { /* the slot keeps its buffer for the next call */
+  int oom = 0;
+  for (int k = 0; k < n_headers && !oom; k++) {
+    struct curl_slist *l = curl_slist_append(call->headers, headers[k]);
+    if (l) call->headers = l;
+    else oom = 1;
+  }
+  if (!oom && call->body_cap < len + 1) { /* the slot keeps its buffer for the next call */
     char *b = realloc(call->body, len + 1);
-    if (!b) {
-      call->id = 0;
-      c->free_slots[c->n_free_slots++] = call->slot;
-      return NULL;
+    if (b) {
+      call->body = b;
+      call->body_cap = len + 1;
+    } else {
+      oom = 1;
     }
-    call->body = b;
-    call->body_cap = len + 1;
+  }
+  if (oom) { /* the slot is free again, its buffers kept */
+    curl_slist_free_all(call->headers);
+    call->headers = NULL;
+    call->id = 0;
+    c->free_slots[c->n_free_slots++] = call->slot;
+    return NULL;
   }
   memcpy(call->body, body, len);
   call->body_len = len;
@@ -313,6 +328,8 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, uint64_t a
 }
 
 void lr_client_release(lr_client *c, lr_call *call) {
+  curl_slist_free_all(call->headers);
+  call->headers = NULL;
   call->body_len = 0;
   call->resp_len = 0;
   lr_evq_clear(&call->ev);
@@ -384,6 +401,8 @@ lr_transfer *lr_tc_transfer_get(lr_client *c) {
 
 void lr_tc_transfer_put(lr_client *c, lr_transfer *x) {
   x->call = NULL;
+  curl_slist_free_all(x->headers); /* libcurl is done with it: the handle left the multi */
+  x->headers = NULL;
   x->next_free = c->free_xfers;
   c->free_xfers = x;
 }
