@@ -27,6 +27,11 @@ local resp, err = trace:chat_completion(req(), { headers = { ["X-Trace"] = TRACE
 out.with_header = resp and "ok" or tostring(err)
 resp, err = trace:chat_completion(req())
 out.without_header = resp and "ok" or err.status
+-- every attempt carries them: the first answers 500, the retry must pass the check too
+local retry = llmrelay.new { timeout = T, retry = { max_attempts = 2, base_delay = 0.01 },
+  endpoints = { { name = "retry", base_url = U.retry } } }
+resp, err = retry:chat_completion(req(), { headers = { ["X-Trace"] = TRACE } })
+out.retried = resp and resp._llmrelay.attempts or tostring(err)
 local text
 text, err = trace:chat("hi", { headers = { ["x-trace"] = TRACE } })
 out.chat = text and "ok" or tostring(err)
@@ -76,6 +81,7 @@ local mocks
 local function start_mocks()
   mocks = {
     trace = mock.start { name = "trace", auth_header = "X-Trace", auth_key = TRACE },
+    retry = mock.start { name = "retry", auth_header = "X-Trace", auth_key = TRACE, fail_first = 1 },
     tok = mock.start { name = "tok", auth_header = "X-Session-Token", auth_key = "the-right-session-token-0123" },
     a = mock.start { name = "a" }, b = mock.start { name = "b" }, c = mock.start { name = "c" },
     x = mock.start { name = "x", fail_rate = 1 },
@@ -88,6 +94,8 @@ end
 local function check(out)
   assert.equal("ok", out.with_header)
   assert.equal(401, out.without_header)
+  assert.equal(2, out.retried)
+  assert.equal(0, mocks.retry:stats().auth_failures)
   assert.equal("ok", out.chat)
   assert.same({ "chunk" }, { out.stream[1] }, table.concat(out.stream, "\n"))
   assert.equal(401, out.tok_status)
@@ -140,6 +148,7 @@ describe("opts.headers and opts.endpoints", function()
     refuses({ headers = { ["X-A"] = "s3cr3t\0" } }, "opts.headers[\"X-A\"] must not contain control characters")
     refuses({ headers = { ["X A"] = "v" } }, "opts.headers[\"X A\"] is not a valid header name", "chat")
     refuses({ headers = { ["X-A"] = 1 } }, "opts.headers[\"X-A\"] must be a string (got number)")
+    refuses({ headers = { ["X-A"] = "1", ["x-a"] = "2" } }, "(header names are case-insensitive)")
     refuses({ headers = { [1] = "v" } }, "opts.headers must map header names to values")
     refuses({ headers = "X-A: v" }, "opts.headers must be a table")
     refuses({ headers = { ["X-Api-Token"] = "s3cr3t" } }, "opts.headers[\"X-Api-Token\"] is too short to keep secret")
