@@ -38,10 +38,12 @@ static lr_client *check_client(lua_State *L) {
   return ud->c;
 }
 
-/* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil, priority|nil, stream|nil) -> id */
+/* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil, priority|nil, stream|nil, only|nil,
+ *        headers|nil) -> id. only: the endpoints the request may use (1-based numbers, one a byte);
+ * headers: the request's own "Name: value" lines (checked by lua/llmrelay/reqopts.lua). */
 static int l_submit(lua_State *L) {
   lr_client *c = check_client(L);
-  size_t len, mlen = 0;
+  size_t len, mlen = 0, olen = 0;
   const char *body = luaL_checklstring(L, 2, &len);
   const char *model = luaL_optlstring(L, 3, NULL, &mlen);
   double tokens = luaL_optnumber(L, 4, 0);
@@ -49,13 +51,30 @@ static int l_submit(lua_State *L) {
   double deadline = lua_isnoneornil(L, 6) ? INFINITY : lr_now_mono() + luaL_checknumber(L, 6);
   int priority = (int)luaL_optinteger(L, 7, 0);
   int stream = lua_toboolean(L, 8);
-  lr_call *call = lr_client_submit(c, body, len, model, mlen, lr_client_serving(c, model, mlen), tokens, timeout, deadline,
-                                   priority, stream);
+  const char *only = luaL_optlstring(L, 9, NULL, &olen);
+  const char *hdrs[LR_MAX_REQUEST_HEADERS];
+  int n_hdrs = 0;
+  if (!lua_isnoneornil(L, 10)) {
+    luaL_checktype(L, 10, LUA_TTABLE);
+    n_hdrs = (int)lrc_rawlen(L, 10);
+    if (n_hdrs > LR_MAX_REQUEST_HEADERS) return luaL_argerror(L, 10, "too many headers");
+    for (int k = 0; k < n_hdrs; k++) {
+      lua_rawgeti(L, 10, k + 1);
+      if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 10, "header lines must be strings");
+      hdrs[k] = lua_tostring(L, -1); /* the table keeps the string alive */
+      lua_pop(L, 1);
+    }
+  }
+  int by_only;
+  uint64_t allowed = lr_relay_only(lr_client_serving(c, model, mlen), (const unsigned char *)only, olen, &by_only);
+  lr_call *call = lr_client_submit(c, body, len, model, mlen, allowed, tokens, timeout, deadline, priority, stream,
+                                   hdrs, n_hdrs);
   if (!call) {
     lua_pushnil(L);
     lua_pushliteral(L, "out of memory");
     return 2;
   }
+  if (by_only) lr_relay_explain_only(&call->req);
   lua_pushnumber(L, (lua_Number)call->id);
   return 1;
 }

@@ -95,7 +95,8 @@ static int l_new(lua_State *L) {
   return 1;
 }
 
-/* submit(model|nil, tokens, timeout|nil, deadline|nil (absolute, the caller's clock), priority|nil) -> id */
+/* submit(model|nil, tokens, timeout|nil, deadline|nil (absolute, the caller's clock), priority|nil,
+ *        only|nil) -> id. only: the endpoints the request may use (1-based numbers, one a byte). */
 static int l_submit(lua_State *L) {
   relay_ud *ud = check_relay(L);
   size_t mlen = 0;
@@ -104,6 +105,8 @@ static int l_submit(lua_State *L) {
   double timeout = luaL_optnumber(L, 4, 0);
   double deadline = lua_isnoneornil(L, 5) ? INFINITY : luaL_checknumber(L, 5);
   int priority = (int)luaL_optinteger(L, 6, 0);
+  size_t olen = 0;
+  const char *only = luaL_optlstring(L, 7, NULL, &olen);
   rq *q = ud->free_list;
   if (q) {
     ud->free_list = q->next_free;
@@ -122,8 +125,11 @@ static int l_submit(lua_State *L) {
   }
   q->used = 1;
   uintptr_t id = (uintptr_t)q->index + 1;
-  lr_relay_submit(ud->rl, &q->req, lr_pool_serving(lr_relay_pool(ud->rl), model, mlen), tokens, deadline, timeout,
-                  priority, (void *)id);
+  int by_only;
+  uint64_t allowed = lr_relay_only(lr_pool_serving(lr_relay_pool(ud->rl), model, mlen), (const unsigned char *)only,
+                                   olen, &by_only);
+  lr_relay_submit(ud->rl, &q->req, allowed, tokens, deadline, timeout, priority, (void *)id);
+  if (by_only) lr_relay_explain_only(&q->req);
   lua_pushnumber(L, (lua_Number)id);
   return 1;
 oom:

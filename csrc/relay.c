@@ -194,6 +194,21 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
   ready_push(rl, r, 0);
 }
 
+uint64_t lr_relay_only(uint64_t serving, const unsigned char *only, size_t n, int *empty_by_only) {
+  *empty_by_only = 0;
+  if (!only) return serving;
+  uint64_t mask = 0;
+  for (size_t k = 0; k < n; k++)
+    if (only[k] >= 1 && only[k] <= LR_MAX_ENDPOINTS) mask |= (uint64_t)1 << (only[k] - 1);
+  *empty_by_only = serving != 0 && (serving & mask) == 0;
+  return serving & mask;
+}
+
+void lr_relay_explain_only(lr_req *r) {
+  if (r->state == LR_REQ_DONE && r->kind == LR_E_INVALID_REQUEST)
+    snprintf(r->message, sizeof r->message, "none of the endpoints in opts.endpoints serves this request's model");
+}
+
 /* ---- deciding ------------------------------------------------------------- */
 
 typedef enum { D_SEND, D_DONE, D_WAIT, D_BLOCKED } decision;

@@ -113,6 +113,15 @@ long lr_relay_active(const lr_relay *rl);
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
                      double timeout_s, int priority, void *udata);
 
+/* A request's own restriction (opts.endpoints): `only` holds 1-based endpoint
+ * numbers, one a byte; NULL leaves `serving` as it is. Returns serving & the
+ * named endpoints; *empty_by_only is set when the restriction alone left none
+ * (see lr_relay_explain_only). */
+uint64_t lr_relay_only(uint64_t serving, const unsigned char *only, size_t n, int *empty_by_only);
+/* After lr_relay_submit of a request lr_relay_only emptied: its message says
+ * the named endpoints serve none of it, not that no endpoint does. */
+void lr_relay_explain_only(lr_req *r);
+
 /* Advances the relay: returns up to `max` requests the executor must act on,
  * each either SENDING (send attempt r->attempts to r->endpoint now) or DONE
  * (deliver the result; the relay forgets it). *next_wake: when to poll again

@@ -195,6 +195,7 @@ oom:
 
 static void transfer_destroy(lr_transfer *x) {
   if (x->easy) curl_easy_cleanup(x->easy);
+  curl_slist_free_all(x->headers);
   lr_evstream_free(&x->es);
   free(x->buf);
   free(x);
@@ -219,6 +220,7 @@ void lr_client_free(lr_client *c) {
     free(c->slots[s]->model);
     free(c->slots[s]->resp);
     lr_evq_free(&c->slots[s]->ev);
+    curl_slist_free_all(c->slots[s]->headers);
     free(c->slots[s]);
   }
   free(c->slots);
@@ -299,13 +301,21 @@ static int copy_kept(char **buf, size_t *cap, const char *src, size_t n) {
 }
 
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, const char *model, size_t mlen,
-                          uint64_t allowed, double tokens,
-                          double timeout_s, double deadline, int priority, int stream) {
+                          uint64_t allowed, double tokens, double timeout_s, double deadline, int priority,
+                          int stream, const char *const *headers, int n_headers) {
   lr_call *call = call_alloc(c);
   if (!call) return NULL;
+  int oom = 0;
+  for (int k = 0; k < n_headers && !oom; k++) {
+    struct curl_slist *l = curl_slist_append(call->headers, headers[k]);
+    if (l) call->headers = l;
+    else oom = 1;
+  }
   /* the slot keeps its buffers for the next call; both end in a NUL */
-  if (copy_kept(&call->body, &call->body_cap, body, len) != 0 ||
+  if (oom || copy_kept(&call->body, &call->body_cap, body, len) != 0 ||
       copy_kept(&call->model, &call->model_cap, model, mlen) != 0) {
+    curl_slist_free_all(call->headers); /* the slot is free again, its buffers kept */
+    call->headers = NULL;
     call->id = 0;
     c->free_slots[c->n_free_slots++] = call->slot;
     return NULL;
@@ -325,6 +335,8 @@ lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, const char
 }
 
 void lr_client_release(lr_client *c, lr_call *call) {
+  curl_slist_free_all(call->headers);
+  call->headers = NULL;
   call->body_len = 0;
   call->resp_len = 0;
   lr_evq_clear(&call->ev);
@@ -396,6 +408,8 @@ lr_transfer *lr_tc_transfer_get(lr_client *c) {
 
 void lr_tc_transfer_put(lr_client *c, lr_transfer *x) {
   x->call = NULL;
+  curl_slist_free_all(x->headers); /* libcurl is done with it: the handle left the multi */
+  x->headers = NULL;
   x->next_free = c->free_xfers;
   c->free_xfers = x;
 }

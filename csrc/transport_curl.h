@@ -35,6 +35,8 @@ typedef struct lr_call {
   int notified;                /* its id is in the client's ready list */
   struct lr_call *next_done;
   uint32_t slot;
+  struct curl_slist *headers;  /* the request's own header lines (replacing the endpoint's of the same
+                                  name), or NULL */
 } lr_call;
 
 /* NULL on failure, with the reason in err. */
@@ -46,11 +48,15 @@ lr_relay *lr_client_relay(lr_client *c);
 /* Endpoints that serve this model (NULL: any). */
 uint64_t lr_client_serving(lr_client *c, const char *model, size_t len);
 
-/* Starts a request; the body is copied. deadline: absolute monotonic seconds
+/* A request's own header lines: at most this many. */
+#define LR_MAX_REQUEST_HEADERS 64
+
+/* Starts a request; the body and the `headers` lines ("Name: value", sent
+ * with every attempt) are copied. deadline: absolute monotonic seconds
  * or INFINITY. NULL when out of memory. */
 lr_call *lr_client_submit(lr_client *c, const char *body, size_t len, const char *model, size_t mlen,
-                          uint64_t allowed, double tokens,
-                          double timeout_s, double deadline, int priority, int stream);
+                          uint64_t allowed, double tokens, double timeout_s, double deadline, int priority,
+                          int stream, const char *const *headers, int n_headers);
 /* Streams: ids of calls that have events waiting since the last call (at
  * most max; the rest stay for the next call). */
 int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max);

@@ -36,6 +36,7 @@ typedef struct lr_transfer {
   size_t stream_bytes;
   double last_read_at;  /* for timeout.idle */
   char errbuf[CURL_ERROR_SIZE];
+  struct curl_slist *headers; /* the endpoint's headers and the request's own, for this attempt; or NULL */
   struct lr_transfer *next_free;
 } lr_transfer;
 

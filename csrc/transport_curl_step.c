@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void active_remove(lr_client *c, lr_transfer *x) {
   int k = x->active_idx;
@@ -85,6 +86,34 @@ static char *url_expand(const char *url, const char *model, size_t mlen) {
   return out;
 }
 
+/* The header name of a "Name: value" line is `name` (len bytes, no colon). */
+static int same_name(const char *line, const char *name, size_t len) {
+  return strncasecmp(line, name, len) == 0 && line[len] == ':';
+}
+
+/* The endpoint's header lines, less those the request sets itself, then the
+ * request's; NULL when out of memory. */
+static struct curl_slist *merged_headers(const struct curl_slist *ep, const struct curl_slist *own) {
+  struct curl_slist *out = NULL, *l;
+  for (; ep; ep = ep->next) {
+    const char *colon = strchr(ep->data, ':');
+    int replaced = 0;
+    for (const struct curl_slist *o = own; colon && o && !replaced; o = o->next)
+      replaced = same_name(o->data, ep->data, (size_t)(colon - ep->data));
+    if (replaced) continue;
+    if (!(l = curl_slist_append(out, ep->data))) goto oom;
+    out = l;
+  }
+  for (; own; own = own->next) {
+    if (!(l = curl_slist_append(out, own->data))) goto oom;
+    out = l;
+  }
+  return out;
+oom:
+  curl_slist_free_all(out);
+  return NULL;
+}
+
 static int transfer_start(lr_client *c, lr_call *call, double now) {
   int i = call->req.endpoint;
   lr_transfer *x = lr_tc_transfer_get(c);
@@ -114,7 +143,14 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;
   curl_easy_setopt(e, CURLOPT_URL, url ? url : c->ep[i].url);
   free(url);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->ep[i].headers);
+  if (call->headers) {
+    x->headers = merged_headers(c->ep[i].headers, call->headers);
+    if (!x->headers) {
+      lr_tc_transfer_put(c, x);
+      return -1;
+    }
+  }
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers ? x->headers : c->ep[i].headers);
   curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(t > 0 ? ceil(t * 1000.0) : 0));

@@ -40,6 +40,7 @@ build = {
     ["llmrelay.stream"] = "lua/llmrelay/stream.lua",
     ["llmrelay.cost"] = "lua/llmrelay/cost.lua",
     ["llmrelay.executor"] = "lua/llmrelay/executor.lua",
+    ["llmrelay.reqopts"] = "lua/llmrelay/reqopts.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",

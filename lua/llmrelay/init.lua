@@ -12,6 +12,7 @@ local batch = require "llmrelay.batch"
 local stream = require "llmrelay.stream"
 local executor = require "llmrelay.executor"
 local cost = require "llmrelay.cost"
+local reqopts = require "llmrelay.reqopts"
 
 local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
@@ -43,8 +44,8 @@ end
 
 function _M.new(user_cfg)
   local cfg = config.validate(user_cfg, 2)
-  local names = {}
-  for i, ep in ipairs(cfg.endpoints) do names[i] = ep.name end
+  local names, index = {}, {}
+  for i, ep in ipairs(cfg.endpoints) do names[i], index[ep.name] = ep.name, i end
   local resty = cfg.transport == "resty" or (cfg.transport == "auto" and in_openresty())
   if resty and not in_openresty() then error("llmrelay.new: transport = \"resty\" needs OpenResty (ngx)", 2) end
   if cfg.shared_dict and not resty then
@@ -64,6 +65,7 @@ function _M.new(user_cfg)
     _transport = resty and "resty" or "curl",
     _model_list = models,
     _names = names,
+    _index = index, -- endpoint name -> number, for opts.endpoints
     _scrub = errors.scrubber(config.secrets(cfg)), -- the keys live in C memory: no dump shows them
     _on_event = cfg.on_event,
     _conc = cfg.concurrency,
@@ -132,12 +134,14 @@ function Client:_concurrency()
 end
 
 -- Starts a request whose result goes to `waiter`. -> id | nil, err
-function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed)
+-- ro: the request's own headers and endpoints (llmrelay.reqopts), or nil.
+function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed, ro)
   -- every path (requests, batches, CLI lines, gateway bodies) comes here: a
   -- body no server could answer well is refused before anything is sent
   local ok, problem = core.check_request(body)
   if not ok then return nil, problem end
-  local id, err = self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter)
+  local id, err = self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter,
+                                 ro)
   if id then self._ledger:remember(id, model) end
   return id, err
 end
@@ -199,8 +203,9 @@ end
 ---------------------------------------------------------------------------
 -- Results
 
-local function make_error(self, r)
-  return errors.from_result(r, self._scrub, r.endpoint and self._names[r.endpoint], MAX_MESSAGE)
+-- ro: the request's llmrelay.reqopts (its credential headers are scrubbed too), or nil.
+local function make_error(self, r, ro)
+  return errors.from_result(r, reqopts.scrubber(self._scrub, ro), r.endpoint and self._names[r.endpoint], MAX_MESSAGE)
 end
 
 -- Charges a finished core result (r.endpoint still an index) for the usage in
@@ -210,17 +215,17 @@ function Client:_charge(r, text)
 end
 
 -- A core result (the table is reused) in the batch engine's shape: the body
--- stays raw JSON; r.cost and r.model as _charge sets them.
-function Client:_result(r)
+-- stays raw JSON; r.cost and r.model as _charge sets them. ro: as _submit's.
+function Client:_result(r, ro)
   self._ledger:charge(r, r.ok and r.body or nil) -- a failure: only forgets the request's model
   if r.ok then
     r.endpoint = self._names[r.endpoint]
     r.id = nil
-    if r.request_id then r.request_id = self._scrub:text(r.request_id) end
+    if r.request_id then r.request_id = reqopts.scrubber(self._scrub, ro):text(r.request_id) end
     return r
   end
-  return { ok = false, error = make_error(self, r), status = r.status,
-           error_body = r.error_body and (self._scrub:json(r.error_body)), attempts = r.attempts }
+  return { ok = false, error = make_error(self, r, ro), status = r.status,
+           error_body = r.error_body and (reqopts.scrubber(self._scrub, ro):json(r.error_body)), attempts = r.attempts }
 end
 
 -- A failing user callback (on_event, on_result) is raised once the call that
@@ -262,7 +267,11 @@ end
 -- milliseconds in C, like timeout.total (config's range).
 local OPT_KEYS = { timeout = config.MAX_SECONDS, deadline = math.huge }
 
-local function check_opts(opts, fn, extra)
+-- opts.headers and opts.endpoints (not in a batch) -> llmrelay.reqopts
+local REQ_OPTS = { headers = true, endpoints = true }
+
+-- -> opts, the request's own headers and endpoints (llmrelay.reqopts) or nil
+local function check_opts(self, opts, fn, extra)
   if opts == nil then return {} end
   if type(opts) ~= "table" then error(fn .. ": opts must be a table (got " .. type(opts) .. ")", 3) end
   for k, v in pairs(opts) do
@@ -272,11 +281,11 @@ local function check_opts(opts, fn, extra)
       end
     elseif OPT_KEYS[k] then
       check_seconds(v, fn, "opts." .. k, OPT_KEYS[k], 3)
-    elseif not (extra and extra[k]) then
+    elseif not (extra and extra[k]) and not (REQ_OPTS[k] and fn ~= "batch") then
       error(fn .. ": unknown option '" .. tostring(k) .. "'", 3)
     end
   end
-  return opts
+  return opts, fn ~= "batch" and reqopts.check(opts, fn, self._index, 3) or nil
 end
 
 -- Encodes a request; a malformed one is a programmer mistake in chat_completion
@@ -297,15 +306,16 @@ end
 
 local function one(self, req, opts, fn)
   check_open(self, fn)
-  opts = check_opts(opts, fn)
+  local ro
+  opts, ro = check_opts(self, opts, fn)
   local body, msg = encode_request(req, "request")
   if not body then error(fn .. ": " .. msg, 3) end
   local waiter = { inbox = {} }
-  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority)
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, nil, ro)
   if not id then
     return nil, errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
   end
-  local res = self:_result(await(self, waiter))
+  local res = self:_result(await(self, waiter), ro)
   raise_callback_error(self)
   return decoded(self, res)
 end
@@ -335,18 +345,19 @@ end
 
 -- client:stream(req, opts) -> a stream (see lua/llmrelay/stream.lua):
 --   for chunk, err in client:stream(req) do ... end
--- opts: timeout, deadline, priority, on_delta = function(text).
+-- opts: timeout, deadline, priority, headers, endpoints, on_delta = function(text).
 function Client:stream(req, opts)
   check_open(self, "stream")
-  opts = check_opts(opts, "stream", STREAM_OPTS)
+  local ro
+  opts, ro = check_opts(self, opts, "stream", STREAM_OPTS)
   if opts.on_delta ~= nil and type(opts.on_delta) ~= "function" then
     error("stream: opts.on_delta must be a function", 2)
   end
   local body, msg = encode_stream(req)
   if not body then error("stream: " .. msg, 2) end
   local waiter = { inbox = {} }
-  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, true)
-  local st = stream.new(self, id, waiter, opts.on_delta, make_error)
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, true, ro)
+  local st = stream.new(self, id, waiter, opts.on_delta, function(c, r) return make_error(c, r, ro) end)
   if not id then
     st._finished = true
     st._err = errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
@@ -370,10 +381,11 @@ local function chat_streamed(self, req, ropts, on_delta)
   return st:text(), { usage = st.usage, _llmrelay = st._llmrelay }
 end
 
-local CHAT_OPTS = { timeout = true, deadline = true, priority = true, system = true, stream = true, on_delta = true }
+local CHAT_OPTS = { timeout = true, deadline = true, priority = true, system = true, stream = true, on_delta = true,
+                    headers = true, endpoints = true }
 
 -- client:chat(text_or_messages, opts) -> reply text, response | nil, err
--- opts: model, system, timeout, deadline, and any request field (temperature, max_tokens, ...).
+-- opts: model, system, timeout, deadline, headers, endpoints, and any request field (temperature, max_tokens, ...).
 function Client:chat(input, opts)
   check_open(self, "chat")
   if opts ~= nil and type(opts) ~= "table" then
@@ -395,7 +407,7 @@ function Client:chat(input, opts)
   end
   local req, ropts = { messages = messages }, nil
   for k, v in pairs(opts) do
-    if k == "timeout" or k == "deadline" or k == "priority" then
+    if k == "timeout" or k == "deadline" or k == "priority" or REQ_OPTS[k] then
       ropts = ropts or {}
       ropts[k] = v
     elseif not CHAT_OPTS[k] then
@@ -426,7 +438,7 @@ local BATCH_OPTS = { concurrency = true, on_result = true, on_progress = true }
 function Client:batch(requests, opts)
   check_open(self, "batch")
   if type(requests) ~= "table" then error("batch: requests must be an array (got " .. type(requests) .. ")", 2) end
-  opts = check_opts(opts, "batch", BATCH_OPTS)
+  opts = check_opts(self, opts, "batch", BATCH_OPTS)
   local conc = opts.concurrency
   if conc ~= nil and (type(conc) ~= "number" or conc < 1 or conc ~= floor(conc)) then
     error("batch: opts.concurrency must be a positive integer", 2)

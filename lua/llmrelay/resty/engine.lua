@@ -20,6 +20,7 @@ local semaphore = require "ngx.semaphore"
 local spawn, thread_wait = ngx.thread.spawn, ngx.thread.wait
 local get_phase = ngx.get_phase
 local min, huge = math.min, math.huge
+local lower, match = string.lower, string.match
 local pairs, ipairs, tostring, next = pairs, ipairs, tostring, next
 
 local _M = {}
@@ -64,7 +65,7 @@ function _M.new(cfg, fleet)
     -- a path with {model} gets its head per model (prefix_for), the same URL the libcurl executor builds
     local templated = ep.url:find("{model}", 1, true) ~= nil
     eps[i] = { target = target, prefix = not templated and http.head_prefix(target, headers) or nil,
-               headers = templated and headers or nil, by_model = templated and {} or nil, n_models = 0,
+               headers = headers, templated = templated, by_model = templated and {} or nil, n_models = 0,
                pool = "llmrelay:" .. target.scheme .. ":" .. target.host .. ":" .. target.port
                  .. (cfg.tls.insecure and ":noverify" or "") }
   end
@@ -169,18 +170,41 @@ function Engine:drive()
   if self.notify then self.notify() end
 end
 
--- submit(body, model, tokens, timeout, deadline (seconds from now), priority, stream, waiter) -> id | nil, err
+-- submit(body, model, tokens, timeout, deadline (seconds from now), priority, stream, waiter, ro) -> id | nil, err
 -- The relay decides at once: the first attempt is queued for the waiter.
-function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter)
+-- ro: the request's own headers and endpoints (llmrelay.reqopts), or nil.
+function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro)
   local perr = _M.phase_error()
   if perr then return nil, perr end
   local rl = relay(self)
-  local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority)
+  local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority, ro and ro.only)
   if not id then return nil, err end
-  self.calls[id] = { id = id, body = body, model = model, tokens = tokens or 0, stream = streamed and true or false }
+  self.calls[id] = { id = id, body = body, model = model, tokens = tokens or 0, stream = streamed and true or false,
+                     headers = ro and ro.headers }
   self.waiters[id] = waiter
   self:drive()
   return id
+end
+
+-- The request head up to Content-Length for a call with its own header
+-- lines: endpoint ep's lines less those the call sets, then the call's
+-- (made once per endpoint the call tries).
+local function call_prefix(ep, i, call)
+  local done = call.prefixes and call.prefixes[i]
+  if done then return done end
+  local own, lines = {}, {}
+  for k = 1, #call.headers do own[lower(match(call.headers[k], "^[^:]+"))] = true end
+  for k = 1, #ep.headers do
+    local line = ep.headers[k]
+    if not own[lower(match(line, "^[^:]+"))] then lines[#lines + 1] = line end
+  end
+  for k = 1, #call.headers do lines[#lines + 1] = call.headers[k] end
+  local target = ep.target
+  if ep.templated then target = { host_header = target.host_header, path = dialect.expand(target.path, call.model or "") } end
+  local prefix = http.head_prefix(target, lines)
+  call.prefixes = call.prefixes or {}
+  call.prefixes[i] = prefix
+  return prefix
 end
 
 local function keep_error_text(call, s)
@@ -238,7 +262,8 @@ local function attempt(self, call)
   end
   local fault, fault_text, fault_kind, fault_msg
   local res = http.post {
-    target = ep.target, prefix = ep.prefix or prefix_for(ep, call.model), body = call.body,
+    target = ep.target, prefix = call.headers and call_prefix(ep, i, call) or ep.prefix or prefix_for(ep, call.model),
+    body = call.body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
     idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, total_timeout = call.tmo,
     max_bytes = cfg.max_response_bytes,
