@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include "compat.h"
 #include "jsoncheck.h"
 #include "l_common.h"
+#include "urlenc.h"
 
 static int l_now(lua_State *L) {
   lua_pushnumber(L, lr_now_mono());
@@ -128,6 +130,29 @@ static int l_hash(lua_State *L) {
   return 1;
 }
 
+/* url_encode(s) -> s percent-encoded (RFC 3986 unreserved bytes kept), as both executors' URLs are */
+static int l_url_encode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char *out = malloc(3 * n + 1);
+  if (!out) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, out, lr_url_encode(out, s, n));
+  free(out);
+  return 1;
+}
+
+/* url_expand(url, model) -> url with each "{model}" replaced by the encoded model */
+static int l_url_expand(lua_State *L) {
+  size_t mlen;
+  const char *url = luaL_checkstring(L, 1);
+  const char *model = luaL_optlstring(L, 2, "", &mlen);
+  char *out = lr_url_expand(url, model, mlen);
+  if (!out) return luaL_error(L, "out of memory");
+  lua_pushstring(L, out);
+  free(out);
+  return 1;
+}
+
 void lr_util_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"now", l_now},
                                  {"wall", l_wall},
@@ -135,7 +160,7 @@ void lr_util_open(lua_State *L) {
                                  {"catch_stop_signals", l_catch_stop_signals},
                                  {"stop_signals", l_stop_signals},
                                  {"stat", l_stat},
-                                 {"hash", l_hash},
+                                 {"hash", l_hash}, {"url_encode", l_url_encode}, {"url_expand", l_url_expand},
                                  {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
   /* core.limits: the core's fixed limits, for the Lua layer to check and

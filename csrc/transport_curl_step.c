@@ -3,6 +3,7 @@
  * the transfers' own timers and waits on the multi handle. See
  * transport_curl_int.h. */
 #include "transport_curl_int.h"
+#include "urlenc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -54,38 +55,6 @@ static void report(lr_client *c, lr_call *call, lr_attempt_facts *f, int not_sen
     lr_evq_clear(&call->ev);
 }
 
-/* The endpoint's URL with each "{model}" (endpoints[i].path) replaced by the
- * percent-encoded model (RFC 3986 unreserved bytes kept, as
- * lua/llmrelay/dialect.lua's expand does for the OpenResty executor);
- * malloc'd, NULL when out of memory. */
-static char *url_expand(const char *url, const char *model, size_t mlen) {
-  static const char ph[] = "{model}", hex[] = "0123456789ABCDEF";
-  const size_t pl = sizeof ph - 1;
-  size_t n = 0, ul = strlen(url);
-  for (const char *p = url; (p = strstr(p, ph)) != NULL; p += pl) n++;
-  char *out = malloc(ul + n * 3 * mlen + 1), *o = out;
-  if (!out) return NULL;
-  for (const char *p = url; *p;) {
-    if (strncmp(p, ph, pl) != 0) {
-      *o++ = *p++;
-      continue;
-    }
-    for (size_t k = 0; k < mlen; k++) {
-      unsigned char b = (unsigned char)model[k];
-      if ((b >= '0' && b <= '9') || ((b | 32) >= 'a' && (b | 32) <= 'z') || b == '-' || b == '.' || b == '_' || b == '~') {
-        *o++ = (char)b;
-      } else {
-        *o++ = '%';
-        *o++ = hex[b >> 4];
-        *o++ = hex[b & 15];
-      }
-    }
-    p += pl;
-  }
-  *o = 0;
-  return out;
-}
-
 /* The header name of a "Name: value" line is `name` (len bytes, no colon). */
 static int same_name(const char *line, const char *name, size_t len) {
   return strncasecmp(line, name, len) == 0 && line[len] == ':';
@@ -120,7 +89,7 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   if (!x) return -1;
   char *url = NULL; /* libcurl copies CURLOPT_URL */
   if (strstr(c->ep[i].url, "{model}")) {
-    url = url_expand(c->ep[i].url, call->model, call->model_len);
+    url = lr_url_expand(c->ep[i].url, call->model, call->model_len);
     if (!url) {
       lr_tc_transfer_put(c, x);
       return -1;

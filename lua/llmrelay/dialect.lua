@@ -3,20 +3,21 @@
 -- .auth; schema.lua declares them, config.lua calls these checkers).
 -- Both executors read the result: the normalized endpoint's url
 -- (base_url .. path .. "?" .. query, "{model}" left in for expand()) and auth.
+local core = require "llmrelay.core"
+
 local _M = {}
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local find, format, gsub, byte, lower = string.find, string.format, string.gsub, string.byte, string.lower
+local find, format, gsub, lower = string.find, string.format, string.gsub, string.lower
 local sort, concat = table.sort, table.concat
 
 _M.DEFAULT_PATH = "/chat/completions"
 _M.PLACEHOLDER = "{model}"
 local MAX_QUERY = 16
 
--- RFC 3986 unreserved characters stay; every other byte becomes %XX.
-function _M.encode(s)
-  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
-end
+-- RFC 3986 unreserved characters stay; every other byte becomes %XX (the
+-- core's rule, csrc/urlenc.c, the one the libcurl executor's URLs follow).
+_M.encode = core.url_encode
 
 -- A path segment may hold these (pchar), and "/" separates segments.
 local PATH_CHARS = "^[%w%-%._~!$&'()*+,;=:@/]*$"
@@ -86,8 +87,7 @@ end
 -- The URL of one request: url with {model} replaced by the encoded model.
 function _M.expand(url, model)
   if not find(url, "{model}", 1, true) then return url end
-  local m = _M.encode(model or "")
-  return (gsub(url, "{model}", function() return m end))
+  return core.url_expand(url, model or "")
 end
 
 return _M
