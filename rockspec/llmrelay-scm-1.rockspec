@@ -43,6 +43,7 @@ build = {
     ["llmrelay.reqopts"] = "lua/llmrelay/reqopts.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
+    ["llmrelay.cli_help"] = "lua/llmrelay/cli_help.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
     ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",
