@@ -8,6 +8,8 @@ local jsonl = require "llmrelay.cli_jsonl"
 local report = require "llmrelay.cli_report"
 local fleet = require "llmrelay.cli_fleet"
 local help = require "llmrelay.cli_help"
+local budgets = require "llmrelay.cli_budget"
+local plans = require "llmrelay.cli_plan"
 local errors = require "llmrelay.errors"
 
 local _M = {}
@@ -47,10 +49,11 @@ local BATCH_FLAGS = {
   ["-q"] = "quiet", ["--quiet"] = "quiet",
   ["--retry-failed"] = "retry_failed",
   ["--redis"] = "redis", ["--shard"] = "shard",
+  ["--budget"] = "budget", ["--dry-run"] = "dry_run",
   ["-h"] = "help", ["--help"] = "help",
 }
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
-                      max_attempts = true, redis = true, shard = true }
+                      max_attempts = true, redis = true, shard = true, budget = true }
 
 -- the whole-number options and their largest value
 local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000 }
@@ -105,9 +108,14 @@ local function parse_batch_args(argv, first)
     if not shard then return nil, serr end
     o.shard = shard
   end
+  if o.budget then
+    local b, berr = budgets.parse(o.budget)
+    if not b then return nil, berr end
+    o.budget = b
+  end
   o.input = positional[1]
   if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
-  if not o.output then return nil, "batch: missing -o OUTPUT.jsonl" end
+  if not o.output and not o.dry_run then return nil, "batch: missing -o OUTPUT.jsonl" end
   if o.output == "-" then
     return nil, "batch: the output must be a file, not '-' (stdout): it is also the resume record"
   end
@@ -174,9 +182,15 @@ local function client_config(o, getenv)
 end
 _M.client_config = client_config
 
--- The client and the scrubber of its secrets (errors.scrubber), or nil, the
--- scrubber and a message.
-local function make_client(o)
+-- What a config error is about: the config file, --endpoint, or the Redis URL's source.
+local function where_of(o, msg)
+  return (o.redis_from and find(msg, "redis", 1, true)) and o.redis_from
+    or o.config and ("config file '" .. o.config .. "'") or "--endpoint"
+end
+
+-- The config as given (cfg) and validated (norm, nil when invalid) and the
+-- scrubber of its secrets (errors.scrubber), or nil, nil and a message.
+local function prepare(o)
   local cfg, err = client_config(o)
   if not cfg then return nil, nil, err end
   local keys = {}
@@ -189,17 +203,45 @@ local function make_client(o)
   for _, pw in ipairs(fleet.redis_secrets(cfg.redis, os.getenv)) do
     if #pw >= errors.MIN_SECRET then keys[#keys + 1] = pw end
   end
-  local scrub = errors.scrubber(keys)
+  o.cfg, o.norm = cfg, vok and norm or nil -- --budget's and --dry-run's prices
+  if not vok then -- as llmrelay.new says it, without validate's position
+    local msg = tostring(norm)
+    msg = msg:match("llmrelay%.new: .*") or msg
+    o.config_error = where_of(o, msg) .. ": " .. msg
+  end
+  return cfg, errors.scrubber(keys)
+end
+
+-- The client and the scrubber of its secrets, or nil, the scrubber and a message.
+local function make_client(o)
+  local cfg, scrub, err = prepare(o)
+  if not cfg then return nil, nil, err end
   local llmrelay = require "llmrelay"
   local ok, client = pcall(llmrelay.new, cfg)
-  if not ok then
-    local msg = tostring(client)
-    local where = (o.redis_from and find(msg, "redis", 1, true)) and o.redis_from
-      or o.config and ("config file '" .. o.config .. "'") or "--endpoint"
-    return nil, scrub, where .. ": " .. msg
-  end
-  o.effective_concurrency = o.concurrency or norm.concurrency -- new() took cfg: it validates
+  if not ok then return nil, scrub, where_of(o, tostring(client)) .. ": " .. tostring(client) end
+  o.effective_concurrency = o.concurrency or o.norm.concurrency -- new() took cfg: it validates
   return client, scrub
+end
+
+-- --dry-run: reads the input as a run would (and OUTPUT's answers, changing
+-- nothing) and prints on stdout what it would send; connects to nothing.
+local function run_dry(o)
+  local err = jsonl.check_files(o.input, o.output)
+  local cfg, scrub
+  if not err then
+    cfg, scrub, err = prepare(o)
+    if cfg and not o.norm then err = scrub:text(o.config_error) end
+  end
+  local ledger = { ids = {}, lines = {}, spent = 0 }
+  if not err and o.output then ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard) end
+  local plan
+  if not err then plan, err = plans.scan(o.input, ledger, o.shard) end
+  if not plan then
+    eprint("llmrelay: ", err)
+    return EXIT_USAGE
+  end
+  io.stdout:write(plans.report(o, plans.pool(cfg, o.norm), plan, o.budget and ledger.spent))
+  return EXIT_OK
 end
 
 ---------------------------------------------------------------------------
@@ -274,15 +316,19 @@ local function run_batch(o)
   local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed, shard)
   local total_lines, others
   if ledger then total_lines, others = jsonl.check_input(o.input, ledger, stopping, shard) end
+  local budget, berr
+  if ledger then budget, berr = budgets.start(o, ledger, stopping) end
   local rok, rerr = true, nil
-  if ledger then rok, rerr = jsonl.repair(ledger) end
-  if not ledger or not rok then
+  if budget then rok, rerr = jsonl.repair(ledger) end
+  if not budget or not rok then
     inf:close()
     client:close()
-    eprint("llmrelay: ", lerr or rerr)
+    eprint("llmrelay: ", lerr or berr or rerr)
     return EXIT_USAGE
   end
   note_repairs(note, o, ledger)
+  local bnote = budget:start_note(ledger, o.output)
+  if bnote then note(bnote) end
 
   local out, oerr = io.open(o.output, "ab")
   if not out then
@@ -325,7 +371,7 @@ local function run_batch(o)
   end
 
   local function source()
-    while not fatal do
+    while not fatal and not budget:spent_out() do   -- a spent budget takes no new line
       local line = inf:read("*l")
       if line == nil then return nil end
       local r, lineno = classify(line)
@@ -352,6 +398,7 @@ local function run_batch(o)
   local function sink(key, res)
     local cid = pend[key]
     pend[key] = nil
+    if budget:result(res) == "unsent" then return end -- refused unsent: a re-run sends it
     if cid == false then cid = nil end
     local bad = problems[key]
     if bad then
@@ -421,8 +468,12 @@ local function run_batch(o)
     eprint("llmrelay: ", fatal)
     return EXIT_INTERNAL
   end
+  if budget:warning() then note(budget:warning()) end
+  local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
+  local spent_out = budget:spent_out() and left > 0
+  if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
   if run.stopped then return signo and 128 + signo or EXIT_INTERRUPTED end
-  if run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
+  if spent_out or run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
   return EXIT_OK
 end
 
@@ -455,6 +506,7 @@ function _M.main(argv)
       io.stdout:write(BATCH_HELP)
       return EXIT_OK
     end
+    if o.dry_run then return run_dry(o) end
     return run_batch(o)
   end
   if sub(cmd, 1, 1) == "-" then return usage_error("unknown option '" .. cmd .. "'") end

@@ -24,7 +24,8 @@ error, 3 internal error (for example the output could not be written),
 _M.BATCH = [[
 Usage: llmrelay batch INPUT.jsonl -o OUTPUT.jsonl [-c config.lua] [--endpoint URL]...
                       [--concurrency N] [--max-attempts N] [--retry-failed]
-                      [--redis URL] [--shard K/N] [--quiet]
+                      [--redis URL] [--shard K/N] [--budget USD] [--dry-run]
+                      [--quiet]
 
 Sends every line of INPUT.jsonl (OpenAI Batch API input format) as a chat
 completion and writes one line per input line to OUTPUT.jsonl (OpenAI Batch
@@ -86,6 +87,30 @@ Options:
                         names none). Other shards' lines are skipped, not
                         answered. Each shard needs its own OUTPUT; together the
                         N outputs answer every input line exactly once.
+  --budget USD          spend at most USD on the job (this run's answers plus
+                        what earlier runs recorded in OUTPUT: each priced
+                        answer's line carries its "cost"). Once spent, no new
+                        line is taken; the requests in flight finish and are
+                        written (an answer that came back was paid for, even
+                        past USD); lines never sent are not written; exit 1
+                        with "budget of $5.00 spent ($5.03); N of M lines
+                        left". Re-run with a larger --budget to continue.
+                        Every model in use (and its fallbacks) needs a price
+                        on each endpoint serving it, else exit 2 at start;
+                        the input is read once more up front to check. An
+                        answer reporting no usage counts as $0 (a warning).
+                        A request the config's own budget refused (error
+                        kind "budget") was not sent: not written either.
+  --dry-run             send nothing: read the input as a run would (same
+                        checks, same --shard; with -o, lines already answered
+                        there are not counted, and OUTPUT is not changed) and
+                        print on stdout, per model: lines, estimated input
+                        tokens (a quarter of the body's bytes), output tokens
+                        (max_completion_tokens, else max_tokens, else 256)
+                        and cost at the prices of the endpoints serving it
+                        (cheapest..priciest), plus totals; exit 0. -o is
+                        optional. With --budget it also says whether the
+                        estimate fits what is left of it.
   -q, --quiet           print nothing but errors
   -h, --help            this text
 
@@ -117,7 +142,8 @@ endpoints[i].prices. No api key is printed.
 Exit codes:
   0    every line of OUTPUT is a successful answer
   1    some line of OUTPUT (from this run or an earlier one) is an error:
-       a request that failed for good or a bad input line
+       a request that failed for good or a bad input line; or the budget
+       was spent with lines left (--budget, or the config's budget)
   2    usage error, unreadable input, bad config, output not writable
   3    internal error during the run (for example a failed write)
   130  interrupted by Ctrl-C (143 by SIGTERM, 129 by SIGHUP: 128 + the first

@@ -40,6 +40,12 @@ local function fmt_usd(x)
 end
 _M.fmt_usd = fmt_usd
 
+-- A budget as the user wrote it: cents when it is whole cents.
+function _M.fmt_money(x)
+  if x >= 0.01 and floor(x * 100 + 0.5) == x * 100 then return format("$%.2f", x) end
+  return fmt_usd(x)
+end
+
 -- The endpoints whose breaker is open, and Redis while it is down.
 local function open_endpoints(client)
   local names = {}
