@@ -86,6 +86,7 @@ describe("llmrelay batch --budget", function()
     assert.are.equal(1, rc, err)
     assert.is_truthy(err:find("llmrelay: budget of $0.052500 spent ($0.063000); 7 of 10 lines left; "
       .. "re-run with a larger --budget to continue\n", 1, true), err)
+    assert.is_truthy(err:find(", spent $0.063000 of $0.052500", 1, true), err) -- the job's spend on the progress line
     local docs = output()
     assert.are.equal(3, #docs)
     assert.are.equal(3, m:stats().requests)
@@ -288,6 +289,11 @@ return { endpoints = {
     assert.is_truthy(out:find("else 256 (assumed for 1 line)", 1, true), out)
     assert.are.equal(0, a:stats().requests + b:stats().requests)
     assert.are.equal(0, a:stats().connections + b:stats().connections)
+    assert.is_nil(mock.read_file(path("out.jsonl")))
+    local rc2, out2 = dry("-o " .. q(path("out.jsonl"))) -- an output not there yet is not created
+    assert.are.equal(0, rc2)
+    assert.is_truthy(out2:find(path("out.jsonl") .. " answers no line yet", 1, true), out2)
+    assert.are.same(row(out, "total"), row(out2, "total"))
     assert.is_nil(mock.read_file(path("out.jsonl")))
   end)
 

@@ -327,6 +327,7 @@ local function run_batch(o)
     return EXIT_USAGE
   end
   note_repairs(note, o, ledger)
+  o.spent_before = ledger.spent
   local bnote = budget:start_note(ledger, o.output)
   if bnote then note(bnote) end
 

@@ -1,4 +1,4 @@
--- The texts of `llmrelay --help` and `llmrelay batch --help` (lua/llmrelay/cli.lua
+-- The texts of `llmrelay --help` and `llmrelay batch --help` (cli.lua prints them).
 -- prints them). Lua 5.1 / LuaJIT / 5.4.
 
 local _M = {}
@@ -41,7 +41,10 @@ Input, one JSON object a line (blank lines are ignored):
 Output, one JSON object a line:
   {"id": "batch_req_...", "custom_id": "req-1",
    "response": {"status_code": 200, "request_id": "...", "body": {...}},
-   "error": null}
+   "error": null, "cost": 0.000123}
+  "cost" (USD, from the usage the answer reported and the serving
+  endpoint's prices) is there when the answer was priced: --budget adds
+  them up on resume.
   A request that failed for good has "response": null, or the last HTTP
   answer {"status_code": N, "body": <its JSON, or null>}, and
   "error": {"code": <kind>, "message": "..."}, where kind is one of
@@ -58,9 +61,10 @@ Output, one JSON object a line:
   ignored.
 
 Options:
-  -o, --output FILE     the output file (required): a regular file, not the
-                        input (nor a link to it), not a device or a pipe
-                        (no stdout: the output is also the resume record).
+  -o, --output FILE     the output file (required, but for --dry-run): a
+                        regular file, not the input (nor a link to it), not
+                        a device or a pipe (no stdout: the output is also
+                        the resume record).
                         If it exists the run resumes: lines already answered
                         there are skipped.
   -c, --config FILE     a Lua file returning the table given to llmrelay.new

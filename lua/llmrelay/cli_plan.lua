@@ -215,8 +215,8 @@ function _M.report(o, pool, plan, earlier)
       o.shard.label, plan.lines, plan.lines + plan.others)
   end
   if o.output then
-    out[#out + 1] = format("  resuming %s: %s already answered there, not counted", o.output,
-      plural(plan.answered, "line"))
+    out[#out + 1] = plan.answered > 0 and format("  resuming %s: %s already answered there, not counted",
+      o.output, plural(plan.answered, "line")) or format("  %s answers no line yet", o.output)
   end
   if plan.bad > 0 then
     out[#out + 1] = format("  %s would be answered with invalid_request errors, not sent",
