@@ -14,6 +14,7 @@
 -- Lua 5.1 / LuaJIT / 5.4.
 
 local plan_mod = require "llmrelay.cli_plan"
+local show = require("llmrelay.cli_jsonl").show -- a name from the input, quoted, control bytes escaped
 local report = require "llmrelay.cli_report"
 
 local _M = {}
@@ -105,11 +106,11 @@ function _M.check_prices(pool, plan)
         if not s.price then
           local n = format(lines == 1 and "%d line" or "%d lines", lines)
           local what = not model and format("requests naming no model (%s)", n)
-            or model == asked and format('requests for model "%s" (%s)', model, n)
-            or format('model "%s" (a fallback of "%s", %s)', model, asked, n)
-          return format('--budget: %s may go to endpoint "%s", which has no price for %s: give '
-            .. 'endpoints[%d].prices[%s] (or prices["*"]), or leave out --budget', what, s.name,
-            model and "it" or "them", s.i, model and format('"%s"', model) or '"*"')
+            or model == asked and format("requests for model %s (%s)", show(model), n)
+            or format("model %s (a fallback of %s, %s)", show(model), show(asked), n)
+          return format('--budget: %s may go to endpoint %s, which has no price for %s: give '
+            .. 'endpoints[%d].prices[%s] (or prices["*"]), or leave out --budget', what, show(s.name),
+            model and "it" or "them", s.i, model and show(model) or '"*"')
         end
       end
     end

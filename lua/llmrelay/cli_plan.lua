@@ -12,7 +12,7 @@ local report = require "llmrelay.cli_report"
 local _M = {}
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local format, sub = string.format, string.sub
+local format, sub, gsub = string.format, string.sub, string.gsub
 local floor, max = math.floor, math.max
 local concat, sort = table.concat, table.sort
 
@@ -241,7 +241,7 @@ function _M.report(o, pool, plan, earlier)
       txt = range(lo, hi)
       if #unpriced > 0 then txt = txt .. " (no price on " .. concat(unpriced, ",") .. ")" end
     end
-    rows[#rows + 1] = { m == "" and "(none)" or sub(m, 1, 40), format("%d", t.lines), format("%d", t.input),
+    rows[#rows + 1] = { m == "" and "(none)" or (gsub(sub(m, 1, 40), "%c", "?")), format("%d", t.lines), format("%d", t.input),
                         format("%d", t.output), txt }
     for _, k in ipairs { "lines", "input", "output", "defaulted" } do tot[k] = tot[k] + t[k] end
   end
