@@ -7,6 +7,9 @@ local core = require "llmrelay.core"
 local jsonl = require "llmrelay.cli_jsonl"
 local report = require "llmrelay.cli_report"
 local fleet = require "llmrelay.cli_fleet"
+local help = require "llmrelay.cli_help"
+local budgets = require "llmrelay.cli_budget"
+local plans = require "llmrelay.cli_plan"
 local errors = require "llmrelay.errors"
 
 local _M = {}
@@ -22,126 +25,7 @@ local BAR_INTERVAL = 0.2      -- progress redraws on a terminal
 _M.EXIT = { ok = EXIT_OK, failed = EXIT_FAILED, usage = EXIT_USAGE, internal = EXIT_INTERNAL,
             interrupted = EXIT_INTERRUPTED }
 
-local MAIN_HELP = [[
-Usage: llmrelay <command> [options]
-
-Commands:
-  batch INPUT.jsonl -o OUTPUT.jsonl [options]
-                 run every request of an OpenAI Batch API input file through a
-                 pool of OpenAI-compatible endpoints, resumably
-                 (`llmrelay batch --help` for the details)
-
-Options:
-  -h, --help     this text
-  --version      the version of llmrelay
-
-Exit codes: 0 success, 1 some requests failed for good, 2 usage or setup
-error, 3 internal error (for example the output could not be written),
-130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP).
-]]
-
-local BATCH_HELP = [[
-Usage: llmrelay batch INPUT.jsonl -o OUTPUT.jsonl [-c config.lua] [--endpoint URL]...
-                      [--concurrency N] [--max-attempts N] [--retry-failed]
-                      [--redis URL] [--shard K/N] [--quiet]
-
-Sends every line of INPUT.jsonl (OpenAI Batch API input format) as a chat
-completion and writes one line per input line to OUTPUT.jsonl (OpenAI Batch
-API output format), each written whole and flushed as soon as its request
-finishes, in completion order.
-
-Input, one JSON object a line (blank lines are ignored):
-  {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions",
-   "body": {"model": "...", "messages": [...], ...}}
-  url may also be "/chat/completions". The body is sent as written;
-  body.model routes the request to the endpoints serving that model.
-
-Output, one JSON object a line:
-  {"id": "batch_req_...", "custom_id": "req-1",
-   "response": {"status_code": 200, "request_id": "...", "body": {...}},
-   "error": null}
-  A request that failed for good has "response": null, or the last HTTP
-  answer {"status_code": N, "body": <its JSON, or null>}, and
-  "error": {"code": <kind>, "message": "..."}, where kind is one of
-  rate_limited server_error timeout connect http invalid_request
-  circuit_open deadline decode cancelled.
-  A bad input line (invalid JSON, custom_id missing, not a string or
-  repeated, method not POST, another url, body not an object with a
-  "messages" array, body.stream set) gets
-  "error": {"code": "invalid_request", "message": "line 12: ...", "line": 12}
-  with "custom_id": null when the line names none, plus "line_hash" (what
-  the line said and what was wrong with it). The first line with a
-  custom_id is the real request; later lines with the same one are errors.
-  Bad lines never stop the run. A UTF-8 byte order mark before line 1 is
-  ignored.
-
-Options:
-  -o, --output FILE     the output file (required): a regular file, not the
-                        input (nor a link to it), not a device or a pipe
-                        (no stdout: the output is also the resume record).
-                        If it exists the run resumes: lines already answered
-                        there are skipped.
-  -c, --config FILE     a Lua file returning the table given to llmrelay.new
-                        (endpoints, retry, breaker, timeout, concurrency, ...)
-  --endpoint URL        an endpoint's base URL, e.g. http://127.0.0.1:8080/v1
-                        (repeatable; instead of -c). The api key is read from
-                        the environment variable LLMRELAY_API_KEY if it is set
-                        (at least 8 characters: a shorter one is refused).
-  --concurrency N       requests in flight (default: the client's
-                        concurrency, 64); raises the client's concurrency to N
-  --max-attempts N      attempts per request, the first included (default 5;
-                        overrides retry.max_attempts of the config)
-  --retry-failed        on resume, also send again the requests whose earlier
-                        answer was an error (bad input lines stay answered)
-  --redis URL           share the pool's limits, throttles and breakers with
-                        every llmrelay using this Redis and the same pool name:
-                        redis://[user:password@]host:port[/db] (rediss:// for
-                        TLS). Default: the environment variable LLMRELAY_REDIS,
-                        else the config's own `redis`. Redis down: the run goes
-                        on with local state. The password is never printed.
-  --shard K/N           send only shard K of N of the input (K from 1 to N; 0
-                        also means N, for 0..N-1 numbering): a line belongs to
-                        one shard by its custom_id (by its line number when it
-                        names none). Other shards' lines are skipped, not
-                        answered. Each shard needs its own OUTPUT; together the
-                        N outputs answer every input line exactly once.
-  -q, --quiet           print nothing but errors
-  -h, --help            this text
-
-Resume: run the same command again after a crash, a Ctrl-C or kill -9.
-Requests are matched by custom_id, bad input lines by their line number and
-line_hash: a bad line changed since (fixed, say) is read again and sent, an
-unchanged one keeps its answer. Only lines shaped as output lines count; an
-existing OUTPUT with none is refused (exit 2), never overwritten. A torn last
-line (a crash mid-write) is cut off, and requests recorded as "cancelled" are
-sent again; the file is then rewritten through a temp file and a rename.
-Every input line ends up with exactly one output line. An output is one
-shard's: resuming it with another --shard (or none) is refused (exit 2).
-
-Many hosts: run `llmrelay batch in.jsonl -o out-K.jsonl --shard K/N --redis
-URL` on host K of N (same input, same config), then `cat out-*.jsonl`.
-
-Ctrl-C, SIGTERM, SIGHUP: the first one stops taking new lines, waits for the
-requests in flight and writes their answers; a second one (any of the three)
-cancels them (written as "cancelled" errors, sent again by a re-run). No line
-is ever half written. A failed write (disk full) ends the run at once, exit 3.
-
-Progress goes to stderr: a bar redrawn in place when stderr is a terminal
-(done/total, rate, ETA, retries, USD spent so far, endpoints whose breaker
-is open), else a plain line every 2 s; a summary ends the run (counts, rate,
-retries, token usage, per-endpoint ok/failed/attempts and state, and the USD
-spent per endpoint and model). Spend is shown when the config gives
-endpoints[i].prices. No api key is printed.
-
-Exit codes:
-  0    every line of OUTPUT is a successful answer
-  1    some line of OUTPUT (from this run or an earlier one) is an error:
-       a request that failed for good or a bad input line
-  2    usage error, unreadable input, bad config, output not writable
-  3    internal error during the run (for example a failed write)
-  130  interrupted by Ctrl-C (143 by SIGTERM, 129 by SIGHUP: 128 + the first
-       signal); re-run the same command to finish
-]]
+local MAIN_HELP, BATCH_HELP = help.MAIN, help.BATCH
 
 -- Every message of the CLI's own: a URL's password (--redis) never shows.
 local function eprint(...)
@@ -165,10 +49,11 @@ local BATCH_FLAGS = {
   ["-q"] = "quiet", ["--quiet"] = "quiet",
   ["--retry-failed"] = "retry_failed",
   ["--redis"] = "redis", ["--shard"] = "shard",
+  ["--budget"] = "budget", ["--dry-run"] = "dry_run",
   ["-h"] = "help", ["--help"] = "help",
 }
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
-                      max_attempts = true, redis = true, shard = true }
+                      max_attempts = true, redis = true, shard = true, budget = true }
 
 -- the whole-number options and their largest value
 local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000 }
@@ -223,9 +108,14 @@ local function parse_batch_args(argv, first)
     if not shard then return nil, serr end
     o.shard = shard
   end
+  if o.budget then
+    local b, berr = budgets.parse(o.budget)
+    if not b then return nil, berr end
+    o.budget = b
+  end
   o.input = positional[1]
   if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
-  if not o.output then return nil, "batch: missing -o OUTPUT.jsonl" end
+  if not o.output and not o.dry_run then return nil, "batch: missing -o OUTPUT.jsonl" end
   if o.output == "-" then
     return nil, "batch: the output must be a file, not '-' (stdout): it is also the resume record"
   end
@@ -292,9 +182,15 @@ local function client_config(o, getenv)
 end
 _M.client_config = client_config
 
--- The client and the scrubber of its secrets (errors.scrubber), or nil, the
--- scrubber and a message.
-local function make_client(o)
+-- What a config error is about: the config file, --endpoint, or the Redis URL's source.
+local function where_of(o, msg)
+  return (o.redis_from and find(msg, "redis", 1, true)) and o.redis_from
+    or o.config and ("config file '" .. o.config .. "'") or "--endpoint"
+end
+
+-- The config as given (cfg) and validated (norm, nil when invalid) and the
+-- scrubber of its secrets (errors.scrubber), or nil, nil and a message.
+local function prepare(o)
   local cfg, err = client_config(o)
   if not cfg then return nil, nil, err end
   local keys = {}
@@ -307,17 +203,45 @@ local function make_client(o)
   for _, pw in ipairs(fleet.redis_secrets(cfg.redis, os.getenv)) do
     if #pw >= errors.MIN_SECRET then keys[#keys + 1] = pw end
   end
-  local scrub = errors.scrubber(keys)
+  o.cfg, o.norm = cfg, vok and norm or nil -- --budget's and --dry-run's prices
+  if not vok then -- as llmrelay.new says it, without validate's position
+    local msg = tostring(norm)
+    msg = msg:match("llmrelay%.new: .*") or msg
+    o.config_error = where_of(o, msg) .. ": " .. msg
+  end
+  return cfg, errors.scrubber(keys)
+end
+
+-- The client and the scrubber of its secrets, or nil, the scrubber and a message.
+local function make_client(o)
+  local cfg, scrub, err = prepare(o)
+  if not cfg then return nil, nil, err end
   local llmrelay = require "llmrelay"
   local ok, client = pcall(llmrelay.new, cfg)
-  if not ok then
-    local msg = tostring(client)
-    local where = (o.redis_from and find(msg, "redis", 1, true)) and o.redis_from
-      or o.config and ("config file '" .. o.config .. "'") or "--endpoint"
-    return nil, scrub, where .. ": " .. msg
-  end
-  o.effective_concurrency = o.concurrency or norm.concurrency -- new() took cfg: it validates
+  if not ok then return nil, scrub, where_of(o, tostring(client)) .. ": " .. tostring(client) end
+  o.effective_concurrency = o.concurrency or o.norm.concurrency -- new() took cfg: it validates
   return client, scrub
+end
+
+-- --dry-run: reads the input as a run would (and OUTPUT's answers, changing
+-- nothing) and prints on stdout what it would send; connects to nothing.
+local function run_dry(o)
+  local err = jsonl.check_files(o.input, o.output)
+  local cfg, scrub
+  if not err then
+    cfg, scrub, err = prepare(o)
+    if cfg and not o.norm then err = scrub:text(o.config_error) end
+  end
+  local ledger = { ids = {}, lines = {}, spent = 0 }
+  if not err and o.output then ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard) end
+  local plan
+  if not err then plan, err = plans.scan(o.input, ledger, o.shard) end
+  if not plan then
+    eprint("llmrelay: ", err)
+    return EXIT_USAGE
+  end
+  io.stdout:write(plans.report(o, plans.pool(cfg, o.norm), plan, o.budget and ledger.spent))
+  return EXIT_OK
 end
 
 ---------------------------------------------------------------------------
@@ -392,15 +316,20 @@ local function run_batch(o)
   local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed, shard)
   local total_lines, others
   if ledger then total_lines, others = jsonl.check_input(o.input, ledger, stopping, shard) end
+  local budget, berr
+  if ledger then budget, berr = budgets.start(o, ledger, stopping) end
   local rok, rerr = true, nil
-  if ledger then rok, rerr = jsonl.repair(ledger) end
-  if not ledger or not rok then
+  if budget then rok, rerr = jsonl.repair(ledger) end
+  if not budget or not rok then
     inf:close()
     client:close()
-    eprint("llmrelay: ", lerr or rerr)
+    eprint("llmrelay: ", lerr or berr or rerr)
     return EXIT_USAGE
   end
   note_repairs(note, o, ledger)
+  o.spent_before = ledger.spent
+  local bnote = budget:start_note(ledger, o.output)
+  if bnote then note(bnote) end
 
   local out, oerr = io.open(o.output, "ab")
   if not out then
@@ -443,7 +372,7 @@ local function run_batch(o)
   end
 
   local function source()
-    while not fatal do
+    while not fatal and not budget:spent_out() do   -- a spent budget takes no new line
       local line = inf:read("*l")
       if line == nil then return nil end
       local r, lineno = classify(line)
@@ -470,6 +399,7 @@ local function run_batch(o)
   local function sink(key, res)
     local cid = pend[key]
     pend[key] = nil
+    if budget:result(res) == "unsent" then return end -- refused unsent: a re-run sends it
     if cid == false then cid = nil end
     local bad = problems[key]
     if bad then
@@ -539,8 +469,12 @@ local function run_batch(o)
     eprint("llmrelay: ", fatal)
     return EXIT_INTERNAL
   end
+  if budget:warning() then note(budget:warning()) end
+  local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
+  local spent_out = budget:spent_out() and left > 0
+  if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
   if run.stopped then return signo and 128 + signo or EXIT_INTERRUPTED end
-  if run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
+  if spent_out or run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
   return EXIT_OK
 end
 
@@ -573,6 +507,7 @@ function _M.main(argv)
       io.stdout:write(BATCH_HELP)
       return EXIT_OK
     end
+    if o.dry_run then return run_dry(o) end
     return run_batch(o)
   end
   if sub(cmd, 1, 1) == "-" then return usage_error("unknown option '" .. cmd .. "'") end

@@ -147,15 +147,24 @@ end
 -- (errors.scrubber): secrets out, invalid UTF-8 made U+FFFD, and a JSON body
 -- stays JSON (only its string values may change), on one line.
 
+-- A cost as an output line records it: USD, finite and >= 0 (nil: none).
+local function usd_of(x)
+  if type(x) == "number" and x >= 0 and x < math.huge then return x end
+  return nil
+end
+
 -- Bodies that succeeded lose the keys only: "Bearer ..." may be legitimate text there.
+-- A priced answer's line also records its "cost" (USD): a resume adds them up (--budget).
 function _M.success_line(id, custom_id, res, scrub)
   local body, is_json = scrub:json(res.body or "null", true)
   if not is_json then body = "null" end -- the core took it as a JSON object: a line stays JSON regardless
+  local usd = usd_of(res.cost)
   return concat {
     '{"id":"', id, '","custom_id":', json_string(custom_id),
     ',"response":{"status_code":', format("%d", res.status or 200),
     ',"request_id":', json_string(res.request_id or id),
-    ',"body":', body, '},"error":null}',
+    ',"body":', body, '},"error":null',
+    usd and format(',"cost":%.17g}', usd) or "}",
   }
 end
 
@@ -202,6 +211,7 @@ function _M.check_files(input, output)
   if ist.type ~= "file" then
     return format("the input must be a regular file (it is read twice): '%s' is a %s", input, ist.type)
   end
+  if output == nil then return nil end -- --dry-run without -o
   local ost, oerr, errno = core.stat(output)
   if not ost then
     if errno == ENOENT then return nil end
@@ -271,6 +281,7 @@ end
 -- Reads OUTPUT (if it exists) and returns the ledger:
 --   { ids = {[custom_id] = true}, lines = {[n] = {[line_hash] = physical line}},
 --     n_lines, kept, kept_errors, kept_failed,
+--     spent = USD the kept answers record ("cost"), uncosted = kept answers recording none,
 --     dropped = { torn =, invalid =, duplicate =, retried =, stale = } }
 -- Lines kept: complete (newline-terminated) lines shaped as output lines that
 -- answer something not answered before. Dropped: a torn last line, lines that
@@ -282,6 +293,7 @@ end
 -- a line of another shard than `shard` (cli_fleet; nil: no --shard).
 function _M.scan_output(path, retry_failed, shard)
   local ledger = { ids = {}, lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
+                   spent = 0, uncosted = 0,
                    drop_at = {}, path = path,
                    dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
   local f, ferr = io.open(path, "rb")
@@ -339,7 +351,12 @@ function _M.scan_output(path, retry_failed, shard)
         else
           ids[key] = true
           ok = true
-          if is_err then ledger.kept_failed = ledger.kept_failed + 1 end
+          if is_err then
+            ledger.kept_failed = ledger.kept_failed + 1
+          else
+            local usd = usd_of(doc.cost)
+            if usd then ledger.spent = ledger.spent + usd else ledger.uncosted = ledger.uncosted + 1 end
+          end
         end
         if ok then
           ledger.kept = ledger.kept + 1

@@ -40,6 +40,12 @@ local function fmt_usd(x)
 end
 _M.fmt_usd = fmt_usd
 
+-- A budget as the user wrote it: cents when it is whole cents.
+function _M.fmt_money(x)
+  if x >= 0.01 and floor(x * 100 + 0.5) == x * 100 then return format("$%.2f", x) end
+  return fmt_usd(x)
+end
+
 -- The endpoints whose breaker is open, and Redis while it is down.
 local function open_endpoints(client)
   local names = {}
@@ -53,6 +59,15 @@ local function open_endpoints(client)
   local txt = concat(names, ",")
   if #txt > 30 then txt = sub(txt, 1, 27) .. "..." end
   return "  open: " .. txt .. redis
+end
+
+-- The spend on the progress line: this run's; with --budget the job's (earlier runs'
+-- too, o.spent_before) and the budget.
+local function spent(o, p, lead)
+  if o.budget then
+    return lead .. fmt_usd((p.cost or 0) + (o.spent_before or 0)) .. " of " .. _M.fmt_money(o.budget)
+  end
+  return p.cost and lead .. fmt_usd(p.cost) or ""
 end
 
 function _M.progress(o, client, tty)
@@ -69,7 +84,7 @@ function _M.progress(o, client, tty)
         rep("#", filled), rep(".", cells - filled), p.done, total, pct, p.rate or 0,
         final and "0s" or fmt_duration(p.eta), p.retries or 0,
         (p.failed or 0) > 0 and format("  failed %d", p.failed) or "",
-        p.cost and "  spent " .. fmt_usd(p.cost) or "", open_endpoints(client))
+        spent(o, p, "  spent "), open_endpoints(client))
       local pad = width > #line and rep(" ", width - #line) or ""
       width = #line
       io.stderr:write("\r", line, pad)
@@ -77,7 +92,7 @@ function _M.progress(o, client, tty)
     else
       eprint(format("llmrelay: %d/%d lines (%.1f%%), %.1f/s, eta %s, retries %d, failed %d%s%s",
         p.done, total, pct, p.rate or 0, final and "0s" or fmt_duration(p.eta), p.retries or 0,
-        p.failed or 0, p.cost and ", spent " .. fmt_usd(p.cost) or "", open_endpoints(client)))
+        p.failed or 0, spent(o, p, ", spent "), open_endpoints(client)))
     end
     last_printed = p
   end
