@@ -25,11 +25,7 @@ local function cleanup()
   mock.run("rm -rf " .. q(dir))
 end
 
-local function write(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
-end
+local write = cli.write
 
 local function near(want, got, what)
   assert.is_number(got, what)

@@ -11,18 +11,11 @@ local fleet = require "llmrelay.cli_fleet"
 local q, run, capture = mock.quote, mock.run, mock.capture
 local read = mock.read_file
 
-local tmp
+local W = cli_support.workdir("llmrelay-shard")
+local path, write = W.path, W.write
 local N_LINES = 200
 
-local function path(name) return tmp .. "/" .. name end
-
-local function write(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function cli(args, env) return cli_support.run(tmp, args, env) end
+local function cli(args, env) return cli_support.run(W.dir, args, env) end
 
 ---------------------------------------------------------------------------
 -- The partition as the README defines it, written again here from the
@@ -114,24 +107,13 @@ local function shard_args(k, out, url, extra)
 end
 
 describe("llmrelay batch --shard", function()
-  setup(function()
-    tmp = capture("mktemp -d /tmp/llmrelay-shard.XXXXXX"):match("%S+")
-  end)
-
+  setup(W.make)
   before_each(function()
-    run("rm -f " .. q(tmp) .. "/*.jsonl " .. q(tmp) .. "/*.rc " .. q(tmp) .. "/*.pid")
+    W.clean()
     write(path("in.jsonl"), (input()))
   end)
-
-  after_each(function()
-    cli_support.stop_all()
-    mock.stop_all()
-  end)
-
-  teardown(function()
-    mock.stop_all()
-    if tmp then run("rm -rf " .. q(tmp)) end
-  end)
+  after_each(W.stop)
+  teardown(W.remove)
 
   it("4 shards run one after another answer every line exactly once, each the lines its hash says",
      function()
@@ -156,7 +138,7 @@ describe("llmrelay batch --shard", function()
     -- every request once, the bad lines never
     assert.equal(N_LINES - 5, m:stats().requests)
     -- and `cat` is the whole answer
-    local all = capture("cat " .. q(tmp) .. "/out-*.jsonl")
+    local all = capture("cat " .. q(W.dir) .. "/out-*.jsonl")
     local _, n = all:gsub("\n", "")
     assert.equal(N_LINES, n)
 
@@ -252,7 +234,7 @@ describe("llmrelay batch --shard", function()
     local m = mock.start { name = "slow", latency_ms = 200 }
     local of, count, bad = partition(4)
     local args = shard_args("2/4", "out.jsonl", m.url)
-    local pid, rcf = cli_support.background(tmp, args, nil, "term")
+    local pid, rcf = cli_support.background(W.dir, args, nil, "term")
     assert.is_true(cli_support.wait_for(function() return m:stats().requests >= 8 end, 20), "no requests")
     run("kill -TERM " .. pid)
     assert.equal(143, cli_support.wait_rc(rcf, 20))
@@ -275,16 +257,9 @@ end)
 describe("llmrelay batch --redis", function()
   local URL = "redis://fleet:hunter2-SECRET@127.0.0.1:"
 
-  setup(function()
-    tmp = capture("mktemp -d /tmp/llmrelay-shard.XXXXXX"):match("%S+")
-  end)
-
-  after_each(function() mock.stop_all() end)
-
-  teardown(function()
-    mock.stop_all()
-    if tmp then run("rm -rf " .. q(tmp)) end
-  end)
+  setup(W.make)
+  after_each(W.stop)
+  teardown(W.remove)
 
   it("reaches the client config: --redis, else LLMRELAY_REDIS, else the config file's own", function()
     local cli_mod = require "llmrelay.cli"

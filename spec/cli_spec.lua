@@ -8,17 +8,10 @@ local cjson = require "cjson.safe"
 local q, run, capture, alive = mock.quote, mock.run, mock.capture, mock.alive
 local LIMIT = cli_support.LIMIT -- seconds any one CLI run may take (coreutils timeout)
 
-local tmp
-
-local function path(name) return tmp .. "/" .. name end
+local W = cli_support.workdir("llmrelay-cli")
+local path, write = W.path, W.write
 
 local function read(p) return mock.read_file(p) end
-
-local function write(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
-end
 
 -- n lines; line i asks for content "msg <i>"
 local function input_lines(n, first)
@@ -32,13 +25,13 @@ local function input_lines(n, first)
 end
 
 -- env: a string of VAR=value assignments (quoted) or nil -> exit code, stdout, stderr
-local function cli(args, env) return cli_support.run(tmp, args, env) end
+local function cli(args, env) return cli_support.run(W.dir, args, env) end
 
 local wait_for, wait_rc, lines_in = cli_support.wait_for, cli_support.wait_rc, cli_support.lines_in
 
 -- Starts the CLI in the background (stopped in after_each); returns pid and the
 -- file its exit code lands in.
-local function cli_bg(args, env, tag) return cli_support.background(tmp, args, env, tag) end
+local function cli_bg(args, env, tag) return cli_support.background(W.dir, args, env, tag) end
 
 -- The output file: decoded lines (asserting each is valid JSON, newline-terminated)
 -- and the count per custom_id.
@@ -72,23 +65,10 @@ local function content_of(doc)
 end
 
 describe("llmrelay CLI", function()
-  setup(function()
-    tmp = capture("mktemp -d /tmp/llmrelay-cli.XXXXXX"):match("%S+")
-  end)
-
-  before_each(function()
-    run("rm -f " .. q(tmp) .. "/*.jsonl " .. q(tmp) .. "/*.rc " .. q(tmp) .. "/*.pid")
-  end)
-
-  after_each(function()
-    cli_support.stop_all()
-    mock.stop_all()
-  end)
-
-  teardown(function()
-    mock.stop_all()
-    if tmp then run("rm -rf " .. q(tmp)) end
-  end)
+  setup(W.make)
+  before_each(W.clean)
+  after_each(W.stop)
+  teardown(W.remove)
 
   describe("usage", function()
     it("--help and batch --help document everything, exit 0", function()
@@ -421,7 +401,7 @@ describe("llmrelay CLI", function()
       write(path("same.jsonl"), input)
       run("ln -sf " .. q(path("same.jsonl")) .. " " .. q(path("link.jsonl")))
       run("ln -f " .. q(path("same.jsonl")) .. " " .. q(path("hard.jsonl")))
-      for _, o in ipairs { tmp .. "/./same.jsonl", path("link.jsonl"), path("hard.jsonl") } do
+      for _, o in ipairs { W.dir .. "/./same.jsonl", path("link.jsonl"), path("hard.jsonl") } do
         local rc, _, err = cli("batch " .. q(path("same.jsonl")) .. " -o " .. q(o) .. " --endpoint " .. m.url)
         assert.equal(2, rc, o .. ": " .. err)
         assert.matches("is the input file", err, 1, true)
@@ -483,7 +463,7 @@ describe("llmrelay CLI", function()
       rc, _, err = bash("ulimit -v 2000000; " .. base .. "/dev/full")
       assert.equal(2, rc, err)
       assert.matches("must be a regular file", err, 1, true)
-      rc, _, err = bash(base .. q(tmp))
+      rc, _, err = bash(base .. q(W.dir))
       assert.equal(2, rc, err)
       assert.matches("is a directory", err, 1, true)
       rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " --endpoint " .. m.url .. " -o -")

@@ -10,16 +10,7 @@ local function req(text)
   return { model = "mock-model", messages = { { role = "user", content = text or "hi" } } }
 end
 
--- Serializes any Lua value (tables deeply) so a test can search it for a secret.
-local function dump(v, seen)
-  seen = seen or {}
-  if type(v) ~= "table" then return tostring(v) end
-  if seen[v] then return "" end
-  seen[v] = true
-  local parts = { tostring(v) }
-  for k, x in pairs(v) do parts[#parts + 1] = dump(k, seen) .. "=" .. dump(x, seen) end
-  return table.concat(parts, " ")
-end
+local dump = require "spec.support.dump"
 
 describe("llmrelay client", function()
   after_each(function() mock.stop_all() end)

@@ -31,15 +31,7 @@ local function refused(extra, pattern)
   assert.truthy(tostring(err):find(pattern, 1, true), tostring(err))
 end
 
-local function dump(v, seen)
-  seen = seen or {}
-  if type(v) ~= "table" then return tostring(v) end
-  if seen[v] then return "" end
-  seen[v] = true
-  local parts = { tostring(v) }
-  for k, x in pairs(v) do parts[#parts + 1] = dump(k, seen) .. "=" .. dump(x, seen) end
-  return table.concat(parts, " ")
-end
+local dump = require "spec.support.dump"
 
 describe("endpoint dialect config", function()
   it("defaults to bearer and /chat/completions", function()

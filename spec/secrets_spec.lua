@@ -18,16 +18,7 @@ local RIGHT_KEY = "the-right-key-0000"
 -- Every secret below holds this, so a leak of any part of one is found by a search.
 local MARK = "SECRET"
 
-local function dump(v, seen)
-  seen = seen or {}
-  if type(v) ~= "table" then return tostring(v) end
-  if seen[v] then return "<cycle>" end
-  seen[v] = true
-  local parts = {}
-  for k, x in pairs(v) do parts[#parts + 1] = dump(k, seen) .. "=" .. dump(x, seen) end
-  table.sort(parts)
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
+local dump = require "spec.support.dump"
 
 local function assert_no_secret(text, where)
   assert.is_nil(text:find(MARK, 1, true), where .. " holds a secret:\n" .. text)

@@ -15,6 +15,11 @@
 --   cli.wait_for(fn, seconds)  -- polls fn() until it is true; its last value
 --   cli.lines_in(path)         -- newline-terminated lines in a file so far
 --   cli.BIN, cli.LIMIT     -- the CLI's path; seconds any one run may take
+--   local W = cli.workdir("llmrelay-cli")  -- a scratch directory for a describe block:
+--   setup(W.make) before_each(W.clean) after_each(W.stop) teardown(W.remove)
+--       -- W.dir: its path (after W.make); W.path(name); W.write(path, text)
+--       -- W.clean removes the outputs (*.jsonl, *.rc, *.pid) a test left;
+--       -- W.stop stops every background CLI and mock by PID
 
 local mock = require "spec.support.mock"
 
@@ -70,6 +75,34 @@ end
 function M.lines_in(path)
   local _, n = (read(path) or ""):gsub("\n", "")
   return n
+end
+
+function M.write(p, s)
+  local f = assert(io.open(p, "wb"))
+  f:write(s)
+  f:close()
+end
+
+function M.workdir(prefix)
+  local W = { write = M.write }
+  function W.path(name) return W.dir .. "/" .. name end
+  function W.make()
+    W.dir = mock.capture("mktemp -d /tmp/" .. prefix .. ".XXXXXX"):match("%S+")
+    assert(W.dir, "mktemp failed")
+  end
+  function W.clean()
+    mock.run("rm -f " .. q(W.dir) .. "/*.jsonl " .. q(W.dir) .. "/*.rc " .. q(W.dir) .. "/*.pid")
+  end
+  function W.stop()
+    M.stop_all()
+    mock.stop_all()
+  end
+  function W.remove()
+    W.stop()
+    if W.dir then mock.run("rm -rf " .. q(W.dir)) end
+    W.dir = nil
+  end
+  return W
 end
 
 return M
