@@ -309,8 +309,8 @@ describe("budget shared through Redis (two members in one process)", function()
     end)
     local ok = sums[1].ok + sums[2].ok
     -- each alone would stop at 10 (20 in all); a member learns the other's spend at its
-    -- exchanges (every 80 ms while busy), a request of 60 ms each
-    assert.is_true(ok >= 10 and ok <= 13, "answers " .. ok .. " (" .. sums[1].ok .. " + " .. sums[2].ok .. ")")
+    -- exchanges (every 80 ms while busy), a request of 60 ms each: 12 seen, 2 over
+    assert.is_true(ok >= 10 and ok <= 14, "answers " .. ok .. " (" .. sums[1].ok .. " + " .. sums[2].ok .. ")")
     assert.is_true(sums[1].ok >= 2 and sums[2].ok >= 2, sums[1].ok .. " + " .. sums[2].ok)
     assert.equal(ok, m:stats().requests)
     for k, c in ipairs { a, b } do
