@@ -1,5 +1,7 @@
 /* The one error vocabulary of llmrelay: every failure a request can end with.
- * lua/llmrelay/errors.lua mirrors this table; keep the two in the same order. */
+ * lua/llmrelay/errors.lua mirrors this table; keep the two in the same order.
+ * "budget" (config budget.usd spent) is decided in Lua before anything reaches the
+ * core (lua/llmrelay/budget.lua); it is here so that the vocabulary stays one. */
 #ifndef LR_ERRORS_H
 #define LR_ERRORS_H
 
@@ -15,7 +17,8 @@
   X(DEADLINE, "deadline")                          \
   X(DECODE, "decode")                              \
   X(STREAM_INTERRUPTED, "stream_interrupted")      \
-  X(CANCELLED, "cancelled")
+  X(CANCELLED, "cancelled")                        \
+  X(BUDGET, "budget")
 
 typedef enum {
 #define LR_X_ENUM(name, str) LR_E_##name,

@@ -394,12 +394,13 @@ describe("errors", function()
     f:close()
     local from_c = {}
     for name in src:gmatch('X%(%u[%u_]*, "([%w_]+)"%)') do from_c[#from_c + 1] = name end
-    assert.equal(12, #from_c)
+    assert.equal(13, #from_c)
     assert.same(from_c, errors.kinds)
     assert.equal("ok", errors.kind_name(0))
     assert.equal("rate_limited", errors.kind_name(1))
     assert.equal("cancelled", errors.kind_name(11))
-    assert.is_nil(errors.kind_name(12))
+    assert.equal("budget", errors.kind_name(12))
+    assert.is_nil(errors.kind_name(13))
   end)
 
   it("prints one readable line", function()

@@ -1,5 +1,5 @@
 -- A request's own headers (opts.headers) and endpoint restriction
--- (opts.endpoints) on chat_completion, chat and stream, with both executors:
+-- (opts.endpoints) on chat_completion, chat, stream and batch, with both executors:
 -- libcurl here, cosockets in nginx (the same scenario, run in a handler).
 -- The mock's --auth-header/--auth-key answer 401 unless a header holds an
 -- exact value (and echo what came): that is how a spec sees a header arrive.
@@ -156,13 +156,51 @@ describe("opts.headers and opts.endpoints", function()
     refuses({ endpoints = {} }, "opts.endpoints must be a non-empty array of endpoint names", "stream")
     refuses({ endpoints = "one" }, "opts.endpoints must be a non-empty array of endpoint names", "chat")
     refuses({ endpoints = { 1 } }, "opts.endpoints[1] must be an endpoint name (got number)")
-    local ok, e = pcall(c.batch, c, { r }, { headers = { ["X-A"] = "v" } })
+    local ok, e = pcall(c.batch, c, { r }, { headers = { ["X-A"] = "s3cr3t\r\n" } })
     assert.is_false(ok)
-    assert.truthy(tostring(e):find("batch: unknown option 'headers'", 1, true), tostring(e))
+    assert.truthy(tostring(e):find("batch: opts.headers[\"X-A\"] must not contain CR or LF", 1, true), tostring(e))
+    ok, e = pcall(c.batch, c, { r }, { endpoints = { "nope" } })
+    assert.is_false(ok)
+    assert.truthy(tostring(e):find("batch: opts.endpoints[1] names no endpoint: \"nope\"", 1, true), tostring(e))
     -- the error points at the caller's line
     ok, e = pcall(function() c:chat_completion(r, { endpoints = { "nope" } }) end)
     assert.truthy(tostring(e):find("request_opts_spec.lua", 1, true), tostring(e))
     assert.equal(0, m:stats().requests)
+  end)
+
+  it("batch: every request carries the headers and keeps to the endpoints; credentials scrubbed", function()
+    local trace = mock.start { name = "trace", auth_header = "X-Trace", auth_key = TRACE }
+    local other = mock.start { name = "other" }
+    local tok = mock.start { name = "tok", auth_header = "X-Session-Token", auth_key = "the-right-session-token-0123" }
+    local c = llmrelay.new { strategy = "round_robin", retry = { max_attempts = 1 }, endpoints = {
+      { name = "trace", base_url = trace.url }, { name = "other", base_url = other.url },
+      { name = "tok", base_url = tok.url } } }
+    local reqs = {}
+    for i = 1, 6 do reqs[i] = { model = "m", messages = { { role = "user", content = "q" .. i } } } end
+    local results, summary = c:batch(reqs, { concurrency = 3, headers = { ["X-Trace"] = TRACE },
+                                             endpoints = { "trace" } })
+    assert.equal(6, summary.ok)
+    for i = 1, 6 do assert.equal("trace", results[i].response._llmrelay.endpoint) end
+    assert.equal(6, trace:stats().requests)
+    assert.equal(0, trace:stats().auth_failures)
+    assert.equal(0, other:stats().requests)
+    -- without them the same batch goes round the pool, and trace refuses what it gets
+    results, summary = c:batch(reqs, { concurrency = 3 })
+    assert.truthy(other:stats().requests > 0)
+    assert.truthy(trace:stats().auth_failures > 0)
+    assert.truthy(summary.failed > 0)
+    -- a credential header of a batch never shows in its errors
+    results, summary = c:batch({ reqs[1], reqs[2] }, { endpoints = { "tok" },
+                                                       headers = { ["X-Session-Token"] = WRONG_TOKEN } })
+    assert.equal(2, summary.failed)
+    for i = 1, 2 do
+      local e = tostring(results[i].error)
+      assert.equal(401, results[i].error.status)
+      assert.truthy(e:find("Incorrect API key provided", 1, true), e)
+      assert.falsy(e:find(WRONG_TOKEN, 1, true), e)
+      assert.truthy(e:find("[REDACTED]", 1, true), e)
+    end
+    c:close()
   end)
 end)
 

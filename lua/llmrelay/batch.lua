@@ -5,10 +5,13 @@
 --
 --   summary = batch.run(client, source, sink, opts)
 --   source() -> item | nil (exhausted)
---     item = { key =, body = <request JSON>, model =, timeout =, deadline =, priority = }
+--     item = { key =, body = <request JSON>, model =, timeout =, deadline =, priority =,
+--              ro = <its own headers and endpoints: llmrelay.reqopts> }
 --         or { key =, error = <errors table> }   (failed before sending)
 --   sink(key, res): res = { ok = true, status, body = <raw JSON>, endpoint, attempts, latency }
 --                      or { ok = false, error = <errors table>, status, error_body, attempts }
+--   An item the client refuses before sending (invalid, or kind "budget": budget.usd
+--   spent) is recorded as failed with 0 attempts, and the run goes on.
 --   opts: concurrency, total, on_progress(p), progress_interval, should_stop() -> nil|"drain"|"cancel"
 --   An error raised by sink or on_progress (any value: nil and false too) does
 --   not stop the run: the first one is raised again once every item has ended.
@@ -43,7 +46,7 @@ function _M.run(client, source, sink, opts)
   local on_progress, should_stop = opts.on_progress, opts.should_stop
   local interval = opts.progress_interval or 0.2
   local waiter = client:_waiter()
-  local inflight, n_inflight = {}, 0
+  local inflight, n_inflight = {}, 0 -- [core request id] = its item
   local usage = { prompt_tokens = 0, completion_tokens = 0, total_tokens = 0 }
   local per_endpoint = {}
   local before = {}
@@ -120,13 +123,13 @@ function _M.run(client, source, sink, opts)
       elseif item.error then
         record(item.key, { ok = false, error = item.error, attempts = 0 })
       else
-        local id, err = client:_submit(item.body, item.model, item.timeout, item.deadline, waiter, item.priority)
+        local id, err = client:_submit(item.body, item.model, item.timeout, item.deadline, waiter, item.priority,
+                                       nil, item.ro)
         if id then
-          inflight[id] = item.key
+          inflight[id] = item
           n_inflight = n_inflight + 1
         else
-          record(item.key, { ok = false, attempts = 0,
-                             error = errors.new { kind = "invalid_request", attempts = 0, message = err } })
+          record(item.key, { ok = false, attempts = 0, error = errors.submit_error(err) })
         end
       end
     end
@@ -136,11 +139,11 @@ function _M.run(client, source, sink, opts)
     for i = 1, #inbox do
       local r = inbox[i]
       inbox[i] = nil
-      local key = inflight[r.id]
-      if key ~= nil then
+      local item = inflight[r.id]
+      if item ~= nil then
         inflight[r.id] = nil
         n_inflight = n_inflight - 1
-        record(key, client:_result(r))
+        record(item.key, client:_result(r, item.ro))
       end
     end
     if on_progress then

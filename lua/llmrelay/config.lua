@@ -544,7 +544,10 @@ end
 
 local function normalize(cfg)
   if type(cfg) ~= "table" then fail("config must be a table (got " .. got(cfg) .. ")") end
-  return fill(cfg, schema.tree, "")
+  local out = fill(cfg, schema.tree, "")
+  -- a budget table says how much: { usd = N }; none at all is no budget (budget.usd nil)
+  if out.budget.usd == nil and cfg.budget ~= nil then fail("budget.usd is required (USD the client may spend)") end
+  return out
 end
 
 -- `level` follows error()'s convention as seen from the caller of validate: the

@@ -68,13 +68,14 @@ end
 local Ledger = {}
 Ledger.__index = Ledger
 
--- endpoints: the normalized config's endpoints (their prices).
-function _M.ledger(endpoints)
+-- endpoints: the normalized config's endpoints (their prices); budget: the
+-- client's llmrelay.budget (each charge is added to it), or nil.
+function _M.ledger(endpoints, budget)
   local prices, spent, rows = {}, {}, {}
   for i, ep in ipairs(endpoints) do
     prices[i], spent[i], rows[i] = ep.prices, 0, { n = 0, by = {} }
   end
-  return setmetatable({ prices = prices, spent = spent, rows = rows, model_of = {} }, Ledger)
+  return setmetatable({ prices = prices, spent = spent, rows = rows, model_of = {}, budget = budget }, Ledger)
 end
 
 -- The model request id asked for, kept until its result is charged or it is cancelled.
@@ -122,6 +123,7 @@ function Ledger:charge(r, text)
   local usd = _M.usd(p, t)
   acc.cost = (acc.cost or 0) + usd
   self.spent[i] = self.spent[i] + usd
+  if self.budget and usd > 0 then self.budget:add(usd) end
   r.cost = usd
   return usd
 end

@@ -14,7 +14,7 @@ local decode = require("cjson.safe").decode
 -- Mirrors LR_ERROR_KINDS in csrc/errors.h: kinds[i] is the C enum value i - 1.
 _M.kinds = {
   "ok", "rate_limited", "server_error", "timeout", "connect", "http", "invalid_request",
-  "circuit_open", "deadline", "decode", "stream_interrupted", "cancelled",
+  "circuit_open", "deadline", "decode", "stream_interrupted", "cancelled", "budget",
 }
 
 local is_kind = {}
@@ -94,6 +94,14 @@ end
 
 function _M.is(v)
   return type(v) == "table" and getmetatable(v) == mt
+end
+
+-- The error of a request the client refused before sending it (its _submit
+-- said nil, err): err itself when it is one (kind "budget"), else the
+-- message of an invalid request.
+function _M.submit_error(err)
+  if _M.is(err) then return err end
+  return _M.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
 end
 
 -- A scrubber of these secrets (csrc/scrub.c; the secrets stay in C memory):

@@ -65,9 +65,11 @@ local REPLY = 10 -- values per endpoint in the script's answer
 
 -- KEYS: none (every key is under ARGV[1]; one Redis, not a cluster).
 -- ARGV: prefix, member, this member's first attempts and retries since its
--- last exchange, then 18 fields per endpoint (see `push` below).
+-- last exchange, its spend (USD) since then (-1: the pool has no budget), then
+-- 18 fields per endpoint (see `push` below).
 -- -> { members, the fleet's first attempts and retries in the last 10 s (the
---      retry budget's window), then 10 per endpoint: granted, from_in, retry_in, thr_in,
+--      retry budget's window), the fleet's spend (USD, no expiry; -1: no budget),
+--      then 10 per endpoint: granted, from_in, retry_in, thr_in,
 --      open_in (-1: half-open, this member probes), cooldown, fails, rate,
 --      cap, tokens granted } (numbers as strings). A configured tpm is a
 --      second bucket: a lease takes from both or from neither.
@@ -93,12 +95,19 @@ for q = sec - 9, sec do
   bf, br = bf + (tonumber(v[1]) or 0), br + (tonumber(v[2]) or 0)
 end
 out[2], out[3] = s(bf), s(br)
+-- the budget: every member's spend, for the pool's lifetime (no TTL)
+out[4] = '-1'
+if tonumber(ARGV[5]) > 0 then
+  out[4] = redis.call('INCRBYFLOAT', P .. ':spent', ARGV[5])
+elseif tonumber(ARGV[5]) == 0 then
+  out[4] = redis.call('GET', P .. ':spent') or '0'
+end
 local F = 18
 local function refill(tok, t, rate, cap, back)
   if not tok then return cap end
   return math.min(cap, tok + (now - t) * rate + back)
 end
-for a = 4, #ARGV - 1, F do
+for a = 5, #ARGV - 1, F do
   local name, want, back = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local prate, pcap = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   local rem, rem_age = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
@@ -216,7 +225,8 @@ local function member_name()
 end
 
 -- A fleet member for a normalized config (cfg.redis holds redis.options()).
-function _M.new(cfg)
+-- budget: the client's llmrelay.budget, or nil.
+function _M.new(cfg, budget)
   local o = cfg.redis
   local names, n = {}, #cfg.endpoints
   for i, ep in ipairs(cfg.endpoints) do names[i] = ep.name end
@@ -232,8 +242,10 @@ function _M.new(cfg)
     lease_src = {}, -- [i] = "redis" | "local": where the current lease came from
     unknown = {},   -- [i] = the next lease's size while the endpoint's rate is unknown
     told_first = 0, told_retry = 0, -- the first attempts and retries the fleet was told of
+    budget = budget,
   }, Fleet)
   private[self] = o
+  if budget then budget.exchanger = self end
   self.tk_on = {}
   for i, ep in ipairs(cfg.endpoints) do self.tk_on[i] = (ep.tpm or 0) > 0 end
   for i = 1, n do self.sent[i] = { fails = 0, open = 0, thr = 0, pub_at = 0, state = "closed" } end
@@ -411,23 +423,26 @@ local function exchange(self, x, now, wants)
     self.conn = c
   end
   local tf, tr, wf, wr = x:fleet_budget(now)
+  local budget = self.budget
+  local spend = budget and budget:unsent() or -1
   local args = { self.prefix, self.member, format("%.0f", max(0, tf - self.told_first)),
-                 format("%.0f", max(0, tr - self.told_retry)) }
+                 format("%.0f", max(0, tr - self.told_retry)), format("%.17g", spend) }
   local asked = {}
   for i = 1, self.n do asked[i] = push(self, x, i, now, args, wants) > 0 end
   local before = c.round_trips or 0
   local r, e = c:eval(script, {}, args)
   self.round_trips = self.round_trips + max(1, (c.round_trips or before + 1) - before)
   if not r then return nil, e end
-  if type(r) ~= "table" or #r ~= 3 + REPLY * self.n then return nil, "redis: the fleet script answered a malformed reply" end
+  if type(r) ~= "table" or #r ~= 4 + REPLY * self.n then return nil, "redis: the fleet script answered a malformed reply" end
   local t = core.now() -- the answer's moment: durations count from here
   self.members = tonumber(r[1]) or 1
   self.told_first, self.told_retry = tf, tr
   -- the others' share of the fleet's retry budget window (this member counts its own)
   x:fleet_budget_others((tonumber(r[2]) or 0) - wf, (tonumber(r[3]) or 0) - wr)
+  if budget then budget:exchanged(spend, tonumber(r[4])) end
   for i = 1, self.n do
     local w = wants[i]
-    pull(self, x, i, t, r, 4 + REPLY * (i - 1), w and (asked[i] or w == "expired"))
+    pull(self, x, i, t, r, 5 + REPLY * (i - 1), w and (asked[i] or w == "expired"))
   end
   if c.keepalive then c:keepalive() end
   if ngx then self.conn = nil end -- a cosocket belongs to the request that made it; the pool keeps it
@@ -448,6 +463,9 @@ end
 function Fleet:tick(x, now, active, due_only, force)
   if self.syncing then return end
   if not self.member then self.member = member_name() end
+  self.x = x -- for flush
+  -- spend that took this member past the budget is told at once: the others stop too
+  if self.budget and self.budget:urgent() then force = true end
   local due = x:fleet_due(now)
   if not force and due > now and (due_only or not (active and now - self.last_sync >= PULL_EVERY)) then return end
   local wants = {}
@@ -498,6 +516,34 @@ end
 function Fleet:status()
   return { up = self.up, url = self.display, members = self.members, round_trips = self.round_trips,
            fallbacks = self.fallbacks, errors = self.errors, last_error = self.last_error }
+end
+
+-- The fleet's spend before this member's first exchange (budget.usd): one GET,
+-- once, so that a new member (a host started, a CLI run resumed) sends nothing
+-- while the fleet's budget is spent already; its exchanges keep it current after.
+-- Redis not answering: the member goes by its own spend until an exchange works.
+function Fleet:first_spend()
+  local function get()
+    local c, err = self.conn
+    if not c then
+      c, err = redis.connect(private[self])
+      if not c then return nil, err end
+    end
+    local v = c:call("GET", self.prefix .. ":spent")
+    self.round_trips = self.round_trips + 1
+    if ngx then c:keepalive() else self.conn = c end
+    return tonumber(v)
+  end
+  local ok, total = pcall(get)
+  if ok and total then self.budget:exchanged(0, total) end
+end
+
+-- Tells the fleet this member's spend not told yet (a client closing: a CLI run
+-- ending), outside nginx, where the exchange would need a cosocket phase.
+function Fleet:flush()
+  if self.budget and self.budget:unsent() > 0 and self.x and not ngx then
+    self:tick(self.x, core.now(), false, false, true)
+  end
 end
 
 function Fleet:close()

@@ -13,6 +13,7 @@ local stream = require "llmrelay.stream"
 local executor = require "llmrelay.executor"
 local cost = require "llmrelay.cost"
 local reqopts = require "llmrelay.reqopts"
+local budget = require "llmrelay.budget"
 
 local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
@@ -57,7 +58,8 @@ function _M.new(user_cfg)
   end
   -- the one place an executor is chosen: from here on both have one face (llmrelay.executor)
   -- a fleet (config redis): every executor exchanges leases and state with it the same way
-  local fleet = cfg.redis and require("llmrelay.fleet").new(cfg)
+  local spend = budget.new(cfg) -- nil without budget.usd
+  local fleet = cfg.redis and require("llmrelay.fleet").new(cfg, spend)
   local x = resty and require("llmrelay.resty.engine").new(cfg, fleet) or executor.curl(cfg, fleet)
   local self = setmetatable({
     _x = x,
@@ -69,7 +71,8 @@ function _M.new(user_cfg)
     _scrub = errors.scrubber(config.secrets(cfg)), -- the keys live in C memory: no dump shows them
     _on_event = cfg.on_event,
     _conc = cfg.concurrency,
-    _ledger = cost.ledger(cfg.endpoints), -- what answers cost, per endpoint and model
+    _ledger = cost.ledger(cfg.endpoints, spend), -- what answers cost, per endpoint and model
+    _budget = spend,
   }, Client)
   if cfg.on_event then x:on_events(function() deliver_events(self) end) end
   return self
@@ -133,13 +136,17 @@ function Client:_concurrency()
   return self._conc
 end
 
--- Starts a request whose result goes to `waiter`. -> id | nil, err
+-- Starts a request whose result goes to `waiter`. -> id | nil, err: a message
+-- (the request is invalid), or an errors table of kind "budget" (budget.usd spent).
 -- ro: the request's own headers and endpoints (llmrelay.reqopts), or nil.
 function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed, ro)
   -- every path (requests, batches, CLI lines, gateway bodies) comes here: a
-  -- body no server could answer well is refused before anything is sent
+  -- body no server could answer well, or any body once the budget is spent,
+  -- is refused before anything is sent
   local ok, problem = core.check_request(body)
   if not ok then return nil, problem end
+  local refused = self._budget and self._budget:refusal()
+  if refused then return nil, refused end
   local id, err = self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter,
                                  ro)
   if id then self._ledger:remember(id, model) end
@@ -267,7 +274,7 @@ end
 -- milliseconds in C, like timeout.total (config's range).
 local OPT_KEYS = { timeout = config.MAX_SECONDS, deadline = math.huge }
 
--- opts.headers and opts.endpoints (not in a batch) -> llmrelay.reqopts
+-- opts.headers and opts.endpoints (every request of a batch) -> llmrelay.reqopts
 local REQ_OPTS = { headers = true, endpoints = true }
 
 -- -> opts, the request's own headers and endpoints (llmrelay.reqopts) or nil
@@ -281,11 +288,11 @@ local function check_opts(self, opts, fn, extra)
       end
     elseif OPT_KEYS[k] then
       check_seconds(v, fn, "opts." .. k, OPT_KEYS[k], 3)
-    elseif not (extra and extra[k]) and not (REQ_OPTS[k] and fn ~= "batch") then
+    elseif not (extra and extra[k]) and not REQ_OPTS[k] then
       error(fn .. ": unknown option '" .. tostring(k) .. "'", 3)
     end
   end
-  return opts, fn ~= "batch" and reqopts.check(opts, fn, self._index, 3) or nil
+  return opts, reqopts.check(opts, fn, self._index, 3)
 end
 
 -- Encodes a request; a malformed one is a programmer mistake in chat_completion
@@ -312,9 +319,7 @@ local function one(self, req, opts, fn)
   if not body then error(fn .. ": " .. msg, 3) end
   local waiter = { inbox = {} }
   local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, nil, ro)
-  if not id then
-    return nil, errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
-  end
+  if not id then return nil, errors.submit_error(err) end
   local res = self:_result(await(self, waiter), ro)
   raise_callback_error(self)
   return decoded(self, res)
@@ -360,7 +365,7 @@ function Client:stream(req, opts)
   local st = stream.new(self, id, waiter, opts.on_delta, function(c, r) return make_error(c, r, ro) end)
   if not id then
     st._finished = true
-    st._err = errors.new { kind = "invalid_request", attempts = 0, message = tostring(err) }
+    st._err = errors.submit_error(err)
   end
   return st, nil, nil, st
 end
@@ -435,10 +440,12 @@ local BATCH_OPTS = { concurrency = true, on_result = true, on_progress = true }
 
 -- client:batch(requests, opts) -> results, summary
 -- results[i] = { ok = true, response = <decoded> } | { ok = false, error = err }, in request order.
+-- opts: concurrency, on_result, on_progress, and timeout, deadline, priority, headers, endpoints for each request.
 function Client:batch(requests, opts)
   check_open(self, "batch")
   if type(requests) ~= "table" then error("batch: requests must be an array (got " .. type(requests) .. ")", 2) end
-  opts = check_opts(self, opts, "batch", BATCH_OPTS)
+  local ro
+  opts, ro = check_opts(self, opts, "batch", BATCH_OPTS)
   local conc = opts.concurrency
   if conc ~= nil and (type(conc) ~= "number" or conc < 1 or conc ~= floor(conc)) then
     error("batch: opts.concurrency must be a positive integer", 2)
@@ -457,7 +464,7 @@ function Client:batch(requests, opts)
       return { key = i, error = errors.new { kind = "invalid_request", attempts = 0, message = msg } }
     end
     return { key = i, body = body, model = req.model, timeout = opts.timeout, deadline = opts.deadline,
-             priority = opts.priority }
+             priority = opts.priority, ro = ro }
   end
   -- batch.run guards the callbacks: it raises the first error (error(nil) too)
   -- once every request has ended
@@ -487,6 +494,7 @@ function Client:status()
   end
   self._ledger:fill_status(st)
   if self._fleet then st.redis = self._fleet:status() end
+  if self._budget then st.budget = self._budget:status() end
   return st
 end
 
@@ -522,6 +530,7 @@ function Client:metrics()
   family("learnt_rate", "gauge", "Requests per second the endpoint is paced to, learnt from 429s that publish no limits.", "learnt_rate")
   family("learnt_burst", "gauge", "Requests the endpoint's server takes at once, learnt from 429s that publish no limits.", "learnt_burst")
   self._ledger:metrics(out, self._names, label)
+  if st.budget then self._budget:metrics(out, st.budget) end
   local r = st.redis
   if r then
     local function one(name, kind, help, v)
@@ -543,9 +552,7 @@ function Client:pending()
   return self._x:pending()
 end
 
--- Frees the client's connections; any call after this is an error.
-function Client:close()
-  check_client(self, "close")
+local function close(self)
   if self._x then
     self._x:close()
     self._x = nil
@@ -553,7 +560,15 @@ function Client:close()
   if self._fleet then self._fleet:close() end
 end
 
+-- Frees the client's connections; any call after this is an error.
+function Client:close()
+  check_client(self, "close")
+  -- the fleet is told the spend it was not told yet (budget.usd); not by __gc: no I/O there
+  if self._x and self._fleet then self._fleet:flush() end
+  close(self)
+end
+
 Client.__close = Client.close
-Client.__gc = Client.close
+Client.__gc = close
 
 return _M

@@ -1,5 +1,5 @@
 -- llmrelay.reqopts: a request's own headers (opts.headers) and endpoint
--- restriction (opts.endpoints) on chat_completion, chat and stream. Checked
+-- restriction (opts.endpoints) on chat_completion, chat, stream and batch. Checked
 -- here once; a mistake is the caller's (error(), naming the field, never a
 -- value). The executor gets what check returns:
 --   { headers = { "Name: value", ... } | nil, only = <endpoint numbers, one a byte> | nil,

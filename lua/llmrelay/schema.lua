@@ -29,6 +29,7 @@ _M.numbers = {
   weight = { desc = "a positive number", above = 0, max = MAX_WEIGHT },
   positive = { desc = "a positive number", above = 0 },
   usd = { desc = "a number >= 0 (USD per 1M tokens)", min = 0 },
+  dollars = { desc = "a number >= 0 (USD)", min = 0 },
   rate = { desc = "a number in (0, 1]", above = 0, max = 1, no_range = true },
   budget = { desc = "a number >= 0 or false", min = 0, false_is = -1 }, -- false: no budget
   bytes = { desc = "an integer >= " .. BYTES_MIN, int = true, min = BYTES_MIN, max = BYTES_MAX,
@@ -113,6 +114,8 @@ _M.fields = {
     doc = "largest answer kept" },
   { path = "concurrency", type = "concurrency", default = 64,
     doc = "attempts in flight for the whole client" },
+  { path = "budget.usd", type = "dollars",
+    doc = "USD the client may spend (answers' cost); then new requests fail with kind \"budget\"" },
   { path = "user_agent", type = "text", default = "llmrelay/0.1", doc = "User-Agent header" },
   { path = "name", type = "word", default = "default",
     doc = "the pool's name: clients with the same name (and shared_dict or redis) share its state" },

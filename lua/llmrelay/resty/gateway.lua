@@ -10,7 +10,8 @@
 --   POST .../chat/completions   JSON, or SSE passed on chunk by chunk ("stream": true)
 --   GET  .../models             the union of the pool's configured models
 --   GET  /health                status JSON (200 while some endpoint can serve, else 503):
---                               status, worker, endpoints (an array), redis (a fleet's, if any)
+--                               status, worker, endpoints (an array), redis (a fleet's, if any),
+--                               budget ({ usd, spent }, if the pool has one)
 --   GET  /metrics               Prometheus text
 -- opts:
 --   keys         accepted gateway keys (Authorization: Bearer <key>, or api-key /
@@ -33,10 +34,14 @@
 -- the request's own (400 such as context_length_exceeded, 404 model not
 -- found, 413, 422) is answered with the upstream's status and error body,
 -- scrubbed of keys, so SDKs' `e.code` checks work through the gateway.
+-- Once the pool's budget (budget.usd) is spent, a request is answered 402
+-- with code "budget_exceeded" (type "insufficient_quota"), nothing sent:
+-- SDKs do not retry a 402, and waiting would not help.
 
 local ngx = ngx
 local cjson = require "cjson.safe"
 local stream = require "llmrelay.stream"
+local errors = require "llmrelay.errors"
 
 local bit = require "bit"
 local bxor, bor = bit.bxor, bit.bor
@@ -50,7 +55,7 @@ local _M = {}
 local STATUS_OF = {
   rate_limited = 429, circuit_open = 503, timeout = 504, deadline = 504, connect = 502,
   server_error = 502, http = 502, decode = 502, stream_interrupted = 502, cancelled = 499,
-  invalid_request = 400,
+  invalid_request = 400, budget = 402,
 }
 
 local function send_raw(status, json, headers)
@@ -66,8 +71,10 @@ local function send_json(status, doc, headers)
   send_raw(status, cjson.encode(doc), headers)
 end
 
--- OpenAI's error types; llmrelay's kind goes in `code`.
-local TYPE_OF = { invalid_request = "invalid_request_error", rate_limited = "rate_limit_error" }
+-- OpenAI's error types; llmrelay's kind goes in `code` (but for CODE_OF's).
+local TYPE_OF = { invalid_request = "invalid_request_error", rate_limited = "rate_limit_error",
+                  budget = "insufficient_quota" }
+local CODE_OF = { budget = "budget_exceeded" }
 
 local function error_doc(message, kind, code)
   return { error = { message = message, type = TYPE_OF[kind] or kind, code = code or kind, param = cjson.null } }
@@ -111,7 +118,14 @@ local function error_response(err, error_body)
   if status == 429 or status == 503 then
     if err.retry_after then headers["Retry-After"] = tostring(ceil(err.retry_after)) end
   end
-  return status, cjson.encode(error_doc(err.message or err.kind, TYPE_OF[err.kind] or "api_error", err.kind)), headers
+  return status, cjson.encode(error_doc(err.message or err.kind, TYPE_OF[err.kind] or "api_error",
+                                        CODE_OF[err.kind] or err.kind)), headers
+end
+
+-- The answer to a request the client refused before sending it (_submit's nil, err).
+local function refused(client, err)
+  if errors.is(err) then return send_raw(error_response(err)) end
+  return fail(400, client:_scrub_text(tostring(err)), "invalid_request")
 end
 
 ---------------------------------------------------------------------------
@@ -209,7 +223,7 @@ end
 local function complete(client, body, model, deadline)
   local waiter = { inbox = {} }
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, false)
-  if not id then return fail(400, client:_scrub_text(tostring(err)), "invalid_request") end
+  if not id then return refused(client, err) end
   while not waiter.inbox[1] do client:_wait(waiter) end
   local res = client:_result(waiter.inbox[1])
   if res.ok then
@@ -239,7 +253,7 @@ end
 local function streamed(client, body, model, deadline)
   local waiter = { inbox = {} }
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true)
-  if not id then return fail(400, client:_scrub_text(tostring(err)), "invalid_request") end
+  if not id then return refused(client, err) end
   local started = false
   local function start(r)
     ngx.status = 200
@@ -322,16 +336,17 @@ end
 
 local function health(client)
   local st = client:status()
-  -- a fleet's Redis goes beside the endpoints: "endpoints" stays a JSON array
-  local redis = st.redis
-  st.redis = nil
+  -- a fleet's Redis and the budget go beside the endpoints: "endpoints" stays a JSON array
+  local redis, budget = st.redis, st.budget
+  st.redis, st.budget = nil, nil
   local usable = 0
   local t = ngx.now()
   for _, s in ipairs(st) do
     if s.state ~= "open" and not (s.throttled_until and s.throttled_until > t) then usable = usable + 1 end
   end
   local status = usable == #st and "ok" or (usable > 0 and "degraded" or "unavailable")
-  send_json(usable > 0 and 200 or 503, { status = status, worker = ngx.worker.pid(), endpoints = st, redis = redis })
+  send_json(usable > 0 and 200 or 503, { status = status, worker = ngx.worker.pid(), endpoints = st, redis = redis,
+                                         budget = budget })
 end
 
 local function metrics(client)
