@@ -177,7 +177,7 @@ describe("budget in the CLI (config budget)", function()
     mock.run("rm -rf " .. mock.quote(dir))
   end)
 
-  it("writes each refused line as an error with code budget", function()
+  it("writes the answers paid for, not the refused lines (a re-run sends them), and exits 1 naming budget.usd", function()
     local m = mock.start { name = "a" }
     local f = assert(io.open(dir .. "/conf.lua", "wb"))
     f:write(("return { endpoints = { { name = \"a\", base_url = %q, prices = { [\"*\"] = { input = 1000, "
@@ -189,21 +189,18 @@ describe("budget in the CLI (config budget)", function()
                .. '{"model":"m","messages":[{"role":"user","content":"hi"}]}}\n'):format(i))
     end
     f:close()
-    local _, _, err = cli.run(dir, ("batch %s/in.jsonl -o %s/out.jsonl -c %s/conf.lua --concurrency 1"):format(dir, dir, dir))
-    local ok, refused = 0, 0
+    local rc, _, err = cli.run(dir, ("batch %s/in.jsonl -o %s/out.jsonl -c %s/conf.lua --concurrency 1"):format(dir, dir, dir))
+    assert.equal(1, rc, err)
+    assert.truthy(err:find("budget of $0.152 spent", 1, true), err)
+    assert.truthy(err:find("5 of 15 lines left", 1, true), err)
+    assert.truthy(err:find("budget.usd", 1, true), err)
+    local ok = 0
     for line in io.lines(dir .. "/out.jsonl") do
       local doc = cjson.decode(line)
-      if doc.error == cjson.null then
-        ok = ok + 1
-      else
-        assert.equal("budget", doc.error.code, line)
-        assert.equal(cjson.null, doc.response, line)
-        assert.truthy(doc.error.message:find("budget of $0.152 spent", 1, true), line)
-        refused = refused + 1
-      end
+      assert.equal(cjson.null, doc.error, line)
+      ok = ok + 1
     end
     assert.equal(10, ok, err)
-    assert.equal(5, refused, err)
     assert.equal(10, m:stats().requests)
   end)
 end)
