@@ -41,6 +41,7 @@ build = {
     ["llmrelay.cost"] = "lua/llmrelay/cost.lua",
     ["llmrelay.executor"] = "lua/llmrelay/executor.lua",
     ["llmrelay.reqopts"] = "lua/llmrelay/reqopts.lua",
+    ["llmrelay.route"] = "lua/llmrelay/route.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
