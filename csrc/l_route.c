@@ -52,11 +52,11 @@ static void read_fallbacks(lua_State *L, int idx, const char *key, int context, 
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
+      int to[LR_MAX_FALLBACKS], n = lua_istable(L, -1) ? (int)lrc_rawlen(L, -1) : -1;
+      if (lua_type(L, -2) != LUA_TSTRING || n < 0 || n > LR_MAX_FALLBACKS) /* not lua_tolstring: it would change a key */
+        luaL_error(L, "config %s must map model names to at most %d others", key, LR_MAX_FALLBACKS);
       size_t len;
       const char *from = lua_tolstring(L, -2, &len);
-      int to[LR_MAX_FALLBACKS], n = (int)lrc_rawlen(L, -1);
-      if (!from || lua_type(L, -2) != LUA_TSTRING || n > LR_MAX_FALLBACKS)
-        luaL_error(L, "config %s must map model names to at most %d others", key, LR_MAX_FALLBACKS);
       int f = lr_models_intern(m, from, len);
       for (int k = 0; k < n; k++) {
         lua_rawgeti(L, -1, k + 1);

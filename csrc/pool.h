@@ -14,6 +14,7 @@
 #include "rng.h"
 
 #define LR_MAX_ENDPOINTS 64
+typedef char lr_models_cover_the_pool[LR_MODELS_MAX_EP == LR_MAX_ENDPOINTS ? 1 : -1];
 /* Until an endpoint is known to be reachable (a connection to it was made,
  * or it answered), at most this many attempts are in flight to it: a dead or
  * black-holed endpoint in a pool that starts with a burst then costs a few

@@ -136,6 +136,7 @@ describe("fallbacks between models", function()
       model = model or chunk.model
     end
     assert.equal("mini-up", model)
+    assert.equal("gpt-4.1-mini", st._llmrelay.model)
   end)
 
   it("ends with the model's own failure when no fallback is left, or none is configured", function()
