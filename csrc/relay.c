@@ -172,6 +172,7 @@ static int fall_back(lr_relay *rl, lr_req *r, lr_error_kind kind) {
     r->tried = 0;
     r->rounds = 0;
     r->base_attempts = r->attempts;
+    r->retry_after_s = -1; /* the old model's wait says nothing of the new one */
     r->fb.context_exceeded = 0;
     r->state = LR_REQ_READY;
     ready_push(rl, r, 1);
