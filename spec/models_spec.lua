@@ -52,6 +52,18 @@ describe("models config", function()
   end)
 end)
 
+describe("core.set_model", function()
+  local core = require "llmrelay.core"
+
+  it("rewrites the top-level model string on the raw body, and only that", function()
+    local body = '{"model" : "gpt-4.1", "messages":[{"role":"user","content":"\\"model\\":\\"x\\"","model":"n"}]}'
+    assert.equal('{"model" : "up\\"1", "messages":[{"role":"user","content":"\\"model\\":\\"x\\"","model":"n"}]}',
+                 core.set_model(body, 'up"1'))
+    assert.equal(body, core.set_model(body, "gpt-4.1"))
+    assert.equal('{"model":null}', core.set_model('{"model":null}', "x"))
+  end)
+end)
+
 describe("models map with the libcurl executor", function()
   local a, b
 
