@@ -14,8 +14,6 @@ typedef struct lr_client_endpoint {
   const char *url;             /* full URL of chat/completions */
   const char *const *headers;  /* "Name: value" lines (Authorization included) */
   int n_headers;
-  const char *const *models;   /* models it serves; n_models == 0: every model */
-  int n_models;
   lr_endpoint_cfg policy;
 } lr_client_endpoint;
 

@@ -377,7 +377,7 @@ static size_t decoded_byte(ptr p, ptr at) {
 }
 
 /* Does the JSON string whose content is k[0..kend) decode to name[0..n)? */
-static int key_is(ptr k, ptr kend, const unsigned char *name, size_t n) {
+int lr_json_key_is(ptr k, ptr kend, const unsigned char *name, size_t n) {
   size_t i = 0;
   unsigned char b[4];
   while (k < kend) {
@@ -413,7 +413,7 @@ static int members(const char *s, size_t n, int k, const char *const *names, con
     if (p >= end) return -1;
     ptr ve = value_end(p, end);
     for (int j = 0; j < k; j++)
-      if (ke > ks && key_is(ks, ke - 1, (const unsigned char *)names[j], lens[j])) {
+      if (ke > ks && lr_json_key_is(ks, ke - 1, (const unsigned char *)names[j], lens[j])) {
         off[j] = (size_t)(p - (ptr)s);
         len[j] = (size_t)(ve - p);
         found[j] = 1;

@@ -42,6 +42,10 @@ size_t lr_json_escape(const unsigned char *p, const unsigned char *end, uint32_t
 /* The UTF-8 form of cp (at most U+10FFFF) in b; returns its length (1 to 4). */
 size_t lr_utf8_put(uint32_t cp, unsigned char b[4]);
 
+/* Does the content k[0..kend) of a JSON string (between its quotes) decode
+ * to name[0..n)? A bad escape never matches. */
+int lr_json_key_is(const unsigned char *k, const unsigned char *kend, const unsigned char *name, size_t n);
+
 /* The raw text of the top-level member `name` of the JSON object s[0..n)
  * (the last one when the name repeats, as cjson keeps it); keys compare with
  * their escapes decoded. 0 and the value's *off and *len, or -1 when s is no

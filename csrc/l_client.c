@@ -28,6 +28,7 @@ static int l_new(lua_State *L) {
   char err[256];
   ud->c = lr_client_new(&cfg, eps, n, err, sizeof err);
   if (!ud->c) return luaL_error(L, "llmrelay.core: %s", err);
+  lrl_read_routes(L, 1, lr_client_relay(ud->c)); /* an error closes the client with its userdata */
   lua_settop(L, top);
   return 1;
 }
@@ -75,6 +76,7 @@ static int l_submit(lua_State *L) {
     return 2;
   }
   if (by_only) lr_relay_explain_only(&call->req);
+  lrl_route_request(lr_client_relay(c), &call->req, model, mlen, only, olen);
   lua_pushnumber(L, (lua_Number)call->id);
   return 1;
 }
@@ -136,7 +138,7 @@ static int l_take(lua_State *L) {
   lr_call *call = lr_client_next_done(c);
   if (!call) return 0;
   const lr_req *r = &call->req;
-  lrl_push_result(L, r, 5);
+  lrl_push_result(L, lr_client_relay(c), r, 5);
   lrl_set_num(L, "id", (double)call->id);
   if (call->stream) {
     lua_pushboolean(L, 1);

@@ -69,8 +69,7 @@ int lrl_sub_table(lua_State *L, int t, const char *k) {
 typedef struct {
   lr_client_endpoint eps[LR_MAX_ENDPOINTS];
   const char *hdrs[LR_MAX_ENDPOINTS][LRL_MAX_HEADERS];
-  const char *models[LR_MAX_ENDPOINTS][LRL_MAX_MODELS];
-  char *items[LR_MAX_ENDPOINTS * (LRL_MAX_HEADERS + LRL_MAX_MODELS + 1)];
+  char *items[LR_MAX_ENDPOINTS * (LRL_MAX_HEADERS + 1)];
   int n;
 } scratch;
 
@@ -106,8 +105,7 @@ static int open_list(lua_State *L, int t, int i, const char *k, int max) {
   return n;
 }
 
-static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, const char **hdr, const char **models,
-                          scratch *s) {
+static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, const char **hdr, scratch *s) {
   lua_getfield(L, t, "url");
   const char *url = luaL_checkstring(L, -1);
   ep->url = keep(L, s, url, NULL, NULL);
@@ -143,15 +141,6 @@ static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, co
   lua_pop(L, 1);
   ep->headers = hdr;
   ep->n_headers = nh;
-  int nm = open_list(L, t, i, "models", LRL_MAX_MODELS);
-  for (int k = 1; k <= nm; k++) {
-    lua_rawgeti(L, -1, k);
-    models[k - 1] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  ep->models = models;
-  ep->n_models = nm;
   ep->policy.weight = lrl_num_field(L, t, "weight");
   if (!(ep->policy.weight > 0 && ep->policy.weight < HUGE_VAL)) luaL_error(L, "endpoints[%d].weight must be above 0", i + 1);
   ep->policy.max_concurrency = (int)int_field(L, t, "max_concurrency", 0, LRL_MAX_CONCURRENCY);
@@ -202,7 +191,8 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   if (strcmp(strat, "priority") == 0) cfg.strategy = LR_STRATEGY_PRIORITY;
   else if (strcmp(strat, "round_robin") == 0) cfg.strategy = LR_STRATEGY_ROUND_ROBIN;
   else if (strcmp(strat, "weighted") == 0) cfg.strategy = LR_STRATEGY_WEIGHTED;
-  else luaL_error(L, "config strategy must be \"weighted\", \"priority\" or \"round_robin\"");
+  else if (strcmp(strat, "cost") == 0) cfg.strategy = LR_STRATEGY_COST;
+  else luaL_error(L, "config strategy must be \"weighted\", \"priority\", \"round_robin\" or \"cost\"");
   /* jitter must differ between processes that start together */
   cfg.seed = (uint64_t)(lr_now_wall() * 1e6) ^ ((uint64_t)(uintptr_t)&cfg << 16) ^ ((uint64_t)getpid() << 40);
 
@@ -213,7 +203,7 @@ void lrl_read_config(lua_State *L, int idx, lr_client_cfg *out, lr_client_endpoi
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, t, i + 1);
     if (!lua_istable(L, -1)) luaL_error(L, "config.endpoints[%d] must be a table", i + 1);
-    read_endpoint(L, lua_gettop(L), i, &s->eps[i], s->hdrs[i], s->models[i], s);
+    read_endpoint(L, lua_gettop(L), i, &s->eps[i], s->hdrs[i], s);
     lua_pop(L, 1);
   }
   *out = cfg;
@@ -278,7 +268,7 @@ void lrl_push_status(lua_State *L, lr_pool *p, double now) {
   }
 }
 
-static const char *event_names[] = {"retry", "failover", "breaker", "throttle"};
+static const char *event_names[] = {"retry", "failover", "breaker", "throttle", "fallback"};
 
 int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata)) {
   lr_event ev[64];
@@ -306,6 +296,14 @@ int lrl_push_events(lua_State *L, lr_relay *rl, double (*request_id)(void *udata
       break;
     case LR_EV_THROTTLE:
       lrl_set_num(L, "delay", e->delay_s);
+      break;
+    case LR_EV_FALLBACK: /* from, to: logical model names */
+      lrl_push_model_name(L, rl, e->from);
+      lua_setfield(L, -2, "from");
+      lrl_push_model_name(L, rl, e->to);
+      lua_setfield(L, -2, "to");
+      if (e->kind != LR_E_NONE) lrl_set_str(L, "kind", lr_error_kind_name(e->kind));
+      if (e->udata) lrl_set_num(L, "request", request_id(e->udata));
       break;
     }
     if (e->status) lrl_set_int(L, "status", e->status);
@@ -343,8 +341,9 @@ void lrl_register_class(lua_State *L, const char *mt, const luaL_Reg *metamethod
   lua_pop(L, 1);
 }
 
-void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields) {
-  lua_createtable(L, 0, 6 + extra_fields);
+void lrl_push_result(lua_State *L, lr_relay *rl, const lr_req *r, int extra_fields) {
+  lua_createtable(L, 0, 7 + extra_fields);
+  lrl_set_model(L, rl, r->model);
   lua_pushboolean(L, r->kind == LR_E_NONE);
   lua_setfield(L, -2, "ok");
   lrl_set_int(L, "attempts", r->attempts);

@@ -41,8 +41,19 @@ void lrl_set_num(lua_State *L, const char *k, double v);
 void lrl_set_int(lua_State *L, const char *k, long v);
 void lrl_set_str(lua_State *L, const char *k, const char *v);
 /* Pushes a finished request's result table: ok, attempts, status, endpoint,
- * latency, request_id (the last answer's x-request-id; the caller adds the rest). */
-void lrl_push_result(lua_State *L, const lr_req *r, int extra_fields);
+ * latency, request_id (the last answer's x-request-id), model (the logical
+ * model that answered or was tried last; the caller adds the rest). */
+void lrl_push_result(lua_State *L, lr_relay *rl, const lr_req *r, int extra_fields);
+/* Routing (csrc/l_route.c). Reads the normalized config's models, prices
+ * and fallbacks (cfg at idx) into the relay's pool and fallbacks. */
+void lrl_read_routes(lua_State *L, int idx, lr_relay *rl);
+/* After lr_relay_submit: gives the request r its logical model (model, mlen
+ * as submitted; NULL none) and opts.endpoints restriction (as lr_relay_only). */
+void lrl_route_request(lr_relay *rl, lr_req *r, const char *model, size_t mlen, const char *only, size_t olen);
+/* Sets field "model" of the table on top to the logical model's name (nothing for -1). */
+void lrl_set_model(lua_State *L, lr_relay *rl, int model);
+/* Pushes the logical model's name, or nil. */
+void lrl_push_model_name(lua_State *L, lr_relay *rl, int model);
 /* Pushes the status array of the pool (one table per endpoint, config order). */
 void lrl_push_status(lua_State *L, lr_pool *p, double now);
 

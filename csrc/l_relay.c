@@ -86,11 +86,7 @@ static int l_new(lua_State *L) {
   for (int i = 0; i < n; i++) pol[i] = eps[i].policy;
   ud->rl = lr_relay_new(&cfg.relay, pol, n, cfg.strategy, &cfg.breaker, cfg.seed, now);
   if (!ud->rl) return luaL_error(L, "llmrelay.core: out of memory");
-  for (int i = 0; i < n; i++)
-    if (lr_pool_set_models(lr_relay_pool(ud->rl), i, eps[i].models, eps[i].n_models) != 0) {
-      free_relay(ud);
-      return luaL_error(L, "llmrelay.core: out of memory");
-    }
+  lrl_read_routes(L, 1, ud->rl); /* an error frees the relay with its userdata */
   lua_settop(L, top);
   return 1;
 }
@@ -129,6 +125,7 @@ static int l_submit(lua_State *L) {
   uint64_t allowed = lr_relay_only(lr_pool_serving(lr_relay_pool(ud->rl), model, mlen), (const unsigned char *)only,
                                    olen, &by_only);
   lr_relay_submit(ud->rl, &q->req, allowed, tokens, deadline, timeout, priority, (void *)id);
+  lrl_route_request(ud->rl, &q->req, model, mlen, only, olen);
   if (by_only) lr_relay_explain_only(&q->req);
   lua_pushnumber(L, (lua_Number)id);
   return 1;
@@ -169,8 +166,8 @@ static int l_poll(lua_State *L) {
 /* result(id) -> { ok, attempts, status, endpoint, latency, kind, message, retry_after }
  * for a finished request; the id is free afterwards. nil if not finished. */
 /* Pushes a finished request's result table (the shape of the client's take()). */
-static void push_done(lua_State *L, const lr_req *r, int extra) {
-  lrl_push_result(L, r, extra);
+static void push_done(lua_State *L, lr_relay *rl, const lr_req *r, int extra) {
+  lrl_push_result(L, rl, r, extra);
   if (r->kind != LR_E_NONE) {
     lrl_set_str(L, "kind", lr_error_kind_name(r->kind));
     if (r->message[0]) lrl_set_str(L, "message", r->message);
@@ -182,7 +179,7 @@ static int l_result(lua_State *L) {
   relay_ud *ud = check_relay(L);
   rq *q = find(L, ud, 2);
   if (!q || q->req.state != LR_REQ_DONE) return 0;
-  push_done(L, &q->req, 3);
+  push_done(L, ud->rl, &q->req, 3);
   /* read before poll handed it out: it is still on the relay's done list */
   lr_relay_cancel(ud->rl, &q->req, q->req.kind, 0);
   release(ud, q);
@@ -200,7 +197,7 @@ static lr_error_kind kind_of(lua_State *L, int idx) {
 static const char *verdict_names[] = {"success", "failure", "neutral"};
 
 /* report(id, now, status, transport_kind|nil, body_ok, headers|nil, message|nil,
- *        not_sent, usage_tokens|nil, committed, partial) -> verdict, endpoint
+ *        not_sent, usage_tokens|nil, committed, partial, context_exceeded) -> verdict, endpoint
  * headers: the raw header block ("Name: value" lines). verdict: what the
  * attempt said of its endpoint's health ("success" "failure" "neutral"). */
 static int l_report(lua_State *L) {
@@ -232,11 +229,25 @@ static int l_report(lua_State *L) {
   o.usage_tokens = luaL_optnumber(L, 10, -1);
   o.committed = lua_toboolean(L, 11);
   o.partial = lua_toboolean(L, 12);
+  o.context_exceeded = lua_toboolean(L, 13);
   int ep = q->req.endpoint;
   lr_relay_report(ud->rl, &q->req, &o, now);
   lua_pushstring(L, verdict_names[q->req.verdict]);
   lua_pushinteger(L, ep + 1);
   return 2;
+}
+
+/* wire_model(id) -> the name the SENDING request's body must carry on its
+ * endpoint (the endpoint's name for its logical model), or nil: as it is */
+static int l_wire_model(lua_State *L) {
+  relay_ud *ud = check_relay(L);
+  rq *q = find(L, ud, 2);
+  if (!q || q->req.state != LR_REQ_SENDING) return 0;
+  size_t len;
+  const char *name = lr_relay_wire_model(ud->rl, &q->req, q->req.endpoint, &len);
+  if (!name) return 0;
+  lua_pushlstring(L, name, len);
+  return 1;
 }
 
 /* is_probe(id) -> whether the attempt being sent is a half-open probe */
@@ -268,7 +279,7 @@ static int l_cancel(lua_State *L) {
   lua_pushstring(L, states[was]);
   int n = 1;
   if (q->req.state == LR_REQ_DONE) { /* its result, as the libcurl client hands a cancelled call back */
-    push_done(L, &q->req, 3);
+    push_done(L, ud->rl, &q->req, 3);
     n = 2;
   }
   release(ud, q);
@@ -433,7 +444,7 @@ static int l_decoder_gc(lua_State *L) {
 }
 
 /* core.attempt_outcome(status, err_kind|nil, err|nil, decoder|nil, body|nil, max_response_bytes)
- *   -> kind|nil, message|nil, body_ok, usage_tokens|nil, keep_text|nil
+ *   -> kind|nil, message|nil, body_ok, usage_tokens|nil, keep_text|nil, context_exceeded
  * The outcome of an attempt from what the executor saw (lr_outcome_shape, as
  * the libcurl executor shapes its own): err_kind, err: its transfer failed
  * (a kind and the message it made); decoder: the stream decoder of a streamed
@@ -466,7 +477,8 @@ static int l_attempt_outcome(lua_State *L) {
   else lua_pushnil(L);
   if (keep) lua_pushlstring(L, keep, keep_len > LRL_ERROR_BODY ? LRL_ERROR_BODY : keep_len);
   else lua_pushnil(L);
-  return 5;
+  lua_pushboolean(L, o.context_exceeded);
+  return 6;
 }
 
 /* core.shared_bucket(per_minute, t0, used_after, need, now) -> ok, excess, retry_at
@@ -485,7 +497,7 @@ static int l_shared_bucket(lua_State *L) {
 void lr_relay_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"submit", l_submit},   {"poll", l_poll},       {"result", l_result},   {"report", l_report},
-      {"is_probe", l_is_probe}, {"unsend", l_unsend}, {"cancel", l_cancel},   {"reached", l_reached},
+      {"is_probe", l_is_probe}, {"wire_model", l_wire_model}, {"unsend", l_unsend}, {"cancel", l_cancel},   {"reached", l_reached},
       {"admit", l_admit},     {"status", l_status},   LRL_SHARED_REG,
       {"events", l_events},   {"enable_events", l_enable_events}, {"active", l_active},
       {"in_flight", l_in_flight}, {"close", l_close}, {NULL, NULL}};

@@ -8,6 +8,7 @@ void lr_http1_open(lua_State *L);
 void lr_scrub_open(lua_State *L);
 void lr_json_open(lua_State *L);
 void lr_redis_open(lua_State *L);
+void lr_route_open(lua_State *L);
 
 #if defined(_WIN32)
 #define LR_EXPORT __declspec(dllexport)
@@ -24,6 +25,7 @@ LR_EXPORT int luaopen_llmrelay_core(lua_State *L) {
   lr_scrub_open(L);
   lr_json_open(L);
   lr_redis_open(L);
+  lr_route_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -2,6 +2,7 @@
 #include "outcome.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "answer.h"
 #include "jsoncheck.h"
@@ -86,4 +87,9 @@ void lr_outcome_shape(const lr_attempt_facts *f, lr_outcome *o, char *msg, size_
     }
   }
   if (msg[0]) o->message = msg;
+  /* the request is too long for this model: context_window_fallbacks may name a larger one */
+  static const char ctx[] = "\"context_length_exceeded\"";
+  lr_upstream_error e;
+  o->context_exceeded = o->status == 400 && *keep && lr_answer_error(*keep, *keep_len, &e) == 0 &&
+                        e.code.len == sizeof ctx - 1 && memcmp(*keep + e.code.off, ctx, sizeof ctx - 1) == 0;
 }

@@ -17,6 +17,7 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
   p->strategy = strategy;
   p->breaker_cfg = *bcfg;
   p->prober = -1;
+  lr_models_init(&p->models);
   for (int i = 0; i < p->n; i++) {
     lr_endpoint *e = &p->ep[i];
     e->weight = eps[i].weight > 0 ? eps[i].weight : 1.0;
@@ -203,8 +204,29 @@ static int pick_weighted(lr_pool *p, const int *cand, int nc, double now, lr_rng
   return s0 < s1 ? pick[0] : pick[1];
 }
 
+/* Strategy "cost": the candidates of the lowest rank price (priced before
+ * unpriced), then the weighted rule among them. */
+static int pick_cheapest(lr_pool *p, int *cand, int nc, int model, double now, lr_rng *rng) {
+  double best = -1;
+  for (int k = 0; k < nc; k++) {
+    double r = lr_models_rank(&p->models, cand[k], model);
+    if (r >= 0 && (best < 0 || r < best)) best = r;
+  }
+  int m = 0;
+  for (int k = 0; k < nc; k++) {
+    double r = lr_models_rank(&p->models, cand[k], model);
+    if (best < 0 || (r >= 0 && r <= best * (1 + 1e-12))) cand[m++] = cand[k];
+  }
+  return pick_weighted(p, cand, m, now, rng);
+}
+
 int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng *rng,
                  double *wake_at, int *why) {
+  return lr_pool_pick_model(p, allowed, -1, tokens, now, rng, wake_at, why);
+}
+
+int lr_pool_pick_model(lr_pool *p, uint64_t allowed, int model, double tokens, double now, lr_rng *rng,
+                       double *wake_at, int *why) {
   int cand[LR_MAX_ENDPOINTS];
   int nc = 0, bits = 0;
   double wake = INFINITY;
@@ -235,6 +257,8 @@ int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng
       }
     p->rr_next = cand[0] + 1;
     return cand[0];
+  case LR_STRATEGY_COST:
+    return pick_cheapest(p, cand, nc, model, now, rng);
   default:
     return pick_weighted(p, cand, nc, now, rng);
   }
@@ -392,46 +416,17 @@ void lr_pool_rate_limited(lr_pool *p, int i, double now, lr_rng *rng) {
 }
 
 int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {
-  lr_endpoint *e = &p->ep[i];
-  free(e->models);
-  e->models = NULL;
-  e->n_models = 0;
-  if (n <= 0) return 0;
-  size_t total = 0;
-  for (int k = 0; k < n; k++) total += strlen(models[k]) + 1;
-  char *blob = malloc(total), *w = blob;
-  if (!blob) return -1;
-  for (int k = 0; k < n; k++) {
-    size_t l = strlen(models[k]) + 1;
-    memcpy(w, models[k], l);
-    w += l;
-  }
-  e->models = blob;
-  e->n_models = n;
+  for (int k = 0; k < n; k++)
+    if (lr_models_serve(&p->models, i, models[k], NULL) != 0) return -1;
   return 0;
 }
 
 void lr_pool_free(lr_pool *p) {
-  for (int i = 0; i < p->n; i++) {
-    lr_ratelearn_free(&p->ep[i].learnt);
-    free(p->ep[i].models);
-    p->ep[i].models = NULL;
-    p->ep[i].n_models = 0;
-  }
+  for (int i = 0; i < p->n; i++) lr_ratelearn_free(&p->ep[i].learnt);
+  lr_models_free(&p->models);
 }
 
 uint64_t lr_pool_serving(const lr_pool *p, const char *model, size_t len) {
-  uint64_t mask = 0;
-  for (int i = 0; i < p->n; i++) {
-    const lr_endpoint *e = &p->ep[i];
-    int serves = e->n_models == 0 || !model;
-    const char *m = e->models;
-    for (int k = 0; !serves && k < e->n_models; k++) {
-      size_t l = strlen(m);
-      if (l == len && memcmp(m, model, len) == 0) serves = 1;
-      m += l + 1;
-    }
-    if (serves) mask |= (uint64_t)1 << i;
-  }
-  return mask;
+  if (!model) return p->n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << p->n) - 1);
+  return lr_models_serving(&p->models, p->n, lr_models_find(&p->models, model, len));
 }

@@ -9,10 +9,12 @@
 #include "breaker.h"
 #include "hints.h"
 #include "limiter.h"
+#include "models.h"
 #include "ratelearn.h"
 #include "rng.h"
 
 #define LR_MAX_ENDPOINTS 64
+typedef char lr_models_cover_the_pool[LR_MODELS_MAX_EP == LR_MAX_ENDPOINTS ? 1 : -1];
 /* Until an endpoint is known to be reachable (a connection to it was made,
  * or it answered), at most this many attempts are in flight to it: a dead or
  * black-holed endpoint in a pool that starts with a burst then costs a few
@@ -26,7 +28,15 @@
  * flows to the one endpoint whose answers are merely late, and all of them
  * meet its empty bucket; a hung endpoint would swallow the pool. */
 
-typedef enum { LR_STRATEGY_WEIGHTED = 0, LR_STRATEGY_ROUND_ROBIN = 1, LR_STRATEGY_PRIORITY = 2 } lr_strategy;
+/* LR_STRATEGY_COST: the cheapest usable endpoint serving the request's model
+ * (lr_models_rank: input + output USD per 1M tokens; an endpoint without a
+ * price for it ranks after every priced one), the weighted rule among equals. */
+typedef enum {
+  LR_STRATEGY_WEIGHTED = 0,
+  LR_STRATEGY_ROUND_ROBIN = 1,
+  LR_STRATEGY_PRIORITY = 2,
+  LR_STRATEGY_COST = 3
+} lr_strategy;
 
 /* Why no endpoint could take a request now (bits, several may be set). */
 enum {
@@ -75,8 +85,6 @@ typedef struct lr_endpoint {
   int told_state;             /* the breaker state last told to the fleet */
   lr_breaker breaker;
   lr_limiter limiter;
-  char *models;           /* NUL-separated names it serves; NULL = every model */
-  int n_models;
 } lr_endpoint;
 
 typedef struct lr_pool {
@@ -88,6 +96,7 @@ typedef struct lr_pool {
   int first_load; /* the most any endpoint carried when its first answer came (0: none answered) */
   double bare_burst; /* the bucket the pool's first bare 429 measured (0: none yet): a prior for the others */
   lr_breaker_cfg breaker_cfg;
+  lr_models models; /* the logical models, which endpoints serve each and under what name */
 } lr_pool;
 
 /* Per-endpoint settings for lr_pool_init. */
@@ -100,11 +109,12 @@ typedef struct lr_endpoint_cfg {
 void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy strategy,
                   const lr_breaker_cfg *bcfg, double now);
 
-/* Endpoint i serves only these models (n == 0: every model). Copies them;
- * returns -1 when out of memory. lr_pool_free releases the copies. */
+/* Endpoint i serves only these models, as they are named (n == 0: every
+ * model). Copies them; returns -1 when out of memory. lr_pool_free releases
+ * the copies. Names served under another name: lr_models_serve(&p->models, ...). */
 int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n);
 void lr_pool_free(lr_pool *p);
-/* The endpoints that serve `model` (NULL: any model), as a bit mask. */
+/* The endpoints that serve the logical model `model` (NULL: any model), as a bit mask. */
 uint64_t lr_pool_serving(const lr_pool *p, const char *model, size_t len);
 
 /* Is endpoint i usable now for a request of `tokens`? If not, *usable_at is
@@ -117,6 +127,10 @@ int lr_pool_usable(lr_pool *p, int i, double tokens, double now, double *usable_
  * usable, INFINITY if only a release can help) and *why (LR_BLOCK_* bits). */
 int lr_pool_pick(lr_pool *p, uint64_t allowed, double tokens, double now, lr_rng *rng,
                  double *wake_at, int *why);
+/* The same for a request of logical model `model` (an lr_models index, -1
+ * unknown), which strategy "cost" ranks the endpoints' prices by. */
+int lr_pool_pick_model(lr_pool *p, uint64_t allowed, int model, double tokens, double now, lr_rng *rng,
+                       double *wake_at, int *why);
 
 /* An attempt goes to endpoint i: counts it, takes limiter tokens and, when
  * the breaker is half-open, a probe slot. Returns the breaker probe ticket. */

@@ -20,6 +20,7 @@
 struct lr_relay {
   lr_relay_cfg cfg;
   lr_pool pool;
+  lr_fallbacks fb;
   lr_rng rng;
   lr_req *ready_head[N_PRIO], *ready_tail[N_PRIO]; /* requests to decide for: FIFO per priority */
   lr_req *done_head, *done_tail;   /* finished, to hand back */
@@ -143,18 +144,45 @@ lr_relay *lr_relay_new(const lr_relay_cfg *cfg, const lr_endpoint_cfg *eps, int 
 void lr_relay_free(lr_relay *rl) {
   if (!rl) return;
   lr_pool_free(&rl->pool);
+  lr_fallbacks_free(&rl->fb);
   lr_heap_free(&rl->waiting);
   free(rl);
 }
 
 lr_pool *lr_relay_pool(lr_relay *rl) { return &rl->pool; }
+lr_fallbacks *lr_relay_fallbacks(lr_relay *rl) { return &rl->fb; }
 int lr_relay_in_flight(const lr_relay *rl) { return rl->in_flight; }
 long lr_relay_active(const lr_relay *rl) { return rl->active; }
 
 static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* A request that would end with kind tries its next fallback model instead
+ * (fallback.h says when), at once: 1 when it does. */
+static int fall_back(lr_relay *rl, lr_req *r, lr_error_kind kind) {
+  int which = r->partial ? -1 : lr_fallback_list_for(kind, r->fb.context_exceeded);
+  for (int to; which >= 0 && (to = lr_fallback_next(&rl->fb, which, &r->fb)) >= 0;) {
+    uint64_t allowed = lr_models_serving(&rl->pool.models, rl->pool.n, to) & r->only;
+    if (!allowed) continue;
+    lr_event e = {.type = LR_EV_FALLBACK, .endpoint = r->last_endpoint, .from = r->model, .to = to,
+                  .status = r->status, .kind = kind, .udata = r->udata};
+    emit(rl, &e);
+    r->model = to;
+    r->allowed = allowed;
+    r->tried = 0;
+    r->rounds = 0;
+    r->base_attempts = r->attempts;
+    r->retry_after_s = -1; /* the old model's wait says nothing of the new one */
+    r->fb.context_exceeded = 0;
+    r->state = LR_REQ_READY;
+    ready_push(rl, r, 1);
+    return 1;
+  }
+  return 0;
+}
+
 static void finish(lr_relay *rl, lr_req *r, lr_error_kind kind, const char *fmt, ...) {
+  if (kind != LR_E_NONE && fall_back(rl, r, kind)) return;
   if (r->partial && kind != LR_E_NONE) kind = LR_E_STREAM_INTERRUPTED; /* some of the answer came */
   r->partial = 0;
   r->state = LR_REQ_DONE;
@@ -176,6 +204,8 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
   r->retry_after_s = -1;
   r->latency_s = -1;
   r->heap_idx = -1;
+  r->model = r->fb.origin = -1;
+  r->only = ~(uint64_t)0;
   uint64_t all = rl->pool.n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << rl->pool.n) - 1);
   r->allowed = allowed & all;
   r->tokens = tokens > 0 ? tokens : 0;
@@ -192,6 +222,15 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
   }
   r->state = LR_REQ_READY;
   ready_push(rl, r, 0);
+}
+
+void lr_relay_route(lr_req *r, int model, uint64_t only) {
+  r->model = r->fb.origin = model;
+  r->only = only;
+}
+
+const char *lr_relay_wire_model(lr_relay *rl, const lr_req *r, int i, size_t *len) {
+  return lr_models_wire(&rl->pool.models, i, r->model, len);
 }
 
 uint64_t lr_relay_only(uint64_t serving, const unsigned char *only, size_t n, int *empty_by_only) {
@@ -262,7 +301,7 @@ static decision decide(lr_relay *rl, lr_req *r, double now) {
   int why = 0, new_round = 0;
   uint64_t cand = r->allowed & ~r->tried;
   if (cand) {
-    int i = lr_pool_pick(&rl->pool, cand, r->tokens, now, &rl->rng, &wake, &why);
+    int i = lr_pool_pick_model(&rl->pool, cand, r->model, r->tokens, now, &rl->rng, &wake, &why);
     if (i >= 0) {
       if (r->attempts > 0 && !r->free_retry && !budget_allows(rl, now)) {
         finish(rl, r, last, "retry budget exhausted after %d attempt%s", r->attempts,
@@ -422,6 +461,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
   snprintf(r->request_id, sizeof r->request_id, "%s", o->hints ? o->hints->request_id : "");
   lr_classification c = lr_classify(o, r->deadline, now);
   r->verdict = c.health;
+  r->fb.context_exceeded = o->context_exceeded;
   r->partial = o->partial || o->committed; /* finish() then names the failure stream_interrupted */
   if (o->committed && c.action != LR_ACT_OK) c.action = LR_ACT_FINAL; /* the caller has part of the answer: no second one */
   lr_pool_on_result(&rl->pool, i, c.health, r->latency_s, now, r->probe);
@@ -462,7 +502,7 @@ void lr_relay_report(lr_relay *rl, lr_req *r, const lr_outcome *o, double now) {
     break;
   }
   r->tried |= (uint64_t)1 << i;
-  if (r->attempts >= rl->cfg.max_attempts) {
+  if (r->attempts - r->base_attempts >= rl->cfg.max_attempts) {
     if (!r->message[0])
       snprintf(r->message, sizeof r->message, "gave up after %d attempt%s", r->attempts, r->attempts == 1 ? "" : "s");
     finish(rl, r, c.kind, NULL);

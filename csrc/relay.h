@@ -9,6 +9,7 @@
 
 #include "backoff.h"
 #include "errors.h"
+#include "fallback.h"
 #include "hints.h"
 #include "pool.h"
 
@@ -43,12 +44,17 @@ typedef struct lr_req {
   double latency_s;         /* DONE: the last attempt's latency */
   char message[200];        /* DONE with an error: what happened, for people */
   char request_id[LR_REQUEST_ID_MAX + 1]; /* the last answer's x-request-id, or "" */
+  int model;                /* the logical model (an lr_models index; -1: none, or a name no endpoint lists)
+                               it is sent for now: its original one, or a fallback */
   lr_verdict verdict;       /* after a report: what the attempt said about its endpoint's health */
   int probe;                /* SENDING: the attempt is a half-open breaker probe */
   void *udata;              /* the executor's */
 
   /* Private to relay.c. */
   uint64_t allowed, tried;
+  uint64_t only;  /* the endpoints it may use at all (opts.endpoints), for a fallback's model */
+  int base_attempts; /* attempts made before its current model */
+  lr_fallback_state fb;
   double tokens, deadline, wake_at, timeout_s;
   int free_retry; /* the last failure put no load on a server: its retry is outside the budget */
   int partial;    /* while reporting: the attempt was a stream that had sent events */
@@ -73,20 +79,22 @@ typedef struct lr_outcome {
                                retried, it ends the request as stream_interrupted */
   int partial;              /* a stream that sent events (not yet taken): if the failure ends the
                                request, it ends as stream_interrupted and the executor delivers them */
+  int context_exceeded;     /* a 400 whose upstream error code is context_length_exceeded (outcome.c) */
 } lr_outcome;
 
-typedef enum { LR_EV_RETRY, LR_EV_FAILOVER, LR_EV_BREAKER, LR_EV_THROTTLE } lr_event_type;
+typedef enum { LR_EV_RETRY, LR_EV_FAILOVER, LR_EV_BREAKER, LR_EV_THROTTLE, LR_EV_FALLBACK } lr_event_type;
 
 typedef struct lr_event {
   lr_event_type type;
-  int endpoint;       /* RETRY: the endpoint that failed; FAILOVER: from; BREAKER, THROTTLE: which */
-  int to;             /* FAILOVER: the new endpoint; BREAKER: the new lr_breaker_state */
-  int from;           /* BREAKER: the old state */
+  int endpoint;       /* RETRY: the endpoint that failed; FAILOVER: from; BREAKER, THROTTLE: which;
+                         FALLBACK: the last endpoint tried (-1: none) */
+  int to;             /* FAILOVER: the new endpoint; BREAKER: the new lr_breaker_state; FALLBACK: the new model */
+  int from;           /* BREAKER: the old state; FALLBACK: the model that failed (lr_models indexes) */
   int attempt;        /* RETRY, FAILOVER: the attempt about to be made */
   int status;         /* the HTTP status behind it, 0 if none */
-  lr_error_kind kind; /* RETRY, FAILOVER: what failed */
+  lr_error_kind kind; /* RETRY, FAILOVER, FALLBACK: what failed */
   double delay_s;     /* RETRY: the wait; THROTTLE: for how long the endpoint rests */
-  void *udata;        /* RETRY, FAILOVER: the request's udata */
+  void *udata;        /* RETRY, FAILOVER, FALLBACK: the request's udata */
 } lr_event;
 
 typedef struct lr_relay lr_relay;
@@ -112,6 +120,17 @@ long lr_relay_active(const lr_relay *rl);
  * relay's default. priority: LR_PRIORITY_MIN..MAX (clamped), 0 normal. */
 void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, double deadline,
                      double timeout_s, int priority, void *udata);
+
+/* Right after lr_relay_submit: the request's logical model (an lr_models
+ * index, -1 none) and the endpoints it may use at all (all ones: any),
+ * which a fallback's model is served within. */
+void lr_relay_route(lr_req *r, int model, uint64_t only);
+/* The fallbacks between models (fallback.h), which the relay owns. */
+lr_fallbacks *lr_relay_fallbacks(lr_relay *rl);
+/* The name a SENDING request's body must carry on endpoint i (*len its
+ * length): the endpoint's name for the request's model; NULL when the
+ * request has no model the pool knows (its body goes as it is). */
+const char *lr_relay_wire_model(lr_relay *rl, const lr_req *r, int i, size_t *len);
 
 /* A request's own restriction (opts.endpoints): `only` holds 1-based endpoint
  * numbers, one a byte; NULL leaves `serving` as it is. Returns serving & the

@@ -175,7 +175,6 @@ lr_client *lr_client_new(const lr_client_cfg *cfg, const lr_client_endpoint *eps
       if (!l) goto oom;
       c->ep[i].headers = l;
     }
-    if (lr_pool_set_models(lr_relay_pool(c->relay), i, eps[i].models, eps[i].n_models) != 0) goto oom;
   }
   c->cap_active = cfg->relay.concurrency > 0 ? cfg->relay.concurrency : 1;
   c->active = calloc((size_t)c->cap_active, sizeof *c->active);
@@ -196,6 +195,7 @@ oom:
 static void transfer_destroy(lr_transfer *x) {
   if (x->easy) curl_easy_cleanup(x->easy);
   curl_slist_free_all(x->headers);
+  free(x->body);
   lr_evstream_free(&x->es);
   free(x->buf);
   free(x);
@@ -410,6 +410,8 @@ void lr_tc_transfer_put(lr_client *c, lr_transfer *x) {
   x->call = NULL;
   curl_slist_free_all(x->headers); /* libcurl is done with it: the handle left the multi */
   x->headers = NULL;
+  free(x->body);
+  x->body = NULL;
   x->next_free = c->free_xfers;
   c->free_xfers = x;
 }

@@ -37,6 +37,7 @@ typedef struct lr_transfer {
   double last_read_at;  /* for timeout.idle */
   char errbuf[CURL_ERROR_SIZE];
   struct curl_slist *headers; /* the endpoint's headers and the request's own, for this attempt; or NULL */
+  char *body;                 /* the request's body with this endpoint's model name (jsonmodel.h); or NULL */
   struct lr_transfer *next_free;
 } lr_transfer;
 

@@ -3,6 +3,7 @@
  * the transfers' own timers and waits on the multi handle. See
  * transport_curl_int.h. */
 #include "transport_curl_int.h"
+#include "jsonmodel.h"
 #include "urlenc.h"
 
 #include <math.h>
@@ -87,9 +88,19 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   int i = call->req.endpoint;
   lr_transfer *x = lr_tc_transfer_get(c);
   if (!x) return -1;
+  /* the endpoint's name for the request's model, in the body and a {model} path */
+  size_t wlen = call->model_len;
+  const char *wire = lr_relay_wire_model(c->relay, &call->req, i, &wlen);
+  if (!wire) wire = call->model;
+  size_t body_len = call->body_len;
+  if (wire != call->model && (wlen != call->model_len || memcmp(wire, call->model, wlen) != 0) &&
+      lr_json_set_model(call->body, call->body_len, wire, wlen, &x->body, &body_len) < 0) {
+    lr_tc_transfer_put(c, x);
+    return -1;
+  }
   char *url = NULL; /* libcurl copies CURLOPT_URL */
   if (strstr(c->ep[i].url, "{model}")) {
-    url = lr_url_expand(c->ep[i].url, call->model, call->model_len);
+    url = lr_url_expand(c->ep[i].url, wire, wlen);
     if (!url) {
       lr_tc_transfer_put(c, x);
       return -1;
@@ -120,8 +131,8 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
     }
   }
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers ? x->headers : c->ep[i].headers);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(x->body ? body_len : call->body_len));
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : call->body);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(t > 0 ? ceil(t * 1000.0) : 0));
   if (c->n_active == c->cap_active) { /* the relay keeps within concurrency; be safe anyway */
     lr_transfer **a = realloc(c->active, (size_t)c->cap_active * 2 * sizeof *a);

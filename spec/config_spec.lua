@@ -297,12 +297,13 @@ describe("config.validate", function()
       { function(c) c.endpoints[2].max_concurrency = 1.5 end, "endpoints[2].max_concurrency must be a positive integer (got 1.5)" },
       { function(c) c.endpoints[2].max_concurrency = 0 end, "endpoints[2].max_concurrency must be a positive integer" },
       -- models
-      { function(c) c.endpoints[2].models = "gpt-4o" end, "endpoints[2].models must be an array of strings (got string)" },
+      { function(c) c.endpoints[2].models = "gpt-4o" end, "endpoints[2].models must be an array of model names or a map { [logical] = upstream name } (got string)" },
       { function(c) c.endpoints[2].models = {} end, "endpoints[2].models must not be empty" },
       { function(c) c.endpoints[2].models = { "a", "" } end, "endpoints[2].models[2] must be a non-empty string" },
       { function(c) c.endpoints[2].models = { 4 } end, "endpoints[2].models[1] must be a non-empty string" },
       { function(c) c.endpoints[2].models = { [2] = "a" } end, "endpoints[2].models must be an array without holes" },
-      { function(c) c.endpoints[2].models = { x = "a" } end, "endpoints[2].models must be an array" },
+      { function(c) c.endpoints[2].models = { "a", x = "b" } end, "endpoints[2].models must be either an array of model names or a map" },
+      { function(c) c.endpoints[2].models = { x = "" } end, 'endpoints[2].models["x"] must be a non-empty string' },
       -- headers
       { function(c) c.endpoints[1].headers = "X: y" end, "endpoints[1].headers must be a table (got string)" },
       { function(c) c.endpoints[1].headers = { "v" } end, "endpoints[1].headers must map header names to values" },
@@ -317,7 +318,7 @@ describe("config.validate", function()
       { function(c) c.endpoints[1].headers = { ["X-Team"] = "da\1ta" } end, 'endpoints[1].headers["X-Team"] must not contain control characters' },
       { function(c) c.endpoints[1].headers = { ["X-Team"] = "a", ["x-team"] = "b" } end, "header names are case-insensitive" },
       -- strategy
-      { function(c) c.strategy = "fastest" end, 'strategy must be one of "weighted", "priority", "round_robin" (got "fastest")' },
+      { function(c) c.strategy = "fastest" end, 'strategy must be one of "weighted", "priority", "round_robin", "cost" (got "fastest")' },
       { function(c) c.strategy = 1 end, "strategy must be one of" },
       -- retry
       { function(c) c.retry = 5 end, "retry must be a table (got 5)" },

@@ -14,6 +14,7 @@ local sort, concat = table.sort, table.concat
 local errors = require "llmrelay.errors"
 local schema = require "llmrelay.schema"
 local dialect = require "llmrelay.dialect"
+local route = require "llmrelay.route"
 
 local NUMBERS = schema.numbers
 local MAX_ENDPOINTS, MAX_HEADERS, MAX_MODELS =
@@ -244,9 +245,16 @@ local function parse_headers(v, path)
   return list
 end
 
-local function parse_models(v, path)
+-- A list of names served as they are, or a map { [logical] = upstream name } (route.lua):
+-- models is then the logical names, upstream the map.
+local function parse_models(v, path, _, _, out)
   if v == nil then return {} end
-  if type(v) ~= "table" then fail(path .. " must be an array of strings (got " .. got(v) .. ")") end
+  if type(v) ~= "table" then
+    fail(path .. " must be an array of model names or a map { [logical] = upstream name } (got " .. got(v) .. ")")
+  end
+  local logical, map = route.model_map(v, path, fail, show, MAX_MODELS)
+  out.upstream = map
+  if logical then return logical end
   local n = array_length(v, path)
   if n == 0 then fail(path .. " must not be empty (leave it out to serve every model)") end
   if n > MAX_MODELS then fail(path .. ": at most " .. MAX_MODELS .. " models (got " .. n .. ")") end
@@ -476,6 +484,7 @@ local CHECK = {
   word = word, text = text, ["function"] = a_function, file = readable_file,
   boolean = boolean,
   models = parse_models, prices = parse_prices, headers = parse_headers, redis = redis_options,
+  fallbacks = function(v, path, _, _, out) return route.fallbacks(v, path, fail, show, out.endpoints) end,
   -- provider dialects (dialect.lua): path and query make url, after base_url
   url_path = function(v, path, _, _, out)
     v = dialect.check_path(v == nil and dialect.DEFAULT_PATH or v, path, fail)

@@ -109,7 +109,7 @@ function Ledger:charge(r, text)
   if r.charged then return r.cost end
   r.charged = true
   local id = r.id
-  local model = id and self.model_of[id]
+  local model = r.model or (id and self.model_of[id]) -- the core's: the logical model that answered
   if id then self.model_of[id] = nil end
   r.model = model
   local i = r.endpoint

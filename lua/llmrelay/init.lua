@@ -111,7 +111,7 @@ deliver_events = function(self)
   local names, cb = self._names, self._on_event
   for _, ev in ipairs(evs) do
     ev.endpoint = names[ev.endpoint]
-    if ev.to then ev.to = names[ev.to] end
+    if ev.to and ev.type ~= "fallback" then ev.to = names[ev.to] end -- a fallback's from and to: model names
     local ok, err = pcall(cb, ev)
     -- boxed: error(nil) or error(false) must not read as "no error"
     if not ok and not self._callback_error then self._callback_error = { err } end
@@ -253,8 +253,8 @@ local function decoded(self, res)
                              attempts = res.attempts, message = "the response body is not valid JSON",
                              request_id = res.request_id }
   end
-  resp._llmrelay = { endpoint = res.endpoint, attempts = res.attempts, latency = res.latency, cost = res.cost,
-                     request_id = res.request_id }
+  resp._llmrelay = { endpoint = res.endpoint, model = res.model, attempts = res.attempts, latency = res.latency,
+                     cost = res.cost, request_id = res.request_id }
   return resp
 end
 

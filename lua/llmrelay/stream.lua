@@ -102,8 +102,8 @@ _M.as_chunk = as_chunk
 local function finish(self, r)
   local client = self._client
   self._finished = true
-  if r.endpoint then self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), attempts = r.attempts,
-                                        latency = r.latency, cost = r.cost } end
+  if r.endpoint then self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), model = r.model,
+                                        attempts = r.attempts, latency = r.latency, cost = r.cost } end
   if r.events then enqueue(self, r.events, r) end
   if self._err then return end
   if r.ok then

@@ -16,6 +16,7 @@ local http = require "llmrelay.resty.http"
 local dialect = require "llmrelay.dialect"
 local store_of = require("llmrelay.store").open
 local semaphore = require "ngx.semaphore"
+local set_model = core.set_model
 
 local spawn, thread_wait = ngx.thread.spawn, ngx.thread.wait
 local get_phase = ngx.get_phase
@@ -189,8 +190,9 @@ end
 -- The request head up to Content-Length for a call with its own header
 -- lines: endpoint ep's lines less those the call sets, then the call's
 -- (made once per endpoint the call tries).
-local function call_prefix(ep, i, call)
-  local done = call.prefixes and call.prefixes[i]
+local function call_prefix(ep, i, call, wire)
+  local key = ep.templated and i .. " " .. (wire or "") or i
+  local done = call.prefixes and call.prefixes[key]
   if done then return done end
   local own, lines = {}, {}
   for k = 1, #call.headers do own[lower(match(call.headers[k], "^[^:]+"))] = true end
@@ -200,10 +202,10 @@ local function call_prefix(ep, i, call)
   end
   for k = 1, #call.headers do lines[#lines + 1] = call.headers[k] end
   local target = ep.target
-  if ep.templated then target = { host_header = target.host_header, path = dialect.expand(target.path, call.model or "") } end
+  if ep.templated then target = { host_header = target.host_header, path = dialect.expand(target.path, wire or "") } end
   local prefix = http.head_prefix(target, lines)
   call.prefixes = call.prefixes or {}
-  call.prefixes[i] = prefix
+  call.prefixes[key] = prefix
   return prefix
 end
 
@@ -260,10 +262,18 @@ local function attempt(self, call)
     end
     call.ev = {}
   end
+  -- the endpoint's name for the request's model: in the body (rewritten in C) and a {model} path
+  local wire, body = rl:wire_model(id) or call.model, call.body
+  if wire and wire ~= call.model then
+    local bodies = call.bodies or {}
+    call.bodies = bodies
+    body = bodies[wire] or set_model(call.body, wire)
+    bodies[wire] = body
+  end
   local fault, fault_text, fault_kind, fault_msg
   local res = http.post {
-    target = ep.target, prefix = call.headers and call_prefix(ep, i, call) or ep.prefix or prefix_for(ep, call.model),
-    body = call.body,
+    target = ep.target, prefix = call.headers and call_prefix(ep, i, call, wire) or ep.prefix or prefix_for(ep, wire),
+    body = body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
     idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, total_timeout = call.tmo,
     max_bytes = cfg.max_response_bytes,
@@ -300,12 +310,13 @@ local function attempt(self, call)
   -- the caller already has events of this attempt: a failure can only end it
   local committed, partial = call.stream and (call.delivered or 0) > 0, false
   -- the outcome is shaped in the core (csrc/outcome.c), as the libcurl executor's is
-  local kind, msg, body_ok, usage, keep = core.attempt_outcome(status, res.err_kind, res.err,
+  local kind, msg, body_ok, usage, keep, ctx_exceeded = core.attempt_outcome(status, res.err_kind, res.err,
     res.streamed and decoder or nil, res.body, cfg.max_response_bytes)
   keep_error_text(call, keep)
   if body_ok and not res.streamed then call.resp = res.body end
   if call.stream then partial = #call.ev > 0 end
-  local verdict = rl:report(id, t, status, kind, body_ok, res.headers, msg, not res.sent, usage, committed, partial)
+  local verdict = rl:report(id, t, status, kind, body_ok, res.headers, msg, not res.sent, usage, committed, partial,
+                            ctx_exceeded)
   if store then store:release(rl, i, verdict, probe, status, t) end
   call.thread_done = true
   self:drive()
