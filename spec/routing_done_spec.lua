@@ -2,8 +2,10 @@
 -- spec/support/models_pool.lua (cheap 30 req/s burst 10, pricey 100 ms, broken always 500
 -- and the only one serving `big`; each with its own upstream name for the model, refusing any
 -- other; prices per endpoint; strategy = "cost"; fallbacks = { big = { "gpt-4.1-mini" } }).
--- bench/models.lua measures the same scenario and prints the figures.
+-- bench/models.lua measures the same scenario and prints the figures. Also: README's example
+-- pool, examples/model_groups.lua, is a config llmrelay.new accepts.
 -- A build that refuses the pool's config fails the first case and leaves the others pending.
+local llmrelay = require "llmrelay"
 local pool = require "spec.support.models_pool"
 
 local N, C = 600, 20
@@ -98,5 +100,17 @@ describe("issue 16 done when", function()
     assert.equal(0, b.bad_refusal)
     assert.equal(0, b.refused_sent)
     assert.matches("^budget of %$%S+ spent %(%$%S+ so far%)$", b.message)
+  end)
+
+  case("examples/model_groups.lua is a config llmrelay.new accepts", routing and budget, function()
+    local cfg = assert(loadfile("examples/model_groups.lua"))()
+    assert.equal(3, #cfg.endpoints)
+    for _, ep in ipairs(cfg.endpoints) do
+      assert.is_string(ep.api_key_env)
+      -- its keys come from the environment; the same config with keys in place
+      ep.api_key_env, ep.api_key = nil, "sk-example-" .. ep.name .. "-0123456789"
+      for logical in pairs(ep.models) do assert.is_table(ep.prices[logical], ep.name .. " prices " .. logical) end
+    end
+    llmrelay.new(cfg):close()
   end)
 end)
