@@ -150,6 +150,16 @@ void lr_hints_feed_line(lr_hints *h, const char *line, size_t n, double now_epoc
     lr_hints_feed(h, name, name_len, value, value_len, now_epoch);
 }
 
+void lr_hints_feed_block(lr_hints *h, const char *block, size_t n, double now_epoch) {
+  const char *p = block, *end = block + n;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *le = nl ? nl + 1 : end;
+    lr_hints_feed_line(h, p, (size_t)(le - p), now_epoch);
+    p = le;
+  }
+}
+
 double lr_hints_server_delay(const lr_hints *h) {
   double d = -1;
   if (h->retry_after_ms_s >= 0) return h->retry_after_ms_s;

@@ -38,6 +38,8 @@ int lr_header_split(const char *line, size_t n, const char **name, size_t *name_
 void lr_hints_feed(lr_hints *h, const char *name, size_t name_len, const char *value,
                    size_t value_len, double now_epoch);
 void lr_hints_feed_line(lr_hints *h, const char *line, size_t n, double now_epoch);
+/* Feeds a raw header block (lines ending in LF or CRLF, the status line included). */
+void lr_hints_feed_block(lr_hints *h, const char *block, size_t n, double now_epoch);
 
 /* The delay the server asked for before this endpoint takes another request:
  * retry-after-ms, else Retry-After, else — only when a remaining-* count is 0 —

@@ -121,15 +121,19 @@ static int l_stream_ready(lua_State *L) {
   return 1;
 }
 
-/* stream_take(id) -> array of event data strings (possibly empty), or nil for
- * an unknown or finished call. The caller has them now: from here on a
- * failure of the stream is final. */
+/* stream_take(id) -> array of event data strings (possibly empty) and the
+ * answering attempt's x-request-id (or nil), or nothing for an unknown or
+ * finished call. The caller has them now: from here on a failure of the
+ * stream is final. */
 static int l_stream_take(lua_State *L) {
   lr_client *c = check_client(L);
   lr_call *call = lr_client_find(c, (uint64_t)luaL_checknumber(L, 2));
   if (!call || !call->stream || call->req.state == LR_REQ_DONE) return 0;
   push_events(L, c, call);
-  return 1;
+  const char *rid = lr_client_stream_request_id(c, call);
+  if (!rid) return 1;
+  lua_pushstring(L, rid);
+  return 2;
 }
 
 /* take() -> the next finished request as a table, or nil */

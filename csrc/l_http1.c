@@ -6,6 +6,7 @@
 
 #include "compat.h"
 #include "errors.h"
+#include "hints.h"
 #include "http1.h"
 #include "l_common.h"
 
@@ -82,7 +83,8 @@ static int l_feed(lua_State *L) {
 }
 
 /* head() -> nil until the final answer's head came; then status,
- * content_type (lower case, or nil), headers (the raw block), keep_alive */
+ * content_type (lower case, or nil), headers (the raw block), keep_alive,
+ * request_id (x-request-id as the core keeps it, or nil) */
 static int l_head(lua_State *L) {
   http1_ud *d = check(L);
   const lr_http1 *h = &d->h;
@@ -101,7 +103,12 @@ static int l_head(lua_State *L) {
   }
   lua_pushlstring(L, h->head, h->head_len);
   lua_pushboolean(L, h->keep_alive);
-  return 4;
+  lr_hints hints;
+  lr_hints_init(&hints);
+  lr_hints_feed_block(&hints, h->head, h->head_len, 0); /* only the request id is read: no dates */
+  if (hints.request_id[0]) lua_pushstring(L, hints.request_id);
+  else lua_pushnil(L);
+  return 5;
 }
 
 /* eof() -> state, kind|nil, message|nil: the connection closed */

@@ -215,13 +215,7 @@ static int l_report(lua_State *L) {
   const char *hb = luaL_optlstring(L, 7, NULL, &hl);
   if (hb) {
     lr_hints_init(&h);
-    const char *p = hb, *end = hb + hl;
-    while (p < end) {
-      const char *nl = memchr(p, '\n', (size_t)(end - p));
-      const char *le = nl ? nl + 1 : end;
-      lr_hints_feed_line(&h, p, (size_t)(le - p), lr_now_wall()); /* HTTP dates are wall-clock times */
-      p = le;
-    }
+    lr_hints_feed_block(&h, hb, hl, lr_now_wall()); /* HTTP dates are wall-clock times */
     o.hints = &h;
   }
   o.message = luaL_optstring(L, 8, NULL);

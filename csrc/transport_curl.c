@@ -137,6 +137,11 @@ const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long
   return call->ev.buf;
 }
 
+const char *lr_client_stream_request_id(const lr_client *c, const lr_call *call) {
+  (void)c;
+  return call->xfer && call->xfer->hints.request_id[0] ? call->xfer->hints.request_id : NULL;
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 static int global_init_done;

@@ -64,6 +64,10 @@ int lr_client_stream_ready(lr_client *c, uint64_t *ids, int max);
  * has them once this returns. *n: how many. The buffer is the call's: read it
  * before the next step. */
 const char *lr_client_stream_take(lr_client *c, lr_call *call, size_t *len, long *n);
+/* Streams: the x-request-id of the attempt whose events are being read, or
+ * NULL (none, or no attempt in flight). Known before the first event, so a
+ * gateway can pass it on in the headers it sends before the body. */
+const char *lr_client_stream_request_id(const lr_client *c, const lr_call *call);
 lr_call *lr_client_find(lr_client *c, uint64_t id);
 
 /* Advances transfers and timers, waiting at most max_wait_s for something to

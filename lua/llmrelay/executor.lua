@@ -18,8 +18,9 @@
 --       yields to llmrelay.run or nginx meanwhile, never spins.
 --   x:step(timeout) -> true | nil, err   advances transfers and timers once
 --       (for a foreign event loop, and for llmrelay.run's scheduler).
---   x:stream_take(id) -> events | nil   a stream's events so far (JSON
---       strings); from the first taken, a failure can only end the stream.
+--   x:stream_take(id) -> events, request_id | nil   a stream's events so far
+--       (JSON strings) and the x-request-id of the attempt they came from
+--       (nil: none); from the first taken, a failure can only end the stream.
 --   x:cancel(id)       ends a request early. Its waiter then gets the core's
 --       result of kind "cancelled" (both executors); a caller that cancels
 --       to stop reading does not wait for it.

@@ -164,7 +164,7 @@ function Client:_cancel(id, pump)
   return was
 end
 
--- A stream's events so far (JSON strings), or nil.
+-- A stream's events so far (JSON strings) and its x-request-id (unscrubbed), or nil.
 function Client:_stream_take(id)
   return self._x:stream_take(id)
 end
@@ -362,7 +362,8 @@ function Client:stream(req, opts)
   if not body then error("stream: " .. msg, 2) end
   local waiter = { inbox = {} }
   local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, true, ro)
-  local st = stream.new(self, id, waiter, opts.on_delta, function(c, r) return make_error(c, r, ro) end)
+  local st = stream.new(self, id, waiter, opts.on_delta, function(c, r) return make_error(c, r, ro) end,
+                        reqopts.scrubber(self._scrub, ro))
   if not id then
     st._finished = true
     st._err = errors.submit_error(err)

@@ -27,10 +27,11 @@ Stream.__index = Stream
 local _M = {}
 
 -- client: the llmrelay client; id: the core's request id; waiter: its waiter;
--- on_delta: optional function(text); make_error(client, r): a core result -> err.
-function _M.new(client, id, waiter, on_delta, make_error)
+-- on_delta: optional function(text); make_error(client, r): a core result -> err;
+-- scrub: the request's scrubber (llmrelay.reqopts.scrubber), for its request id.
+function _M.new(client, id, waiter, on_delta, make_error, scrub)
   local st = setmetatable({
-    _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error,
+    _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error, _scrub = scrub,
     _queue = {}, _qi = 1, _parts = {}, _finished = false,
     usage = nil, chunks = 0,
   }, Stream)
@@ -98,12 +99,16 @@ end
 
 _M.as_chunk = as_chunk
 
--- The call is over: its last events, then success or the error.
+-- The call is over: its last events, then success or the error. The
+-- request id is the answer's (the core's), else the one its events came with.
 local function finish(self, r)
   local client = self._client
   self._finished = true
-  if r.endpoint then self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), model = r.model,
-                                        attempts = r.attempts, latency = r.latency, cost = r.cost } end
+  if r.endpoint then
+    local rid = r.request_id or self._waiter.request_id
+    self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), model = r.model, attempts = r.attempts,
+                       latency = r.latency, cost = r.cost, request_id = rid and self._scrub:text(rid) }
+  end
   if r.events then enqueue(self, r.events, r) end
   if self._err then return end
   if r.ok then
@@ -121,6 +126,7 @@ end
 -- and the request's end. -> events (a non-empty array of JSON strings) |
 -- nil, r (the finished core result; its r.events are the stream's last),
 -- charged for the last usage the stream reported (w.usage: the event so far).
+-- w.request_id: the x-request-id the events came with (unscrubbed), once known.
 function _M.await(client, id, w)
   while true do
     local r = remove(w.inbox, 1)
@@ -130,9 +136,10 @@ function _M.await(client, id, w)
     end
     if w.ready then
       w.ready = false
-      local events = client:_stream_take(id)
+      local events, request_id = client:_stream_take(id)
       if events and #events > 0 then
         w.usage = usage_event(events, w.usage)
+        w.request_id = request_id or w.request_id
         return events
       end
     end

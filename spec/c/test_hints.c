@@ -242,6 +242,24 @@ TEST(request_id_kept_when_visible_ascii_and_short) {
   CHECK(all_unknown(&h));
 }
 
+TEST(feed_block_reads_a_raw_head) {
+  const char *block = "HTTP/1.1 100 Continue\r\nx-request-id: early\r\n\r\n"
+                      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Request-Id: req_9\r\n"
+                      "retry-after: 2\nno colon here\r\n\r\n";
+  lr_hints h;
+  lr_hints_init(&h);
+  lr_hints_feed_block(&h, block, strlen(block), NOW);
+  CHECK(strcmp(h.request_id, "req_9") == 0);
+  CHECK(h.event_stream == 1);
+  CHECK_NEAR(h.retry_after_s, 2, 0);
+  lr_hints_init(&h);
+  lr_hints_feed_block(&h, "x-request-id: last", 18, NOW); /* no final line end */
+  CHECK(strcmp(h.request_id, "last") == 0);
+  lr_hints_init(&h);
+  lr_hints_feed_block(&h, "", 0, NOW);
+  CHECK(all_unknown(&h));
+}
+
 TEST(anthropic_headers) {
   lr_hints h = FED("anthropic-ratelimit-requests-remaining: 0",
                    "anthropic-ratelimit-requests-reset: 2024-05-01T12:00:30Z",
@@ -370,6 +388,7 @@ int main(void) {
   RUN(unknown_headers_ignored);
   RUN(status_line_resets);
   RUN(request_id_kept_when_visible_ascii_and_short);
+  RUN(feed_block_reads_a_raw_head);
   RUN(anthropic_headers);
   RUN(feed_takes_name_and_value_directly);
   RUN(server_delay_precedence);

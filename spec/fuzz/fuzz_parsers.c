@@ -113,6 +113,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       start = end;
     }
   }
+  /* the same block fed whole reads the same */
+  lr_hints whole;
+  lr_hints_init(&whole);
+  lr_hints_feed_block(&whole, s, size, NOW);
+  REQUIRE(strcmp(whole.request_id, h.request_id) == 0 && whole.event_stream == h.event_stream &&
+          whole.should_retry == h.should_retry && whole.retry_after_s == h.retry_after_s &&
+          lr_hints_server_delay(&whole) == lr_hints_server_delay(&h));
   /* and split at its first byte's choosing, fed straight to lr_hints_feed */
   if (size > 0) {
     size_t cut = data[0] % size;

@@ -217,6 +217,15 @@ local function stream_ok(status, ctype)
   return status >= 200 and status < 300 and ctype ~= nil and ctype:find("text/event-stream", 1, true) ~= nil
 end
 
+-- A stream attempt's answer head: streamed or not, and the x-request-id its
+-- events go out with (stream_take), known before the first of them.
+local function stream_head(call)
+  return function(status, ctype, request_id)
+    call.request_id = request_id
+    return stream_ok(status, ctype)
+  end
+end
+
 -- The request head of endpoint ep for this model, when its path has {model}:
 -- kept for at most MAX_PREFIXES models, made afresh for any other.
 local MAX_PREFIXES = 64
@@ -279,7 +288,7 @@ local function attempt(self, call)
     max_bytes = cfg.max_response_bytes,
     verify = not cfg.tls.insecure, pool = ep.pool,
     on_connected = function() rl:reached(i) end,
-    stream_ok = call.stream and stream_ok or nil,
+    stream_ok = call.stream and stream_head(call) or nil,
     on_data = function(piece)
       if call.cancelled then return "cancelled" end
       local evs, f, ft, fk, fm = decoder:feed(piece)
@@ -402,14 +411,15 @@ function Engine:step(timeout)
   return true
 end
 
--- Hands over the stream's waiting events; from here on a failure is final.
+-- Hands over the stream's waiting events and the answering attempt's
+-- x-request-id (or nil); from here on a failure is final.
 function Engine:stream_take(id)
   local call = self.calls[id]
   if not call or not call.stream then return nil end
   local ev = call.ev or {}
   call.ev = {}
   call.delivered = (call.delivered or 0) + #ev
-  return ev
+  return ev, call.request_id
 end
 
 function Engine:cancel(id)

@@ -30,7 +30,7 @@
 --                to retry.max_retry_after for a usable endpoint.
 -- The request body goes upstream unchanged; the upstream keys are the
 -- pool's and never reach the caller; neither do upstream headers, but for
--- x-request-id (passed on whenever the answer has one). A failure that is
+-- x-request-id (passed on whenever the answer has one, streamed or not). A failure that is
 -- the request's own (400 such as context_length_exceeded, 404 model not
 -- found, 413, 422) is answered with the upstream's status and error body,
 -- scrubbed of keys, so SDKs' `e.code` checks work through the gateway.
@@ -255,12 +255,16 @@ local function streamed(client, body, model, deadline)
   local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true)
   if not id then return refused(client, err) end
   local started = false
+  -- r: the finished result when nothing was relayed before it, else nil (the
+  -- first events are going out: the request id is the one they came with)
   local function start(r)
     ngx.status = 200
     ngx.header["Content-Type"] = "text/event-stream"
     ngx.header["Cache-Control"] = "no-cache"
     ngx.header["X-Accel-Buffering"] = "no"
     if r and r.endpoint then ngx.header["X-LLMRelay-Endpoint"] = client:_endpoint_name(r.endpoint) end
+    local request_id = (r and r.request_id) or waiter.request_id
+    if request_id then ngx.header["x-request-id"] = client:_scrub_text(request_id) end
     ngx.send_headers()
     started = true
   end

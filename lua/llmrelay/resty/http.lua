@@ -63,7 +63,8 @@ end
 --   idle_timeout (streams), deadline (absolute core.now() time: the attempt's
 --   whole budget), total_timeout (that budget in seconds, for messages),
 --   max_bytes, verify (TLS), pool (keep-alive pool name), on_connected(),
---   stream_ok(status, content_type) -> true to stream the body,
+--   stream_ok(status, content_type, request_id) -> true to stream the body
+--     (request_id: the answer's x-request-id as the core reads it, or nil),
 --   on_data(piece) -> nil to go on, or a string (why to stop).
 -- -> res: { status, headers (raw block), content_type, body (not streamed),
 --           sent (the request reached the server), err (nil, or text),
@@ -155,12 +156,12 @@ function _M.post(o)
       state, kind, msg = dec:cut(tostring(err))
     end
     if not head then
-      local status, ctype, headers, ka = dec:head()
+      local status, ctype, headers, ka, request_id = dec:head()
       if status then
         head = true
         -- the relay reads the rate-limit hints from headers (a status line resets them)
         res.status, res.content_type, res.headers, keep = status, ctype, headers, ka
-        streaming = o.stream_ok and o.stream_ok(status, ctype) or false
+        streaming = o.stream_ok and o.stream_ok(status, ctype, request_id) or false
         res.streamed = streaming
       end
     end
