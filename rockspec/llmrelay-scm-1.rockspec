@@ -42,6 +42,7 @@ build = {
     ["llmrelay.executor"] = "lua/llmrelay/executor.lua",
     ["llmrelay.reqopts"] = "lua/llmrelay/reqopts.lua",
     ["llmrelay.route"] = "lua/llmrelay/route.lua",
+    ["llmrelay.budget"] = "lua/llmrelay/budget.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
     ["llmrelay.cli_budget"] = "lua/llmrelay/cli_budget.lua",
