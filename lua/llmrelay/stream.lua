@@ -31,7 +31,7 @@ local _M = {}
 -- scrub: the request's scrubber (llmrelay.reqopts.scrubber), for its request id.
 function _M.new(client, id, waiter, on_delta, make_error, scrub)
   local st = setmetatable({
-    _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error, _scrub = scrub,
+    _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error, _redact = scrub,
     _queue = {}, _qi = 1, _parts = {}, _finished = false,
     usage = nil, chunks = 0,
   }, Stream)
@@ -107,7 +107,7 @@ local function finish(self, r)
   if r.endpoint then
     local rid = r.request_id or self._waiter.request_id
     self._llmrelay = { endpoint = client:_endpoint_name(r.endpoint), model = r.model, attempts = r.attempts,
-                       latency = r.latency, cost = r.cost, request_id = rid and self._scrub:text(rid) }
+                       latency = r.latency, cost = r.cost, request_id = rid and self._redact:text(rid) }
   end
   if r.events then enqueue(self, r.events, r) end
   if self._err then return end
