@@ -16,10 +16,6 @@
 --   fallback: a request for `big` is answered by gpt-4.1-mini on pricey, a fallback event said so
 --   budget:   budget = { usd = 9.5 answers' worth } lets about 10 (9 to 11) through, then every
 --             request fails at once with kind "budget", sending nothing
--- A build that refuses the pool's config (model maps, strategy "cost" and fallbacks are issue 16's
--- routing work; budget its budget work) runs what it can: the batch with the upstream names equal
--- to the logical ones under strategy "weighted" (all, names, cost, capacity figures), budget if
--- accepted; the other bars are reported NOT MEASURED, and the benchmark fails.
 package.path = "./?.lua;lua/?.lua;lua/?/init.lua;" .. package.path
 local mock = require "spec.support.mock"
 local pool = require "spec.support.models_pool"
@@ -29,12 +25,9 @@ local C = tonumber(os.getenv("MODELS_C") or 20)
 -- 9.5 answers' worth: spent >= budget after the 10th answer, whatever the rounding of the sums
 local BUDGET_ANSWERS, BUDGET_TRIES = 9.5, 20
 
-local results = {} -- { name, state ("PASS" "FAIL" "NOT MEASURED"), why }
+local results = {} -- { name, state ("PASS" "FAIL"), why }
 local function bar(name, pass, why)
   results[#results + 1] = { name, pass and "PASS" or "FAIL", why }
-end
-local function unmeasured(name, why)
-  results[#results + 1] = { name, "NOT MEASURED", why }
 end
 
 local function kinds(t)
@@ -45,14 +38,7 @@ local function kinds(t)
 end
 
 local function bench()
-  local routing, routing_why = pool.accepts()
-  local identity = not routing
-  local budget, budget_why = pool.accepts({ budget = { usd = 1 } }, identity)
-  if identity then
-    print("models: this build refuses the pool's config (" .. routing_why .. "):"
-      .. " running with upstream names = logical names, strategy \"weighted\", no fallbacks")
-  end
-  local p = pool.start { identity = identity }
+  local p = pool.start()
 
   -- low load first, on fresh mocks
   p:reset()
@@ -61,8 +47,7 @@ local function bench()
   for _, name in ipairs(low.endpoints) do if name == "cheap" then to_cheap = to_cheap + 1 end end
   print(("low load: %d of 10 sequential requests went to cheap (%s)%s")
     :format(to_cheap, table.concat(low.endpoints, " "), #low.errors > 0 and (", " .. #low.errors .. " failed") or ""))
-  if identity then unmeasured("low load", "needs strategy \"cost\"")
-  else bar("low load", to_cheap == 10, to_cheap .. " of 10 to cheap") end
+  bar("low load", to_cheap == 10, to_cheap .. " of 10 to cheap")
 
   -- the batch
   local f = p:batch(N, C)
@@ -71,8 +56,8 @@ local function bench()
             f.answers.broken or 0))
   print(("  cheap: %d answers = %.3f of its capacity (%d + %d req/s x %.2f s = %.1f); 429s over the mocks %d")
     :format(f.served.cheap, f.ratio, pool.BURST, pool.RATE, f.elapsed, f.capacity, f.r429))
-  print(("  names: 404s %d, answers echoing another name %d, answers whose _llmrelay.model is not gpt-4.1 %s")
-    :format(f.r404, f.wrong_upstream, identity and "(not measured)" or tostring(f.wrong_logical)))
+  print(("  names: 404s %d, answers echoing another name %d, answers whose _llmrelay.model is not gpt-4.1 %d")
+    :format(f.r404, f.wrong_upstream, f.wrong_logical))
   local mismatch = pool.cost_mismatch(f)
   print(("  cost: by hand $%.9f (cheap $%.9f, pricey $%.9f); summary.cost $%s; largest error of an answer %.3g;"
     .. " status/metrics/summary per endpoint %s")
@@ -83,16 +68,10 @@ local function bench()
       ("404s %d, wrong upstream %d, wrong logical %d"):format(f.r404, f.wrong_upstream, f.wrong_logical))
   bar("cost", mismatch == nil, mismatch or "exact to 1e-9")
   local spill = (f.answers.cheap or 0) + (f.answers.pricey or 0) == f.ok
-  if identity then
-    unmeasured("capacity", ("needs strategy \"cost\" (under \"weighted\": %.3f of capacity)"):format(f.ratio))
-  else
-    bar("capacity", f.ratio >= 0.8 and spill, ("%.3f of capacity, the rest to pricey: %s"):format(f.ratio, tostring(spill)))
-  end
+  bar("capacity", f.ratio >= 0.8 and spill, ("%.3f of capacity, the rest to pricey: %s"):format(f.ratio, tostring(spill)))
 
   -- a request for big
-  if identity then
-    unmeasured("fallback", "needs fallbacks")
-  else
+  do
     p:reset()
     local resp, err, events, seconds = p:fallback()
     local seen
@@ -114,9 +93,7 @@ local function bench()
   end
 
   -- the budget
-  if not budget then
-    unmeasured("budget", "this build refuses budget: " .. budget_why)
-  else
+  do
     local b = p:budget(BUDGET_ANSWERS, BUDGET_TRIES)
     print(("budget: $%.9f = %g answers of $%.9f: %d answered, %d refused with kind budget%s; refusals that sent"
       .. " something %d, with attempts ~= 0 %d, answers after a refusal %d; message %q")

@@ -21,8 +21,6 @@
 --   p:batch(n, c) -> figures (see run_batch below)
 --   p:budget(answers, tries) -> figures (see run_budget below)
 --   p:stop()
--- pool.start{ identity = true } runs the pool with upstream names equal to the logical ones
--- (list-form models), for a build without model maps: see bench/models.lua.
 local llmrelay = require "llmrelay"
 local core = require "llmrelay.core"
 local mock = require "spec.support.mock"
@@ -64,13 +62,11 @@ Pool.__index = Pool
 
 -- upstream name at endpoint `name` for logical `model` in this pool
 function Pool:upstream(name, model)
-  if self.identity then return M.NAMES[name][model] and model end
   return M.NAMES[name][model]
 end
 
-function M.start(o)
-  o = o or {}
-  local self = setmetatable({ identity = o.identity or false, mocks = {} }, Pool)
+function M.start()
+  local self = setmetatable({ mocks = {} }, Pool)
   local function served(name)
     local list = {}
     for logical in pairs(M.NAMES[name]) do list[#list + 1] = self:upstream(name, logical) end
@@ -88,34 +84,15 @@ function Pool:config(extra)
   local eps = {}
   for i, name in ipairs(M.ORDER) do
     local models = {}
-    for logical, upstream in pairs(M.NAMES[name]) do
-      if self.identity then models[#models + 1] = logical else models[logical] = upstream end
-    end
-    if self.identity then table.sort(models) end
+    for logical, upstream in pairs(M.NAMES[name]) do models[logical] = upstream end
     local prices = {}
     for m, p in pairs(M.PRICES[name]) do prices[m] = { input = p.input, output = p.output, cached_input = p.cached_input } end
     eps[i] = { name = name, base_url = self.mocks[name] and self.mocks[name].url or "http://127.0.0.1:9/v1",
                models = models, prices = prices }
   end
-  local cfg = { endpoints = eps }
-  if not self.identity then
-    cfg.strategy = "cost"
-    cfg.fallbacks = { big = { "gpt-4.1-mini" } }
-  end
+  local cfg = { endpoints = eps, strategy = "cost", fallbacks = { big = { "gpt-4.1-mini" } } }
   for k, v in pairs(extra or {}) do cfg[k] = v end
   return cfg
-end
-
--- The pool's config (model maps, strategy "cost", fallbacks; with identity, list-form models
--- only), plus extra, is accepted by this build: true, or false and llmrelay.new's message.
-function M.accepts(extra, identity)
-  local p = setmetatable({ identity = identity or false, mocks = {} }, Pool)
-  local ok, client = pcall(llmrelay.new, p:config(extra))
-  if ok then
-    client:close()
-    return true
-  end
-  return false, tostring(client)
 end
 
 function Pool:new(extra)
@@ -196,7 +173,7 @@ function Pool:batch(n, c)
       local name = info.endpoint
       f.answers[name] = (f.answers[name] or 0) + 1
       if resp.model ~= self:upstream(name, "gpt-4.1") then f.wrong_upstream = f.wrong_upstream + 1 end
-      if not self.identity and info.model ~= "gpt-4.1" then f.wrong_logical = f.wrong_logical + 1 end
+      if info.model ~= "gpt-4.1" then f.wrong_logical = f.wrong_logical + 1 end
       local hand = M.hand_cost(name, "gpt-4.1", resp.usage)
       if not hand or not info.cost then
         f.uncosted = f.uncosted + 1
