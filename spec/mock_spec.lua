@@ -575,6 +575,24 @@ describe("mock-llm beyond chat", function()
     local toks = cjson.decode(post("/embeddings", { input = { { 1 }, { 2 }, { 3 } } }).body)
     assert.equal(3, #toks.data)
     assert.equal(8, #toks.data[1].embedding)
+    -- the vectors hash the input only; base64 (the Node SDK's default) is
+    -- the same values as little-endian float32
+    local plain = cjson.decode(post("/embeddings", { input = "same", dimensions = 4 }).body)
+    local b64 = cjson.decode(post("/embeddings", { model = "x", input = "same", dimensions = 4,
+                                                   encoding_format = "base64" }).body)
+    local A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    local bits = b64.data[1].embedding:gsub("=", ""):gsub(".", function(c)
+      local v, t = A:find(c, 1, true) - 1, {}
+      for k = 5, 0, -1 do t[#t + 1] = (v >> k) & 1 end
+      return table.concat(t)
+    end)
+    bits = bits:sub(1, #bits // 8 * 8)
+    local bytes = bits:gsub("%d%d%d%d%d%d%d%d", function(b) return string.char(tonumber(b, 2)) end)
+    assert.equal(16, #bytes)
+    for d = 1, 4 do
+      local f = string.unpack("<f", bytes, 4 * d - 3)
+      assert.is_true(math.abs(f - plain.data[1].embedding[d]) < 1e-6, d)
+    end
   end)
 
   it("responses: plain, with input items, failed and incomplete", function()

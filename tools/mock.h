@@ -84,6 +84,7 @@ struct chatinfo {
     size_t input_off;   /* offset of the depth-1 "input" value (any type) */
     int input_any;      /* a depth-1 "input" key was seen */
     long dimensions;    /* depth-1 "dimensions" number, 0 = absent */
+    int base64;         /* depth-1 "encoding_format": "base64" */
 };
 void chat_scan(const char *b, size_t n, struct chatinfo *ci);
 size_t json_cut(const char *s, size_t n, size_t max);
@@ -120,9 +121,10 @@ int api_of_path(const char *p, size_t n); /* API_*, or -1 */
 const char *api_object(int api);          /* "chat.completion", "list", ... */
 /* how many embeddings an embeddings request asks for (>= 1) */
 size_t embed_count(const char *b, size_t n, const struct chatinfo *ci);
+size_t json_value_len(const char *b, size_t n); /* the JSON value at b */
 void embeddings_render(struct buf *b, const char *model, size_t count,
-                       long dims, const char *seed, size_t seed_len,
-                       size_t ptok);
+                       long dims, int base64, const char *seed,
+                       size_t seed_len, size_t ptok);
 void responses_render(struct buf *b, const struct stream *s, const char *status);
 void completions_render(struct buf *b, const char *id, long created,
                         const char *model, const char *text, size_t text_len,

@@ -10,6 +10,7 @@
 #include "mock.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int ends(const char *p, size_t n, const char *w)
@@ -103,6 +104,34 @@ size_t embed_count(const char *b, size_t n, const struct chatinfo *ci)
     return count ? count : 1;
 }
 
+/* the length of the JSON value at b (n bytes): a string, or an array /
+ * object up to its matching bracket, or a scalar up to , } ] */
+size_t json_value_len(const char *b, size_t n)
+{
+    if (n && b[0] == '"')
+        return skip_string(b, 0, n);
+    long depth = 0;
+    size_t i = 0;
+    while (i < n) {
+        char c = b[i];
+        if (c == '"') {
+            i = skip_string(b, i, n);
+            continue;
+        }
+        if (c == '[' || c == '{')
+            depth++;
+        else if (c == ']' || c == '}') {
+            if (depth == 0)
+                return i;
+            if (--depth == 0)
+                return i + 1;
+        } else if (c == ',' && depth == 0)
+            return i;
+        i++;
+    }
+    return n;
+}
+
 static uint64_t mix(uint64_t z)
 {
     z += 0x9E3779B97F4A7C15ull;
@@ -111,23 +140,52 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
+static void b64_put(struct buf *b, const unsigned char *p, size_t n)
+{
+    static const char a[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        char q[4] = {a[v >> 18 & 63], a[v >> 12 & 63],
+                     i + 1 < n ? a[v >> 6 & 63] : '=', i + 2 < n ? a[v & 63] : '='};
+        buf_put(b, q, 4);
+    }
+}
+
 void embeddings_render(struct buf *b, const char *model, size_t count,
-                       long dims, const char *seed, size_t seed_len,
-                       size_t ptok)
+                       long dims, int base64, const char *seed,
+                       size_t seed_len, size_t ptok)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the seed text */
     for (size_t i = 0; i < seed_len; i++)
         h = (h ^ (unsigned char)seed[i]) * 1099511628211ull;
+    unsigned char f32[4 * 4096];
     buf_puts(b, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < count; i++) {
         buf_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,"
-                      "\"embedding\":[", i ? "," : "", i);
+                      "\"embedding\":%s", i ? "," : "", i, base64 ? "\"" : "[");
         for (long d = 0; d < dims; d++) {
             uint64_t x = mix(h ^ mix(i * 4096u + (uint64_t)d));
             double v = (double)(x >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-            buf_printf(b, "%s%.6f", d ? "," : "", v);
+            char txt[32];
+            snprintf(txt, sizeof txt, "%.6f", v);
+            if (!base64) {
+                buf_printf(b, "%s%s", d ? "," : "", txt);
+                continue;
+            }
+            float fv = strtof(txt, NULL); /* the value the JSON form gives */
+            uint32_t u;
+            memcpy(&u, &fv, 4);
+            for (int k = 0; k < 4; k++)
+                f32[4 * d + k] = (unsigned char)(u >> (8 * k));
         }
-        buf_puts(b, "]}");
+        if (base64)
+            b64_put(b, f32, 4 * (size_t)dims);
+        buf_puts(b, base64 ? "\"}" : "]}");
     }
     buf_printf(b, "],\"model\":\"%s\",\"usage\":{\"prompt_tokens\":%zu,"
                   "\"total_tokens\":%zu}}", model, ptok, ptok);

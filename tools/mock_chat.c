@@ -8,7 +8,8 @@
  *   - "model" (string) and "stream" (true) at depth 1,
  *   - "include_usage" (true) at any depth (it lives in stream_options),
  *   - the LAST "text" string (any depth: Responses input items), "input"
- *     and "prompt" strings and "dimensions" (a number) at depth 1, and where
+ *     and "prompt" strings, "dimensions" (a number) and "encoding_format":
+ *     "base64" at depth 1, and where
  *     the depth-1 "input" value starts (embeddings count its elements).
  * String values are kept as raw JSON text (escapes untouched), so echoing them
  * inside our own JSON strings keeps the output valid.
@@ -132,6 +133,8 @@ void chat_scan(const char *b, size_t n, struct chatinfo *ci)
             ci->stream = is_true(b, v, n);
         } else if (key_is(k, kl, "include_usage")) {
             ci->include_usage = is_true(b, v, n);
+        } else if (depth == 1 && key_is(k, kl, "encoding_format")) {
+            ci->base64 = n - v >= 8 && memcmp(b + v, "\"base64\"", 8) == 0;
         } else if (depth == 1 && key_is(k, kl, "dimensions")) {
             long d = 0;
             for (size_t x = v; x < n && b[x] >= '0' && b[x] <= '9' && d < 100000; x++)

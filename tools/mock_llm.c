@@ -23,8 +23,10 @@
  *        {"prompt_tokens","total_tokens"}}: one embedding per "input" element
  *        (a string or one token list: 1; ["a","b"] or [[1],[2]]: 2), of
  *        "dimensions" floats (1..4096, default 8), in [-1, 1), a hash of the
- *        input's JSON text and the index (same input, same vectors).  Never
- *        streamed ("stream" is ignored).
+ *        input's JSON text and the index (same input, same vectors);
+ *        "encoding_format": "base64" (the Node SDK's default): the same
+ *        values as little-endian float32, base64.  Never streamed ("stream"
+ *        is ignored).
  *   POST any path ending in /responses   {"id":"resp_<name>-<n>","object":
  *        "response","created_at","status":"completed","model","output":[{
  *        "type":"message","id":"msg_<name>-<n>","status","role":"assistant",
@@ -467,8 +469,12 @@ static void model_request(struct conn *c, char *base, int api)
             embeddings_render(&jb, model, embed_count(body, blen, &ci),
                               ci.dimensions > 0 && ci.dimensions <= 4096
                                   ? ci.dimensions : 8,
+                              ci.base64,
                               ci.input_any ? body + ci.input_off : model,
-                              ci.input_any ? blen - ci.input_off : ml, ptok);
+                              ci.input_any ? json_value_len(body + ci.input_off,
+                                                            blen - ci.input_off)
+                                           : ml,
+                              ptok);
         else if (api == API_RESPONSES)
             responses_render(&jb, s, cfg.responses_status
                                          ? cfg.responses_status : "completed");
