@@ -19,11 +19,12 @@
 // embeddings.create (input: [prompt, prompt + " 2"]), one plain
 // responses.create (input: prompt) and one streamed one (stream: true, the
 // response.output_text.delta deltas joined) and prints:
-//   {"embeddings":{"ok":true,"object":"list","count":2,"dims":8,"usage":{...}},
+//   {"embeddings":{"ok":true,"object":"list","count":2,"dims":8,"usage":{...},
+//                  "request_id":"<x-request-id>"},
 //    "responses":{"ok":true,"object":"response","id":"resp_...","status":"completed",
-//                 "text":"...","usage":{...}},
+//                 "text":"...","usage":{...},"request_id":"..."},
 //    "responses_stream":{"ok":true,"events":["response.created",...],"text":"...",
-//                        "status":"completed","usage":{...}},
+//                        "status":"completed","usage":{...},"request_id":"..."},
 //    "errors":[...]}
 // Exits 0 even then, so that the Lua spec can assert on the line; exits 2 on
 // bad usage only.
@@ -72,9 +73,11 @@ function outputText(r) {
 
 if (client && steps === "apis") {
   const apis = {
-    embeddings: { ok: false, object: null, count: null, dims: null, usage: null },
-    responses: { ok: false, object: null, id: null, status: null, text: null, usage: null },
-    responses_stream: { ok: false, events: [], text: null, status: null, usage: null },
+    embeddings: { ok: false, object: null, count: null, dims: null, usage: null, request_id: null },
+    responses: { ok: false, object: null, id: null, status: null, text: null, usage: null,
+                 request_id: null },
+    responses_stream: { ok: false, events: [], text: null, status: null, usage: null,
+                        request_id: null },
     errors: out.errors,
   };
   try {
@@ -85,6 +88,7 @@ if (client && steps === "apis") {
       count: Array.isArray(r.data) ? r.data.length : null,
       dims: Array.isArray(r.data?.[0]?.embedding) ? r.data[0].embedding.length : null,
       usage: r.usage ?? null,
+      request_id: r._request_id ?? null,
     };
   } catch (err) {
     record("embeddings", err);
@@ -98,13 +102,17 @@ if (client && steps === "apis") {
       status: r.status ?? null,
       text: outputText(r),
       usage: r.usage ?? null,
+      request_id: r._request_id ?? null,
     };
   } catch (err) {
     record("responses", err);
   }
   const deltas = [];
   try {
-    const stream = await client.responses.create({ model, input: prompt, stream: true });
+    const { data: stream, request_id } = await client.responses
+      .create({ model, input: prompt, stream: true })
+      .withResponse();
+    apis.responses_stream.request_id = request_id ?? null;
     for await (const ev of stream) {
       apis.responses_stream.events.push(ev.type);
       if (ev.type === "response.output_text.delta") deltas.push(ev.delta);
