@@ -193,13 +193,19 @@ describe("Responses and completions streams (libcurl executor)", function()
     local _, err = one_shot { name = "failed", responses_status = "failed" }
     assert.equal("stream_interrupted", err.kind)
     assert.matches("response.failed", err.message, 1, true)
+    assert.equal("response.failed", err.event)
+    assert.equal("server_error", err.code)
     assert.equal("echo: one two three", err.partial)
     _, err = one_shot { name = "incomplete", responses_status = "incomplete" }
     assert.equal("stream_interrupted", err.kind)
     assert.matches("response.incomplete", err.message, 1, true)
+    assert.equal("response.incomplete", err.event)
+    assert.equal("max_output_tokens", err.code)
     _, err = one_shot { name = "error", stream_error_after = 2 }
     assert.equal("stream_interrupted", err.kind)
     assert.matches("error event", err.message, 1, true)
+    assert.equal("error", err.event)
+    assert.equal("server_error", err.code)
   end)
 end)
 
@@ -241,7 +247,7 @@ describe("client apis (OpenResty executor)", function()
               types[#types + 1] = ev.type
             end
             ngx.say(require("cjson").encode { types = types, text = st:text(), kind = err and err.kind,
-              message = err and err.message, partial = err and err.partial,
+              message = err and err.message, partial = err and err.partial, event = err and err.event,
               endpoint = st._llmrelay and st._llmrelay.endpoint, cost = st._llmrelay and st._llmrelay.cost })
           } }
         }
@@ -287,6 +293,7 @@ describe("client apis (OpenResty executor)", function()
     assert.equal("echo: ", r.partial)
     r = stream("failed")
     assert.equal("stream_interrupted", r.kind)
+    assert.equal("response.failed", r.event)
     assert.matches("response.failed", r.message, 1, true)
   end)
 end)

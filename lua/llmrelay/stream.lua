@@ -113,6 +113,20 @@ end
 
 _M.as_chunk = as_chunk
 
+-- A Responses stream's error: err.event names the event that ended it
+-- ("response.failed", "response.incomplete", "error") and err.code holds its
+-- code (response.error.code, incomplete_details.reason, an error event's code)
+-- when the core kept the event (r.error_body).
+local function responses_error(self, err, body)
+  local ev = decode((self._redact:json(body)))
+  if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
+  err.event = ev.type
+  local resp = type(ev.response) == "table" and ev.response or {}
+  local e, inc = resp.error, resp.incomplete_details
+  local code = (type(e) == "table" and e.code) or (type(inc) == "table" and inc.reason) or ev.code
+  if type(code) == "string" and err.code == nil then err.code = code end
+end
+
 -- The call is over: its last events, then success or the error. The
 -- request id is the answer's (the core's), else the one its events came with.
 local function finish(self, r)
@@ -133,6 +147,7 @@ local function finish(self, r)
     return
   end
   self._err = self._make_error(client, r)
+  if self._api == "responses" and r.error_body then responses_error(self, self._err, r.error_body) end
 end
 
 -- The streaming loop, one for every reader of a stream (this file's
