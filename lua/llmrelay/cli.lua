@@ -11,6 +11,7 @@ local help = require "llmrelay.cli_help"
 local budgets = require "llmrelay.cli_budget"
 local plans = require "llmrelay.cli_plan"
 local errors = require "llmrelay.errors"
+local outputs = require "llmrelay.cli_output"
 
 local _M = {}
 
@@ -50,13 +51,15 @@ local BATCH_FLAGS = {
   ["--retry-failed"] = "retry_failed",
   ["--redis"] = "redis", ["--shard"] = "shard",
   ["--budget"] = "budget", ["--dry-run"] = "dry_run",
+  ["--model"] = "model", ["--rpm"] = "rpm", ["--tpm"] = "tpm", ["--summary-json"] = "summary_json",
   ["-h"] = "help", ["--help"] = "help",
 }
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
-                      max_attempts = true, redis = true, shard = true, budget = true }
+                      max_attempts = true, redis = true, shard = true, budget = true,
+                      model = true, rpm = true, tpm = true, summary_json = true }
 
 -- the whole-number options and their largest value
-local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000 }
+local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000, rpm = 1e9, tpm = 1e12 }
 
 -- Returns opts, or nil and a message.
 local function parse_batch_args(argv, first)
@@ -173,6 +176,14 @@ local function client_config(o, getenv)
     local c = cfg.concurrency
     if type(c) ~= "number" or c < o.concurrency then cfg.concurrency = o.concurrency end
   end
+  if (o.rpm or o.tpm) and type(cfg.endpoints) == "table" then
+    local eps = {}
+    for i, ep in ipairs(cfg.endpoints) do
+      eps[i] = type(ep) == "table" and copy(ep) or ep
+      if type(ep) == "table" then eps[i].rpm, eps[i].tpm = o.rpm or ep.rpm, o.tpm or ep.tpm end
+    end
+    cfg.endpoints = eps
+  end
   if o.max_attempts then
     local r = type(cfg.retry) == "table" and copy(cfg.retry) or {}
     r.max_attempts = o.max_attempts
@@ -232,10 +243,10 @@ local function run_dry(o)
     cfg, scrub, err = prepare(o)
     if cfg and not o.norm then err = scrub:text(o.config_error) end
   end
-  local ledger = { ids = {}, lines = {}, spent = 0 }
+  local ledger = { ids = core.idset(), lines = {}, spent = 0 }
   if not err and o.output then ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard) end
   local plan
-  if not err then plan, err = plans.scan(o.input, ledger, o.shard) end
+  if not err then plan, err = plans.scan(o.input, ledger, o.shard, nil, o.model) end
   if not plan then
     eprint("llmrelay: ", err)
     return EXIT_USAGE
@@ -283,7 +294,7 @@ local function note_repairs(note, o, ledger)
   if ledger.kept > 0 then note(format("resuming: %d lines already answered in %s", ledger.kept, o.output)) end
 end
 
-local function run_batch(o)
+local function run_locked(o)
   core.catch_stop_signals()
   local quiet = o.quiet
   local function note(msg) if not quiet then eprint("llmrelay: ", msg) end end
@@ -357,7 +368,7 @@ local function run_batch(o)
   local pend = {}        -- [line number] = custom_id or false, while in flight
   local problems = {}    -- [line number] = the bad line's parse (problem, text), in flight
   local done_ids, done_lines = ledger.ids, ledger.lines
-  local classify = jsonl.classifier()
+  local classify = jsonl.classifier(o.model)
 
   -- true when the line is in the file; after a failed write nothing more is
   -- written, and each answer left out is counted as lost
@@ -385,11 +396,9 @@ local function run_batch(o)
           problems[lineno] = r
           return { key = lineno, error = errors.new { kind = "invalid_request", attempts = 0,
                                                         message = "line " .. lineno .. ": " .. problem } }
-        elseif done_ids[cid] then
-          done_ids[cid] = nil
-        else
+        elseif not done_ids:get(cid) then
           pend[lineno] = cid
-          return { key = lineno, body = r.body, model = r.model }
+          return { key = lineno, body = r.body, model = r.model, api = r.api }
         end
       end
     end
@@ -464,18 +473,46 @@ local function run_batch(o)
   local nsig, _, signo = core.stop_signals()
   run.stopped = summary.stopped or (nsig > 0 and "drain") or nil
   if not quiet then report.summary(o, client, summary, run, ledger, total_lines, others) end
-  client:close()
+  local code
   if fatal then
     eprint("llmrelay: ", fatal)
-    return EXIT_INTERNAL
+    code = EXIT_INTERNAL
+  else
+    if budget:warning() then note(budget:warning()) end
+    local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
+    local spent_out = budget:spent_out() and left > 0
+    if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
+    code = run.stopped and (signo and 128 + signo or EXIT_INTERRUPTED)
+      or (spent_out or run.failed + run.bad + ledger.kept_errors > 0) and EXIT_FAILED or EXIT_OK
   end
-  if budget:warning() then note(budget:warning()) end
-  local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
-  local spent_out = budget:spent_out() and left > 0
-  if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
-  if run.stopped then return signo and 128 + signo or EXIT_INTERRUPTED end
-  if spent_out or run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
-  return EXIT_OK
+  if o.summary_json then
+    local wok, werr = outputs.write_json(o.summary_json,
+      outputs.summary_doc(o, client, summary, run, ledger, total_lines, code))
+    if not wok then
+      eprint("llmrelay: ", werr)
+      if code == EXIT_OK then code = EXIT_INTERNAL end
+    end
+  end
+  client:close()
+  return code
+end
+
+-- The run, holding the output's lock (cli_output.lock) from start to end.
+local function run_batch(o)
+  local ferr = jsonl.check_files(o.input, o.output)
+  if ferr then
+    eprint("llmrelay: ", ferr)
+    return EXIT_USAGE
+  end
+  local lock, lerr = outputs.lock(o.output)
+  if not lock then
+    eprint("llmrelay: ", lerr)
+    return EXIT_USAGE
+  end
+  local ok, code = pcall(run_locked, o)
+  lock:release()
+  if not ok then error(code, 0) end
+  return code
 end
 
 ---------------------------------------------------------------------------

@@ -17,9 +17,31 @@ local decode, encode = cjson.decode, cjson.encode
 local null = cjson.null
 
 local MAX_SHOWN = 60
+
+local function is_array(t)
+  return type(t) == "table" and (t[1] ~= nil or next(t) == nil)
+end
 local BOM = "\239\187\191"   -- UTF-8 byte order mark, stripped from the start of the input
 
-local URLS = { ["/v1/chat/completions"] = true, ["/chat/completions"] = true }
+-- The Batch API's urls and the api each names (the client's path for it, llmrelay.new's endpoints)
+local API_OF = { ["/v1/chat/completions"] = "chat", ["/chat/completions"] = "chat",
+                 ["/v1/embeddings"] = "embeddings", ["/embeddings"] = "embeddings",
+                 ["/v1/responses"] = "responses", ["/responses"] = "responses",
+                 ["/v1/completions"] = "completions", ["/completions"] = "completions" }
+_M.API_OF = API_OF
+local URLS_SHOWN = '"/v1/chat/completions", "/v1/embeddings", "/v1/responses" or "/v1/completions"'
+
+-- What each api's body must have: a problem message, or nil.
+local function body_problem(api, body)
+  if api == "chat" then
+    if not is_array(body.messages) then return 'body must have a "messages" array' end
+  elseif api == "completions" then
+    if body.prompt == nil or body.prompt == null then return 'body must have a "prompt" (for /v1/completions)' end
+  elseif body.input == nil or body.input == null then
+    return 'body must have an "input" (for /v1/' .. api .. ")"
+  end
+  return nil
+end
 
 ---------------------------------------------------------------------------
 -- Input lines
@@ -49,15 +71,13 @@ local function show(v, raw)
 end
 _M.show = show
 
-local function is_array(t)
-  return type(t) == "table" and (t[1] ~= nil or next(t) == nil)
-end
-
--- Parses one input line. Returns a table:
---   { custom_id = <string|nil>, body = <raw JSON text>, model = <string|nil> }   a request
+-- Parses one input line (model: --model's name, set as every body's model, or nil).
+-- Returns a table:
+--   { custom_id = <string|nil>, body = <raw JSON text>, model = <string|nil>, api = <its url's api> }
+--                                                                                  a request
 --   { custom_id = <string|nil>, problem = "..." }                                  a bad line
 -- custom_id is set whenever the line names one (even when it is bad otherwise).
-function _M.parse_input(line)
+function _M.parse_input(line, model)
   local doc, err = decode(line)
   if doc == nil then
     return { problem = "invalid JSON: " .. gsub(tostring(err), "^Expected", "expected") }
@@ -74,8 +94,9 @@ function _M.parse_input(line)
     r.problem = 'method must be "POST" (got ' .. show(doc.method) .. ")"
     return r
   end
-  if not URLS[doc.url] then
-    r.problem = 'url must be "/v1/chat/completions" or "/chat/completions" (got ' .. show(doc.url) .. ")"
+  local api = API_OF[doc.url]
+  if not api then
+    r.problem = "url must be " .. URLS_SHOWN .. " (or the same without /v1; got " .. show(doc.url) .. ")"
     return r
   end
   local body = doc.body
@@ -85,10 +106,8 @@ function _M.parse_input(line)
     r.problem = "body must be a JSON object (got " .. show(body, raw or nil) .. ")"
     return r
   end
-  if not is_array(body.messages) then
-    r.problem = 'body must have a "messages" array'
-    return r
-  end
+  r.problem = body_problem(api, body)
+  if r.problem then return r end
   if body.model ~= nil and type(body.model) ~= "string" then
     r.problem = "body.model must be a string (got " .. show(body.model) .. ")"
     return r
@@ -97,31 +116,37 @@ function _M.parse_input(line)
     r.problem = "body.stream is not supported in a batch"
     return r
   end
-  r.body = raw
-  r.model = body.model
+  if model then
+    -- the body's own "model" string rewritten in place, or one put first
+    raw = core.json_set_model(raw, model) or (find(raw, "^{%s*}$") and "{\"model\":" .. encode(model) .. "}")
+      or ("{\"model\":" .. encode(model) .. "," .. sub(raw, 2))
+  end
+  r.body, r.api = raw, api
+  r.model = model or body.model
   return r
 end
 
 -- Reads the input's lines in order, as the run and the resume check both must:
 -- classify(line) -> r, lineno, with r = parse_input's table plus r.text (the
 -- line as parsed: BOM and CR cut) and duplicate custom_ids as problems; r is
--- nil for a blank line. The first line naming a custom_id owns it.
-function _M.classifier()
-  local seen, lineno = {}, 0
+-- nil for a blank line. The first line naming a custom_id owns it. The
+-- custom_ids seen are kept as digests (core.idset, 16 bytes a slot): memory
+-- stays flat over a million lines. model: --model's, or nil.
+function _M.classifier(model)
+  local seen, lineno = core.idset(), 0
   return function(line)
     lineno = lineno + 1
     if lineno == 1 and sub(line, 1, 3) == BOM then line = sub(line, 4) end
     if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if not find(line, "%S") then return nil, lineno end
-    local r = _M.parse_input(line)
+    local r = _M.parse_input(line, model)
     local cid = r.custom_id
     if cid then
-      local first = seen[cid]
+      local first = seen:put(cid, lineno)
       if first then
+        seen:put(cid, first)
         r.problem = format("duplicate custom_id %s (first on line %d)", show(cid), first)
-        r.body, r.model = nil, nil
-      else
-        seen[cid] = lineno
+        r.body, r.model, r.api = nil, nil, nil
       end
     end
     r.text = line
@@ -279,7 +304,7 @@ local function drop(ledger, phys)
 end
 
 -- Reads OUTPUT (if it exists) and returns the ledger:
---   { ids = {[custom_id] = true}, lines = {[n] = {[line_hash] = physical line}},
+--   { ids = core.idset of the custom_ids answered (value 1), lines = {[n] = {[line_hash] = physical line}},
 --     n_lines, kept, kept_errors, kept_failed,
 --     spent = USD the kept answers record ("cost"), uncosted = kept answers recording none,
 --     dropped = { torn =, invalid =, duplicate =, retried =, stale = } }
@@ -292,7 +317,7 @@ end
 -- output to resume, and repairing it would destroy it. So is one that answers
 -- a line of another shard than `shard` (cli_fleet; nil: no --shard).
 function _M.scan_output(path, retry_failed, shard)
-  local ledger = { ids = {}, lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
+  local ledger = { ids = core.idset(), lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
                    spent = 0, uncosted = 0,
                    drop_at = {}, path = path,
                    dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
@@ -346,10 +371,10 @@ function _M.scan_output(path, retry_failed, shard)
             entry[hash] = nphys
             ok = true
           end
-        elseif ids[key] then
+        elseif ids:get(key) then
           d.duplicate = d.duplicate + 1
         else
-          ids[key] = true
+          ids:put(key, 1)
           ok = true
           if is_err then
             ledger.kept_failed = ledger.kept_failed + 1

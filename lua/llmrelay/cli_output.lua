@@ -1,0 +1,82 @@
+-- What `llmrelay batch` keeps around its output file: the lock that keeps a
+-- second run off it, and the --summary-json file for machines.
+-- Lua 5.1 / LuaJIT / 5.4.
+
+local core = require "llmrelay.core"
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+local ipairs, pcall, format = ipairs, pcall, string.format
+
+-- The lock file of an output: next to it, the holder's pid inside.
+function _M.lock_path(output)
+  return output .. ".lock"
+end
+
+-- Takes the output's lock (core.lock_file: flock(2), so a lock left by a
+-- killed run is simply taken over). Returns the lock, or nil and a message
+-- naming the process that holds it.
+function _M.lock(output)
+  local path = _M.lock_path(output)
+  local lock, err, pid = core.lock_file(path)
+  if lock then return lock end
+  if err == "locked" then
+    return nil, format("%s is in use by another llmrelay batch (%s, lock %s): "
+      .. "wait for it to end, or stop it (a lock left by a killed run is taken over)", output,
+      pid and format("pid %d", pid) or "pid not known yet", path)
+  end
+  return nil, err
+end
+
+-- The --summary-json document: the run's counts as the summary on stderr gives them.
+function _M.summary_doc(o, client, summary, run, ledger, total_lines, code)
+  local eps = {}
+  local ok, st = pcall(client.status, client)
+  local per = summary.endpoints or {}
+  if ok then
+    for _, s in ipairs(st) do
+      local e = per[s.name] or {}
+      eps[#eps + 1] = { name = s.name, ok = e.ok or 0, failed = e.failed or 0,
+                        attempts = e.attempts or s.requests or 0, state = s.state, cost = e.cost }
+    end
+  end
+  local u = summary.usage or {}
+  local this_run = run.ok + run.failed + run.bad + run.cancelled
+  local answered = ledger.kept + this_run - run.cancelled
+  return {
+    exit_code = code, input = o.input_shown or o.input, output = o.output, errors = o.errors,
+    lines = total_lines, answered = answered, left = math.max(0, total_lines - answered),
+    this_run = { ok = run.ok, failed = run.failed, bad = run.bad, cancelled = run.cancelled, lost = run.lost },
+    earlier = { kept = ledger.kept, error_lines = ledger.kept_errors, failed = ledger.kept_failed },
+    attempts = summary.attempts or 0, retries = summary.retries or 0,
+    tokens = { prompt = u.prompt_tokens or 0, completion = u.completion_tokens or 0,
+               total = u.total_tokens or ((u.prompt_tokens or 0) + (u.completion_tokens or 0)) },
+    cost = summary.cost, spend = summary.spend or {}, endpoints = eps,
+    elapsed_s = summary.elapsed or run.elapsed or 0, stopped = run.stopped or cjson.null,
+  }
+end
+
+-- Writes doc as JSON to path (through a temp file and a rename: never half
+-- written). Returns true, or nil and a message.
+function _M.write_json(path, doc)
+  local text = cjson.encode(doc)
+  if not text then return nil, "cannot encode the summary" end
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, "cannot write --summary-json " .. path .. ": " .. tostring(err) end
+  local okw, werr = f:write(text, "\n")
+  local okc, cerr = f:close()
+  if not okw or not okc then
+    os.remove(tmp)
+    return nil, "cannot write --summary-json " .. path .. ": " .. tostring(werr or cerr)
+  end
+  local okr, rerr = os.rename(tmp, path)
+  if not okr then
+    os.remove(tmp)
+    return nil, "cannot write --summary-json " .. path .. ": " .. tostring(rerr)
+  end
+  return true
+end
+
+return _M
