@@ -59,13 +59,16 @@ void lr_idset_init(lr_idset *s, uint64_t k0, uint64_t k1) {
   s->k1 = k1;
 }
 
+static void part_free(lr_idpart *p) {
+  free(p->lo);
+  free(p->hi);
+  free(p->val);
+  memset(p, 0, sizeof *p);
+}
+
 void lr_idset_free(lr_idset *s) {
-  free(s->lo);
-  free(s->hi);
-  free(s->val);
-  s->lo = NULL;
-  s->hi = s->val = NULL;
-  s->cap = s->n = 0;
+  for (int i = 0; i < LR_IDSET_PARTS; i++) part_free(&s->part[i]);
+  s->n = 0;
 }
 
 lr_iddigest lr_idset_digest(const lr_idset *s, const void *id, size_t len) {
@@ -75,62 +78,65 @@ lr_iddigest lr_idset_digest(const lr_idset *s, const void *id, size_t len) {
   return d;
 }
 
-/* The slot of d, or of the empty slot where it would go. */
-static size_t slot_of(const lr_idset *s, lr_iddigest d) {
-  size_t i = (size_t)(((unsigned __int128)(d.lo ^ ((uint64_t)d.hi << 32)) * s->cap) >> 64);
-  while (s->lo[i] != 0 && (s->lo[i] != d.lo || s->hi[i] != d.hi)) i = i + 1 == s->cap ? 0 : i + 1;
+static lr_idpart *part_of(const lr_idset *s, lr_iddigest d) {
+  return (lr_idpart *)&s->part[d.hi >> 24];
+}
+
+/* The slot of d in p, or of the empty slot where it would go. */
+static size_t slot_of(const lr_idpart *p, lr_iddigest d) {
+  size_t i = (size_t)(((unsigned __int128)d.lo * p->cap) >> 64);
+  while (p->lo[i] != 0 && (p->lo[i] != d.lo || p->hi[i] != d.hi)) i = i + 1 == p->cap ? 0 : i + 1;
   return i;
 }
 
 int lr_idset_get(const lr_idset *s, lr_iddigest d, uint32_t *val) {
-  if (s->cap == 0) return 0;
-  size_t i = slot_of(s, d);
-  if (s->lo[i] == 0) return 0;
-  if (val) *val = s->val[i];
+  const lr_idpart *p = part_of(s, d);
+  if (p->cap == 0) return 0;
+  size_t i = slot_of(p, d);
+  if (p->lo[i] == 0) return 0;
+  if (val) *val = p->val[i];
   return 1;
 }
 
-static int grow(lr_idset *s) {
-  size_t cap = s->cap < 1024 ? 1024 : s->cap + s->cap / 2;
-  lr_idset t = *s;
-  t.lo = calloc(cap, sizeof *t.lo);
-  t.hi = malloc(cap * sizeof *t.hi);
-  t.val = malloc(cap * sizeof *t.val);
+static int grow(lr_idpart *p) {
+  size_t cap = p->cap < 64 ? 64 : p->cap + p->cap / 2;
+  lr_idpart t = {calloc(cap, sizeof *t.lo), malloc(cap * sizeof *t.hi), malloc(cap * sizeof *t.val), cap, p->n};
   if (!t.lo || !t.hi || !t.val) {
-    free(t.lo);
-    free(t.hi);
-    free(t.val);
+    part_free(&t);
     return -1;
   }
-  t.cap = cap;
-  for (size_t j = 0; j < s->cap; j++) {
-    if (s->lo[j] == 0) continue;
-    lr_iddigest d = {s->lo[j], s->hi[j]};
+  for (size_t j = 0; j < p->cap; j++) {
+    if (p->lo[j] == 0) continue;
+    lr_iddigest d = {p->lo[j], p->hi[j]};
     size_t i = slot_of(&t, d);
     t.lo[i] = d.lo;
     t.hi[i] = d.hi;
-    t.val[i] = s->val[j];
+    t.val[i] = p->val[j];
   }
-  lr_idset_free(s);
-  *s = t;
+  part_free(p);
+  *p = t;
   return 0;
 }
 
 int lr_idset_put(lr_idset *s, lr_iddigest d, uint32_t val, uint32_t *old) {
-  if ((s->n + 1) * 20 > s->cap * 17 && grow(s) != 0) return -1; /* keep it at most 85% full */
-  size_t i = slot_of(s, d);
-  if (s->lo[i] != 0) {
-    if (old) *old = s->val[i];
-    s->val[i] = val;
+  lr_idpart *p = part_of(s, d);
+  if ((p->n + 1) * 20 > p->cap * 17 && grow(p) != 0) return -1; /* keep it at most 85% full */
+  size_t i = slot_of(p, d);
+  if (p->lo[i] != 0) {
+    if (old) *old = p->val[i];
+    p->val[i] = val;
     return 0;
   }
-  s->lo[i] = d.lo;
-  s->hi[i] = d.hi;
-  s->val[i] = val;
+  p->lo[i] = d.lo;
+  p->hi[i] = d.hi;
+  p->val[i] = val;
+  p->n++;
   s->n++;
   return 1;
 }
 
 size_t lr_idset_bytes(const lr_idset *s) {
-  return s->cap * (sizeof *s->lo + sizeof *s->hi + sizeof *s->val);
+  size_t cap = 0;
+  for (int i = 0; i < LR_IDSET_PARTS; i++) cap += s->part[i].cap;
+  return cap * (sizeof(uint64_t) + 2 * sizeof(uint32_t));
 }

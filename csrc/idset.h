@@ -1,6 +1,8 @@
 /* A set of ids kept as 96-bit keyed digests (SipHash-2-4-128 under a key the
  * caller draws at random), each with a 32-bit value: 16 bytes a slot, open
- * addressing with linear probing, grown by half when 85% full. It is what
+ * addressing with linear probing, in 256 parts (by the digest's top byte)
+ * each grown by half when 85% full, so a growth copies 1/256 of the set and
+ * memory never jumps by a whole table's worth. It is what
  * `llmrelay batch` remembers of a million custom_ids (a Lua table of the
  * strings themselves costs about 250 bytes each). Two distinct ids share a
  * digest with probability about n^2 / 2^97 (1e-17 at a million ids), and the
@@ -11,12 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define LR_IDSET_PARTS 256
+
 typedef struct {
-  uint64_t k0, k1;   /* the SipHash key */
   uint64_t *lo;      /* [cap] the digest's low 64 bits; 0 = empty slot */
   uint32_t *hi;      /* [cap] its next 32 bits */
   uint32_t *val;     /* [cap] the value */
   size_t cap, n;
+} lr_idpart;
+
+typedef struct {
+  uint64_t k0, k1;   /* the SipHash key */
+  size_t n;          /* ids in the set */
+  lr_idpart part[LR_IDSET_PARTS];
 } lr_idset;
 
 typedef struct {

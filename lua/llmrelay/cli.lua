@@ -52,11 +52,12 @@ local BATCH_FLAGS = {
   ["--redis"] = "redis", ["--shard"] = "shard",
   ["--budget"] = "budget", ["--dry-run"] = "dry_run",
   ["--model"] = "model", ["--rpm"] = "rpm", ["--tpm"] = "tpm", ["--summary-json"] = "summary_json",
+  ["--errors"] = "errors",
   ["-h"] = "help", ["--help"] = "help",
 }
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
                       max_attempts = true, redis = true, shard = true, budget = true,
-                      model = true, rpm = true, tpm = true, summary_json = true }
+                      model = true, rpm = true, tpm = true, summary_json = true, errors = true }
 
 -- the whole-number options and their largest value
 local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000, rpm = 1e9, tpm = 1e12 }
@@ -117,10 +118,13 @@ local function parse_batch_args(argv, first)
     o.budget = b
   end
   o.input = positional[1]
-  if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
+  if o.input == "-" and o.dry_run then return nil, "batch: --dry-run reads a file, not '-'" end
   if not o.output and not o.dry_run then return nil, "batch: missing -o OUTPUT.jsonl" end
   if o.output == "-" then
     return nil, "batch: the output must be a file, not '-' (stdout): it is also the resume record"
+  end
+  if o.errors and (o.errors == "-" or o.errors == o.output) then
+    return nil, "batch: --errors must be a file of its own (not '-', not the output)"
   end
   if o.config and #o.endpoints > 0 then return nil, "batch: use either -c or --endpoint, not both" end
   if not o.config and #o.endpoints == 0 then
@@ -244,7 +248,7 @@ local function run_dry(o)
     if cfg and not o.norm then err = scrub:text(o.config_error) end
   end
   local ledger = { ids = core.idset(), lines = {}, spent = 0 }
-  if not err and o.output then ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard) end
+  if not err and o.output then ledger, err = outputs.scan(o, jsonl) end
   local plan
   if not err then plan, err = plans.scan(o.input, ledger, o.shard, nil, o.model) end
   if not plan then
@@ -299,11 +303,6 @@ local function run_locked(o)
   local quiet = o.quiet
   local function note(msg) if not quiet then eprint("llmrelay: ", msg) end end
 
-  local ferr = jsonl.check_files(o.input, o.output)
-  if ferr then
-    eprint("llmrelay: ", ferr)
-    return EXIT_USAGE
-  end
   local inf, ierr = io.open(o.input, "rb")
   if not inf then
     eprint("llmrelay: cannot open input: ", tostring(ierr))
@@ -324,7 +323,7 @@ local function run_locked(o)
   end
 
   local shard = o.shard
-  local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed, shard)
+  local ledger, lerr = outputs.scan(o, jsonl)
   local total_lines, others
   if ledger then total_lines, others = jsonl.check_input(o.input, ledger, stopping, shard) end
   local budget, berr
@@ -350,6 +349,18 @@ local function run_locked(o)
     return EXIT_USAGE
   end
   out:setvbuf("no")   -- each line goes out in one write(2)
+  local errf = out     -- where failed requests and bad lines go: --errors, else OUTPUT
+  if o.errors then
+    errf, oerr = io.open(o.errors, "ab")
+    if not errf then
+      out:close()
+      inf:close()
+      client:close()
+      eprint("llmrelay: cannot open --errors file: ", tostring(oerr))
+      return EXIT_USAGE
+    end
+    errf:setvbuf("no")
+  end
 
   local todo = max(0, total_lines - ledger.kept)
 
@@ -372,11 +383,12 @@ local function run_locked(o)
 
   -- true when the line is in the file; after a failed write nothing more is
   -- written, and each answer left out is counted as lost
-  local function write_line(text)
+  local function write_line(text, f)
     if not fatal then
-      local ok, err = out:write(text .. "\n")
+      f = f or out
+      local ok, err = f:write(text .. "\n")
       if ok then return true end
-      fatal = "cannot write to " .. o.output .. ": " .. tostring(err)
+      fatal = "cannot write to " .. (f == out and o.output or o.errors) .. ": " .. tostring(err)
     end
     run.lost = run.lost + 1
     return false
@@ -413,12 +425,12 @@ local function run_locked(o)
     local bad = problems[key]
     if bad then
       problems[key] = nil
-      if write_line(jsonl.input_error_line(next_id(), cid, key, bad.problem, jsonl.bad_line_hash(bad))) then
+      if write_line(jsonl.input_error_line(next_id(), cid, key, bad.problem, jsonl.bad_line_hash(bad)), errf) then
         run.bad = run.bad + 1
       end
     elseif res.ok then
       if write_line(jsonl.success_line(next_id(), cid, res, scrub)) then run.ok = run.ok + 1 end
-    elseif write_line(jsonl.failure_line(next_id(), cid, res, scrub)) then
+    elseif write_line(jsonl.failure_line(next_id(), cid, res, scrub), errf) then
       if res.error and res.error.kind == "cancelled" then
         run.cancelled = run.cancelled + 1
       else
@@ -463,6 +475,10 @@ local function run_locked(o)
   inf:close()
   local cok, cerr2 = out:close()
   if not cok and not fatal then fatal = "cannot write to " .. o.output .. ": " .. tostring(cerr2) end
+  if errf ~= out then
+    cok, cerr2 = errf:close()
+    if not cok and not fatal then fatal = "cannot write to " .. o.errors .. ": " .. tostring(cerr2) end
+  end
   if not ok then
     progress.say("llmrelay: internal error: " .. scrub:text(tostring(summary)))
     return EXIT_INTERNAL
@@ -480,6 +496,7 @@ local function run_locked(o)
   else
     if budget:warning() then note(budget:warning()) end
     local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
+    o.left = left
     local spent_out = budget:spent_out() and left > 0
     if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
     code = run.stopped and (signo and 128 + signo or EXIT_INTERRUPTED)
@@ -499,17 +516,21 @@ end
 
 -- The run, holding the output's lock (cli_output.lock) from start to end.
 local function run_batch(o)
-  local ferr = jsonl.check_files(o.input, o.output)
+  local ferr -- a spooled standard input is checked once spooled
+  if o.input ~= "-" then ferr = jsonl.check_files(o.input, o.output) or outputs.check_errors_file(o, jsonl) end
   if ferr then
     eprint("llmrelay: ", ferr)
     return EXIT_USAGE
   end
   local lock, lerr = outputs.lock(o.output)
-  if not lock then
+  if lock and o.input == "-" then lerr = outputs.spool_stdin(o, jsonl) end
+  if not lock or lerr then
+    if lock then lock:release() end
     eprint("llmrelay: ", lerr)
     return EXIT_USAGE
   end
   local ok, code = pcall(run_locked, o)
+  if ok and o.input_shown then outputs.spool_done(o, (code == EXIT_OK or code == EXIT_FAILED) and o.left == 0, eprint) end
   lock:release()
   if not ok then error(code, 0) end
   return code

@@ -298,13 +298,15 @@ local function torn_at_eof(f)
   return torn
 end
 
-local function drop(ledger, phys)
-  ledger.drop_at[phys] = true
-  ledger.any_drop = true
+-- file: one of ledger.files ({ path, drop_at = {[physical line] = true}, any_drop })
+local function drop(file, phys)
+  file.drop_at[phys] = true
+  file.any_drop = true
 end
 
 -- Reads OUTPUT (if it exists) and returns the ledger:
---   { ids = core.idset of the custom_ids answered (value 1), lines = {[n] = {[line_hash] = physical line}},
+--   { ids = core.idset of the custom_ids answered (value 1),
+--     lines = {[n] = {[line_hash] = { file, physical line }}}, files = { {path, drop_at}, ... },
 --     n_lines, kept, kept_errors, kept_failed,
 --     spent = USD the kept answers record ("cost"), uncosted = kept answers recording none,
 --     dropped = { torn =, invalid =, duplicate =, retried =, stale = } }
@@ -316,11 +318,14 @@ end
 -- A file of which no line is ours is refused (nil, message): it is not an
 -- output to resume, and repairing it would destroy it. So is one that answers
 -- a line of another shard than `shard` (cli_fleet; nil: no --shard).
-function _M.scan_output(path, retry_failed, shard)
-  local ledger = { ids = core.idset(), lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
-                   spent = 0, uncosted = 0,
-                   drop_at = {}, path = path,
-                   dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
+-- With `ledger` (an earlier scan_output's), the file's answers are added to
+-- it: OUTPUT and the --errors file make one ledger.
+function _M.scan_output(path, retry_failed, shard, ledger)
+  ledger = ledger or { ids = core.idset(), lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
+                       spent = 0, uncosted = 0, files = {},
+                       dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
+  local file = { path = path, drop_at = {} }
+  ledger.files[#ledger.files + 1] = file
   local f, ferr = io.open(path, "rb")
   if not f then
     -- an output that exists but cannot be read would be resumed as empty: every line twice
@@ -368,7 +373,7 @@ function _M.scan_output(path, retry_failed, shard)
               lines[key] = entry
               ledger.n_lines = ledger.n_lines + 1
             end
-            entry[hash] = nphys
+            entry[hash] = { file, nphys }
             ok = true
           end
         elseif ids:get(key) then
@@ -389,7 +394,7 @@ function _M.scan_output(path, retry_failed, shard)
         end
       end
     end
-    if not ok then drop(ledger, nphys) end
+    if not ok then drop(file, nphys) end
   end
   f:close()
   if ours == 0 and foreign > 0 then
@@ -400,8 +405,8 @@ function _M.scan_output(path, retry_failed, shard)
 end
 
 -- An answer to a bad line that no longer stands: dropped, its line read again.
-local function forget(ledger, phys)
-  drop(ledger, phys)
+local function forget(ledger, at)
+  drop(at[1], at[2])
   ledger.kept = ledger.kept - 1
   ledger.kept_errors = ledger.kept_errors - 1
   ledger.dropped.stale = ledger.dropped.stale + 1
@@ -432,8 +437,8 @@ function _M.check_input(path, ledger, interrupted, shard)
       if entry then
         local h = r and r.problem and _M.bad_line_hash(r)
         lines[lineno] = (h and entry[h]) and true or nil
-        for eh, phys in pairs(entry) do
-          if eh ~= h then forget(ledger, phys) end
+        for eh, at in pairs(entry) do
+          if eh ~= h then forget(ledger, at) end
         end
       end
     else
@@ -449,7 +454,7 @@ function _M.check_input(path, ledger, interrupted, shard)
   if classify and complete then
     for lineno, entry in pairs(lines) do
       if entry ~= true then
-        for _, phys in pairs(entry) do forget(ledger, phys) end
+        for _, at in pairs(entry) do forget(ledger, at) end
         lines[lineno] = nil
       end
     end
@@ -457,11 +462,20 @@ function _M.check_input(path, ledger, interrupted, shard)
   return n, others
 end
 
--- When anything was dropped, rewrites OUTPUT without those lines: a temp file
--- next to it, then a rename. Returns true, or nil and a message.
+-- When anything was dropped, rewrites OUTPUT (and the --errors file) without
+-- those lines: a temp file next to it, then a rename. Returns true, or nil and a message.
 function _M.repair(ledger)
-  if not ledger.any_drop then return true end
-  local path, dropped_at = ledger.path, ledger.drop_at
+  for _, file in ipairs(ledger.files) do
+    if file.any_drop then
+      local ok, err = _M.repair_file(file.path, file.drop_at)
+      if not ok then return nil, err end
+      ledger.rewritten = true
+    end
+  end
+  return true
+end
+
+function _M.repair_file(path, dropped_at)
   local tmp = path .. ".tmp"
   local src = io.open(path, "rb")
   local dst, err = io.open(tmp, "wb")
@@ -492,7 +506,6 @@ function _M.repair(ledger)
     os.remove(tmp)
     return nil, "cannot repair " .. path .. ": " .. tostring(rerr)
   end
-  ledger.rewritten = true
   return true
 end
 

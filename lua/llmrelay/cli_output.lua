@@ -29,6 +29,64 @@ function _M.lock(output)
   return nil, err
 end
 
+-- --errors FILE: a regular file or nothing yet, not the input, not OUTPUT
+-- (under any name). Returns nil or a message.
+function _M.check_errors_file(o, jsonl)
+  if not o.errors then return nil end
+  local err = jsonl.check_files(o.input, o.errors)
+  if err then return (err:gsub("the output", "the --errors file")) end
+  local a, b = core.stat(o.errors), core.stat(o.output)
+  if a and b and a.id == b.id then return "--errors " .. o.errors .. " is the output file" end
+  return nil
+end
+
+-- The resume ledger (cli_jsonl.scan_output) of OUTPUT and, with --errors, of
+-- that file too: nil and a message when either cannot be resumed.
+function _M.scan(o, jsonl)
+  local ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard)
+  if ledger and o.errors then ledger, err = jsonl.scan_output(o.errors, o.retry_failed, o.shard, ledger) end
+  return ledger, err
+end
+
+-- `-`: standard input spooled to OUTPUT.input.jsonl (next to the output,
+-- under its lock), which the run then reads as its input: read twice, and
+-- still there for a resume if the run does not complete. Returns nil or a message.
+function _M.spool_stdin(o, jsonl)
+  local spool = o.output .. ".input.jsonl"
+  local tmp = spool .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return "cannot spool standard input to " .. tmp .. ": " .. tostring(err) end
+  while true do
+    local chunk = io.stdin:read(65536)
+    if chunk == nil then break end
+    local ok, werr = f:write(chunk)
+    if not ok then
+      f:close()
+      os.remove(tmp)
+      return "cannot spool standard input to " .. tmp .. ": " .. tostring(werr)
+    end
+  end
+  local okc, cerr = f:close()
+  local okr, rerr = okc and os.rename(tmp, spool)
+  if not okr then
+    os.remove(tmp)
+    return "cannot spool standard input to " .. spool .. ": " .. tostring(cerr or rerr)
+  end
+  o.input_shown, o.input = "-", spool
+  return jsonl.check_files(spool, o.output) or _M.check_errors_file(o, jsonl)
+end
+
+-- After the run on a spooled input: removed when every line was answered
+-- (complete), else kept, and the way to resume said.
+function _M.spool_done(o, complete, eprint)
+  if complete then
+    os.remove(o.input)
+  else
+    eprint("llmrelay: standard input is kept in ", o.input, ": resume with `llmrelay batch ", o.input,
+      " -o ", o.output, " ...` (or the same input on standard input again)")
+  end
+end
+
 -- The --summary-json document: the run's counts as the summary on stderr gives them.
 function _M.summary_doc(o, client, summary, run, ledger, total_lines, code)
   local eps = {}
