@@ -39,18 +39,12 @@ void lr_siphash128(uint64_t k0, uint64_t k1, const void *data, size_t len, uint6
   SIPROUND;
   SIPROUND;
   v0 ^= b;
-  v2 ^= 0xee;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  out[0] = v0 ^ v1 ^ v2 ^ v3;
-  v1 ^= 0xdd;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  out[1] = v0 ^ v1 ^ v2 ^ v3;
+  for (int half = 0; half < 2; half++) { /* the two 64-bit halves: 4 rounds each */
+    if (half == 0) v2 ^= 0xee;
+    else v1 ^= 0xdd;
+    for (int r = 0; r < 4; r++) SIPROUND;
+    out[half] = v0 ^ v1 ^ v2 ^ v3;
+  }
 }
 
 void lr_idset_init(lr_idset *s, uint64_t k0, uint64_t k1) {

@@ -7,6 +7,7 @@
  *     or nil when it has none (jsonmodel.h: every other byte as it was) */
 #include "compat.h"
 #include "idset.h"
+#include "l_common.h"
 #include "jsonmodel.h"
 
 #include <stdio.h>
@@ -38,12 +39,10 @@ static lr_iddigest digest_arg(lua_State *L, lr_idset *s) {
 }
 
 static int l_idset_new(lua_State *L) {
-  lr_idset *s = lrc_newuserdata(L, sizeof *s);
+  lr_idset *s = lrl_new_object(L, sizeof *s, IDSET_MT);
   uint64_t k0, k1;
   random_key(&k0, &k1, s);
   lr_idset_init(s, k0, k1);
-  luaL_getmetatable(L, IDSET_MT);
-  lua_setmetatable(L, -2);
   return 1;
 }
 
@@ -97,15 +96,10 @@ static int l_json_set_model(lua_State *L) {
 }
 
 void lr_cli_open(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", l_idset_gc}, {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"get", l_idset_get}, {"put", l_idset_put}, {"count", l_idset_count}, {"bytes", l_idset_bytes}, {NULL, NULL}};
-  luaL_newmetatable(L, IDSET_MT);
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_idset_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  lrl_register_class(L, IDSET_MT, meta, methods);
   static const luaL_Reg fns[] = {{"idset", l_idset_new}, {"json_set_model", l_json_set_model}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }

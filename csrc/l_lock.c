@@ -7,6 +7,7 @@
  * releaser had already unlinked sees the path no longer names it and tries
  * again, so two runs never both hold "the" lock. */
 #include "compat.h"
+#include "l_common.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -43,10 +44,8 @@ static int push_errno(lua_State *L, const char *what, const char *path) {
 static int l_lock_file(lua_State *L) {
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
-  lr_lock *lk = lrc_newuserdata(L, sizeof *lk);
+  lr_lock *lk = lrl_new_object(L, sizeof *lk, LOCK_MT);
   lk->fd = -1; /* "closed" until it holds the lock: __gc is then harmless */
-  luaL_getmetatable(L, LOCK_MT);
-  lua_setmetatable(L, -2);
   if (len >= sizeof lk->path) return luaL_argerror(L, 1, "path too long");
   memcpy(lk->path, path, len + 1);
   for (int tries = 0; tries < LOCK_TRIES; tries++) {
@@ -110,14 +109,9 @@ static int l_lock_gc(lua_State *L) {
 }
 
 void lr_lock_open(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", l_lock_gc}, {NULL, NULL}};
   static const luaL_Reg methods[] = {{"release", l_lock_release}, {NULL, NULL}};
-  luaL_newmetatable(L, LOCK_MT);
-  lua_newtable(L);
-  lrc_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_lock_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  lrl_register_class(L, LOCK_MT, meta, methods);
   lua_pushcfunction(L, l_lock_file);
   lua_setfield(L, -2, "lock_file");
 }

@@ -248,7 +248,7 @@ local function run_dry(o)
     if cfg and not o.norm then err = scrub:text(o.config_error) end
   end
   local ledger = { ids = core.idset(), lines = {}, spent = 0 }
-  if not err and o.output then ledger, err = outputs.scan(o, jsonl) end
+  if not err and o.output then ledger, err = outputs.scan(o) end
   local plan
   if not err then plan, err = plans.scan(o.input, ledger, o.shard, nil, o.model) end
   if not plan then
@@ -323,7 +323,7 @@ local function run_locked(o)
   end
 
   local shard = o.shard
-  local ledger, lerr = outputs.scan(o, jsonl)
+  local ledger, lerr = outputs.scan(o)
   local total_lines, others
   if ledger then total_lines, others = jsonl.check_input(o.input, ledger, stopping, shard) end
   local budget, berr
@@ -517,13 +517,13 @@ end
 -- The run, holding the output's lock (cli_output.lock) from start to end.
 local function run_batch(o)
   local ferr -- a spooled standard input is checked once spooled
-  if o.input ~= "-" then ferr = jsonl.check_files(o.input, o.output) or outputs.check_errors_file(o, jsonl) end
+  if o.input ~= "-" then ferr = jsonl.check_files(o.input, o.output) or outputs.check_errors_file(o) end
   if ferr then
     eprint("llmrelay: ", ferr)
     return EXIT_USAGE
   end
   local lock, lerr = outputs.lock(o.output)
-  if lock and o.input == "-" then lerr = outputs.spool_stdin(o, jsonl) end
+  if lock and o.input == "-" then lerr = outputs.spool_stdin(o) end
   if not lock or lerr then
     if lock then lock:release() end
     eprint("llmrelay: ", lerr)

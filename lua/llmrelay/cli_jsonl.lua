@@ -496,17 +496,17 @@ function _M.repair_file(path, dropped_at)
     end
   end
   src:close()
-  local okc, cerr = dst:close()
-  if not okc then
-    os.remove(tmp)
-    return nil, "cannot repair " .. path .. ": " .. tostring(cerr)
-  end
-  local okr, rerr = os.rename(tmp, path)
-  if not okr then
-    os.remove(tmp)
-    return nil, "cannot repair " .. path .. ": " .. tostring(rerr)
-  end
-  return true
+  return _M.commit_tmp(dst, tmp, path, "cannot repair ")
+end
+
+-- Closes f (written as tmp) and renames tmp to path: true, or nil and
+-- what .. path .. ": " .. the error (tmp removed).
+function _M.commit_tmp(f, tmp, path, what)
+  local okc, cerr = f:close()
+  local okr, rerr = okc and os.rename(tmp, path)
+  if okr then return true end
+  os.remove(tmp)
+  return nil, what .. path .. ": " .. tostring(cerr or rerr)
 end
 
 return _M

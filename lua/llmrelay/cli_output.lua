@@ -4,6 +4,7 @@
 
 local core = require "llmrelay.core"
 local cjson = require "cjson.safe"
+local jsonl = require "llmrelay.cli_jsonl"
 
 local _M = {}
 
@@ -31,7 +32,7 @@ end
 
 -- --errors FILE: a regular file or nothing yet, not the input, not OUTPUT
 -- (under any name). Returns nil or a message.
-function _M.check_errors_file(o, jsonl)
+function _M.check_errors_file(o)
   if not o.errors then return nil end
   local err = jsonl.check_files(o.input, o.errors)
   if err then return (err:gsub("the output", "the --errors file")) end
@@ -42,7 +43,7 @@ end
 
 -- The resume ledger (cli_jsonl.scan_output) of OUTPUT and, with --errors, of
 -- that file too: nil and a message when either cannot be resumed.
-function _M.scan(o, jsonl)
+function _M.scan(o)
   local ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard)
   if ledger and o.errors then ledger, err = jsonl.scan_output(o.errors, o.retry_failed, o.shard, ledger) end
   return ledger, err
@@ -51,7 +52,7 @@ end
 -- `-`: standard input spooled to OUTPUT.input.jsonl (next to the output,
 -- under its lock), which the run then reads as its input: read twice, and
 -- still there for a resume if the run does not complete. Returns nil or a message.
-function _M.spool_stdin(o, jsonl)
+function _M.spool_stdin(o)
   local spool = o.output .. ".input.jsonl"
   local tmp = spool .. ".tmp"
   local f, err = io.open(tmp, "wb")
@@ -66,14 +67,10 @@ function _M.spool_stdin(o, jsonl)
       return "cannot spool standard input to " .. tmp .. ": " .. tostring(werr)
     end
   end
-  local okc, cerr = f:close()
-  local okr, rerr = okc and os.rename(tmp, spool)
-  if not okr then
-    os.remove(tmp)
-    return "cannot spool standard input to " .. spool .. ": " .. tostring(cerr or rerr)
-  end
+  local okc, cerr = jsonl.commit_tmp(f, tmp, spool, "cannot spool standard input to ")
+  if not okc then return cerr end
   o.input_shown, o.input = "-", spool
-  return jsonl.check_files(spool, o.output) or _M.check_errors_file(o, jsonl)
+  return jsonl.check_files(spool, o.output) or _M.check_errors_file(o)
 end
 
 -- After the run on a spooled input: removed when every line was answered
@@ -124,17 +121,12 @@ function _M.write_json(path, doc)
   local f, err = io.open(tmp, "wb")
   if not f then return nil, "cannot write --summary-json " .. path .. ": " .. tostring(err) end
   local okw, werr = f:write(text, "\n")
-  local okc, cerr = f:close()
-  if not okw or not okc then
+  if not okw then
+    f:close()
     os.remove(tmp)
-    return nil, "cannot write --summary-json " .. path .. ": " .. tostring(werr or cerr)
+    return nil, "cannot write --summary-json " .. path .. ": " .. tostring(werr)
   end
-  local okr, rerr = os.rename(tmp, path)
-  if not okr then
-    os.remove(tmp)
-    return nil, "cannot write --summary-json " .. path .. ": " .. tostring(rerr)
-  end
-  return true
+  return jsonl.commit_tmp(f, tmp, path, "cannot write --summary-json ")
 end
 
 return _M
