@@ -44,6 +44,75 @@ describe("llmrelay batch over every api", function()
   after_each(W.stop)
   teardown(W.remove)
 
+  it("900 mixed lines: each answered 200 with its api's object, each path hit 300 times, request_id the "
+     .. "upstream's; a second run on the same output exits 2 at once naming the first", function()
+    local m = mock.start { name = "apis", latency_ms = 250 }
+    local apis = { "chat", "embeddings", "responses" }
+    local t, api_of = {}, {}
+    for i = 1, 900 do
+      local api = apis[(i - 1) % 3 + 1]
+      local cid = api .. "-" .. i
+      t[i], api_of[cid] = line(api, cid, "q" .. i), api
+    end
+    write(path("in.jsonl"), table.concat(t, "\n") .. "\n")
+    local args = "batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --endpoint " .. m.url
+    local pid, rcf = cli_support.background(W.dir, args .. " --quiet", nil, "first")
+    assert.truthy(cli_support.wait_for(function() return read(path("out.jsonl.lock")) end, 10))
+    local t0 = os.time()
+    local rc, _, err = cli(args)
+    assert.equal(2, rc, err)
+    assert.truthy(os.time() - t0 <= 5)
+    assert.matches("pid " .. pid, err, 1, true)
+    assert.equal(0, cli_support.wait_rc(rcf, 25), read(path("first.err")))
+    local docs = output(path("out.jsonl"))
+    assert.equal(900, #docs)
+    local seen, rids = {}, {}
+    for _, d in ipairs(docs) do
+      assert.is_nil(seen[d.custom_id], d.custom_id)
+      seen[d.custom_id] = true
+      assert.equal(cjson.null, d.error)
+      assert.equal(200, d.response.status_code)
+      assert.equal(OBJECT[api_of[d.custom_id]], d.response.body.object)
+      local rid = d.response.request_id
+      assert.matches("^apis%-%d+$", rid)
+      assert.is_nil(rids[rid], rid)
+      rids[rid] = true
+    end
+    local paths = m:stats().paths
+    assert.equal(300, paths["/v1/chat/completions"])
+    assert.equal(300, paths["/v1/embeddings"])
+    assert.equal(300, paths["/v1/responses"])
+    assert.is_nil(read(path("out.jsonl.lock")))   -- released at the end
+  end)
+
+  it("urls without /v1 and completions; a bad body names its line and the api's field; nothing bad is sent",
+     function()
+    local m = mock.start { name = "v" }
+    local lines = {
+      line("completions", "c1", "p1", "/completions"),
+      line("embeddings", "e1", "x", "/embeddings"),
+      '{"custom_id":"e2","method":"POST","url":"/v1/embeddings","body":{"model":"m"}}',
+      '{"custom_id":"r2","method":"POST","url":"/v1/responses","body":{"model":"m","messages":[]}}',
+      '{"custom_id":"p2","method":"POST","url":"/v1/completions","body":{"model":"m","input":"x"}}',
+      '{"custom_id":"h2","method":"POST","url":"/v1/chat/completions","body":{"model":"m","input":"x"}}',
+      '{"custom_id":"u2","method":"POST","url":"/v1/images/generations","body":{"model":"m"}}',
+    }
+    write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
+    local rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --endpoint " .. m.url)
+    assert.equal(1, rc, err)
+    local by = {}
+    for _, d in ipairs(output(path("out.jsonl"))) do by[d.custom_id] = d end
+    assert.equal("text_completion", by.c1.response.body.object)
+    assert.equal("list", by.e1.response.body.object)
+    assert.equal('line 3: body must have an "input" (for /v1/embeddings)', by.e2.error.message)
+    assert.equal('line 4: body must have an "input" (for /v1/responses)', by.r2.error.message)
+    assert.equal('line 5: body must have a "prompt" (for /v1/completions)', by.p2.error.message)
+    assert.equal('line 6: body must have a "messages" array', by.h2.error.message)
+    assert.matches('^line 7: url must be "/v1/chat/completions", "/v1/embeddings"', by.u2.error.message)
+    local paths = m:stats().paths
+    assert.same({ ["/v1/completions"] = 1, ["/v1/embeddings"] = 1 }, paths)
+  end)
+
   it("a lock left by a run killed with SIGKILL is taken over; every line is answered exactly once", function()
     local m = mock.start { name = "k", latency_ms = 3000 }
     local t = {}
@@ -69,7 +138,7 @@ describe("llmrelay batch over every api", function()
 
   it("--model overrides every body's model; --summary-json writes the summary for machines", function()
     local m = mock.start { name = "s" }
-    local lines = { line("chat", "a", "one"), line("chat", "b", "two"),
+    local lines = { line("chat", "a", "one"), line("responses", "b", "two"),
                     '{"custom_id":"c","method":"POST","url":"/chat/completions","body":{"messages":[{"role":"user","content":"x"}]}}' }
     write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
     local rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --endpoint "
@@ -93,8 +162,8 @@ describe("llmrelay batch over every api", function()
   it("--errors takes the failed requests and bad lines; a resume reads both files; `-` reads standard input, "
      .. "spooled next to the output and removed once every line is answered", function()
     local m = mock.start { name = "e", bad_marker = "REFUSE", bad_status = 400 }
-    local lines = { line("chat", "a", "one"), line("chat", "b", "REFUSE"), "{not json",
-                    line("chat", "d", "four") }
+    local lines = { line("chat", "a", "one"), line("embeddings", "b", "REFUSE"), "{not json",
+                    line("responses", "d", "four") }
     write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
     local args = " -o " .. q(path("out.jsonl")) .. " --errors " .. q(path("err.jsonl")) .. " --endpoint " .. m.url
     local rc, _, err = cli("batch - " .. args .. " <" .. q(path("in.jsonl")))
