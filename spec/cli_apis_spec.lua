@@ -96,6 +96,7 @@ describe("llmrelay batch over every api", function()
       '{"custom_id":"p2","method":"POST","url":"/v1/completions","body":{"model":"m","input":"x"}}',
       '{"custom_id":"h2","method":"POST","url":"/v1/chat/completions","body":{"model":"m","input":"x"}}',
       '{"custom_id":"u2","method":"POST","url":"/v1/images/generations","body":{"model":"m"}}',
+      '{"custom_id":"m2","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}',
     }
     write(path("in.jsonl"), table.concat(lines, "\n") .. "\n")
     local rc, _, err = cli("batch " .. q(path("in.jsonl")) .. " -o " .. q(path("out.jsonl")) .. " --endpoint " .. m.url)
@@ -109,6 +110,9 @@ describe("llmrelay batch over every api", function()
     assert.equal('line 5: body must have a "prompt" (for /v1/completions)', by.p2.error.message)
     assert.equal('line 6: body must have a "messages" array', by.h2.error.message)
     assert.matches('^line 7: url must be "/v1/chat/completions", "/v1/embeddings"', by.u2.error.message)
+    assert.equal("line 8: body: messages must be a non-empty array of messages (got an empty array)",
+                 by.m2.error.message)
+    assert.equal(8, by.m2.error.line)
     local paths = m:stats().paths
     assert.same({ ["/v1/completions"] = 1, ["/v1/embeddings"] = 1 }, paths)
   end)

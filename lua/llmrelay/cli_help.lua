@@ -55,8 +55,9 @@ Output, one JSON object a line:
   rate_limited server_error timeout connect http invalid_request
   circuit_open deadline decode cancelled.
   A bad input line (invalid JSON, custom_id missing, not a string or
-  repeated, method not POST, another url, body not an object with a
-  "messages" array, body.stream set) gets
+  repeated, method not POST, another url, body not an object with what
+  its url needs, a body the client would refuse (an empty "messages",
+  say), body.stream set) gets
   "error": {"code": "invalid_request", "message": "line 12: ...", "line": 12}
   with "custom_id": null when the line names none, plus "line_hash" (what
   the line said and what was wrong with it). The first line with a

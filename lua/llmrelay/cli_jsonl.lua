@@ -108,6 +108,11 @@ function _M.parse_input(line, model)
   end
   r.problem = body_problem(api, body)
   if r.problem then return r end
+  local ok, why = core.check_request(raw, api) -- what _submit would refuse, said with the line's number
+  if not ok then
+    r.problem = "body: " .. tostring(why)
+    return r
+  end
   if body.model ~= nil and type(body.model) ~= "string" then
     r.problem = "body.model must be a string (got " .. show(body.model) .. ")"
     return r
