@@ -2,7 +2,7 @@
  *   core.idset() -> set        ids as keyed 96-bit digests (idset.h), a fresh random key each
  *     set:get(id) -> value | nil
  *     set:put(id, value) -> the old value | nil (value: a whole number 0..2^32-1)
- *     set:count(), set:bytes()
+ *     set:count(), set:bytes(), set:free() (empties it and gives its memory back)
  *   core.json_set_model(body, name) -> body with its top-level "model" string(s) set to name,
  *     or nil when it has none (jsonmodel.h: every other byte as it was) */
 #include "compat.h"
@@ -98,7 +98,8 @@ static int l_json_set_model(lua_State *L) {
 void lr_cli_open(lua_State *L) {
   static const luaL_Reg meta[] = {{"__gc", l_idset_gc}, {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"get", l_idset_get}, {"put", l_idset_put}, {"count", l_idset_count}, {"bytes", l_idset_bytes}, {NULL, NULL}};
+      {"get", l_idset_get}, {"put", l_idset_put}, {"count", l_idset_count}, {"bytes", l_idset_bytes},
+      {"free", l_idset_gc},   {NULL, NULL}};
   lrl_register_class(L, IDSET_MT, meta, methods);
   static const luaL_Reg fns[] = {{"idset", l_idset_new}, {"json_set_model", l_json_set_model}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);

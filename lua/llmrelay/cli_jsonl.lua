@@ -136,7 +136,9 @@ end
 -- line as parsed: BOM and CR cut) and duplicate custom_ids as problems; r is
 -- nil for a blank line. The first line naming a custom_id owns it. The
 -- custom_ids seen are kept as digests (core.idset, 16 bytes a slot): memory
--- stays flat over a million lines. model: --model's, or nil.
+-- stays flat over a million lines. model: --model's, or nil. Also returns
+-- that set: a reader done with the file frees it (set:free()) rather than
+-- leave its megabytes to a garbage collector that does not see them.
 function _M.classifier(model)
   local seen, lineno = core.idset(), 0
   return function(line)
@@ -156,7 +158,7 @@ function _M.classifier(model)
     end
     r.text = line
     return r, lineno
-  end
+  end, seen
 end
 
 -- What a bad line's answer stands for: its text and what was wrong with it
@@ -429,7 +431,8 @@ function _M.check_input(path, ledger, interrupted, shard)
   local f = io.open(path, "rb")
   if not f then return 0, 0 end
   local lines = ledger.lines
-  local classify = (ledger.n_lines > 0 or shard) and _M.classifier()
+  local classify, seen
+  if ledger.n_lines > 0 or shard then classify, seen = _M.classifier() end
   local n, others, k, complete = 0, 0, 0, true
   for line in f:lines() do
     k = k + 1
@@ -456,6 +459,7 @@ function _M.check_input(path, ledger, interrupted, shard)
     end
   end
   f:close()
+  if seen then seen:free() end
   if classify and complete then
     for lineno, entry in pairs(lines) do
       if entry ~= true then

@@ -119,7 +119,7 @@ function _M.scan(path, ledger, shard, interrupted, model)
   if not f then return nil, "cannot open input: " .. tostring(err) end
   local plan = { models = {}, lines = 0, others = 0, answered = 0, bad = 0, send = 0, complete = true }
   local models = plan.models
-  local classify = jsonl.classifier(model)
+  local classify, seen = jsonl.classifier(model)
   local k = 0
   for line in f:lines() do
     k = k + 1
@@ -158,6 +158,7 @@ function _M.scan(path, ledger, shard, interrupted, model)
     end
   end
   f:close()
+  seen:free()
   return plan
 end
 
