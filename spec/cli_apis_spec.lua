@@ -188,6 +188,35 @@ describe("llmrelay batch over every api", function()
     assert.equal(2, #output(path("err.jsonl")))
   end)
 
+  it("a run on standard input stopped early keeps the spool; resuming from it answers each line once and "
+     .. "removes it", function()
+    local m = mock.start { name = "slow", latency_ms = 5000 }
+    local t = {}
+    for i = 1, 6 do t[i] = line(i % 2 == 0 and "embeddings" or "chat", "s" .. i, "q" .. i) end
+    write(path("in.jsonl"), table.concat(t, "\n") .. "\n")
+    local out, spool = path("out.jsonl"), path("out.jsonl.input.jsonl")
+    local pid, rcf = cli_support.background(W.dir, "batch - -o " .. q(out) .. " --endpoint " .. m.url
+      .. " <" .. q(path("in.jsonl")), nil, "stdin")
+    assert.truthy(cli_support.wait_for(function() return read(spool) == read(path("in.jsonl")) end, 10))
+    mock.run("kill -TERM " .. pid .. "; sleep 0.2; kill -TERM " .. pid)
+    assert.equal(143, cli_support.wait_rc(rcf, 10))
+    assert.matches("standard input is kept in " .. spool, read(path("stdin.err")), 1, true)
+    assert.equal(read(path("in.jsonl")), read(spool))
+    m:stop()
+    local m2 = mock.start { name = "fast" }
+    local rc, _, err = cli("batch " .. q(spool) .. " -o " .. q(out) .. " --endpoint " .. m2.url)
+    assert.equal(0, rc, err)
+    local seen = {}
+    for _, d in ipairs(output(out)) do
+      if d.error == cjson.null then
+        assert.is_nil(seen[d.custom_id])
+        seen[d.custom_id] = true
+      end
+    end
+    for i = 1, 6 do assert.truthy(seen["s" .. i]) end
+    assert.is_nil(read(spool))
+  end)
+
   it("--rpm and --tpm apply to every endpoint of the pool", function()
     local o = assert(cli_mod.parse_batch_args({ "batch", "in.jsonl", "-o", "out.jsonl", "--endpoint", "http://a/v1",
       "--endpoint", "http://b/v1", "--rpm", "120", "--tpm", "50000" }, 2))

@@ -524,6 +524,7 @@ local function run_batch(o)
   end
   local lock, lerr = outputs.lock(o.output)
   if lock and o.input == "-" then lerr = outputs.spool_stdin(o) end
+  if o.input == outputs.spool_path(o.output) then o.input_shown = o.input end -- resuming a spool
   if not lock or lerr then
     if lock then lock:release() end
     eprint("llmrelay: ", lerr)

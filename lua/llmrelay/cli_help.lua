@@ -148,7 +148,8 @@ shard's: resuming it with another --shard (or none) is refused (exit 2).
 
 Standard input (`-`): spooled to OUTPUT.input.jsonl first (the run reads
 its input twice); removed once every line is answered, kept when the run
-stops early: resume with that file as INPUT (or the same standard input).
+stops early: resume with that file as INPUT (it is removed once that run
+answers every line) or with the same standard input again.
 
 One run per output: OUTPUT.lock (the holder's pid inside) is flock(2)ed for
 the whole run; a second run on the same OUTPUT exits 2 at once naming that

@@ -52,8 +52,12 @@ end
 -- `-`: standard input spooled to OUTPUT.input.jsonl (next to the output,
 -- under its lock), which the run then reads as its input: read twice, and
 -- still there for a resume if the run does not complete. Returns nil or a message.
+function _M.spool_path(output)
+  return output .. ".input.jsonl"
+end
+
 function _M.spool_stdin(o)
-  local spool = o.output .. ".input.jsonl"
+  local spool = _M.spool_path(o.output)
   local tmp = spool .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then return "cannot spool standard input to " .. tmp .. ": " .. tostring(err) end
@@ -73,7 +77,8 @@ function _M.spool_stdin(o)
   return jsonl.check_files(spool, o.output) or _M.check_errors_file(o)
 end
 
--- After the run on a spooled input: removed when every line was answered
+-- After the run on a spooled input (or on that file given as INPUT, to
+-- resume): removed when every line was answered
 -- (complete), else kept, and the way to resume said.
 function _M.spool_done(o, complete, eprint)
   if complete then
