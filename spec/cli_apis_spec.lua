@@ -179,6 +179,7 @@ describe("llmrelay batch over every api", function()
     for _, d in ipairs(bad) do assert.are_not.equal(cjson.null, d.error) end
     assert.is_nil(read(path("out.jsonl.input.jsonl")))
     assert.is_nil(read(path("out.jsonl.lock")))
+    assert.is_nil(read(path("err.jsonl.lock")))
     local before = m:stats().requests
     rc, _, err = cli("batch " .. q(path("in.jsonl")) .. args)
     assert.equal(1, rc, err)

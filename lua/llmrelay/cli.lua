@@ -522,7 +522,7 @@ local function run_batch(o)
     eprint("llmrelay: ", ferr)
     return EXIT_USAGE
   end
-  local lock, lerr = outputs.lock(o.output)
+  local lock, lerr = outputs.lock(o)
   if lock and o.input == "-" then lerr = outputs.spool_stdin(o) end
   if o.input == outputs.spool_path(o.output) then o.input_shown = o.input end -- resuming a spool
   if not lock or lerr then

@@ -152,8 +152,8 @@ stops early: resume with that file as INPUT (it is removed once that run
 answers every line) or with the same standard input again.
 
 One run per output: OUTPUT.lock (the holder's pid inside) is flock(2)ed for
-the whole run; a second run on the same OUTPUT exits 2 at once naming that
-pid. A run killed with kill -9 leaves the file but not its lock: the next
+the whole run (and FILE.lock for --errors FILE); a second run on the same
+OUTPUT (or errors file) exits 2 at once naming that pid. A run killed with kill -9 leaves the file but not its lock: the next
 run takes it over.
 
 Many hosts: run `llmrelay batch in.jsonl -o out-K.jsonl --shard K/N --redis

@@ -15,19 +15,34 @@ function _M.lock_path(output)
   return output .. ".lock"
 end
 
--- Takes the output's lock (core.lock_file: flock(2), so a lock left by a
--- killed run is simply taken over). Returns the lock, or nil and a message
--- naming the process that holds it.
-function _M.lock(output)
+local function lock_one(output)
   local path = _M.lock_path(output)
   local lock, err, pid = core.lock_file(path)
   if lock then return lock end
   if err == "locked" then
     return nil, format("%s is in use by another llmrelay batch (%s, lock %s): "
-      .. "wait for it to end, or stop it (a lock left by a killed run is taken over)", output,
+      .. "wait for it to end, or stop it (a killed run's lock is taken over)", output,
       pid and format("pid %d", pid) or "pid not known yet", path)
   end
   return nil, err
+end
+
+-- Takes the locks of OUTPUT and of the --errors file (core.lock_file:
+-- flock(2), so a lock left by a killed run is simply taken over). Returns
+-- an object whose release() frees both, or nil and a message naming the
+-- process that holds one.
+function _M.lock(o)
+  local a, err = lock_one(o.output)
+  if not a then return nil, err end
+  local b
+  if o.errors then
+    b, err = lock_one(o.errors)
+    if not b then
+      a:release()
+      return nil, err
+    end
+  end
+  return { release = function() a:release(); if b then b:release() end end }
 end
 
 -- --errors FILE: a regular file or nothing yet, not the input, not OUTPUT
