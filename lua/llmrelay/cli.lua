@@ -499,8 +499,12 @@ local function run_locked(o)
     o.left = left
     local spent_out = budget:spent_out() and left > 0
     if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
+    -- lines neither answered nor left by a stop or a budget: only a digest collision
+    -- of two custom_ids (about 1e-17 a run, cli_jsonl) could do it; a re-run draws a new key
+    local missed = not run.stopped and not spent_out and left > 0
+    if missed then eprint(format("llmrelay: %d input lines were not answered: run the same command again", left)) end
     code = run.stopped and (signo and 128 + signo or EXIT_INTERRUPTED)
-      or (spent_out or run.failed + run.bad + ledger.kept_errors > 0) and EXIT_FAILED or EXIT_OK
+      or (spent_out or missed or run.failed + run.bad + ledger.kept_errors > 0) and EXIT_FAILED or EXIT_OK
   end
   if o.summary_json then
     local wok, werr = outputs.write_json(o.summary_json,
