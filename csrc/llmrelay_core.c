@@ -9,6 +9,8 @@ void lr_scrub_open(lua_State *L);
 void lr_json_open(lua_State *L);
 void lr_redis_open(lua_State *L);
 void lr_route_open(lua_State *L);
+void lr_lock_open(lua_State *L);
+void lr_cli_open(lua_State *L);
 
 #if defined(_WIN32)
 #define LR_EXPORT __declspec(dllexport)
@@ -26,6 +28,8 @@ LR_EXPORT int luaopen_llmrelay_core(lua_State *L) {
   lr_json_open(L);
   lr_redis_open(L);
   lr_route_open(L);
+  lr_lock_open(L);
+  lr_cli_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

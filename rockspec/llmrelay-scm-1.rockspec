@@ -51,6 +51,7 @@ build = {
     ["llmrelay.cli_jsonl"] = "lua/llmrelay/cli_jsonl.lua",
     ["llmrelay.cli_plan"] = "lua/llmrelay/cli_plan.lua",
     ["llmrelay.cli_report"] = "lua/llmrelay/cli_report.lua",
+    ["llmrelay.cli_output"] = "lua/llmrelay/cli_output.lua",
     ["llmrelay.resty.http"] = "lua/llmrelay/resty/http.lua",
     ["llmrelay.store"] = "lua/llmrelay/store.lua",
     ["llmrelay.redis"] = "lua/llmrelay/redis.lua",
@@ -61,9 +62,9 @@ build = {
     ["llmrelay.core"] = {
       sources = {
         "csrc/errors.c", "csrc/api.c", "csrc/reqcheck.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
-        "csrc/jsoncheck.c", "csrc/jsonmodel.c", "csrc/models.c", "csrc/fallback.c", "csrc/pool.c", "csrc/queue.c", "csrc/classify.c", "csrc/sse.c", "csrc/answer.c", "csrc/evbuf.c", "csrc/outcome.c", "csrc/shared.c", "csrc/relay.c", "csrc/scrub.c", "csrc/http1.c", "csrc/resp.c", "csrc/fleet.c", "csrc/urlenc.c",
+        "csrc/jsoncheck.c", "csrc/jsonmodel.c", "csrc/models.c", "csrc/fallback.c", "csrc/pool.c", "csrc/queue.c", "csrc/classify.c", "csrc/sse.c", "csrc/answer.c", "csrc/evbuf.c", "csrc/outcome.c", "csrc/shared.c", "csrc/relay.c", "csrc/scrub.c", "csrc/http1.c", "csrc/resp.c", "csrc/fleet.c", "csrc/urlenc.c", "csrc/idset.c",
         "csrc/clock.c", "csrc/sock.c", "csrc/transport_curl.c", "csrc/transport_curl_step.c", "csrc/l_common.c", "csrc/l_route.c", "csrc/l_fleet.c", "csrc/l_client.c", "csrc/l_relay.c", "csrc/l_util.c", "csrc/l_scrub.c", "csrc/l_http1.c", "csrc/l_json.c",
-        "csrc/l_resp.c", "csrc/l_redis.c", "csrc/llmrelay_core.c",
+        "csrc/l_resp.c", "csrc/l_redis.c", "csrc/l_lock.c", "csrc/l_cli.c", "csrc/llmrelay_core.c",
       },
       incdirs = { "csrc", "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },

@@ -178,7 +178,7 @@ describe("llmrelay CLI", function()
       '{not json',
       '{"method":"POST","url":"/v1/chat/completions","body":{"messages":[]}}',
       '{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"dup"}]}}',
-      '{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":{"messages":[]}}',
+      '{"custom_id":"b","method":"POST","url":"/v1/images/generations","body":{"messages":[]}}',
       '{"custom_id":"c","method":"GET","url":"/v1/chat/completions","body":{"messages":[]}}',
       '{"custom_id":"d","method":"POST","url":"/chat/completions","body":"hi"}',
       '{"custom_id":"e","method":"POST","url":"/chat/completions","body":{"model":"x"}}',

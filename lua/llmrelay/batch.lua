@@ -5,7 +5,7 @@
 --
 --   summary = batch.run(client, source, sink, opts)
 --   source() -> item | nil (exhausted)
---     item = { key =, body = <request JSON>, model =, timeout =, deadline =, priority =,
+--     item = { key =, body = <request JSON>, model =, api = (nil: "chat"), timeout =, deadline =, priority =,
 --              ro = <its own headers and endpoints: llmrelay.reqopts> }
 --         or { key =, error = <errors table> }   (failed before sending)
 --   sink(key, res): res = { ok = true, status, body = <raw JSON>, endpoint, attempts, latency }
@@ -124,7 +124,7 @@ function _M.run(client, source, sink, opts)
         record(item.key, { ok = false, error = item.error, attempts = 0 })
       else
         local id, err = client:_submit(item.body, item.model, item.timeout, item.deadline, waiter, item.priority,
-                                       nil, item.ro)
+                                       nil, item.ro, item.api)
         if id then
           inflight[id] = item
           n_inflight = n_inflight + 1

@@ -11,6 +11,7 @@ local help = require "llmrelay.cli_help"
 local budgets = require "llmrelay.cli_budget"
 local plans = require "llmrelay.cli_plan"
 local errors = require "llmrelay.errors"
+local outputs = require "llmrelay.cli_output"
 
 local _M = {}
 
@@ -50,13 +51,16 @@ local BATCH_FLAGS = {
   ["--retry-failed"] = "retry_failed",
   ["--redis"] = "redis", ["--shard"] = "shard",
   ["--budget"] = "budget", ["--dry-run"] = "dry_run",
+  ["--model"] = "model", ["--rpm"] = "rpm", ["--tpm"] = "tpm", ["--summary-json"] = "summary_json",
+  ["--errors"] = "errors",
   ["-h"] = "help", ["--help"] = "help",
 }
 local TAKES_VALUE = { output = true, config = true, endpoint = true, concurrency = true,
-                      max_attempts = true, redis = true, shard = true, budget = true }
+                      max_attempts = true, redis = true, shard = true, budget = true,
+                      model = true, rpm = true, tpm = true, summary_json = true, errors = true }
 
 -- the whole-number options and their largest value
-local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000 }
+local WHOLE_MAX = { concurrency = 100000, max_attempts = 1000, rpm = 1e9, tpm = 1e12 }
 
 -- Returns opts, or nil and a message.
 local function parse_batch_args(argv, first)
@@ -114,10 +118,13 @@ local function parse_batch_args(argv, first)
     o.budget = b
   end
   o.input = positional[1]
-  if o.input == "-" then return nil, "batch: the input must be a file (it is read twice), not '-'" end
+  if o.input == "-" and o.dry_run then return nil, "batch: --dry-run reads a file, not '-'" end
   if not o.output and not o.dry_run then return nil, "batch: missing -o OUTPUT.jsonl" end
   if o.output == "-" then
     return nil, "batch: the output must be a file, not '-' (stdout): it is also the resume record"
+  end
+  if o.errors and (o.errors == "-" or o.errors == o.output) then
+    return nil, "batch: --errors must be a file of its own (not '-', not the output)"
   end
   if o.config and #o.endpoints > 0 then return nil, "batch: use either -c or --endpoint, not both" end
   if not o.config and #o.endpoints == 0 then
@@ -172,6 +179,14 @@ local function client_config(o, getenv)
   if o.concurrency then
     local c = cfg.concurrency
     if type(c) ~= "number" or c < o.concurrency then cfg.concurrency = o.concurrency end
+  end
+  if (o.rpm or o.tpm) and type(cfg.endpoints) == "table" then
+    local eps = {}
+    for i, ep in ipairs(cfg.endpoints) do
+      eps[i] = type(ep) == "table" and copy(ep) or ep
+      if type(ep) == "table" then eps[i].rpm, eps[i].tpm = o.rpm or ep.rpm, o.tpm or ep.tpm end
+    end
+    cfg.endpoints = eps
   end
   if o.max_attempts then
     local r = type(cfg.retry) == "table" and copy(cfg.retry) or {}
@@ -232,10 +247,10 @@ local function run_dry(o)
     cfg, scrub, err = prepare(o)
     if cfg and not o.norm then err = scrub:text(o.config_error) end
   end
-  local ledger = { ids = {}, lines = {}, spent = 0 }
-  if not err and o.output then ledger, err = jsonl.scan_output(o.output, o.retry_failed, o.shard) end
+  local ledger = { ids = core.idset(), lines = {}, spent = 0 }
+  if not err and o.output then ledger, err = outputs.scan(o) end
   local plan
-  if not err then plan, err = plans.scan(o.input, ledger, o.shard) end
+  if not err then plan, err = plans.scan(o.input, ledger, o.shard, nil, o.model) end
   if not plan then
     eprint("llmrelay: ", err)
     return EXIT_USAGE
@@ -283,16 +298,11 @@ local function note_repairs(note, o, ledger)
   if ledger.kept > 0 then note(format("resuming: %d lines already answered in %s", ledger.kept, o.output)) end
 end
 
-local function run_batch(o)
+local function run_locked(o)
   core.catch_stop_signals()
   local quiet = o.quiet
   local function note(msg) if not quiet then eprint("llmrelay: ", msg) end end
 
-  local ferr = jsonl.check_files(o.input, o.output)
-  if ferr then
-    eprint("llmrelay: ", ferr)
-    return EXIT_USAGE
-  end
   local inf, ierr = io.open(o.input, "rb")
   if not inf then
     eprint("llmrelay: cannot open input: ", tostring(ierr))
@@ -313,7 +323,7 @@ local function run_batch(o)
   end
 
   local shard = o.shard
-  local ledger, lerr = jsonl.scan_output(o.output, o.retry_failed, shard)
+  local ledger, lerr = outputs.scan(o)
   local total_lines, others
   if ledger then total_lines, others = jsonl.check_input(o.input, ledger, stopping, shard) end
   local budget, berr
@@ -339,6 +349,18 @@ local function run_batch(o)
     return EXIT_USAGE
   end
   out:setvbuf("no")   -- each line goes out in one write(2)
+  local errf = out     -- where failed requests and bad lines go: --errors, else OUTPUT
+  if o.errors then
+    errf, oerr = io.open(o.errors, "ab")
+    if not errf then
+      out:close()
+      inf:close()
+      client:close()
+      eprint("llmrelay: cannot open --errors file: ", tostring(oerr))
+      return EXIT_USAGE
+    end
+    errf:setvbuf("no")
+  end
 
   local todo = max(0, total_lines - ledger.kept)
 
@@ -357,15 +379,16 @@ local function run_batch(o)
   local pend = {}        -- [line number] = custom_id or false, while in flight
   local problems = {}    -- [line number] = the bad line's parse (problem, text), in flight
   local done_ids, done_lines = ledger.ids, ledger.lines
-  local classify = jsonl.classifier()
+  local classify = jsonl.classifier(o.model)
 
   -- true when the line is in the file; after a failed write nothing more is
   -- written, and each answer left out is counted as lost
-  local function write_line(text)
+  local function write_line(text, f)
     if not fatal then
-      local ok, err = out:write(text .. "\n")
+      f = f or out
+      local ok, err = f:write(text .. "\n")
       if ok then return true end
-      fatal = "cannot write to " .. o.output .. ": " .. tostring(err)
+      fatal = "cannot write to " .. (f == out and o.output or o.errors) .. ": " .. tostring(err)
     end
     run.lost = run.lost + 1
     return false
@@ -385,11 +408,9 @@ local function run_batch(o)
           problems[lineno] = r
           return { key = lineno, error = errors.new { kind = "invalid_request", attempts = 0,
                                                         message = "line " .. lineno .. ": " .. problem } }
-        elseif done_ids[cid] then
-          done_ids[cid] = nil
-        else
+        elseif not done_ids:get(cid) then
           pend[lineno] = cid
-          return { key = lineno, body = r.body, model = r.model }
+          return { key = lineno, body = r.body, model = r.model, api = r.api }
         end
       end
     end
@@ -404,12 +425,12 @@ local function run_batch(o)
     local bad = problems[key]
     if bad then
       problems[key] = nil
-      if write_line(jsonl.input_error_line(next_id(), cid, key, bad.problem, jsonl.bad_line_hash(bad))) then
+      if write_line(jsonl.input_error_line(next_id(), cid, key, bad.problem, jsonl.bad_line_hash(bad)), errf) then
         run.bad = run.bad + 1
       end
     elseif res.ok then
       if write_line(jsonl.success_line(next_id(), cid, res, scrub)) then run.ok = run.ok + 1 end
-    elseif write_line(jsonl.failure_line(next_id(), cid, res, scrub)) then
+    elseif write_line(jsonl.failure_line(next_id(), cid, res, scrub), errf) then
       if res.error and res.error.kind == "cancelled" then
         run.cancelled = run.cancelled + 1
       else
@@ -454,6 +475,10 @@ local function run_batch(o)
   inf:close()
   local cok, cerr2 = out:close()
   if not cok and not fatal then fatal = "cannot write to " .. o.output .. ": " .. tostring(cerr2) end
+  if errf ~= out then
+    cok, cerr2 = errf:close()
+    if not cok and not fatal then fatal = "cannot write to " .. o.errors .. ": " .. tostring(cerr2) end
+  end
   if not ok then
     progress.say("llmrelay: internal error: " .. scrub:text(tostring(summary)))
     return EXIT_INTERNAL
@@ -464,18 +489,56 @@ local function run_batch(o)
   local nsig, _, signo = core.stop_signals()
   run.stopped = summary.stopped or (nsig > 0 and "drain") or nil
   if not quiet then report.summary(o, client, summary, run, ledger, total_lines, others) end
-  client:close()
+  local code
   if fatal then
     eprint("llmrelay: ", fatal)
-    return EXIT_INTERNAL
+    code = EXIT_INTERNAL
+  else
+    if budget:warning() then note(budget:warning()) end
+    local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
+    o.left = left
+    local spent_out = budget:spent_out() and left > 0
+    if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
+    -- lines neither answered nor left by a stop or a budget: only a digest collision
+    -- of two custom_ids (about 1e-17 a run, cli_jsonl) could do it; a re-run draws a new key
+    local missed = not run.stopped and not spent_out and left > 0
+    if missed then eprint(format("llmrelay: %d input lines were not answered: run the same command again", left)) end
+    code = run.stopped and (signo and 128 + signo or EXIT_INTERRUPTED)
+      or (spent_out or missed or run.failed + run.bad + ledger.kept_errors > 0) and EXIT_FAILED or EXIT_OK
   end
-  if budget:warning() then note(budget:warning()) end
-  local left = max(0, total_lines - ledger.kept - run.ok - run.failed - run.bad)
-  local spent_out = budget:spent_out() and left > 0
-  if spent_out then eprint("llmrelay: ", budget:message(left, total_lines)) end
-  if run.stopped then return signo and 128 + signo or EXIT_INTERRUPTED end
-  if spent_out or run.failed + run.bad + ledger.kept_errors > 0 then return EXIT_FAILED end
-  return EXIT_OK
+  if o.summary_json then
+    local wok, werr = outputs.write_json(o.summary_json,
+      outputs.summary_doc(o, client, summary, run, ledger, total_lines, code))
+    if not wok then
+      eprint("llmrelay: ", werr)
+      if code == EXIT_OK then code = EXIT_INTERNAL end
+    end
+  end
+  client:close()
+  return code
+end
+
+-- The run, holding the output's lock (cli_output.lock) from start to end.
+local function run_batch(o)
+  local ferr -- a spooled standard input is checked once spooled
+  if o.input ~= "-" then ferr = jsonl.check_files(o.input, o.output) or outputs.check_errors_file(o) end
+  if ferr then
+    eprint("llmrelay: ", ferr)
+    return EXIT_USAGE
+  end
+  local lock, lerr = outputs.lock(o)
+  if lock and o.input == "-" then lerr = outputs.spool_stdin(o) end
+  if o.input == outputs.spool_path(o.output) then o.input_shown = o.input end -- resuming a spool
+  if not lock or lerr then
+    if lock then lock:release() end
+    eprint("llmrelay: ", lerr)
+    return EXIT_USAGE
+  end
+  local ok, code = pcall(run_locked, o)
+  if ok and o.input_shown then outputs.spool_done(o, (code == EXIT_OK or code == EXIT_FAILED) and o.left == 0, eprint) end
+  lock:release()
+  if not ok then error(code, 0) end
+  return code
 end
 
 ---------------------------------------------------------------------------

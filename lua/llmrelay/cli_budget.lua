@@ -125,7 +125,7 @@ end
 function _M.start(o, ledger, interrupted)
   if not o.budget then return _M.new(nil, ledger.spent) end
   local pool = plan_mod.pool(o.cfg, o.norm)
-  local plan, err = plan_mod.scan(o.input, ledger, o.shard, interrupted)
+  local plan, err = plan_mod.scan(o.input, ledger, o.shard, interrupted, o.model)
   if not plan then return nil, err end
   local perr = _M.check_prices(pool, plan)
   if perr then return nil, perr end

@@ -25,22 +25,26 @@ _M.BATCH = [[
 Usage: llmrelay batch INPUT.jsonl -o OUTPUT.jsonl [-c config.lua] [--endpoint URL]...
                       [--concurrency N] [--max-attempts N] [--retry-failed]
                       [--redis URL] [--shard K/N] [--budget USD] [--dry-run]
-                      [--quiet]
+                      [--errors FILE] [--model NAME] [--rpm N] [--tpm N]
+                      [--summary-json FILE] [--quiet]
 
-Sends every line of INPUT.jsonl (OpenAI Batch API input format) as a chat
-completion and writes one line per input line to OUTPUT.jsonl (OpenAI Batch
-API output format), each written whole and flushed as soon as its request
-finishes, in completion order.
+Sends every line of INPUT.jsonl (OpenAI Batch API input format; `-` reads
+standard input) to the path its url names and writes one line per input line
+to OUTPUT.jsonl (OpenAI Batch API output format), each written whole and
+flushed as soon as its request finishes, in completion order.
 
 Input, one JSON object a line (blank lines are ignored):
   {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions",
    "body": {"model": "...", "messages": [...], ...}}
-  url may also be "/chat/completions". The body is sent as written;
-  body.model routes the request to the endpoints serving that model.
+  url is one of "/v1/chat/completions" (body with a "messages" array),
+  "/v1/embeddings" (an "input"), "/v1/responses" (an "input") or
+  "/v1/completions" (a "prompt"), or the same without "/v1"; one file may
+  mix them. The body is sent as written to that path of the endpoint
+  chosen; body.model routes the request to the endpoints serving that model.
 
 Output, one JSON object a line:
   {"id": "batch_req_...", "custom_id": "req-1",
-   "response": {"status_code": 200, "request_id": "...", "body": {...}},
+   "response": {"status_code": 200, "request_id": "<x-request-id>", "body": {...}},
    "error": null, "cost": 0.000123}
   "cost" (USD, from the usage the answer reported and the serving
   endpoint's prices) is there when the answer was priced: --budget adds
@@ -51,8 +55,9 @@ Output, one JSON object a line:
   rate_limited server_error timeout connect http invalid_request
   circuit_open deadline decode cancelled.
   A bad input line (invalid JSON, custom_id missing, not a string or
-  repeated, method not POST, another url, body not an object with a
-  "messages" array, body.stream set) gets
+  repeated, method not POST, another url, body not an object with what
+  its url needs, a body the client would refuse (an empty "messages",
+  say), body.stream set) gets
   "error": {"code": "invalid_request", "message": "line 12: ...", "line": 12}
   with "custom_id": null when the line names none, plus "line_hash" (what
   the line said and what was wrong with it). The first line with a
@@ -67,6 +72,9 @@ Options:
                         the resume record).
                         If it exists the run resumes: lines already answered
                         there are skipped.
+  --errors FILE         failed requests and bad input lines go to FILE, not
+                        OUTPUT (as the Batch API's error file); a resume reads
+                        both: give the same --errors again
   -c, --config FILE     a Lua file returning the table given to llmrelay.new
                         (endpoints, retry, breaker, timeout, concurrency, ...)
   --endpoint URL        an endpoint's base URL, e.g. http://127.0.0.1:8080/v1
@@ -115,6 +123,16 @@ Options:
                         (cheapest..priciest), plus totals; exit 0. -o is
                         optional. With --budget it also says whether the
                         estimate fits what is left of it.
+  --model NAME          send every line with body.model set to NAME (the
+                        body's own "model" replaced, or added)
+  --rpm N, --tpm N      requests / tokens per minute for every endpoint of the
+                        pool (the config's, or the --endpoint ones),
+                        overriding their own rpm / tpm
+  --summary-json FILE   also write the summary as JSON to FILE: exit_code,
+                        lines, answered, left, this_run {ok, failed, bad,
+                        cancelled, lost}, earlier, attempts, retries, tokens,
+                        cost, spend, endpoints [{name, ok, failed, attempts,
+                        state, cost}], elapsed_s, stopped
   -q, --quiet           print nothing but errors
   -h, --help            this text
 
@@ -127,6 +145,16 @@ line (a crash mid-write) is cut off, and requests recorded as "cancelled" are
 sent again; the file is then rewritten through a temp file and a rename.
 Every input line ends up with exactly one output line. An output is one
 shard's: resuming it with another --shard (or none) is refused (exit 2).
+
+Standard input (`-`): spooled to OUTPUT.input.jsonl first (the run reads
+its input twice); removed once every line is answered, kept when the run
+stops early: resume with that file as INPUT (it is removed once that run
+answers every line) or with the same standard input again.
+
+One run per output: OUTPUT.lock (the holder's pid inside) is flock(2)ed for
+the whole run (and FILE.lock for --errors FILE); a second run on the same
+OUTPUT (or errors file) exits 2 at once naming that pid. A run killed with kill -9 leaves the file but not its lock: the next
+run takes it over.
 
 Many hosts: run `llmrelay batch in.jsonl -o out-K.jsonl --shard K/N --redis
 URL` on host K of N (same input, same config), then `cat out-*.jsonl`.

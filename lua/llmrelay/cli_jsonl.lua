@@ -17,9 +17,31 @@ local decode, encode = cjson.decode, cjson.encode
 local null = cjson.null
 
 local MAX_SHOWN = 60
+
+local function is_array(t)
+  return type(t) == "table" and (t[1] ~= nil or next(t) == nil)
+end
 local BOM = "\239\187\191"   -- UTF-8 byte order mark, stripped from the start of the input
 
-local URLS = { ["/v1/chat/completions"] = true, ["/chat/completions"] = true }
+-- The Batch API's urls and the api each names (the client's path for it, llmrelay.new's endpoints)
+local API_OF = { ["/v1/chat/completions"] = "chat", ["/chat/completions"] = "chat",
+                 ["/v1/embeddings"] = "embeddings", ["/embeddings"] = "embeddings",
+                 ["/v1/responses"] = "responses", ["/responses"] = "responses",
+                 ["/v1/completions"] = "completions", ["/completions"] = "completions" }
+_M.API_OF = API_OF
+local URLS_SHOWN = '"/v1/chat/completions", "/v1/embeddings", "/v1/responses" or "/v1/completions"'
+
+-- What each api's body must have: a problem message, or nil.
+local function body_problem(api, body)
+  if api == "chat" then
+    if not is_array(body.messages) then return 'body must have a "messages" array' end
+  elseif api == "completions" then
+    if body.prompt == nil or body.prompt == null then return 'body must have a "prompt" (for /v1/completions)' end
+  elseif body.input == nil or body.input == null then
+    return 'body must have an "input" (for /v1/' .. api .. ")"
+  end
+  return nil
+end
 
 ---------------------------------------------------------------------------
 -- Input lines
@@ -49,15 +71,13 @@ local function show(v, raw)
 end
 _M.show = show
 
-local function is_array(t)
-  return type(t) == "table" and (t[1] ~= nil or next(t) == nil)
-end
-
--- Parses one input line. Returns a table:
---   { custom_id = <string|nil>, body = <raw JSON text>, model = <string|nil> }   a request
+-- Parses one input line (model: --model's name, set as every body's model, or nil).
+-- Returns a table:
+--   { custom_id = <string|nil>, body = <raw JSON text>, model = <string|nil>, api = <its url's api> }
+--                                                                                  a request
 --   { custom_id = <string|nil>, problem = "..." }                                  a bad line
 -- custom_id is set whenever the line names one (even when it is bad otherwise).
-function _M.parse_input(line)
+function _M.parse_input(line, model)
   local doc, err = decode(line)
   if doc == nil then
     return { problem = "invalid JSON: " .. gsub(tostring(err), "^Expected", "expected") }
@@ -74,8 +94,9 @@ function _M.parse_input(line)
     r.problem = 'method must be "POST" (got ' .. show(doc.method) .. ")"
     return r
   end
-  if not URLS[doc.url] then
-    r.problem = 'url must be "/v1/chat/completions" or "/chat/completions" (got ' .. show(doc.url) .. ")"
+  local api = API_OF[doc.url]
+  if not api then
+    r.problem = "url must be " .. URLS_SHOWN .. " (or the same without /v1; got " .. show(doc.url) .. ")"
     return r
   end
   local body = doc.body
@@ -85,8 +106,11 @@ function _M.parse_input(line)
     r.problem = "body must be a JSON object (got " .. show(body, raw or nil) .. ")"
     return r
   end
-  if not is_array(body.messages) then
-    r.problem = 'body must have a "messages" array'
+  r.problem = body_problem(api, body)
+  if r.problem then return r end
+  local ok, why = core.check_request(raw, api) -- what _submit would refuse, said with the line's number
+  if not ok then
+    r.problem = "body: " .. tostring(why)
     return r
   end
   if body.model ~= nil and type(body.model) ~= "string" then
@@ -97,36 +121,44 @@ function _M.parse_input(line)
     r.problem = "body.stream is not supported in a batch"
     return r
   end
-  r.body = raw
-  r.model = body.model
+  if model then
+    -- the body's own "model" string rewritten in place, or one put first
+    raw = core.json_set_model(raw, model) or (find(raw, "^{%s*}$") and "{\"model\":" .. encode(model) .. "}")
+      or ("{\"model\":" .. encode(model) .. "," .. sub(raw, 2))
+  end
+  r.body, r.api = raw, api
+  r.model = model or body.model
   return r
 end
 
 -- Reads the input's lines in order, as the run and the resume check both must:
 -- classify(line) -> r, lineno, with r = parse_input's table plus r.text (the
 -- line as parsed: BOM and CR cut) and duplicate custom_ids as problems; r is
--- nil for a blank line. The first line naming a custom_id owns it.
-function _M.classifier()
-  local seen, lineno = {}, 0
+-- nil for a blank line. The first line naming a custom_id owns it. The
+-- custom_ids seen are kept as digests (core.idset, 16 bytes a slot): memory
+-- stays flat over a million lines. model: --model's, or nil. Also returns
+-- that set: a reader done with the file frees it (set:free()) rather than
+-- leave its megabytes to a garbage collector that does not see them.
+function _M.classifier(model)
+  local seen, lineno = core.idset(), 0
   return function(line)
     lineno = lineno + 1
     if lineno == 1 and sub(line, 1, 3) == BOM then line = sub(line, 4) end
     if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if not find(line, "%S") then return nil, lineno end
-    local r = _M.parse_input(line)
+    local r = _M.parse_input(line, model)
     local cid = r.custom_id
     if cid then
-      local first = seen[cid]
+      local first = seen:put(cid, lineno)
       if first then
+        seen:put(cid, first)
         r.problem = format("duplicate custom_id %s (first on line %d)", show(cid), first)
-        r.body, r.model = nil, nil
-      else
-        seen[cid] = lineno
+        r.body, r.model, r.api = nil, nil, nil
       end
     end
     r.text = line
     return r, lineno
-  end
+  end, seen
 end
 
 -- What a bad line's answer stands for: its text and what was wrong with it
@@ -273,13 +305,15 @@ local function torn_at_eof(f)
   return torn
 end
 
-local function drop(ledger, phys)
-  ledger.drop_at[phys] = true
-  ledger.any_drop = true
+-- file: one of ledger.files ({ path, drop_at = {[physical line] = true}, any_drop })
+local function drop(file, phys)
+  file.drop_at[phys] = true
+  file.any_drop = true
 end
 
 -- Reads OUTPUT (if it exists) and returns the ledger:
---   { ids = {[custom_id] = true}, lines = {[n] = {[line_hash] = physical line}},
+--   { ids = core.idset of the custom_ids answered (value 1),
+--     lines = {[n] = {[line_hash] = { file, physical line }}}, files = { {path, drop_at}, ... },
 --     n_lines, kept, kept_errors, kept_failed,
 --     spent = USD the kept answers record ("cost"), uncosted = kept answers recording none,
 --     dropped = { torn =, invalid =, duplicate =, retried =, stale = } }
@@ -291,11 +325,14 @@ end
 -- A file of which no line is ours is refused (nil, message): it is not an
 -- output to resume, and repairing it would destroy it. So is one that answers
 -- a line of another shard than `shard` (cli_fleet; nil: no --shard).
-function _M.scan_output(path, retry_failed, shard)
-  local ledger = { ids = {}, lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
-                   spent = 0, uncosted = 0,
-                   drop_at = {}, path = path,
-                   dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
+-- With `ledger` (an earlier scan_output's), the file's answers are added to
+-- it: OUTPUT and the --errors file make one ledger.
+function _M.scan_output(path, retry_failed, shard, ledger)
+  ledger = ledger or { ids = core.idset(), lines = {}, n_lines = 0, kept = 0, kept_errors = 0, kept_failed = 0,
+                       spent = 0, uncosted = 0, files = {},
+                       dropped = { torn = 0, invalid = 0, duplicate = 0, retried = 0, stale = 0 } }
+  local file = { path = path, drop_at = {} }
+  ledger.files[#ledger.files + 1] = file
   local f, ferr = io.open(path, "rb")
   if not f then
     -- an output that exists but cannot be read would be resumed as empty: every line twice
@@ -343,13 +380,13 @@ function _M.scan_output(path, retry_failed, shard)
               lines[key] = entry
               ledger.n_lines = ledger.n_lines + 1
             end
-            entry[hash] = nphys
+            entry[hash] = { file, nphys }
             ok = true
           end
-        elseif ids[key] then
+        elseif ids:get(key) then
           d.duplicate = d.duplicate + 1
         else
-          ids[key] = true
+          ids:put(key, 1)
           ok = true
           if is_err then
             ledger.kept_failed = ledger.kept_failed + 1
@@ -364,7 +401,7 @@ function _M.scan_output(path, retry_failed, shard)
         end
       end
     end
-    if not ok then drop(ledger, nphys) end
+    if not ok then drop(file, nphys) end
   end
   f:close()
   if ours == 0 and foreign > 0 then
@@ -375,8 +412,8 @@ function _M.scan_output(path, retry_failed, shard)
 end
 
 -- An answer to a bad line that no longer stands: dropped, its line read again.
-local function forget(ledger, phys)
-  drop(ledger, phys)
+local function forget(ledger, at)
+  drop(at[1], at[2])
   ledger.kept = ledger.kept - 1
   ledger.kept_errors = ledger.kept_errors - 1
   ledger.dropped.stale = ledger.dropped.stale + 1
@@ -394,7 +431,8 @@ function _M.check_input(path, ledger, interrupted, shard)
   local f = io.open(path, "rb")
   if not f then return 0, 0 end
   local lines = ledger.lines
-  local classify = (ledger.n_lines > 0 or shard) and _M.classifier()
+  local classify, seen
+  if ledger.n_lines > 0 or shard then classify, seen = _M.classifier() end
   local n, others, k, complete = 0, 0, 0, true
   for line in f:lines() do
     k = k + 1
@@ -407,8 +445,8 @@ function _M.check_input(path, ledger, interrupted, shard)
       if entry then
         local h = r and r.problem and _M.bad_line_hash(r)
         lines[lineno] = (h and entry[h]) and true or nil
-        for eh, phys in pairs(entry) do
-          if eh ~= h then forget(ledger, phys) end
+        for eh, at in pairs(entry) do
+          if eh ~= h then forget(ledger, at) end
         end
       end
     else
@@ -421,10 +459,11 @@ function _M.check_input(path, ledger, interrupted, shard)
     end
   end
   f:close()
+  if seen then seen:free() end
   if classify and complete then
     for lineno, entry in pairs(lines) do
       if entry ~= true then
-        for _, phys in pairs(entry) do forget(ledger, phys) end
+        for _, at in pairs(entry) do forget(ledger, at) end
         lines[lineno] = nil
       end
     end
@@ -432,11 +471,20 @@ function _M.check_input(path, ledger, interrupted, shard)
   return n, others
 end
 
--- When anything was dropped, rewrites OUTPUT without those lines: a temp file
--- next to it, then a rename. Returns true, or nil and a message.
+-- When anything was dropped, rewrites OUTPUT (and the --errors file) without
+-- those lines: a temp file next to it, then a rename. Returns true, or nil and a message.
 function _M.repair(ledger)
-  if not ledger.any_drop then return true end
-  local path, dropped_at = ledger.path, ledger.drop_at
+  for _, file in ipairs(ledger.files) do
+    if file.any_drop then
+      local ok, err = _M.repair_file(file.path, file.drop_at)
+      if not ok then return nil, err end
+      ledger.rewritten = true
+    end
+  end
+  return true
+end
+
+function _M.repair_file(path, dropped_at)
   local tmp = path .. ".tmp"
   local src = io.open(path, "rb")
   local dst, err = io.open(tmp, "wb")
@@ -457,18 +505,17 @@ function _M.repair(ledger)
     end
   end
   src:close()
-  local okc, cerr = dst:close()
-  if not okc then
-    os.remove(tmp)
-    return nil, "cannot repair " .. path .. ": " .. tostring(cerr)
-  end
-  local okr, rerr = os.rename(tmp, path)
-  if not okr then
-    os.remove(tmp)
-    return nil, "cannot repair " .. path .. ": " .. tostring(rerr)
-  end
-  ledger.rewritten = true
-  return true
+  return _M.commit_tmp(dst, tmp, path, "cannot repair ")
+end
+
+-- Closes f (written as tmp) and renames tmp to path: true, or nil and
+-- what .. path .. ": " .. the error (tmp removed).
+function _M.commit_tmp(f, tmp, path, what)
+  local okc, cerr = f:close()
+  local okr, rerr = okc and os.rename(tmp, path)
+  if okr then return true end
+  os.remove(tmp)
+  return nil, what .. path .. ": " .. tostring(cerr or rerr)
 end
 
 return _M

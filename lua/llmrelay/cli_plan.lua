@@ -100,7 +100,7 @@ local function answered(ledger, r, lineno)
     local e = ledger.lines[lineno]
     return e == true or (type(e) == "table" and e[jsonl.bad_line_hash(r)] ~= nil)
   end
-  return ledger.ids[r.custom_id] == true
+  return ledger.ids:get(r.custom_id) ~= nil
 end
 
 -- Reads the input as a run does (cli_jsonl.classifier: the same validation)
@@ -114,12 +114,12 @@ end
 -- or nil and a message. input tokens: a quarter of the body's bytes (the
 -- core's rule); output: max_completion_tokens, else max_tokens, else
 -- DEFAULT_OUTPUT_TOKENS (counted in defaulted).
-function _M.scan(path, ledger, shard, interrupted)
+function _M.scan(path, ledger, shard, interrupted, model)
   local f, err = io.open(path, "rb")
   if not f then return nil, "cannot open input: " .. tostring(err) end
   local plan = { models = {}, lines = 0, others = 0, answered = 0, bad = 0, send = 0, complete = true }
   local models = plan.models
-  local classify = jsonl.classifier()
+  local classify, seen = jsonl.classifier(model)
   local k = 0
   for line in f:lines() do
     k = k + 1
@@ -158,6 +158,7 @@ function _M.scan(path, ledger, shard, interrupted)
     end
   end
   f:close()
+  seen:free()
   return plan
 end
 

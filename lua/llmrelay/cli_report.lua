@@ -165,7 +165,8 @@ function _M.summary(o, client, summary, run, ledger, total_lines, others)
   local answered = ledger.kept + this_run - run.cancelled
   local out = {}
   out[#out + 1] = format("llmrelay batch: %d of %d input lines answered in %s (%d this run, %d from earlier runs)",
-    min(answered, total_lines), total_lines, o.output, this_run - run.cancelled, ledger.kept)
+    min(answered, total_lines), total_lines, o.output .. (o.errors and " and " .. o.errors or ""),
+    this_run - run.cancelled, ledger.kept)
   if o.shard then
     out[#out + 1] = format("  shard %s: took %d of the input's %d lines, left %d to the other shards",
       o.shard.label, total_lines, total_lines + (others or 0), others or 0)
