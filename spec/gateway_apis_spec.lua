@@ -1,0 +1,163 @@
+-- The OpenResty gateway's routes beyond chat (embeddings, Responses plain and
+-- streamed, completions plain and streamed) and its host-wide /metrics, in
+-- real nginx with 2 workers and a lua_shared_dict, mock-llm upstreams behind a
+-- pool whose first endpoint refuses connections.
+-- Run from the repo root (make && make LUA=luajit first):
+--   busted --lua=lua5.4 spec/gateway_apis_spec.lua
+local cjson = require "cjson"
+local mock = require "spec.support.mock"
+local nginx = require "spec.support.nginx"
+local load = require "spec.support.load"
+
+local req = load.request
+
+local function decode(body)
+  local ok, v = pcall(cjson.decode, body)
+  assert(ok and type(v) == "table", "not a JSON object: " .. tostring(body))
+  return v
+end
+
+-- The value of one series in a Prometheus text, or nil.
+local function sample(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local s, v = line:match("^(.*) (%S+)$")
+    if s == series then return tonumber(v) end
+  end
+  return nil
+end
+
+describe("gateway beyond chat", function()
+  if not nginx.required(it, "gateway apis spec") then return end
+
+  local n, good, cut, dead
+  local H = { "Authorization: Bearer gw-key", "Content-Type: application/json" }
+  local function url(path, i) return "http://127.0.0.1:" .. n.ports[i or 1] .. path end
+
+  setup(function()
+    good = mock.start{ name = "good", models = { "gpt-x" } }
+    cut = mock.start{ name = "cut", stream_cut_after = 2, stream_chunk_ms = 20 }
+    dead = mock.free_port()
+    n = nginx.start{
+      workers = 2,
+      shared_dicts = { llmrelay = "4m" },
+      ports = 2,
+      init = ([[
+        local llmrelay = require "llmrelay"
+        local T = { connect = 2, first_byte = 10, total = 20 }
+        clients = {}
+        clients.main = llmrelay.new{ name = "main", shared_dict = "llmrelay", timeout = T,
+          retry = { max_attempts = 3, base_delay = 0.01 },
+          endpoints = {
+            { name = "dead", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-upstream-dead" },
+            { name = "good", base_url = %q, api_key = "sk-upstream-good", models = { "gpt-x" } } } }
+        clients.cut = llmrelay.new{ name = "cut", shared_dict = "llmrelay", timeout = T,
+          retry = { max_attempts = 1 },
+          endpoints = { { name = "cut", base_url = %q, api_key = "sk-upstream-cut" } } }
+      ]]):format(dead, good.url, cut.url),
+      http = [[
+        lua_socket_log_errors off;
+        server {
+          listen 127.0.0.1:$PORT reuseport;
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.main, { keys = { "gw-key" } })
+          } }
+          # this worker's own counters (the client's, not the gateway's sum)
+          location = /own { content_by_lua_block {
+            ngx.say(ngx.worker.pid())
+            ngx.print(clients.main:metrics())
+          } }
+        }
+        server {
+          listen 127.0.0.1:$PORT2;
+          location / { content_by_lua_block {
+            require("llmrelay.resty.gateway").serve(clients.cut, { keys = { "gw-key" } })
+          } }
+        }
+      ]],
+    }
+  end)
+
+  teardown(function()
+    if n then n:stop() end
+    mock.stop_all()
+  end)
+
+  local function post(path, doc, i)
+    return req(url(path, i), { method = "POST", headers = H, body = cjson.encode(doc) })
+  end
+
+  it("refuses a body without its route's field, before sending it", function()
+    local before = good:stats().requests
+    for path, doc in pairs { ["/v1/embeddings"] = { model = "gpt-x" }, ["/v1/responses"] = { model = "gpt-x" },
+                             ["/v1/completions"] = { model = "gpt-x", messages = {} } } do
+      local code, body = post(path, doc)
+      assert.equals(400, code, path)
+      assert.equals("invalid_request_error", decode(body).error.type, path)
+    end
+    assert.equals(before, good:stats().requests)
+    local code = req(url("/v1/embeddings"), { headers = H })
+    assert.equals(405, code)
+    code = req(url("/v1/responses"), { method = "POST", body = '{"input":"x"}' })
+    assert.equals(401, code)
+  end)
+
+  it("/metrics counts every worker's traffic, whichever worker answers the scrape", function()
+    -- traffic on both workers: parallel connections, spread by reuseport
+    local dir = (io.popen("mktemp -d"):read("*l"))
+    local f = assert(io.open(dir .. "/body", "wb"))
+    f:write(cjson.encode { model = "gpt-x", messages = { { role = "user", content = "count me" } } })
+    f:close()
+    local cmd = ("curl -s --parallel --parallel-max 8 -H 'Authorization: Bearer gw-key' -H 'Content-Type: application/json'"
+      .. " --data-binary @%s -o '%s/r#1' -w '%%{http_code}\\n' '%s'"):format(dir .. "/body", dir,
+      url("/v1/chat/completions?i=[1-60]")) .. " 2>/dev/null"
+    local p = io.popen(cmd)
+    local codes = p:read("*a")
+    p:close()
+    os.execute("rm -rf '" .. dir .. "'")
+    local ok = 0
+    for c in codes:gmatch("%d+") do if c == "200" then ok = ok + 1 end end
+    assert.equals(60, ok, codes)
+    os.execute("sleep 0.3") -- more than the workers' publishing delay (0.1 s)
+
+    -- each worker's own counters, read from both
+    local own = {}
+    for _ = 1, 200 do
+      local p2 = io.popen("curl -s '" .. url("/own") .. "'")
+      local text = p2:read("*a")
+      p2:close()
+      local pid = text:match("^(%d+)")
+      own[pid] = text
+      local k = 0
+      for _ in pairs(own) do k = k + 1 end
+      if k == 2 then break end
+    end
+    local pids, own_good, own_sent, own_dead = {}, 0, 0, 0
+    for pid, text in pairs(own) do
+      pids[#pids + 1] = pid
+      local g = sample(text, 'llmrelay_successes_total{endpoint="good"}') or 0
+      assert.is_true(g > 0, "worker " .. pid .. " served nothing:\n" .. text)
+      own_good = own_good + g
+      own_sent = own_sent + (sample(text, 'llmrelay_requests_total{endpoint="good"}') or 0)
+      own_dead = own_dead + (sample(text, 'llmrelay_requests_total{endpoint="dead"}') or 0)
+    end
+    assert.equals(2, #pids)
+
+    -- every scrape, on either worker, sums both
+    local served_by = {}
+    for _ = 1, 20 do
+      local code, text = req(url("/metrics"), { headers = H })
+      assert.equals(200, code, text)
+      local requests = sample(text, 'llmrelay_requests_total{endpoint="good"}')
+      assert.equals(own_good, sample(text, 'llmrelay_successes_total{endpoint="good"}'), text)
+      assert.equals(own_sent, requests, text)
+      assert.equals(own_dead, sample(text, 'llmrelay_requests_total{endpoint="dead"}'), text)
+      assert.equals(good:stats().requests, requests)
+      local _, h = req(url("/health"), { headers = H })
+      served_by[decode(h).worker] = true
+    end
+    local k = 0
+    for _ in pairs(served_by) do k = k + 1 end
+    assert.equals(2, k)
+    assert.is_nil(load.log_problem(n:error_log()), n:error_log())
+  end)
+end)
