@@ -521,3 +521,239 @@ describe("mock-llm --abuse", function()
     assert.equal("2", rc:match("%d+"))
   end)
 end)
+
+-- SSE text -> { {event = name|nil, data = decoded|raw}, ... }
+local function sse(body)
+  local evs = {}
+  for block in (body .. "\n\n"):gmatch("(.-)\n\n") do
+    if block ~= "" then
+      local name = block:match("^event: ([^\n]*)")
+      local data = block:match("data: (.*)$")
+      local ok, v = pcall(cjson.decode, data or "")
+      evs[#evs + 1] = { event = name, data = ok and v or data }
+    end
+  end
+  return evs
+end
+
+describe("mock-llm beyond chat", function()
+  local m
+  after_each(function()
+    if m then m:stop() end
+    m = nil
+  end)
+
+  local function post(path, t, o)
+    o = o or {}
+    o.body = cjson.encode(t)
+    return curl(m.url .. path, o)
+  end
+
+  it("embeddings: one vector per input, dimensions, usage = body bytes / 4", function()
+    m = mock.start{ name = "emb" }
+    local body = cjson.encode{ model = "text-embedding-3-small", input = { "a", "bb" },
+                               dimensions = 3 }
+    local r = curl(m.url .. "/embeddings", { body = body })
+    assert.equal(200, r.status)
+    assert.equal("emb-1", r.headers["x-request-id"])
+    local v = cjson.decode(r.body)
+    assert.equal("list", v.object)
+    assert.equal("text-embedding-3-small", v.model)
+    assert.equal(2, #v.data)
+    for i, d in ipairs(v.data) do
+      assert.equal("embedding", d.object)
+      assert.equal(i - 1, d.index)
+      assert.equal(3, #d.embedding)
+      for _, x in ipairs(d.embedding) do assert.is_true(x >= -1 and x < 1) end
+    end
+    assert.same({ prompt_tokens = #body // 4, total_tokens = #body // 4 }, v.usage)
+    -- deterministic: the same input gives the same vectors
+    local again = cjson.decode(curl(m.url .. "/embeddings", { body = body }).body)
+    assert.same(v.data, again.data)
+    assert.equal(1, #cjson.decode(post("/embeddings", { input = "one" }).body).data)
+    assert.equal(1, #cjson.decode(post("/embeddings", { input = { 1, 2, 3 } }).body).data)
+    local toks = cjson.decode(post("/embeddings", { input = { { 1 }, { 2 }, { 3 } } }).body)
+    assert.equal(3, #toks.data)
+    assert.equal(8, #toks.data[1].embedding)
+    -- the vectors hash the input only; base64 (the Node SDK's default) is
+    -- the same values as little-endian float32
+    local plain = cjson.decode(post("/embeddings", { input = "same", dimensions = 4 }).body)
+    local b64 = cjson.decode(post("/embeddings", { model = "x", input = "same", dimensions = 4,
+                                                   encoding_format = "base64" }).body)
+    local A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    local bits = b64.data[1].embedding:gsub("=", ""):gsub(".", function(c)
+      local v, t = A:find(c, 1, true) - 1, {}
+      for k = 5, 0, -1 do t[#t + 1] = (v >> k) & 1 end
+      return table.concat(t)
+    end)
+    bits = bits:sub(1, #bits // 8 * 8)
+    local bytes = bits:gsub("%d%d%d%d%d%d%d%d", function(b) return string.char(tonumber(b, 2)) end)
+    assert.equal(16, #bytes)
+    for d = 1, 4 do
+      local f = string.unpack("<f", bytes, 4 * d - 3)
+      assert.is_true(math.abs(f - plain.data[1].embedding[d]) < 1e-6, d)
+    end
+  end)
+
+  it("responses: plain, with input items, failed and incomplete", function()
+    m = mock.start{ name = "rs" }
+    local body = cjson.encode{ model = "gpt-r", input = "hi there" }
+    local r = curl(m.url .. "/responses", { body = body })
+    assert.equal(200, r.status)
+    assert.equal("rs-1", r.headers["x-request-id"])
+    local v = cjson.decode(r.body)
+    assert.equal("resp_rs-1", v.id)
+    assert.equal("response", v.object)
+    assert.equal("completed", v.status)
+    assert.equal("gpt-r", v.model)
+    assert.equal("message", v.output[1].type)
+    assert.equal("assistant", v.output[1].role)
+    assert.same("output_text", v.output[1].content[1].type)
+    assert.equal("echo: hi there", v.output[1].content[1].text)
+    local out = #"echo: hi there" // 4
+    assert.same({ input_tokens = #body // 4, output_tokens = out,
+                  total_tokens = #body // 4 + out }, v.usage)
+    local items = post("/responses", { model = "gpt-r", instructions = "be brief", input = {
+      { role = "user", content = { { type = "input_text", text = "from items" } } } } })
+    assert.equal("echo: from items", cjson.decode(items.body).output[1].content[1].text)
+    m:stop()
+    m = mock.start{ responses_status = "failed" }
+    v = cjson.decode(post("/responses", { input = "x" }).body)
+    assert.equal("failed", v.status)
+    assert.same({}, v.output)
+    assert.equal("server_error", v.error.code)
+    m:stop()
+    m = mock.start{ responses_status = "incomplete" }
+    v = cjson.decode(post("/responses", { input = "x" }).body)
+    assert.equal("incomplete", v.status)
+    assert.equal("max_output_tokens", v.incomplete_details.reason)
+    local rc = capture(q(mock.bin) .. " --responses-status nope >/dev/null 2>&1; echo $?")
+    assert.equal("2", rc:match("%d+"))
+  end)
+
+  it("responses stream: named events, sequence numbers, no [DONE]", function()
+    m = mock.start{ name = "rs" }
+    local body = cjson.encode{ model = "gpt-r", input = "one two", stream = true }
+    local r = curl(m.url .. "/responses", { body = body })
+    assert.equal(200, r.status)
+    assert.equal("rs-1", r.headers["x-request-id"])
+    assert.matches("text/event%-stream", r.headers["content-type"])
+    assert.is_nil(r.body:find("[DONE]", 1, true))
+    local evs = sse(r.body)
+    local names, text = {}, ""
+    for i, e in ipairs(evs) do
+      names[i] = e.event
+      assert.equal(e.event, e.data.type)
+      assert.equal(i - 1, e.data.sequence_number)
+      if e.data.delta then text = text .. e.data.delta end
+    end
+    assert.same({ "response.created", "response.output_text.delta", "response.output_text.delta",
+                  "response.output_text.delta", "response.output_text.done",
+                  "response.completed" }, names)
+    assert.equal("echo: one two", text)
+    assert.equal("in_progress", evs[1].data.response.status)
+    assert.equal("echo: one two", evs[5].data.text)
+    local fin = evs[6].data.response
+    assert.equal("completed", fin.status)
+    assert.equal("resp_rs-1", fin.id)
+    assert.equal("echo: one two", fin.output[1].content[1].text)
+    assert.equal(#body // 4, fin.usage.input_tokens)
+    assert.equal(#"echo: one two" // 4, fin.usage.output_tokens)
+    assert.equal(1, m:stats().streams)
+  end)
+
+  it("responses stream faults: cut, error event, end, failed/incomplete terminal", function()
+    local body = cjson.encode{ input = "one two", stream = true }
+    m = mock.start{ stream_cut_after = 2 }
+    local r = curl(m.url .. "/responses", { body = body })
+    local evs = sse(r.body)
+    assert.equal(2, #evs)
+    assert.equal("response.output_text.delta", evs[2].event)
+    assert.equal(1, m:stats().stream_cuts)
+    m:stop()
+    m = mock.start{ stream_error_after = 1 }
+    evs = sse(curl(m.url .. "/responses", { body = body }).body)
+    assert.equal(2, #evs)
+    assert.equal("error", evs[2].event)
+    assert.same({ type = "error", sequence_number = 1, code = "server_error",
+                  message = "mock stream error", param = cjson.null }, evs[2].data)
+    m:stop()
+    m = mock.start{ stream_end_after = 3 }
+    r = curl(m.url .. "/responses", { body = body })
+    assert.equal(0, r.rc)
+    assert.equal(3, #sse(r.body))
+    m:stop()
+    for _, st in ipairs{ "failed", "incomplete" } do
+      m = mock.start{ responses_status = st }
+      evs = sse(curl(m.url .. "/responses", { body = body }).body)
+      assert.equal("response." .. st, evs[#evs].event)
+      assert.equal(st, evs[#evs].data.response.status)
+      m:stop()
+    end
+    m = mock.start{ ignore_stream = 1 }
+    assert.equal("response", cjson.decode(curl(m.url .. "/responses", { body = body }).body).object)
+  end)
+
+  it("completions: plain and streamed", function()
+    m = mock.start{ name = "cp" }
+    local body = cjson.encode{ model = "gpt-i", prompt = "say x" }
+    local r = curl(m.url .. "/completions", { body = body })
+    assert.equal("cp-1", r.headers["x-request-id"])
+    local v = cjson.decode(r.body)
+    assert.equal("text_completion", v.object)
+    assert.equal("echo: say x", v.choices[1].text)
+    assert.equal("stop", v.choices[1].finish_reason)
+    assert.same({ prompt_tokens = #body // 4, completion_tokens = #"echo: say x" // 4,
+                  total_tokens = #body // 4 + #"echo: say x" // 4 }, v.usage)
+    r = post("/completions", { prompt = "say x", stream = true,
+                               stream_options = { include_usage = true } })
+    local evs, text = sse(r.body), ""
+    assert.equal("[DONE]", evs[#evs].data)
+    for i = 1, #evs - 2 do
+      assert.equal("text_completion", evs[i].data.object)
+      text = text .. evs[i].data.choices[1].text
+    end
+    assert.equal("echo: say x", text)
+    assert.equal("stop", evs[#evs - 2].data.choices[1].finish_reason)
+    assert.equal(#"echo: say x" // 4, evs[#evs - 1].data.usage.completion_tokens)
+  end)
+
+  it("fault flags apply to the new paths; /stats counts them per path", function()
+    m = mock.start{ name = "ff", fail_first = 1, auth_key = "k1", models = "a,b",
+                    bad_marker = "BAD", bad_code = "nope" }
+    local auth = { headers = { "Authorization: Bearer k1" } }
+    local function st(path, t, o)
+      local r = post(path, t, o or auth)
+      assert.is_truthy(r.headers["x-request-id"], path)
+      return r.status, r
+    end
+    assert.equal(401, (st("/embeddings", { input = "x" }, {})))
+    assert.equal(400, (st("/responses", { input = "BAD" })))
+    assert.equal(404, (st("/completions", { model = "zzz", prompt = "p" })))
+    assert.equal(500, (st("/responses", { model = "a", input = "x" })))
+    assert.equal(200, (st("/responses", { model = "a", input = "x" })))
+    assert.equal(200, (st("/embeddings", { model = "b", input = "x" })))
+    assert.equal(200, (st("/completions", { prompt = "x" })))
+    assert.equal(200, (st("/chat/completions", { messages = { { role = "user", content = "x" } } })))
+    local s = m:stats(true)
+    assert.equal(8, s.requests)
+    assert.same({ ["/v1/embeddings"] = 2, ["/v1/responses"] = 3, ["/v1/completions"] = 2,
+                  ["/v1/chat/completions"] = 1 }, s.paths)
+    assert.same({ ["401"] = 1, ["400"] = 1, ["404"] = 1, ["500"] = 1, ["200"] = 4 }, s.status)
+    assert.same({}, m:stats().paths)
+    m:stop()
+    m = mock.start{ rps = 1, burst = 1, rl_headers = "retry-after" }
+    assert.equal(200, post("/embeddings", { input = "x" }).status)
+    local r = post("/responses", { input = "x" })
+    assert.equal(429, r.status)
+    assert.is_truthy(r.headers["retry-after"])
+    m:stop()
+    m = mock.start{ hang_first = 1 }
+    assert.equal(28, post("/responses", { input = "x" }, { timeout = 1 }).rc)  -- curl timeout
+    assert.equal(200, post("/responses", { input = "x" }).status)
+    m:stop()
+    m = mock.start{ latency_ms = 300 }
+    r = post("/embeddings", { input = "x" })
+    assert.is_true(r.time >= 0.3, r.time)
+  end)
+end)

@@ -147,6 +147,50 @@ describe("OpenAI Node SDK against mock-llm", function()
     assert.equal(2, m:stats().requests)
   end)
 
+  it("makes embeddings, a Response and a streamed Response (steps \"apis\")", function()
+    m = mock.start{ name = "sdk" }
+    local r, out = sdk(script, m.url, "sk-test", "m1", "hi there", "apis")
+    assert.same({}, r.errors, out)
+    -- embeddings: the SDK asks for base64 and decodes it
+    assert.is_true(r.embeddings.ok)
+    assert.equal("list", r.embeddings.object)
+    assert.equal(2, r.embeddings.count)
+    assert.equal(8, r.embeddings.dims)
+    assert.equal(r.embeddings.usage.prompt_tokens, r.embeddings.usage.total_tokens)
+    assert.equal("sdk-1", r.embeddings.request_id)
+    assert.is_true(r.responses.ok)
+    assert.equal("response", r.responses.object)
+    assert.equal("resp_sdk-2", r.responses.id)
+    assert.equal("completed", r.responses.status)
+    assert.equal("echo: hi there", r.responses.text)
+    assert.equal(r.responses.usage.input_tokens + r.responses.usage.output_tokens,
+      r.responses.usage.total_tokens)
+    assert.equal("sdk-2", r.responses.request_id)
+    local s = r.responses_stream
+    assert.is_true(s.ok)
+    assert.equal("response.created", s.events[1])
+    assert.equal("response.completed", s.events[#s.events])
+    assert.equal("echo: hi there", s.text)
+    assert.equal("completed", s.status)
+    assert.equal("sdk-3", s.request_id)
+    local st = m:stats()
+    assert.same({ ["/v1/embeddings"] = 1, ["/v1/responses"] = 2 }, st.paths)
+    assert.equal(1, st.streams)
+  end)
+
+  it("hands a Responses stream's error event to the caller as an event", function()
+    -- the SDK does not throw on it: a caller sees type "error" and no
+    -- response.completed
+    m = mock.start{ name = "sdkerr", stream_error_after = 2 }
+    local r, out = sdk(script, m.url, "sk-test", "m1", "hi there", "apis")
+    assert.same({}, r.errors, out)
+    assert.is_true(r.responses.ok, out)
+    assert.same({ "response.created", "response.output_text.delta", "error" },
+      r.responses_stream.events)
+    assert.equal("echo: ", r.responses_stream.text)
+    assert.equal(cjson.null, r.responses_stream.status)
+  end)
+
   it("reports a refused connection without a status", function()
     local port = mock.free_port()
     local r = sdk(script, "http://127.0.0.1:" .. port .. "/v1", "sk-test", "m1")

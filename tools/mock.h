@@ -4,7 +4,8 @@
  *         mock_flags.c command line parsing
  *         mock_net.c  epoll loop, connections, timer heap, I/O state machine
  *         mock_http.c buffers, HTTP/1.x request parser, response heads
- *         mock_chat.c JSON scanning of chat requests, chat/stream rendering
+ *         mock_chat.c JSON scanning of requests, chat/stream rendering
+ *         mock_apis.c embeddings, Responses, completions rendering and streams
  *         mock_abuse.c hostile response framing (--abuse)
  *         mock_timer.c the timer heap of mock_net.c
  *         mock_rate.c  the rate limit: token bucket, --rps-schedule, headers
@@ -71,10 +72,19 @@ void http_head(struct buf *b, int status, const char *ctype, long long clen,
                int close, int http10, const char *extra);
 
 /* ---- chat helpers (mock_chat.c) ---- */
+/* the model APIs the mock serves, by the end of the POST path */
+enum { API_CHAT, API_EMBEDDINGS, API_RESPONSES, API_COMPLETIONS };
 struct chatinfo {
-    const char *content, *model;
-    size_t content_len, model_len;
+    const char *content, *model, *input, *prompt, *text;
+    size_t content_len, model_len, input_len, prompt_len, text_len;
     int has_content, has_model, stream, include_usage;
+    int has_input, has_prompt, has_text; /* depth-1 "input" / "prompt"
+                                            strings; the last "text" string */
+    int text_last;      /* the last "text" string follows the last "content" */
+    size_t input_off;   /* offset of the depth-1 "input" value (any type) */
+    int input_any;      /* a depth-1 "input" key was seen */
+    long dimensions;    /* depth-1 "dimensions" number, 0 = absent */
+    int base64;         /* depth-1 "encoding_format": "base64" */
 };
 void chat_scan(const char *b, size_t n, struct chatinfo *ci);
 size_t json_cut(const char *s, size_t n, size_t max);
@@ -94,6 +104,8 @@ struct stream {
     int phase;
     size_t pos;
     long events; /* SSE events emitted so far */
+    int api;     /* API_* */
+    long seq;    /* Responses: sequence_number of the next event */
 };
 void chat_render(struct buf *b, const char *id, long created,
                  const char *model, const char *content, size_t content_len,
@@ -101,6 +113,26 @@ void chat_render(struct buf *b, const char *id, long created,
 /* Append the next SSE event (or the final chunked terminator) to out.
  * Returns 1 when an event was appended, 0 when the stream is finished. */
 int stream_next(struct stream *s, struct buf *out, struct buf *tmp);
+/* frame the event text t into out (chunked or not), count it */
+void stream_emit(struct stream *s, struct buf *out, const struct buf *t);
+
+/* ---- other model APIs (mock_apis.c) ---- */
+int api_of_path(const char *p, size_t n); /* API_*, or -1 */
+const char *api_object(int api);          /* "chat.completion", "list", ... */
+/* how many embeddings an embeddings request asks for (>= 1) */
+size_t embed_count(const char *b, size_t n, const struct chatinfo *ci);
+size_t json_value_len(const char *b, size_t n); /* the JSON value at b */
+void embeddings_render(struct buf *b, const char *model, size_t count,
+                       long dims, int base64, const char *seed,
+                       size_t seed_len, size_t ptok);
+void responses_render(struct buf *b, const struct stream *s, const char *status);
+void completions_render(struct buf *b, const char *id, long created,
+                        const char *model, const char *text, size_t text_len,
+                        size_t ptok, size_t ctok);
+int responses_next(struct stream *s, struct buf *out, struct buf *t);
+int completions_next(struct stream *s, struct buf *out, struct buf *t);
+/* the --stream-error-after event of s's API (without chunk framing) */
+void stream_error_event(const struct stream *s, struct buf *t);
 
 /* ---- configuration and statistics (mock_llm.c) ---- */
 enum { RL_FULL, RL_RETRY_AFTER, RL_NONE };
@@ -125,6 +157,7 @@ struct config {
     long end_after, error_after;          /* stream faults, -1 = off */
     long ignore_stream;                   /* 1: answer "stream": true with one JSON body */
     long multiline_data;                  /* 1: each JSON chunk over several data: lines */
+    const char *responses_status; /* NULL: completed; "failed" | "incomplete" */
     long parent_pid; /* exit when this process is gone (0 = off) */
     int abuse;       /* --abuse: AB_* (0 = off) */
 };
@@ -134,6 +167,12 @@ struct stats {
     uint64_t status[600];
     long open_connections, open_sockets;
 };
+#define PATHS_MAX 64
+#define PATH_KEY_MAX 256
+/* requests per path of the model APIs (mock_llm.c) */
+void paths_count(const char *p, size_t n);
+void paths_json(struct buf *b); /* ,"paths":{...} */
+void paths_reset(void);
 extern struct config cfg;
 extern struct stats st;
 void stats_json(struct buf *b);

@@ -6,7 +6,11 @@
  * looks like a key), tracks the nesting depth and notes:
  *   - the LAST "content" key whose value is a string (any depth),
  *   - "model" (string) and "stream" (true) at depth 1,
- *   - "include_usage" (true) at any depth (it lives in stream_options).
+ *   - "include_usage" (true) at any depth (it lives in stream_options),
+ *   - the LAST "text" string (any depth: Responses input items), "input"
+ *     and "prompt" strings, "dimensions" (a number) and "encoding_format":
+ *     "base64" at depth 1, and where
+ *     the depth-1 "input" value starts (embeddings count its elements).
  * String values are kept as raw JSON text (escapes untouched), so echoing them
  * inside our own JSON strings keeps the output valid.
  */
@@ -88,24 +92,54 @@ void chat_scan(const char *b, size_t n, struct chatinfo *ci)
         const char *k = b + s;
         size_t kl = e - s;
         int isc = key_is(k, kl, "content");
+        int ist = key_is(k, kl, "text");
         int ism = depth == 1 && key_is(k, kl, "model");
-        if ((isc || ism) && b[v] == '"') {
+        int isi = depth == 1 && key_is(k, kl, "input");
+        int isp = depth == 1 && key_is(k, kl, "prompt");
+        if (isi) {
+            ci->input_any = 1;
+            ci->input_off = v;
+        }
+        if ((isc || ist || ism || isi || isp) && b[v] == '"') {
             size_t ve = str_end(b, v + 1, n);
             if (ve < n) {
+                const char *sv = b + v + 1;
+                size_t sl = ve - v - 1;
                 if (isc) {
-                    ci->content = b + v + 1;
-                    ci->content_len = ve - v - 1;
+                    ci->content = sv;
+                    ci->content_len = sl;
                     ci->has_content = 1;
-                } else {
-                    ci->model = b + v + 1;
-                    ci->model_len = ve - v - 1;
+                    ci->text_last = 0;
+                } else if (ist) {
+                    ci->text = sv;
+                    ci->text_len = sl;
+                    ci->has_text = 1;
+                    ci->text_last = 1;
+                } else if (ism) {
+                    ci->model = sv;
+                    ci->model_len = sl;
                     ci->has_model = 1;
+                } else if (isi) {
+                    ci->input = sv;
+                    ci->input_len = sl;
+                    ci->has_input = 1;
+                } else {
+                    ci->prompt = sv;
+                    ci->prompt_len = sl;
+                    ci->has_prompt = 1;
                 }
             }
         } else if (depth == 1 && key_is(k, kl, "stream")) {
             ci->stream = is_true(b, v, n);
         } else if (key_is(k, kl, "include_usage")) {
             ci->include_usage = is_true(b, v, n);
+        } else if (depth == 1 && key_is(k, kl, "encoding_format")) {
+            ci->base64 = n - v >= 8 && memcmp(b + v, "\"base64\"", 8) == 0;
+        } else if (depth == 1 && key_is(k, kl, "dimensions")) {
+            long d = 0;
+            for (size_t x = v; x < n && b[x] >= '0' && b[x] <= '9' && d < 100000; x++)
+                d = d * 10 + (b[x] - '0');
+            ci->dimensions = d;
         }
         i = j + 1;
     }
@@ -268,6 +302,10 @@ static void chunk_head(struct buf *t, const struct stream *s)
  * (only with include_usage), 4 [DONE], 5 chunked terminator, 6 finished. */
 int stream_next(struct stream *s, struct buf *out, struct buf *t)
 {
+    if (s->api == API_RESPONSES)
+        return responses_next(s, out, t);
+    if (s->api == API_COMPLETIONS)
+        return completions_next(s, out, t);
     t->len = 0;
     for (;;) {
         switch (s->phase) {
@@ -323,11 +361,16 @@ int stream_next(struct stream *s, struct buf *out, struct buf *t)
         }
         break;
     }
+    stream_emit(s, out, t);
+    return 1;
+}
+
+void stream_emit(struct stream *s, struct buf *out, const struct buf *t)
+{
     if (s->chunked)
         buf_printf(out, "%zx\r\n", t->len);
     buf_put(out, t->p, t->len);
     if (s->chunked)
         buf_puts(out, "\r\n");
     s->events++;
-    return 1;
 }

@@ -26,7 +26,8 @@ static void usage(FILE *f)
         "  [--auth-key K] [--auth-header NAME] [--stream-chunk-ms MS]\n"
         "  [--stream-cut-after K] [--stream-stall-after K] [--stream-end-after K]\n"
         "  [--stream-error-after K] [--ignore-stream 0|1] [--parent-pid P]\n"
-        "  [--stream-multiline-data 0|1] [--abuse MODE]\n",
+        "  [--stream-multiline-data 0|1] [--abuse MODE]\n"
+        "  [--responses-status completed|failed|incomplete]\n",
         f);
 }
 
@@ -216,7 +217,12 @@ void parse_flags(int argc, char **argv)
             cfg.ignore_stream = num(f, v, 0, 1);
         else if (!strcmp(o, "stream-multiline-data"))
             cfg.multiline_data = num(f, v, 0, 1);
-        else if (!strcmp(o, "abuse")) {
+        else if (!strcmp(o, "responses-status")) {
+            if (strcmp(v, "completed") && strcmp(v, "failed") &&
+                strcmp(v, "incomplete"))
+                bad(f, "completed, failed or incomplete");
+            cfg.responses_status = strcmp(v, "completed") ? v : NULL;
+        } else if (!strcmp(o, "abuse")) {
             int m = abuse_mode(v);
             if (m < 0)
                 bad(f, "chunk-size-endless, headers-drip, continue-endless, "

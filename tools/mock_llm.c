@@ -18,6 +18,46 @@
  *        SSE: role chunk, one chunk per word (word + following spaces), a
  *        finish chunk, a usage chunk when "include_usage": true, [DONE];
  *        sent with chunked transfer-encoding.
+ *   POST any path ending in /embeddings   {"object":"list","data":[{"object":
+ *        "embedding","index":i,"embedding":[floats]}],"model","usage":
+ *        {"prompt_tokens","total_tokens"}}: one embedding per "input" element
+ *        (a string or one token list: 1; ["a","b"] or [[1],[2]]: 2), of
+ *        "dimensions" floats (1..4096, default 8), in [-1, 1), a hash of the
+ *        input's JSON text and the index (same input, same vectors);
+ *        "encoding_format": "base64" (the Node SDK's default): the same
+ *        values as little-endian float32, base64.  Never streamed ("stream"
+ *        is ignored).
+ *   POST any path ending in /responses   {"id":"resp_<name>-<n>","object":
+ *        "response","created_at","status":"completed","model","output":[{
+ *        "type":"message","id":"msg_<name>-<n>","status","role":"assistant",
+ *        "content":[{"type":"output_text","text":"echo: <input>",
+ *        "annotations":[]}]}],"error":null,"incomplete_details":null,"usage":
+ *        {"input_tokens","output_tokens","total_tokens"}}.  The echoed text
+ *        is the "input" string, else the last "content" or "text" string of
+ *        the input items.  "stream": true: named SSE events (event: + data:,
+ *        each data with "type" and "sequence_number" 0, 1, ...):
+ *        response.created (the response, status "in_progress", no usage),
+ *        one response.output_text.delta per word ("delta"),
+ *        response.output_text.done ("text"), response.completed (the whole
+ *        response); no [DONE].  --responses-status failed|incomplete: the
+ *        answer's status, and the terminal event is response.failed (no
+ *        output, "error":{"code":"server_error",...}) or
+ *        response.incomplete ("incomplete_details":{"reason":
+ *        "max_output_tokens"}).
+ *   POST any path ending in /completions (not /chat/completions)
+ *        {"id":"cmpl-<name>-<n>","object":"text_completion","created","model",
+ *        "choices":[{"text":"echo: <prompt>","index":0,"logprobs":null,
+ *        "finish_reason":"stop"}],"usage":{...}}; "stream": true: one
+ *        text_completion chunk per word, a finish chunk, a usage chunk with
+ *        "include_usage", [DONE].
+ *   Usage (all four, so costs are hand-computable): prompt/input tokens =
+ *        request body bytes / 4, completion/output tokens = echoed text bytes
+ *        ("echo: " included) / 4, both rounded down and >= 1; total = sum
+ *        (embeddings: total = prompt, no completion tokens).  Without the
+ *        text to echo: "hello from <name>".  Every answer of the four (errors
+ *        too) carries x-request-id: <name>-<n>, n counting them all; all the
+ *        flags below that say "chat" apply to the four alike, except
+ *        --pad-bytes and --stream-multiline-data (chat only).
  *   GET /health      {"status":"ok","name":...}
  *   GET /v1/models   (also /models) the --models list or "mock-model"
  *   GET /stats[?reset=1]  counters (below); reset=1 zeroes them after use
@@ -57,7 +97,11 @@
  *   --stream-end-after K     after K events end the body cleanly, without a
  *                            finish chunk or [DONE] (a truncated answer)
  *   --stream-error-after K   after K events send an OpenAI-style error event
- *                            ({"error":{...}}) and end the body
+ *                            ({"error":{...}}; Responses: "event: error" with
+ *                            {"type":"error","code":"server_error",...}) and
+ *                            end the body
+ *   --responses-status S     completed (default), failed or incomplete: the
+ *                            status of every Responses answer (above)
  *   --ignore-stream 1        answer "stream": true with one chat.completion JSON
  *                            body, like servers that do not stream
  *   --stream-stall-after K   after K events stop sending, keep the socket
@@ -103,12 +147,15 @@
  *
  * /stats: {"name","requests","connections","open_connections","open_sockets",
  *   "status":{"<code>":n},"resets","hangs","streams","auth_failures",
- *   "stream_cuts","abuses","rps","rps_clock","rps_phases"}.  rps: the
+ *   "stream_cuts","abuses","last_target","paths","rps","rps_clock",
+ *   "rps_phases"}.  paths: {"<path>": n} model requests per request path as
+ *   received, without the query (64 distinct paths, then "(other)").  rps: the
  *   bucket's rate now (0: no limit); rps_clock: seconds since the first chat
  *   request (-1 before it); rps_phases: [{"from","rps","passed","limited"}]
  *   per schedule phase (one for --rps), requests that passed the bucket and
  *   requests it answered 429 while the phase was current (zeroed by reset=1;
- *   the clock is not).  Only chat requests count in requests/status; a
+ *   the clock is not).  Only model requests (the four POSTs above, "chat"
+ *   in this comment) count in requests/status; a
  *   status is counted when the answer is sent (hangs, resets and endless
  *   abuses have none).  A
  *   connection is counted in connections/open_connections when its FIRST CHAT
@@ -164,6 +211,7 @@ void stats_json(struct buf *b)
     buf_puts(b, ",\"last_target\":\"");
     buf_json(b, last_target, last_target_len);
     buf_puts(b, "\"");
+    paths_json(b);
     rate_stats_json(b);
     buf_puts(b, "}");
 }
@@ -173,6 +221,7 @@ static void stats_reset(void)
     long oc = st.open_connections, os = st.open_sockets;
     memset(&st, 0, sizeof st);
     rate_stats_reset();
+    paths_reset();
     st.open_connections = oc;
     st.open_sockets = os;
 }
@@ -193,12 +242,6 @@ static int chance(double p) { return p > 0 && rnd01() < p; }
 static int path_is(const char *p, size_t n, const char *w)
 {
     return strlen(w) == n && memcmp(p, w, n) == 0;
-}
-
-static int path_ends(const char *p, size_t n, const char *w)
-{
-    size_t wl = strlen(w);
-    return n >= wl && memcmp(p + n - wl, w, wl) == 0;
 }
 
 
@@ -279,7 +322,7 @@ static void fail_reply(struct conn *c, const char *hdrs)
     reply(c, s, "text/html; charset=utf-8", hdrs, 1);
 }
 
-static void chat(struct conn *c, char *base)
+static void model_request(struct conn *c, char *base, int api)
 {
     struct req *r = &c->req;
     const char *body = base + r->body_off;
@@ -373,46 +416,83 @@ static void chat(struct conn *c, char *base)
         return;
     }
 
-    char content[sizeof ((struct stream *)0)->content];
+    /* the echoed text: chat the last "content"; Responses the "input"
+     * string, else the last "content" / "text" string of its items;
+     * completions the "prompt" string; embeddings hash their input */
+    const char *et = NULL;
+    size_t etl = 0;
+    if (api == API_CHAT && ci.has_content) {
+        et = ci.content;
+        etl = ci.content_len;
+    } else if (api == API_RESPONSES && ci.has_input) {
+        et = ci.input;
+        etl = ci.input_len;
+    } else if (api == API_RESPONSES && (ci.has_content || ci.has_text)) {
+        et = ci.text_last ? ci.text : ci.content;
+        etl = ci.text_last ? ci.text_len : ci.content_len;
+    } else if ((api == API_COMPLETIONS || api == API_EMBEDDINGS) &&
+               (ci.has_prompt || ci.has_input)) {
+        et = api == API_COMPLETIONS ? ci.prompt : ci.input;
+        etl = api == API_COMPLETIONS ? ci.prompt_len : ci.input_len;
+        if (!et)
+            etl = 0;
+    }
+    struct stream sv;
+    memset(&sv, 0, sizeof sv);
+    struct stream *s = &sv;
     size_t cl;
-    if (ci.has_content) {
-        memcpy(content, "echo: ", 6);
-        cl = 6 + copy_clean(content + 6, ci.content,
-                            json_cut(ci.content, ci.content_len, ECHO_MAX));
+    if (et) {
+        memcpy(s->content, "echo: ", 6);
+        cl = 6 + copy_clean(s->content + 6, et, json_cut(et, etl, ECHO_MAX));
     } else {
-        cl = (size_t)snprintf(content, sizeof content, "hello from %s",
+        cl = (size_t)snprintf(s->content, sizeof s->content, "hello from %s",
                               cfg.name);
     }
     size_t ptok = blen / 4 ? blen / 4 : 1, ctok = cl / 4 ? cl / 4 : 1;
-    char cid[sizeof id + 16];
-    snprintf(cid, sizeof cid, "chatcmpl-%s", id);
-    long created = (long)time(NULL);
-    if (cfg.abuse) {
-        st.abuses++;
-        jb.len = 0;
-        chat_render(&jb, cid, created, model, content, cl, ptok, ctok, (size_t)cfg.pad_bytes);
-        abuse_begin(c, &jb, h);
-        return;
-    }
-    if (!ci.stream || cfg.ignore_stream) {
-        jb.len = 0;
-        chat_render(&jb, cid, created, model, content, cl, ptok, ctok, (size_t)cfg.pad_bytes);
-        reply(c, 200, "application/json", h, 1);
-        return;
-    }
-    struct stream *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
-    memcpy(s->id, cid, sizeof s->id < sizeof cid ? sizeof s->id : sizeof cid);
-    s->id[sizeof s->id - 1] = 0;
-    s->created = created;
+    static const char *const prefix[] = {"chatcmpl-", "", "resp_", "cmpl-"};
+    snprintf(s->id, sizeof s->id, "%s%s", prefix[api], id);
+    s->created = (long)time(NULL);
     memcpy(s->model, model, ml + 1);
-    memcpy(s->content, content, cl);
     s->content_len = cl;
     s->prompt_tokens = ptok;
-    s->completion_tokens = ctok;
+    s->completion_tokens = api == API_EMBEDDINGS ? 0 : ctok;
     s->include_usage = ci.include_usage;
+    s->api = api;
     s->chunked = r->minor == 1;
+    int stream = ci.stream && !cfg.ignore_stream && api != API_EMBEDDINGS;
+    if (cfg.abuse || !stream) {
+        jb.len = 0;
+        if (api == API_CHAT)
+            chat_render(&jb, s->id, s->created, model, s->content, cl, ptok,
+                        ctok, (size_t)cfg.pad_bytes);
+        else if (api == API_EMBEDDINGS)
+            embeddings_render(&jb, model, embed_count(body, blen, &ci),
+                              ci.dimensions > 0 && ci.dimensions <= 4096
+                                  ? ci.dimensions : 8,
+                              ci.base64,
+                              ci.input_any ? body + ci.input_off : model,
+                              ci.input_any ? json_value_len(body + ci.input_off,
+                                                            blen - ci.input_off)
+                                           : ml,
+                              ptok);
+        else if (api == API_RESPONSES)
+            responses_render(&jb, s, cfg.responses_status
+                                         ? cfg.responses_status : "completed");
+        else
+            completions_render(&jb, s->id, s->created, model, s->content, cl,
+                               ptok, ctok);
+        if (cfg.abuse) {
+            st.abuses++;
+            abuse_begin(c, &jb, h);
+        } else {
+            reply(c, 200, "application/json", h, 1);
+        }
+        return;
+    }
+    s = malloc(sizeof *s);
+    if (!s)
+        abort();
+    memcpy(s, &sv, sizeof *s);
     if (!s->chunked)
         c->rclose = 1; /* HTTP/1.0: close-delimited body */
     free(c->strm);
@@ -431,11 +511,13 @@ void app_handle(struct conn *c, char *base)
     const char *p = base + r->path_off;
     size_t pl = r->path_len;
     c->rclose = !r->keep_alive;
-    if (r->method == M_POST && path_ends(p, pl, "/chat/completions")) {
+    int api = r->method == M_POST ? api_of_path(p, pl) : -1;
+    if (api >= 0) {
         size_t tl = r->query_len ? pl + 1 + r->query_len : pl;
         last_target_len = tl < sizeof last_target ? tl : sizeof last_target;
         memcpy(last_target, p, last_target_len); /* the query follows the path and "?" */
-        chat(c, base);
+        paths_count(p, pl);
+        model_request(c, base, api);
         return;
     }
     jb.len = 0;

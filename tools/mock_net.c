@@ -235,12 +235,13 @@ static void stream_pump(struct conn *c)
             return;
         }
         if (cfg.error_after >= 0 && s->events >= cfg.error_after) {
-            static const char ev[] = "data: {\"error\":{\"message\":\"mock stream error\","
-                                     "\"type\":\"server_error\"}}\n\n";
+            scratch.len = 0;
+            stream_error_event(s, &scratch);
             if (s->chunked)
-                buf_printf(&c->out, "%zx\r\n%s\r\n0\r\n\r\n", sizeof ev - 1, ev);
+                buf_printf(&c->out, "%zx\r\n%.*s\r\n0\r\n\r\n", scratch.len,
+                           (int)scratch.len, scratch.p);
             else {
-                buf_puts(&c->out, ev);
+                buf_put(&c->out, scratch.p, scratch.len);
                 c->close_after = 1;
             }
             stream_done(c, ST_READ);

@@ -3,8 +3,9 @@
 --
 --   local node = require "spec.support.node"
 --   local script, why = node.install()   -- install.sh: the SDK into build/node; nil, why if it cannot
---   local r, out = node.run(script, base_url, api_key, model, prompt)
---     r: the client's JSON line, decoded ({ plain, stream, models, errors });
+--   local r, out = node.run(script, base_url, api_key, model, prompt[, steps])
+--     r: the client's JSON line, decoded ({ plain, stream, models, errors };
+--        steps "apis": { embeddings, responses, responses_stream, errors });
 --        asserts (busted) that the client exited 0 and printed one
 --   node.bin                             -- the node that runs the client: $LLMRELAY_NODE or "node"
 --                                        -- (e.g. Debian 12's node 18 unpacked elsewhere)
@@ -33,8 +34,9 @@ function M.install()
   return script
 end
 
-function M.run(script, url, key, model, prompt)
-  local cmd = table.concat({ q(M.bin), q(script), q(url), q(key), q(model), prompt and q(prompt) or "" }, " ")
+function M.run(script, url, key, model, prompt, steps)
+  local cmd = table.concat({ q(M.bin), q(script), q(url), q(key), q(model), q(prompt or "hello"),
+                             steps and q(steps) or "" }, " ")
     .. " 2>&1; echo \"rc=$?\""
   local out = capture(cmd) or ""
   local line
