@@ -19,7 +19,7 @@ CURL_LIBS ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 SSL_LIBS ?= $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 
 BUILD := build/$(LUA)
-POLICY := errors backoff hints breaker limiter ratelearn jsoncheck jsonmodel models fallback pool queue classify relay sse answer evbuf outcome shared scrub http1 resp fleet urlenc
+POLICY := errors api reqcheck backoff hints breaker limiter ratelearn jsoncheck jsonmodel models fallback pool queue classify relay sse answer evbuf outcome shared scrub http1 resp fleet urlenc
 CORE := $(POLICY) clock sock transport_curl transport_curl_step l_common l_route l_fleet l_client l_relay l_util l_scrub l_http1 l_json l_resp l_redis llmrelay_core
 CORE_OBJ := $(CORE:%=$(BUILD)/obj/%.o)
 HEADERS := $(wildcard csrc/*.h)

@@ -67,7 +67,9 @@ int lr_answer_usage(const char *b, size_t n, double *prompt, double *completion,
   *prompt = *completion = *total = -1;
   if (lr_json_member(b, n, "usage", 5, &off, &len) != 0 || len == 0 || b[off] != '{') return -1;
   *prompt = usage_field(b + off, len, "prompt_tokens", 13);
+  if (*prompt < 0) *prompt = usage_field(b + off, len, "input_tokens", 12); /* Responses' names */
   *completion = usage_field(b + off, len, "completion_tokens", 17);
+  if (*completion < 0) *completion = usage_field(b + off, len, "output_tokens", 13);
   *total = usage_field(b + off, len, "total_tokens", 12);
   return 0;
 }

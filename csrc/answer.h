@@ -34,8 +34,8 @@ lr_stream_event_class lr_answer_classify(const lr_sse_event *ev, int done);
 int lr_answer_has_finish_reason(const char *b, size_t n);
 /* usage.total_tokens of a (valid JSON) answer or chunk, or -1. */
 double lr_answer_usage_tokens(const char *b, size_t n);
-/* The top-level "usage" of a valid JSON answer: its prompt_tokens,
- * completion_tokens and total_tokens (each -1 when absent or not a whole
+/* The top-level "usage" of a valid JSON answer: its prompt_tokens (else
+ * Responses' input_tokens), completion_tokens (else output_tokens) and total_tokens (each -1 when absent or not a whole
  * number). 0, or -1 when the answer has no usage object. */
 int lr_answer_usage(const char *b, size_t n, double *prompt, double *completion, double *total);
 

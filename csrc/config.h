@@ -11,7 +11,7 @@
 #include "relay.h"
 
 typedef struct lr_client_endpoint {
-  const char *url;             /* full URL of chat/completions */
+  const char *urls[LR_API__COUNT]; /* the full URL of each api (urls[LR_API_CHAT]: chat/completions) */
   const char *const *headers;  /* "Name: value" lines (Authorization included) */
   int n_headers;
   lr_endpoint_cfg policy;

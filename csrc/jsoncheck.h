@@ -56,10 +56,16 @@ int lr_json_member(const char *s, size_t n, const char *name, size_t name_len, s
 /* s[0..n) as a whole number of at most 15 digits, else -1. */
 double lr_json_whole(const char *s, size_t n);
 
-/* The tokens a chat request is expected to cost before it is sent: a
- * quarter of its bytes plus its top-level "max_completion_tokens" (else
- * "max_tokens"). The rpm/tpm buckets charge it; an answer's usage corrects it. */
-double lr_json_estimate_tokens(const char *body, size_t n);
+/* Walkers over valid JSON (reqcheck.c): past white space; past the string
+ * whose quote is at p; past the value at p. */
+const unsigned char *lr_json_skip_ws(const unsigned char *p, const unsigned char *end);
+const unsigned char *lr_json_string_end(const unsigned char *p, const unsigned char *end);
+const unsigned char *lr_json_value_end(const unsigned char *p, const unsigned char *end);
+/* One walk over the top-level members of the object s[0..n): for each of the
+ * k names, the last value under it (off[j], len[j]; found[j] = 1). -1 when s
+ * is no object or a member is cut short, else 0. */
+int lr_json_members(const char *s, size_t n, int k, const char *const *names, const size_t *lens, size_t *off,
+                    size_t *len, int *found);
 
 lr_json_status lr_json_scan(const char *s, size_t n, const lr_json_limits *lim, lr_json_result *res);
 
@@ -79,11 +85,5 @@ uint64_t lr_json_decode_budget(size_t max_response_bytes);
  * and the decode budget, else -1 and a sentence for people in msg. */
 int lr_json_check_answer(const char *s, size_t n, int max_depth, size_t max_response_bytes, char *msg,
                          size_t msgn);
-
-/* A chat request body before it is sent: 0 when it is one JSON object within
- * max_depth, with valid UTF-8 strings and a non-empty "messages" array; else
- * -1 and a sentence in msg naming the field ("messages[2].content is not
- * valid UTF-8 (byte 17)": arrays counted from 1, bytes of the decoded string). */
-int lr_json_check_request(const char *s, size_t n, int max_depth, char *msg, size_t msgn);
 
 #endif

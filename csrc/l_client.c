@@ -40,7 +40,7 @@ static lr_client *check_client(lua_State *L) {
 }
 
 /* submit(body, model|nil, tokens, timeout|nil, deadline_in_s|nil, priority|nil, stream|nil, only|nil,
- *        headers|nil) -> id. only: the endpoints the request may use (1-based numbers, one a byte);
+ *        headers|nil, api|nil) -> id. api: "chat" (nil), "embeddings", "responses", "completions". only: the endpoints the request may use (1-based numbers, one a byte);
  * headers: the request's own "Name: value" lines (checked by lua/llmrelay/reqopts.lua). */
 static int l_submit(lua_State *L) {
   lr_client *c = check_client(L);
@@ -66,8 +66,9 @@ static int l_submit(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  int by_only;
-  uint64_t allowed = lr_relay_only(lr_client_serving(c, model, mlen), (const unsigned char *)only, olen, &by_only);
+  lr_api api = lrl_check_api(L, 11);
+  int why;
+  uint64_t allowed = lrl_request_allowed(lr_client_relay(c), model, mlen, api, only, olen, &why);
   lr_call *call = lr_client_submit(c, body, len, model, mlen, allowed, tokens, timeout, deadline, priority, stream,
                                    hdrs, n_hdrs);
   if (!call) {
@@ -75,8 +76,7 @@ static int l_submit(lua_State *L) {
     lua_pushliteral(L, "out of memory");
     return 2;
   }
-  if (by_only) lr_relay_explain_only(&call->req);
-  lrl_route_request(lr_client_relay(c), &call->req, model, mlen, only, olen);
+  lrl_route_request(lr_client_relay(c), &call->req, model, mlen, api, only, olen, why);
   lua_pushnumber(L, (lua_Number)call->id);
   return 1;
 }

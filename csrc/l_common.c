@@ -107,8 +107,33 @@ static int open_list(lua_State *L, int t, int i, const char *k, int max) {
 
 static void read_endpoint(lua_State *L, int t, int i, lr_client_endpoint *ep, const char **hdr, scratch *s) {
   lua_getfield(L, t, "url");
-  const char *url = luaL_checkstring(L, -1);
-  ep->url = keep(L, s, url, NULL, NULL);
+  ep->urls[LR_API_CHAT] = keep(L, s, luaL_checkstring(L, -1), NULL, NULL);
+  lua_pop(L, 1);
+  lua_getfield(L, t, "urls"); /* { [api] = URL }: the other apis' (config.lua derives them) */
+  int has_urls = lua_istable(L, -1);
+  for (int a = 1; a < LR_API__COUNT; a++) {
+    ep->urls[a] = ep->urls[LR_API_CHAT];
+    if (!has_urls) continue;
+    lua_getfield(L, -1, lr_api_name((lr_api)a));
+    if (lua_isstring(L, -1)) ep->urls[a] = keep(L, s, lua_tostring(L, -1), NULL, NULL);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  ep->policy.apis = 0; /* every api, unless endpoints[i].apis lists some */
+  lua_getfield(L, t, "apis");
+  if (lua_istable(L, -1)) {
+    int na = (int)lrc_rawlen(L, -1);
+    for (int k = 1; k <= na; k++) {
+      lua_rawgeti(L, -1, k);
+      size_t alen;
+      const char *name = lua_tolstring(L, -1, &alen);
+      int a = name ? lr_api_find(name, alen) : -1;
+      if (a < 0) luaL_error(L, "endpoints[%d].apis[%d] must name an api", i + 1, k);
+      ep->policy.apis |= 1u << a;
+      lua_pop(L, 1);
+    }
+    if (!ep->policy.apis) luaL_error(L, "endpoints[%d].apis must not be empty", i + 1);
+  }
   lua_pop(L, 1);
   int nh = 0;
   lua_getfield(L, t, "api_key");

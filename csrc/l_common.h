@@ -47,9 +47,21 @@ void lrl_push_result(lua_State *L, lr_relay *rl, const lr_req *r, int extra_fiel
 /* Routing (csrc/l_route.c). Reads the normalized config's models, prices
  * and fallbacks (cfg at idx) into the relay's pool and fallbacks. */
 void lrl_read_routes(lua_State *L, int idx, lr_relay *rl);
-/* After lr_relay_submit: gives the request r its logical model (model, mlen
- * as submitted; NULL none) and opts.endpoints restriction (as lr_relay_only). */
-void lrl_route_request(lr_relay *rl, lr_req *r, const char *model, size_t mlen, const char *only, size_t olen);
+/* The api named by Lua argument i: nil is "chat"; another name raises. */
+lr_api lrl_check_api(lua_State *L, int i);
+/* Before lr_relay_submit: the endpoints a new request may use, those serving
+ * its model (model, mlen as submitted; NULL none) and api within its
+ * opts.endpoints (only, as lr_relay_only). *why: 0, or LRL_EMPTY_BY_ONLY /
+ * LRL_EMPTY_BY_API when that alone left none. */
+#define LRL_EMPTY_BY_ONLY 1
+#define LRL_EMPTY_BY_API 2
+uint64_t lrl_request_allowed(lr_relay *rl, const char *model, size_t mlen, lr_api api, const char *only, size_t olen,
+                             int *why);
+/* After lr_relay_submit: gives the request r its logical model, api and
+ * opts.endpoints restriction (fallbacks keep within them), and the message
+ * that names why no endpoint may take it (why: lrl_request_allowed's). */
+void lrl_route_request(lr_relay *rl, lr_req *r, const char *model, size_t mlen, lr_api api, const char *only,
+                       size_t olen, int why);
 /* Sets field "model" of the table on top to the logical model's name (nothing for -1). */
 void lrl_set_model(lua_State *L, lr_relay *rl, int model);
 /* Pushes the logical model's name, or nil. */

@@ -9,6 +9,7 @@
 #include "answer.h"
 #include "compat.h"
 #include "jsoncheck.h"
+#include "reqcheck.h"
 #include "l_common.h"
 
 /* core.json_object_ok(body, max_response_bytes|nil) -> true | false, why: whether a 2xx body is
@@ -27,13 +28,14 @@ static int l_json_object_ok(lua_State *L) {
   return 2;
 }
 
-/* core.check_request(body) -> true | nil, why: a request body no server could answer well
- * (not a JSON object, invalid UTF-8, no messages), named by its field */
+/* core.check_request(body, api|nil) -> true | nil, why: a request body no server could answer
+ * well (not a JSON object, invalid UTF-8, no messages for chat, no input for embeddings or
+ * Responses, no prompt for completions), named by its field */
 static int l_check_request(lua_State *L) {
   size_t n;
   const char *b = luaL_checklstring(L, 1, &n);
   char msg[256];
-  if (lr_json_check_request(b, n, LR_MAX_JSON_DEPTH, msg, sizeof msg) == 0) {
+  if (lr_json_check_request(b, n, lrl_check_api(L, 2), LR_MAX_JSON_DEPTH, msg, sizeof msg) == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -65,13 +67,12 @@ static int l_json_member(lua_State *L) {
   return 1;
 }
 
-/* core.estimate_tokens(body) -> the tokens a request is expected to cost:
- * a quarter of its bytes plus its top-level max_completion_tokens (else
- * max_tokens) */
+/* core.estimate_tokens(body, api|nil) -> the tokens a request is expected to cost:
+ * a quarter of its bytes plus the output it may ask for (reqcheck.h) */
 static int l_estimate_tokens(lua_State *L) {
   size_t n;
   const char *b = luaL_checklstring(L, 1, &n);
-  lua_pushnumber(L, lr_json_estimate_tokens(b, n));
+  lua_pushnumber(L, lr_json_estimate_tokens(b, n, lrl_check_api(L, 2)));
   return 1;
 }
 

@@ -92,7 +92,8 @@ static int l_new(lua_State *L) {
 }
 
 /* submit(model|nil, tokens, timeout|nil, deadline|nil (absolute, the caller's clock), priority|nil,
- *        only|nil) -> id. only: the endpoints the request may use (1-based numbers, one a byte). */
+ *        only|nil, api|nil) -> id. only: the endpoints the request may use (1-based numbers, one a byte);
+ *        api: "chat" (nil), "embeddings", "responses" or "completions". */
 static int l_submit(lua_State *L) {
   relay_ud *ud = check_relay(L);
   size_t mlen = 0;
@@ -121,12 +122,11 @@ static int l_submit(lua_State *L) {
   }
   q->used = 1;
   uintptr_t id = (uintptr_t)q->index + 1;
-  int by_only;
-  uint64_t allowed = lr_relay_only(lr_pool_serving(lr_relay_pool(ud->rl), model, mlen), (const unsigned char *)only,
-                                   olen, &by_only);
+  lr_api api = lrl_check_api(L, 8);
+  int why;
+  uint64_t allowed = lrl_request_allowed(ud->rl, model, mlen, api, only, olen, &why);
   lr_relay_submit(ud->rl, &q->req, allowed, tokens, deadline, timeout, priority, (void *)id);
-  lrl_route_request(ud->rl, &q->req, model, mlen, only, olen);
-  if (by_only) lr_relay_explain_only(&q->req);
+  lrl_route_request(ud->rl, &q->req, model, mlen, api, only, olen, why);
   lua_pushnumber(L, (lua_Number)id);
   return 1;
 oom:

@@ -84,10 +84,32 @@ void lrl_read_routes(lua_State *L, int idx, lr_relay *rl) {
   read_fallbacks(L, idx, "context_window_fallbacks", 1, rl);
 }
 
-void lrl_route_request(lr_relay *rl, lr_req *r, const char *model, size_t mlen, const char *only, size_t olen) {
+lr_api lrl_check_api(lua_State *L, int i) {
+  if (lua_isnoneornil(L, i)) return LR_API_CHAT;
+  size_t n;
+  const char *s = luaL_checklstring(L, i, &n);
+  int api = lr_api_find(s, n);
+  if (api < 0) luaL_argerror(L, i, "api must be \"chat\", \"embeddings\", \"responses\" or \"completions\"");
+  return (lr_api)api;
+}
+
+uint64_t lrl_request_allowed(lr_relay *rl, const char *model, size_t mlen, lr_api api, const char *only, size_t olen,
+                             int *why) {
+  lr_pool *p = lr_relay_pool(rl);
+  uint64_t serving = lr_pool_serving(p, model, mlen), both = serving & lr_pool_serving_api(p, api);
+  int by_only;
+  uint64_t allowed = lr_relay_only(both, (const unsigned char *)only, olen, &by_only);
+  *why = serving && !both ? LRL_EMPTY_BY_API : by_only ? LRL_EMPTY_BY_ONLY : 0;
+  return allowed;
+}
+
+void lrl_route_request(lr_relay *rl, lr_req *r, const char *model, size_t mlen, lr_api api, const char *only,
+                       size_t olen, int why) {
   int none;
   lr_relay_route(r, lr_models_find(&lr_relay_pool(rl)->models, model, mlen),
                  lr_relay_only(~(uint64_t)0, (const unsigned char *)only, olen, &none));
+  lr_relay_route_api(r, api, lr_pool_serving_api(lr_relay_pool(rl), api), why == LRL_EMPTY_BY_API);
+  if (why == LRL_EMPTY_BY_ONLY) lr_relay_explain_only(r);
 }
 
 void lrl_set_model(lua_State *L, lr_relay *rl, int model) {

@@ -33,6 +33,8 @@ void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy str
     lr_ratelearn_init(&e->learnt);
     lr_breaker_init(&e->breaker, bcfg);
     lr_limiter_init(&e->limiter, eps[i].rpm, eps[i].tpm, now);
+    for (int a = 0; a < LR_API__COUNT; a++)
+      if (!eps[i].apis || (eps[i].apis & (1u << a))) p->by_api[a] |= (uint64_t)1 << i;
   }
 }
 
@@ -424,6 +426,10 @@ int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n) {
 void lr_pool_free(lr_pool *p) {
   for (int i = 0; i < p->n; i++) lr_ratelearn_free(&p->ep[i].learnt);
   lr_models_free(&p->models);
+}
+
+uint64_t lr_pool_serving_api(const lr_pool *p, int api) {
+  return api >= 0 && api < LR_API__COUNT ? p->by_api[api] : 0;
 }
 
 uint64_t lr_pool_serving(const lr_pool *p, const char *model, size_t len) {

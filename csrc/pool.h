@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "breaker.h"
 #include "hints.h"
 #include "limiter.h"
@@ -97,6 +98,7 @@ typedef struct lr_pool {
   double bare_burst; /* the bucket the pool's first bare 429 measured (0: none yet): a prior for the others */
   lr_breaker_cfg breaker_cfg;
   lr_models models; /* the logical models, which endpoints serve each and under what name */
+  uint64_t by_api[LR_API__COUNT]; /* the endpoints serving each api, as bit masks */
 } lr_pool;
 
 /* Per-endpoint settings for lr_pool_init. */
@@ -104,6 +106,7 @@ typedef struct lr_endpoint_cfg {
   double weight;
   int max_concurrency;
   double rpm, tpm; /* 0 = no limit */
+  unsigned apis;   /* a bit (1u << lr_api) per api it serves; 0: every api */
 } lr_endpoint_cfg;
 
 void lr_pool_init(lr_pool *p, const lr_endpoint_cfg *eps, int n, lr_strategy strategy,
@@ -116,6 +119,8 @@ int lr_pool_set_models(lr_pool *p, int i, const char *const *models, int n);
 void lr_pool_free(lr_pool *p);
 /* The endpoints that serve the logical model `model` (NULL: any model), as a bit mask. */
 uint64_t lr_pool_serving(const lr_pool *p, const char *model, size_t len);
+/* The endpoints that serve api (an lr_api), as a bit mask. */
+uint64_t lr_pool_serving_api(const lr_pool *p, int api);
 
 /* Is endpoint i usable now for a request of `tokens`? If not, *usable_at is
  * the earliest moment it may be (INFINITY when only a release frees it) and

@@ -229,6 +229,14 @@ void lr_relay_route(lr_req *r, int model, uint64_t only) {
   r->only = only;
 }
 
+void lr_relay_route_api(lr_req *r, int api, uint64_t by_api, int model_served) {
+  r->api = api;
+  r->only &= by_api;
+  if (r->state == LR_REQ_DONE && r->kind == LR_E_INVALID_REQUEST && model_served)
+    snprintf(r->message, sizeof r->message, "no endpoint serves the %s api (see endpoints[i].apis)",
+             lr_api_name((lr_api)api));
+}
+
 const char *lr_relay_wire_model(lr_relay *rl, const lr_req *r, int i, size_t *len) {
   return lr_models_wire(&rl->pool.models, i, r->model, len);
 }

@@ -48,6 +48,7 @@ typedef struct lr_req {
                                it is sent for now: its original one, or a fallback */
   lr_verdict verdict;       /* after a report: what the attempt said about its endpoint's health */
   int probe;                /* SENDING: the attempt is a half-open breaker probe */
+  int api;                  /* its lr_api: the path it goes to on each endpoint (lr_relay_route_api) */
   void *udata;              /* the executor's */
 
   /* Private to relay.c. */
@@ -125,6 +126,10 @@ void lr_relay_submit(lr_relay *rl, lr_req *r, uint64_t allowed, double tokens, d
  * index, -1 none) and the endpoints it may use at all (all ones: any),
  * which a fallback's model is served within. */
 void lr_relay_route(lr_req *r, int model, uint64_t only);
+/* Right after lr_relay_route: the request is for api (an lr_api), which only
+ * the endpoints in by_api serve (a fallback's model too); when none of the
+ * endpoints serving its model does, its message says so. */
+void lr_relay_route_api(lr_req *r, int api, uint64_t by_api, int model_served);
 /* The fallbacks between models (fallback.h), which the relay owns. */
 lr_fallbacks *lr_relay_fallbacks(lr_relay *rl);
 /* The name a SENDING request's body must carry on endpoint i (*len its

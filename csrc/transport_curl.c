@@ -173,8 +173,10 @@ lr_client *lr_client_new(const lr_client_cfg *cfg, const lr_client_endpoint *eps
   if (!c->relay) goto oom;
   c->n_ep = n;
   for (int i = 0; i < n; i++) {
-    c->ep[i].url = dupstr(eps[i].url);
-    if (!c->ep[i].url) goto oom;
+    for (int a = 0; a < LR_API__COUNT; a++) {
+      c->ep[i].urls[a] = dupstr(eps[i].urls[a]);
+      if (!c->ep[i].urls[a]) goto oom;
+    }
     for (int k = 0; k < eps[i].n_headers; k++) {
       struct curl_slist *l = curl_slist_append(c->ep[i].headers, eps[i].headers[k]);
       if (!l) goto oom;
@@ -232,7 +234,7 @@ void lr_client_free(lr_client *c) {
   free(c->free_slots);
   free(c->ready);
   for (int i = 0; i < c->n_ep; i++) {
-    free(c->ep[i].url);
+    for (int a = 0; a < LR_API__COUNT; a++) free(c->ep[i].urls[a]);
     curl_slist_free_all(c->ep[i].headers);
   }
   lr_relay_free(c->relay);
@@ -243,10 +245,6 @@ void lr_client_free(lr_client *c) {
 }
 
 lr_relay *lr_client_relay(lr_client *c) { return c->relay; }
-
-uint64_t lr_client_serving(lr_client *c, const char *model, size_t len) {
-  return lr_pool_serving(lr_relay_pool(c->relay), model, len);
-}
 
 long lr_client_pending(lr_client *c) { return lr_relay_active(c->relay) + c->n_done; }
 

@@ -45,8 +45,6 @@ lr_client *lr_client_new(const lr_client_cfg *cfg, const lr_client_endpoint *eps
 void lr_client_free(lr_client *c);
 lr_relay *lr_client_relay(lr_client *c);
 
-/* Endpoints that serve this model (NULL: any). */
-uint64_t lr_client_serving(lr_client *c, const char *model, size_t len);
 
 /* A request's own header lines: at most this many. */
 #define LR_MAX_REQUEST_HEADERS 64

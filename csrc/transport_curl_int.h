@@ -42,7 +42,7 @@ typedef struct lr_transfer {
 } lr_transfer;
 
 typedef struct client_endpoint {
-  char *url;
+  char *urls[LR_API__COUNT]; /* by lr_api */
   struct curl_slist *headers;
 } client_endpoint;
 

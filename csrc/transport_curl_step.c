@@ -99,8 +99,9 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
     return -1;
   }
   char *url = NULL; /* libcurl copies CURLOPT_URL */
-  if (strstr(c->ep[i].url, "{model}")) {
-    url = lr_url_expand(c->ep[i].url, wire, wlen);
+  const char *ep_url = c->ep[i].urls[(unsigned)call->req.api < LR_API__COUNT ? call->req.api : LR_API_CHAT];
+  if (strstr(ep_url, "{model}")) {
+    url = lr_url_expand(ep_url, wire, wlen);
     if (!url) {
       lr_tc_transfer_put(c, x);
       return -1;
@@ -121,7 +122,7 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   lr_hints_init(&x->hints);
   double t = call->req.attempt_timeout_s;
   x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;
-  curl_easy_setopt(e, CURLOPT_URL, url ? url : c->ep[i].url);
+  curl_easy_setopt(e, CURLOPT_URL, url ? url : ep_url);
   free(url);
   if (call->headers) {
     x->headers = merged_headers(c->ep[i].headers, call->headers);

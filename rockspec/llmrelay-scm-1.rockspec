@@ -43,6 +43,7 @@ build = {
     ["llmrelay.reqopts"] = "lua/llmrelay/reqopts.lua",
     ["llmrelay.route"] = "lua/llmrelay/route.lua",
     ["llmrelay.budget"] = "lua/llmrelay/budget.lua",
+    ["llmrelay.apis"] = "lua/llmrelay/apis.lua",
     ["llmrelay.cli"] = "lua/llmrelay/cli.lua",
     ["llmrelay.cli_fleet"] = "lua/llmrelay/cli_fleet.lua",
     ["llmrelay.cli_budget"] = "lua/llmrelay/cli_budget.lua",
@@ -60,7 +61,7 @@ build = {
     ["llmrelay.resty.gateway"] = "lua/llmrelay/resty/gateway.lua",
     ["llmrelay.core"] = {
       sources = {
-        "csrc/errors.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
+        "csrc/errors.c", "csrc/api.c", "csrc/reqcheck.c", "csrc/backoff.c", "csrc/hints.c", "csrc/breaker.c", "csrc/limiter.c", "csrc/ratelearn.c",
         "csrc/jsoncheck.c", "csrc/jsonmodel.c", "csrc/models.c", "csrc/fallback.c", "csrc/pool.c", "csrc/queue.c", "csrc/classify.c", "csrc/sse.c", "csrc/answer.c", "csrc/evbuf.c", "csrc/outcome.c", "csrc/shared.c", "csrc/relay.c", "csrc/scrub.c", "csrc/http1.c", "csrc/resp.c", "csrc/fleet.c", "csrc/urlenc.c",
         "csrc/clock.c", "csrc/sock.c", "csrc/transport_curl.c", "csrc/transport_curl_step.c", "csrc/l_common.c", "csrc/l_route.c", "csrc/l_fleet.c", "csrc/l_client.c", "csrc/l_relay.c", "csrc/l_util.c", "csrc/l_scrub.c", "csrc/l_http1.c", "csrc/l_json.c",
         "csrc/l_resp.c", "csrc/l_redis.c", "csrc/llmrelay_core.c",

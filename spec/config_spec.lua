@@ -53,6 +53,9 @@ describe("config.validate", function()
       name = "localhost:8080", base_url = "http://localhost:8080",
       url = "http://localhost:8080/chat/completions", weight = 1, rpm = 0, tpm = 0,
       max_concurrency = 0, models = {}, headers = {}, path = "/chat/completions", auth = "bearer",
+      paths = { embeddings = "/embeddings", responses = "/responses", completions = "/completions" },
+      urls = { chat = "http://localhost:8080/chat/completions", embeddings = "http://localhost:8080/embeddings",
+               responses = "http://localhost:8080/responses", completions = "http://localhost:8080/completions" },
     }, ep)
     assert.is_nil(ep.api_key)
     assert.equal("weighted", n.strategy)

@@ -497,10 +497,12 @@ local CHECK = {
     return q
   end,
   auth = function(v, path, _, _, out) return dialect.check_auth(v == nil and "bearer" or v, path, fail, out.headers) end,
+  api_paths = function(v, path, _, _, out) return dialect.check_paths(v, path, fail, out) end,
+  apis = function(v, path) return dialect.check_apis(v, path, fail) end,
 }
 -- Types whose checker also decides what a missing value becomes.
 local NIL_TOO = { base_url = true, models = true, headers = true, secret_headers = true, cap = true,
-                  url_path = true, auth = true }
+                  url_path = true, auth = true, api_paths = true }
 for _, f in ipairs(schema.fields) do
   if not CHECK[f.type] and not (NUMBERS[f.type] and NUMBERS[f.type].desc) then
     error("llmrelay.schema: " .. f.path .. " has an unknown type " .. tostring(f.type))

@@ -3,7 +3,9 @@
 -- totals per endpoint and model behind status()[i].cost, metrics() and batch summaries.
 -- Prices are USD per 1M tokens; prompt tokens the server says were cached
 -- (usage.prompt_tokens_details.cached_tokens) are charged at cached_input, the rest of the
--- prompt at input, completion tokens at output. No usage or no price: no cost.
+-- prompt at input, completion tokens at output. No usage or no price: no cost. Every api
+-- is priced alike: Responses' input_tokens/output_tokens (input_tokens_details.cached_tokens)
+-- count as prompt/completion tokens; embeddings have prompt tokens only.
 
 local core = require "llmrelay.core"
 
@@ -41,7 +43,8 @@ function _M.tokens(text)
   if n == 0 then return nil end
   prompt, completion = prompt or 0, completion or 0
   local cached = 0
-  local details = json_member(json_member(text, "usage"), "prompt_tokens_details")
+  local u = json_member(text, "usage")
+  local details = json_member(u, "prompt_tokens_details") or json_member(u, "input_tokens_details") -- Responses
   local c = details and find(details, "^{") and tonumber(json_member(details, "cached_tokens") or "")
   if c and c > 0 and c == floor(c) then cached = c < prompt and c or prompt end
   return { input = prompt - cached, output = completion, cached_input = cached }

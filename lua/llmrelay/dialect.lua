@@ -78,6 +78,65 @@ function _M.check_auth(v, path, fail, headers)
   return v
 end
 
+-- The apis (csrc/api.h) and the path each has in OpenAI's layout.
+_M.APIS = { "chat", "embeddings", "responses", "completions" }
+local SUFFIX = { chat = "/chat/completions", embeddings = "/embeddings", responses = "/responses",
+                 completions = "/completions" }
+_M.SUFFIX = SUFFIX
+
+-- The path of `api` on an endpoint whose chat path is chat_path: a chat path
+-- ending in /chat/completions gives the same prefix (Azure's
+-- /openai/deployments/{model}/chat/completions -> /openai/deployments/{model}/embeddings);
+-- any other gives OpenAI's layout right after base_url ("/embeddings").
+function _M.derive_path(chat_path, api)
+  return (chat_path:match("^(.*)/chat/completions$") or "") .. SUFFIX[api]
+end
+
+local function show_key(k)
+  return type(k) == "string" and format("%q", k) or tostring(k)
+end
+
+-- endpoints[i].paths: (value, path, fail, out) -> every other api's path (given or
+-- derived); sets out.urls = { [api] = base_url .. its path .. the query } (out.url is chat's).
+function _M.check_paths(v, path, fail, out)
+  if v ~= nil and type(v) ~= "table" then
+    fail(path .. " must be a table { embeddings =, responses =, completions = } of paths (got " .. type(v) .. ")")
+  end
+  for k in pairs(v or {}) do
+    if not SUFFIX[k] or k == "chat" then
+      fail(path .. " has no api " .. show_key(k) .. " (embeddings, responses, completions; chat's is endpoints[i].path)")
+    end
+  end
+  local query = find(out.url, "?", 1, true) and out.url:match("%?.*$") or ""
+  local paths, urls = {}, { chat = out.url }
+  for i = 2, #_M.APIS do
+    local api = _M.APIS[i]
+    local p = v and v[api]
+    if p ~= nil then p = _M.check_path(p, path .. "." .. api, fail) else p = _M.derive_path(out.path, api) end
+    paths[api], urls[api] = p, out.base_url .. p .. query
+  end
+  out.urls = urls
+  return paths
+end
+
+-- endpoints[i].apis: (value, path, fail) -> the list of api names it serves (nil: all).
+function _M.check_apis(v, path, fail)
+  if v == nil then return nil end
+  local what = ' must be a non-empty array of "chat", "embeddings", "responses", "completions"'
+  if type(v) ~= "table" or #v == 0 then fail(path .. what .. " (got " .. (type(v) == "table" and "an empty table" or type(v)) .. ")") end
+  local list, seen = {}, {}
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > #v or k % 1 ~= 0 then fail(path .. what .. " (unexpected key " .. show_key(k) .. ")") end
+  end
+  for i = 1, #v do
+    local a = v[i]
+    if not SUFFIX[a] then fail(path .. "[" .. i .. "]" .. what .. " (got " .. show_key(a) .. ")") end
+    if seen[a] then fail(path .. " names " .. show_key(a) .. " twice") end
+    seen[a], list[#list + 1] = true, a
+  end
+  return list
+end
+
 -- The header line that carries the key.
 function _M.auth_header(auth, key)
   if auth == "api-key" then return "api-key: " .. key end

@@ -6,13 +6,15 @@
 -- What an executor does: it moves bytes and time. It sends the attempts the
 -- core chooses, feeds what arrives (bytes, EOF, errors, timer expiries) to
 -- the core, and sleeps or wakes when the core says. Its methods:
---   x:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro) -> id | nil, err
+--   x:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro, api) -> id | nil, err
 --       starts a request; its result goes to `waiter` ({ inbox = {} }): the
 --       finished core result is appended to waiter.inbox, and waiter.ready is
 --       set when a stream has events to take. Seconds; deadline from now.
 --       ro (llmrelay.reqopts, or nil): ro.headers ("Name: value" lines) go
 --       with every attempt in place of the endpoint's of the same name;
 --       ro.only (endpoint numbers, one a byte) restricts where it may go.
+--       api: "chat" (nil), "embeddings", "responses", "completions": the
+--       path it goes to on each endpoint (the normalized endpoint's urls).
 --   x:wait(waiter, timeout)  waits until waiter.inbox holds a result or
 --       waiter.ready is set, or `timeout` seconds passed (nil: no limit);
 --       yields to llmrelay.run or nginx meanwhile, never spins.
@@ -83,9 +85,9 @@ local function drain(self)
   if self.notify then self.notify() end
 end
 
-function Curl:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro)
+function Curl:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro, api)
   local id, err = self.h:submit(body, model, tokens, timeout, deadline, priority, streamed, ro and ro.only,
-                                ro and ro.headers)
+                                ro and ro.headers, api)
   if not id then return nil, err end
   self.waiters[id] = waiter
   return id

@@ -14,6 +14,7 @@ local executor = require "llmrelay.executor"
 local cost = require "llmrelay.cost"
 local reqopts = require "llmrelay.reqopts"
 local budget = require "llmrelay.budget"
+local apis = require "llmrelay.apis"
 
 local type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber =
   type, pairs, ipairs, pcall, error, setmetatable, tostring, tonumber
@@ -139,17 +140,18 @@ end
 
 -- Starts a request whose result goes to `waiter`. -> id | nil, err: a message
 -- (the request is invalid), or an errors table of kind "budget" (budget.usd spent).
--- ro: the request's own headers and endpoints (llmrelay.reqopts), or nil.
-function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed, ro)
+-- ro: the request's own headers and endpoints (llmrelay.reqopts), or nil. api: "chat" (nil),
+-- "embeddings", "responses" or "completions" (llmrelay.apis): its path on the endpoint serving it.
+function Client:_submit(body, model, timeout, deadline, waiter, priority, streamed, ro, api)
   -- every path (requests, batches, CLI lines, gateway bodies) comes here: a
   -- body no server could answer well, or any body once the budget is spent,
   -- is refused before anything is sent
-  local ok, problem = core.check_request(body)
+  local ok, problem = core.check_request(body, api)
   if not ok then return nil, problem end
   local refused = self._budget and self._budget:refusal()
   if refused then return nil, refused end
-  local id, err = self._x:submit(body, model, estimate_tokens(body), timeout, deadline, priority, streamed, waiter,
-                                 ro)
+  local id, err = self._x:submit(body, model, estimate_tokens(body, api), timeout, deadline, priority, streamed, waiter,
+                                 ro, api)
   if id then self._ledger:remember(id, model) end
   return id, err
 end
@@ -301,11 +303,10 @@ end
 
 -- Encodes a request; a malformed one is a programmer mistake in chat_completion
 -- (raised) but data in a batch (returned as the message).
-local function encode_request(req, where)
+local function encode_request(req, where, api)
   if type(req) ~= "table" then return nil, where .. " must be a table (got " .. type(req) .. ")" end
-  if type(req.messages) ~= "table" then
-    return nil, where .. ".messages must be an array of messages (got " .. type(req.messages) .. ")"
-  end
+  local bad = apis.check_fields(req, where, api) -- messages, input or prompt
+  if bad then return nil, bad end
   if req.model ~= nil and type(req.model) ~= "string" then
     return nil, where .. ".model must be a string (got " .. type(req.model) .. ")"
   end
@@ -315,14 +316,14 @@ local function encode_request(req, where)
   return body
 end
 
-local function one(self, req, opts, fn)
+local function one(self, req, opts, fn, api)
   check_open(self, fn)
   local ro
   opts, ro = check_opts(self, opts, fn)
-  local body, msg = encode_request(req, "request")
+  local body, msg = encode_request(req, "request", api)
   if not body then error(fn .. ": " .. msg, 3) end
   local waiter = { inbox = {} }
-  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, nil, ro)
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, nil, ro, api)
   if not id then return nil, errors.submit_error(err) end
   local res = self:_result(await(self, waiter), ro)
   raise_callback_error(self)
@@ -333,6 +334,7 @@ end
 function Client:chat_completion(req, opts)
   return one(self, req, opts, "chat_completion")
 end
+apis.install(Client, one) -- embeddings, responses, completions, request (llmrelay.apis)
 
 local STREAM_OPTS = { on_delta = true }
 

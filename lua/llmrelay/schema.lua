@@ -78,6 +78,11 @@ _M.fields = {
     doc = "the request path after base_url; {model} becomes the request's model, percent-encoded" },
   { path = "endpoints[i].query", type = "url_query", shown = "none",
     doc = "{ [name] = value } appended, percent-encoded, to every request's URL" },
+  { path = "endpoints[i].paths", type = "api_paths", shown = "derived from path",
+    doc = "{ embeddings =, responses =, completions = }: each api's path; by default path with its "
+      .. "/chat/completions replaced (/embeddings ...), or OpenAI's layout after base_url" },
+  { path = "endpoints[i].apis", type = "apis", shown = "all four",
+    doc = "the apis it serves: \"chat\", \"embeddings\", \"responses\", \"completions\"" },
   { path = "endpoints[i].auth", type = "auth", default = "bearer",
     doc = "how the key is sent: \"bearer\" (Authorization: Bearer KEY) or \"api-key\" (api-key: KEY)" },
   { path = "strategy", type = "enum", values = { "weighted", "priority", "round_robin", "cost" },

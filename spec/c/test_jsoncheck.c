@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "answer.h"
 #include "jsoncheck.h"
+#include "reqcheck.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -384,7 +385,7 @@ TEST(answer_check_names_the_fault) {
 
 static void request_case(const char *body, int want, const char *want_msg) {
   char msg[256] = "";
-  int r = lr_json_check_request(body, strlen(body), 512, msg, sizeof msg);
+  int r = lr_json_check_request(body, strlen(body), LR_API_CHAT, 512, msg, sizeof msg);
   if (r != want || (want_msg && strcmp(msg, want_msg) != 0))
     fprintf(stderr, "  request %s -> %d \"%s\"\n", body, r, msg);
   CHECK(r == want);
@@ -420,7 +421,7 @@ TEST(request_check_names_the_field) {
   if (!body) abort();
   int len = snprintf(body, n + 32, "{\"messages\":%.*s}", (int)n, deep);
   char msg[256];
-  CHECK(lr_json_check_request(body, (size_t)len, 512, msg, sizeof msg) == -1);
+  CHECK(lr_json_check_request(body, (size_t)len, LR_API_CHAT, 512, msg, sizeof msg) == -1);
   CHECK(strcmp(msg, "the request nests deeper than 512 arrays or objects") == 0);
   free(deep);
   free(body);
@@ -429,7 +430,7 @@ TEST(request_check_names_the_field) {
   body = malloc(n + 32);
   if (!body) abort();
   len = snprintf(body, n + 32, "{\"messages\":%.*s}", (int)n, deep);
-  CHECK(lr_json_check_request(body, (size_t)len, 512, msg, sizeof msg) == -1);
+  CHECK(lr_json_check_request(body, (size_t)len, LR_API_CHAT, 512, msg, sizeof msg) == -1);
   CHECK(strncmp(msg, "messages[1][1]", 14) == 0 && strstr(msg, "...") && strstr(msg, "(byte 1)"));
   free(deep);
   free(body);
@@ -464,13 +465,67 @@ TEST(member_finds_the_last_top_level_value) {
 
 TEST(token_estimate_reads_only_top_level_limits) {
   const char *a = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\\"max_tokens\\\": 500\"}],\"max_tokens\":7}";
-  CHECK_NEAR(lr_json_estimate_tokens(a, strlen(a)), (double)(strlen(a) / 4) + 7, 1e-9);
+  CHECK_NEAR(lr_json_estimate_tokens(a, strlen(a), LR_API_CHAT), (double)(strlen(a) / 4) + 7, 1e-9);
   const char *b = "{\"max_tokens\":7,\"max_completion_tokens\":100,\"messages\":[]}";
-  CHECK_NEAR(lr_json_estimate_tokens(b, strlen(b)), (double)(strlen(b) / 4) + 100, 1e-9);
+  CHECK_NEAR(lr_json_estimate_tokens(b, strlen(b), LR_API_CHAT), (double)(strlen(b) / 4) + 100, 1e-9);
   const char *c = "{\"messages\":[{\"content\":\"max_tokens\"}],\"max_tokens\":\"many\"}";
-  CHECK_NEAR(lr_json_estimate_tokens(c, strlen(c)), (double)(strlen(c) / 4), 1e-9);
+  CHECK_NEAR(lr_json_estimate_tokens(c, strlen(c), LR_API_CHAT), (double)(strlen(c) / 4), 1e-9);
   CHECK(lr_json_whole("12", 2) == 12 && lr_json_whole("1.5", 3) == -1 && lr_json_whole("", 0) == -1);
   CHECK(lr_json_whole("1234567890123456", 16) == -1); /* more than 15 digits: not taken */
+}
+
+static int check_api(lr_api api, const char *body, const char *want) {
+  char msg[256] = "";
+  int r = lr_json_check_request(body, strlen(body), api, 512, msg, sizeof msg);
+  if (!want) return r == 0;
+  if (r != -1 || strcmp(msg, want) != 0) fprintf(stderr, "    got: %s\n", msg);
+  return r == -1 && strcmp(msg, want) == 0;
+}
+
+TEST(each_api_has_its_required_field) {
+  CHECK(check_api(LR_API_EMBEDDINGS, "{\"model\":\"e\",\"input\":\"hi\"}", NULL));
+  CHECK(check_api(LR_API_EMBEDDINGS, "{\"input\":[\"a\",\"b\"]}", NULL));
+  CHECK(check_api(LR_API_EMBEDDINGS, "{\"input\":[[1,2]]}", NULL));
+  CHECK(check_api(LR_API_EMBEDDINGS, "{\"messages\":[{}]}",
+                  "input is required (a non-empty string or array of strings or tokens)"));
+  CHECK(check_api(LR_API_EMBEDDINGS, "{\"input\":\"\"}",
+                  "input must be a non-empty string or array of strings or tokens (got an empty string)"));
+  CHECK(check_api(LR_API_EMBEDDINGS, "{\"input\":[]}",
+                  "input must be a non-empty string or array of strings or tokens (got an empty array)"));
+  CHECK(check_api(LR_API_RESPONSES, "{\"input\":\"hi\"}", NULL));
+  CHECK(check_api(LR_API_RESPONSES, "{\"input\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL));
+  CHECK(check_api(LR_API_RESPONSES, "{\"input\":7}",
+                  "input must be a non-empty string or array of input items (got a number)"));
+  CHECK(check_api(LR_API_RESPONSES, "{\"messages\":[{}]}",
+                  "input is required (a non-empty string or array of input items)"));
+  CHECK(check_api(LR_API_COMPLETIONS, "{\"prompt\":\"\"}", NULL));
+  CHECK(check_api(LR_API_COMPLETIONS, "{\"prompt\":{}}",
+                  "prompt must be a string or a non-empty array of strings or tokens (got an empty object: an empty "
+                  "Lua table encodes as {})"));
+  CHECK(check_api(LR_API_COMPLETIONS, "{\"model\":\"m\"}",
+                  "prompt is required (a string or a non-empty array of strings or tokens)"));
+  CHECK(check_api(LR_API_CHAT, "{\"input\":\"hi\"}", "messages is required (a non-empty array of messages)"));
+  CHECK(check_api(LR_API_CHAT, "{\"messages\":\"hi\"}", "messages must be a non-empty array of messages (got a string)"));
+  CHECK(check_api(LR_API__COUNT, "{}", "unknown api"));
+  CHECK(lr_api_find("responses", 9) == LR_API_RESPONSES && lr_api_find("chat2", 5) == -1);
+  CHECK(strcmp(lr_api_name(LR_API_EMBEDDINGS), "embeddings") == 0);
+}
+
+TEST(each_api_estimates_its_own_output) {
+  const char *e = "{\"input\":\"hello there\",\"max_tokens\":500}";
+  CHECK_NEAR(lr_json_estimate_tokens(e, strlen(e), LR_API_EMBEDDINGS), (double)(strlen(e) / 4), 1e-9);
+  const char *r = "{\"input\":\"hi\",\"max_tokens\":9,\"max_output_tokens\":300}";
+  CHECK_NEAR(lr_json_estimate_tokens(r, strlen(r), LR_API_RESPONSES), (double)(strlen(r) / 4) + 300, 1e-9);
+  const char *c = "{\"prompt\":\"hi\",\"max_completion_tokens\":9,\"max_tokens\":40}";
+  CHECK_NEAR(lr_json_estimate_tokens(c, strlen(c), LR_API_COMPLETIONS), (double)(strlen(c) / 4) + 40, 1e-9);
+}
+
+TEST(responses_usage_counts_as_prompt_and_completion) {
+  double p, c, t;
+  const char *r = "{\"object\":\"response\",\"usage\":{\"input_tokens\":5,\"output_tokens\":7,\"total_tokens\":12}}";
+  CHECK(lr_answer_usage(r, strlen(r), &p, &c, &t) == 0 && p == 5 && c == 7 && t == 12);
+  const char *e = "{\"object\":\"list\",\"usage\":{\"prompt_tokens\":4,\"total_tokens\":4}}";
+  CHECK(lr_answer_usage(e, strlen(e), &p, &c, &t) == 0 && p == 4 && c == -1 && t == 4);
 }
 
 TEST(usage_reads_the_answers_counts) {
@@ -488,6 +543,9 @@ TEST(usage_reads_the_answers_counts) {
 int main(void) {
   RUN(member_finds_the_last_top_level_value);
   RUN(token_estimate_reads_only_top_level_limits);
+  RUN(each_api_has_its_required_field);
+  RUN(each_api_estimates_its_own_output);
+  RUN(responses_usage_counts_as_prompt_and_completion);
   RUN(usage_reads_the_answers_counts);
   RUN(valid_corpus);
   RUN(invalid_numbers);

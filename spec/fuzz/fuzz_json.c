@@ -5,6 +5,7 @@
 #include "fuzz.h"
 #include "answer.h"
 #include "jsoncheck.h"
+#include "reqcheck.h"
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -54,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t off = 0, len = 0;
     double pt, ct, tt;
     if (lr_json_member(s, size, "k", 1, &off, &len) == 0) REQUIRE(off <= size && len <= size - off);
-    REQUIRE(lr_json_estimate_tokens(s, size) >= (double)(size / 4));
+    REQUIRE(lr_json_estimate_tokens(s, size, LR_API_CHAT) >= (double)(size / 4));
     if (lr_answer_usage(s, size, &pt, &ct, &tt) == 0) REQUIRE(pt >= -1 && ct >= -1 && tt >= -1);
     /* an error body's code, type and param: spans of string or number members, in bounds */
     lr_upstream_error e;
@@ -76,9 +77,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* the request check answers every input with a bounded sentence */
   char msg[96];
   memset(msg, 'x', sizeof msg);
-  int req = lr_json_check_request(s, size, 64, msg, sizeof msg);
-  REQUIRE(req == 0 || (req == -1 && memchr(msg, 0, sizeof msg)));
-  if (req == 0) REQUIRE(valid && object);
+  for (int api = 0; api < LR_API__COUNT; api++) { /* each api's check, and its estimate */
+    memset(msg, 'x', sizeof msg);
+    int req = lr_json_check_request(s, size, (lr_api)api, 64, msg, sizeof msg);
+    REQUIRE(req == 0 || (req == -1 && memchr(msg, 0, sizeof msg)));
+    if (req == 0) REQUIRE(valid && object);
+    if (valid) REQUIRE(lr_json_estimate_tokens(s, size, (lr_api)api) >= (double)(size / 4));
+  }
 
   if (size > (1 << 16)) return 0;
   /* white space around it changes nothing, in either direction */

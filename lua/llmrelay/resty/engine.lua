@@ -63,10 +63,17 @@ function _M.new(cfg, fleet)
                       "User-Agent: " .. cfg.user_agent }
     if ep.api_key then headers[#headers + 1] = dialect.auth_header(ep.auth, ep.api_key) end
     for _, h in ipairs(ep.headers or {}) do headers[#headers + 1] = h[1] .. ": " .. h[2] end
-    -- a path with {model} gets its head per model (prefix_for), the same URL the libcurl executor builds
-    local templated = ep.url:find("{model}", 1, true) ~= nil
-    eps[i] = { target = target, prefix = not templated and http.head_prefix(target, headers) or nil,
-               headers = headers, templated = templated, by_model = templated and {} or nil, n_models = 0,
+    -- each api's URL (endpoints[i].url is chat's, .urls the others'); a path with {model} gets its
+    -- head per model (prefix_for), the same URL the libcurl executor builds
+    local by_api = {}
+    for _, api in ipairs(dialect.APIS) do
+      local url = ep.urls and ep.urls[api] or ep.url
+      local t = http.parse_url(url)
+      local templated = url:find("{model}", 1, true) ~= nil
+      by_api[api] = { target = t, prefix = not templated and http.head_prefix(t, headers) or nil,
+                      templated = templated, by_model = templated and {} or nil, n_models = 0 }
+    end
+    eps[i] = { by_api = by_api, headers = headers,
                pool = "llmrelay:" .. target.scheme .. ":" .. target.host .. ":" .. target.port
                  .. (cfg.tls.insecure and ":noverify" or "") }
   end
@@ -174,14 +181,14 @@ end
 -- submit(body, model, tokens, timeout, deadline (seconds from now), priority, stream, waiter, ro) -> id | nil, err
 -- The relay decides at once: the first attempt is queued for the waiter.
 -- ro: the request's own headers and endpoints (llmrelay.reqopts), or nil.
-function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro)
+function Engine:submit(body, model, tokens, timeout, deadline, priority, streamed, waiter, ro, api)
   local perr = _M.phase_error()
   if perr then return nil, perr end
   local rl = relay(self)
-  local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority, ro and ro.only)
+  local id, err = rl:submit(model, tokens, timeout, deadline and now() + deadline, priority, ro and ro.only, api)
   if not id then return nil, err end
   self.calls[id] = { id = id, body = body, model = model, tokens = tokens or 0, stream = streamed and true or false,
-                     headers = ro and ro.headers }
+                     headers = ro and ro.headers, api = api or "chat" }
   self.waiters[id] = waiter
   self:drive()
   return id
@@ -190,8 +197,8 @@ end
 -- The request head up to Content-Length for a call with its own header
 -- lines: endpoint ep's lines less those the call sets, then the call's
 -- (made once per endpoint the call tries).
-local function call_prefix(ep, i, call, wire)
-  local key = ep.templated and i .. " " .. (wire or "") or i
+local function call_prefix(ep, ap, i, call, wire)
+  local key = call.api .. " " .. i .. (ap.templated and " " .. (wire or "") or "")
   local done = call.prefixes and call.prefixes[key]
   if done then return done end
   local own, lines = {}, {}
@@ -201,8 +208,8 @@ local function call_prefix(ep, i, call, wire)
     if not own[lower(match(line, "^[^:]+"))] then lines[#lines + 1] = line end
   end
   for k = 1, #call.headers do lines[#lines + 1] = call.headers[k] end
-  local target = ep.target
-  if ep.templated then target = { host_header = target.host_header, path = dialect.expand(target.path, wire or "") } end
+  local target = ap.target
+  if ap.templated then target = { host_header = target.host_header, path = dialect.expand(target.path, wire or "") } end
   local prefix = http.head_prefix(target, lines)
   call.prefixes = call.prefixes or {}
   call.prefixes[key] = prefix
@@ -229,15 +236,15 @@ end
 -- The request head of endpoint ep for this model, when its path has {model}:
 -- kept for at most MAX_PREFIXES models, made afresh for any other.
 local MAX_PREFIXES = 64
-local function prefix_for(ep, model)
+local function prefix_for(ap, headers, model)
   local m = model or ""
-  local prefix = ep.by_model[m]
+  local prefix = ap.by_model[m]
   if prefix then return prefix end
-  local t = ep.target
+  local t = ap.target
   local target = { host_header = t.host_header, path = dialect.expand(t.path, m) }
-  prefix = http.head_prefix(target, ep.headers)
-  if ep.n_models < MAX_PREFIXES then
-    ep.by_model[m], ep.n_models = prefix, ep.n_models + 1
+  prefix = http.head_prefix(target, headers)
+  if ap.n_models < MAX_PREFIXES then
+    ap.by_model[m], ap.n_models = prefix, ap.n_models + 1
   end
   return prefix
 end
@@ -247,6 +254,7 @@ local function attempt(self, call)
   local rl, id, i = self.rl, call.id, call.ep
   local p = private[self]
   local ep, cfg = p.eps[i], p.cfg
+  local ap = ep.by_api[call.api] -- the api's URL on this endpoint
   local store, probe = self.store, false
   local t = now()
   if store then
@@ -281,7 +289,8 @@ local function attempt(self, call)
   end
   local fault, fault_text, fault_kind, fault_msg
   local res = http.post {
-    target = ep.target, prefix = call.headers and call_prefix(ep, i, call, wire) or ep.prefix or prefix_for(ep, wire),
+    target = ap.target,
+    prefix = call.headers and call_prefix(ep, ap, i, call, wire) or ap.prefix or prefix_for(ap, ep.headers, wire),
     body = body,
     connect_timeout = cfg.timeout.connect, first_byte_timeout = cfg.timeout.first_byte,
     idle_timeout = cfg.timeout.idle, deadline = t + call.tmo, total_timeout = call.tmo,
