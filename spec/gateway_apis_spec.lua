@@ -17,6 +17,22 @@ local function decode(body)
   return v
 end
 
+-- The events of an SSE body: { event = name or nil, data = text }, in order.
+local function sse_events(body)
+  local list = {}
+  for block in (body .. "\n\n"):gmatch("(.-)\n\n") do
+    local ev = {}
+    for line in block:gmatch("[^\n]+") do
+      local name = line:match("^event: ?(.*)$")
+      local d = line:match("^data: ?(.*)$")
+      if name then ev.event = name end
+      if d then ev.data = (ev.data and ev.data .. "\n" or "") .. d end
+    end
+    if ev.data then list[#list + 1] = ev end
+  end
+  return list
+end
+
 -- The value of one series in a Prometheus text, or nil.
 local function sample(text, series)
   for line in text:gmatch("[^\n]+") do
@@ -86,6 +102,40 @@ describe("gateway beyond chat", function()
     return req(url(path, i), { method = "POST", headers = H, body = cjson.encode(doc) })
   end
 
+  -- every answer through the pool: the dead endpoint refused, "good" answered with its request id
+  -- (a stream's headers go out with its first event, before the attempt has ended: no X-LLMRelay-Endpoint)
+  local function assert_good(code, body, headers, streamed)
+    assert.equals(200, code, body)
+    if not streamed then assert.equals("good", headers["x-llmrelay-endpoint"], body) end
+    assert.is_truthy((headers["x-request-id"] or ""):match("^good%-%d+$"), tostring(headers["x-request-id"]))
+  end
+
+  it("answers chat, embeddings, Responses and completions through a pool whose first endpoint is down", function()
+    local code, body, headers = post("/v1/chat/completions", { model = "gpt-x", messages = { { role = "user", content = "hi" } } })
+    assert_good(code, body, headers)
+    assert.equals("chat.completion", decode(body).object)
+
+    code, body, headers = post("/v1/embeddings", { model = "gpt-x", input = { "a", "b" } })
+    assert_good(code, body, headers)
+    local doc = decode(body)
+    assert.equals("list", doc.object)
+    assert.equals("embedding", doc.data[1].object)
+    assert.is_number(doc.data[1].embedding[1])
+
+    code, body, headers = post("/v1/responses", { model = "gpt-x", input = "hello" })
+    assert_good(code, body, headers)
+    doc = decode(body)
+    assert.equals("response", doc.object)
+    assert.equals("completed", doc.status)
+    assert.equals("echo: hello", doc.output[1].content[1].text)
+
+    code, body, headers = post("/v1/completions", { model = "gpt-x", prompt = "say" })
+    assert_good(code, body, headers)
+    doc = decode(body)
+    assert.equals("text_completion", doc.object)
+    assert.equals("echo: say", doc.choices[1].text)
+  end)
+
   it("refuses a body without its route's field, before sending it", function()
     local before = good:stats().requests
     for path, doc in pairs { ["/v1/embeddings"] = { model = "gpt-x" }, ["/v1/responses"] = { model = "gpt-x" },
@@ -99,6 +149,20 @@ describe("gateway beyond chat", function()
     assert.equals(405, code)
     code = req(url("/v1/responses"), { method = "POST", body = '{"input":"x"}' })
     assert.equals(401, code)
+  end)
+
+  it("relays a streamed completion as data: chunks ending with [DONE]", function()
+    local code, body, headers = post("/v1/completions", { model = "gpt-x", prompt = "more words", stream = true })
+    assert_good(code, body, headers, true)
+    local evs = sse_events(body)
+    assert.equals("[DONE]", evs[#evs].data)
+    local text = {}
+    for i = 1, #evs - 1 do
+      local d = decode(evs[i].data)
+      assert.equals("text_completion", d.object)
+      text[#text + 1] = d.choices[1].text
+    end
+    assert.equals("echo: more words", table.concat(text))
   end)
 
   it("/metrics counts every worker's traffic, whichever worker answers the scrape", function()

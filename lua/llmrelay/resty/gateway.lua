@@ -329,6 +329,9 @@ local function streamed(client, body, model, deadline, api)
     end
     evs, r = stream.await(client, id, waiter)
   end
+  -- the whole stream may end before a first take: its events come with the
+  -- result, whose request id and endpoint go out with them
+  if r.events and #r.events > 0 and not started then start(r) end
   if r.events then emit(r.events) end
   if r.ok then
     if not started then start(r) end
