@@ -31,6 +31,19 @@ lr_stream_event_class lr_answer_classify(const lr_sse_event *ev, int done) {
   return LR_SEV_DATA;
 }
 
+int lr_answer_event_type(const lr_sse_event *ev, const char **type, size_t *len) {
+  if (ev->event_len && !(ev->event_len == 7 && !memcmp(ev->event, "message", 7))) {
+    *type = ev->event;
+    *len = ev->event_len;
+    return 0;
+  }
+  size_t off, n;
+  if (lr_json_member(ev->data, ev->data_len, "type", 4, &off, &n) != 0 || n < 2 || ev->data[off] != '"') return -1;
+  *type = ev->data + off + 1;
+  *len = n - 2;
+  return 0;
+}
+
 int lr_answer_has_finish_reason(const char *b, size_t n) {
   static const char key[] = "\"finish_reason\"";
   const char *p = b, *end = b + n;
@@ -120,6 +133,12 @@ lr_error_kind lr_answer_fault(lr_stream_fault f, size_t max_event, char *buf, si
   case LR_SF_TOO_BIG:
     snprintf(buf, n, "a stream event exceeds %zu bytes", max_event);
     return LR_E_HTTP;
+  case LR_SF_RESP_FAILED: /* the server failed this response: another endpoint may not */
+    snprintf(buf, n, "the Responses stream ended with response.failed");
+    return LR_E_SERVER_ERROR;
+  case LR_SF_RESP_INCOMPLETE: /* the server stopped it (max_output_tokens, content_filter): final, as a cut */
+    snprintf(buf, n, "the Responses stream ended with response.incomplete");
+    return LR_E_STREAM_INTERRUPTED;
   case LR_SF_NOMEM:
     snprintf(buf, n, "out of memory while reading the stream");
     return LR_E_CONNECT;

@@ -12,7 +12,18 @@
 #define LR_MAX_JSON_DEPTH 512
 
 /* What can end a stream early, found while decoding it. */
-typedef enum { LR_SF_NONE, LR_SF_ERROR_EVENT, LR_SF_BAD_EVENT, LR_SF_TOO_BIG, LR_SF_NOMEM } lr_stream_fault;
+typedef enum {
+  LR_SF_NONE,
+  LR_SF_ERROR_EVENT,     /* an "error" event, or {"error": ...} */
+  LR_SF_BAD_EVENT,       /* data that is not a JSON object */
+  LR_SF_TOO_BIG,
+  LR_SF_RESP_FAILED,     /* Responses: a response.failed event */
+  LR_SF_RESP_INCOMPLETE, /* Responses: a response.incomplete event */
+  LR_SF_NOMEM
+} lr_stream_fault;
+/* The faults whose event's data is kept (fault_text) for the error's body. */
+#define LR_SF_KEEPS_TEXT(f) \
+  ((f) == LR_SF_ERROR_EVENT || (f) == LR_SF_BAD_EVENT || (f) == LR_SF_RESP_FAILED || (f) == LR_SF_RESP_INCOMPLETE)
 
 /* The cap on one SSE event: 4 MiB, and never more than the whole answer may be. */
 size_t lr_answer_max_event(size_t max_response_bytes);
@@ -30,6 +41,9 @@ typedef enum {
 
 /* How to take event ev of a stream that has (done = 1) or has not seen [DONE]. */
 lr_stream_event_class lr_answer_classify(const lr_sse_event *ev, int done);
+/* The type of a Responses stream event: its event: field, else its data's
+ * top-level "type" string (raw, between the quotes). 0, or -1 when neither. */
+int lr_answer_event_type(const lr_sse_event *ev, const char **type, size_t *len);
 /* Some "finish_reason" of the chunk is not null: the answer is complete. */
 int lr_answer_has_finish_reason(const char *b, size_t n);
 /* usage.total_tokens of a (valid JSON) answer or chunk, or -1. */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsoncheck.h"
+
 int lr_evq_push(lr_evq *q, const char *data, size_t n) {
   size_t need = q->len + 4 + n;
   if (n > UINT32_MAX || need < n) return -1;
@@ -47,6 +49,7 @@ void lr_evq_free(lr_evq *q) {
 
 void lr_evstream_init(lr_evstream *s, size_t max_event) {
   lr_sse_init(&s->sse, max_event);
+  s->api = LR_API_CHAT;
   s->saw_done = s->saw_finish = 0;
   s->fault = LR_SF_NONE;
   s->usage = -1;
@@ -76,9 +79,34 @@ static int stop(lr_evstream *s, int fault, const char *text, size_t n) {
   return 1;
 }
 
+#define IS(t, n, lit) ((n) == sizeof lit - 1 && memcmp((t), lit, sizeof lit - 1) == 0)
+
+/* A Responses event: named, no [DONE]; complete only after response.completed
+ * (its usage inside "response"); response.failed and .incomplete end it. */
+static int on_responses_event(feed_ctx *f, const lr_sse_event *ev) {
+  lr_evstream *s = f->s;
+  if (s->saw_done || ev->data_len == 0 || ev->done) return 0; /* after the end, keep-alives, a stray [DONE] */
+  const char *t;
+  size_t n;
+  int typed = lr_answer_event_type(ev, &t, &n) == 0;
+  if (typed && IS(t, n, "error")) return stop(s, LR_SF_ERROR_EVENT, ev->data, ev->data_len);
+  if (lr_json_check_object(ev->data, ev->data_len, LR_MAX_JSON_DEPTH) != 0)
+    return stop(s, LR_SF_BAD_EVENT, ev->data, ev->data_len);
+  if (typed && IS(t, n, "response.failed")) return stop(s, LR_SF_RESP_FAILED, ev->data, ev->data_len);
+  if (typed && IS(t, n, "response.incomplete")) return stop(s, LR_SF_RESP_INCOMPLETE, ev->data, ev->data_len);
+  if (typed && IS(t, n, "response.completed")) {
+    s->saw_done = 1;
+    double u = lr_answer_usage_tokens(ev->data, ev->data_len);
+    if (u >= 0) s->usage = u;
+  }
+  if (lr_evq_push(f->q, ev->data, ev->data_len) != 0) return stop(s, LR_SF_NOMEM, NULL, 0);
+  return 0;
+}
+
 static int on_event(void *ud, const lr_sse_event *ev) {
   feed_ctx *f = ud;
   lr_evstream *s = f->s;
+  if (s->api == LR_API_RESPONSES) return on_responses_event(f, ev);
   switch (lr_answer_classify(ev, s->saw_done)) {
   case LR_SEV_DONE:
     s->saw_done = 1;

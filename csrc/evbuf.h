@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "answer.h"
+#include "api.h"
 #include "errors.h"
 #include "sse.h"
 
@@ -28,6 +29,7 @@ void lr_evq_free(lr_evq *q);
 
 typedef struct lr_evstream {
   lr_sse sse;
+  int api;         /* an lr_api (init: chat); LR_API_RESPONSES reads named events, kept across resets */
   int saw_done, saw_finish;
   int fault;       /* an lr_stream_fault; sticks until reset (an executor may store its own codes above LR_SF_NOMEM) */
   double usage;    /* usage.total_tokens of the last chunk that carried it; < 0 none */
@@ -43,7 +45,8 @@ void lr_evstream_free(lr_evstream *s);
 /* Decodes bytes: data events go to q, the rest is noted in s. Returns
  * s->fault (LR_SF_NONE: go on). Once a fault is set, nothing more is read. */
 int lr_evstream_feed(lr_evstream *s, lr_evq *q, const char *b, size_t n);
-/* The stream so far is a whole answer: [DONE] or a finish_reason came, no fault. */
+/* The stream so far is a whole answer, no fault: for Responses a
+ * response.completed event came; for the others [DONE] or a finish_reason. */
 int lr_evstream_complete(const lr_evstream *s);
 
 #endif

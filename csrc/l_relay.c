@@ -354,7 +354,8 @@ typedef struct {
   int live;
 } decoder_ud;
 
-static const char *fault_names[] = {NULL, "error_event", "bad_event", "too_big", "nomem"}; /* by lr_stream_fault */
+static const char *fault_names[] = {NULL,           "error_event",         "bad_event", "too_big",
+                                    "response_failed", "response_incomplete", "nomem"}; /* by lr_stream_fault */
 
 static decoder_ud *check_decoder_at(lua_State *L, int idx) {
   decoder_ud *d = luaL_checkudata(L, idx, DECODER_MT);
@@ -364,16 +365,19 @@ static decoder_ud *check_decoder_at(lua_State *L, int idx) {
 
 static decoder_ud *check_decoder(lua_State *L) { return check_decoder_at(L, 1); }
 
-/* core.stream_decoder(max_response_bytes|nil) -> decoder; one event may take
- * that much, and at most 4 MiB (lr_answer_max_event) */
+/* core.stream_decoder(max_response_bytes|nil, api|nil) -> decoder; one event may take
+ * that much, and at most 4 MiB (lr_answer_max_event); api: "responses" reads
+ * named events (evbuf.h), the others chat's chunks */
 static int l_decoder_new(lua_State *L) {
   size_t max = lr_answer_max_event(SIZE_MAX);
   if (!lua_isnoneornil(L, 1)) {
     lua_Number v = luaL_checknumber(L, 1);
     if (v < (lua_Number)max) max = v < 1 ? 1 : (size_t)v;
   }
+  lr_api api = lrl_check_api(L, 2);
   decoder_ud *d = lrl_new_object(L, sizeof *d, DECODER_MT);
   lr_evstream_init(&d->es, max);
+  d->es.api = api;
   d->live = 1;
   return 1;
 }
@@ -381,7 +385,8 @@ static int l_decoder_new(lua_State *L) {
 /* feed(bytes) -> events, fault|nil, fault_text|nil, kind|nil, message|nil
  * events: the data of each chunk for the caller (JSON object texts). fault:
  * "error_event" (the server failed mid-stream), "bad_event" (not a JSON
- * object), "too_big" (an event over the cap), "nomem". A fault sticks.
+ * object), "too_big" (an event over the cap), "response_failed",
+ * "response_incomplete" (Responses: the server ended it so), "nomem". A fault sticks.
  * kind, message: the attempt's outcome it makes (lr_answer_fault). */
 static int l_decoder_feed(lua_State *L) {
   decoder_ud *d = check_decoder(L);
@@ -393,7 +398,7 @@ static int l_decoder_feed(lua_State *L) {
   lr_evq_clear(&d->q);
   if (fault == LR_SF_NONE) return 1;
   lua_pushstring(L, fault_names[fault]);
-  if (fault != was && (fault == LR_SF_ERROR_EVENT || fault == LR_SF_BAD_EVENT))
+  if (fault != was && LR_SF_KEEPS_TEXT(fault))
     lua_pushlstring(L, d->es.fault_text, d->es.fault_text_len);
   else
     lua_pushnil(L);
@@ -412,7 +417,8 @@ static int l_decoder_state(lua_State *L) {
   return 3;
 }
 
-/* complete() -> whether the stream so far is a whole answer ([DONE] or a finish_reason came) */
+/* complete() -> whether the stream so far is a whole answer ([DONE] or a finish_reason came;
+ * Responses: response.completed) */
 static int l_decoder_complete(lua_State *L) {
   decoder_ud *d = check_decoder(L);
   lr_sse_finish(&d->es.sse);

@@ -71,6 +71,7 @@ void lr_outcome_shape(const lr_attempt_facts *f, lr_outcome *o, char *msg, size_
     lr_sse_finish(&s->sse); /* an event without its blank line is no event */
     o->body_ok = lr_evstream_complete(s);
     if (o->body_ok) o->usage_tokens = s->usage;
+    else if (s->api == LR_API_RESPONSES) snprintf(msg, msglen, "the Responses stream ended before response.completed");
     else snprintf(msg, msglen, "the stream ended without [DONE] or a finish_reason");
   } else {
     const char *b = f->body ? f->body : "";

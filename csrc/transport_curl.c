@@ -109,7 +109,7 @@ static size_t stream_body(lr_transfer *x, const char *data, size_t n) {
   lr_call *call = x->call;
   long before = call->ev.n;
   int fault = lr_evstream_feed(&x->es, &call->ev, data, n);
-  if (fault == LR_SF_ERROR_EVENT || fault == LR_SF_BAD_EVENT)
+  if (LR_SF_KEEPS_TEXT(fault))
     lr_tc_keep_error_text(call, x->es.fault_text, x->es.fault_text_len);
   if (call->ev.n > before && !call->notified && ready_push(x->client, call) != 0) x->es.fault = LR_SF_NOMEM;
   return x->es.fault == LR_SF_NONE ? n : 0; /* 0 aborts the transfer; x->es.fault says why */

@@ -119,6 +119,7 @@ static int transfer_start(lr_client *c, lr_call *call, double now) {
   x->stream_bytes = 0;
   x->last_read_at = now;
   lr_evstream_reset(&x->es);
+  x->es.api = call->req.api; /* Responses streams end on their own events */
   lr_hints_init(&x->hints);
   double t = call->req.attempt_timeout_s;
   x->first_byte_deadline = now + c->cfg.first_byte_timeout_s;

@@ -133,18 +133,99 @@ describe("client apis (libcurl executor)", function()
   end)
 end)
 
+local function read_stream(st)
+  local types = {}
+  while true do
+    local ev, err = st:next()
+    if not ev then return types, err end
+    types[#types + 1] = ev.type or ev.object
+  end
+end
+
+describe("Responses and completions streams (libcurl executor)", function()
+  after_each(function() mock.stop_all() end)
+
+  it("a streamed Responses call fails over past a refused endpoint and yields typed events", function()
+    local m = mock.start { name = "s" }
+    local c = llmrelay.new(pool(m))
+    local deltas = {}
+    local st = c:stream({ model = "m", input = "one two three" },
+                        { api = "responses", on_delta = function(t) deltas[#deltas + 1] = t end })
+    local types, err = read_stream(st)
+    assert.is_nil(err)
+    assert.equal("response.created", types[1])
+    assert.equal("response.completed", types[#types])
+    assert.equal("echo: one two three", st:text())
+    assert.equal(st:text(), table.concat(deltas))
+    assert.equal("good", st._llmrelay.endpoint)
+    assert.is_table(st.usage)
+    assert.near((st.usage.input_tokens + 2 * st.usage.output_tokens) / 1e6, st._llmrelay.cost, 1e-12)
+    assert.equal(1, m:stats().paths["/v1/responses"])
+    local ct = c:stream({ model = "m", prompt = "a b" }, { api = "completions" })
+    types, err = read_stream(ct)
+    assert.is_nil(err)
+    assert.equal("text_completion", types[1])
+    assert.equal("echo: a b", ct:text())
+    assert.is_true(ct._llmrelay.cost > 0)
+    assert.has_error(function() c:stream({ model = "m", input = "x" }, { api = "embeddings" }) end)
+    assert.has_error(function() c:stream({ model = "m" }, { api = "responses" }) end)
+  end)
+
+  local function one_shot(flags)
+    local m = mock.start(flags)
+    local c = llmrelay.new { endpoints = { { base_url = m.url } }, retry = { max_attempts = 1 } }
+    local st = c:stream({ model = "m", input = "one two three" }, { api = "responses" })
+    local types, err = read_stream(st)
+    return types, err, st
+  end
+
+  it("a cut before response.completed is stream_interrupted with the text so far", function()
+    local types, err = one_shot { name = "cut", stream_cut_after = 2 }
+    assert.equal("stream_interrupted", err.kind)
+    assert.equal("echo: ", err.partial)
+    assert.is_nil(table.concat(types, ","):find("response.completed", 1, true))
+    types, err = one_shot { name = "end", stream_end_after = 3 } -- a clean close, no terminal event
+    assert.equal("stream_interrupted", err.kind)
+    assert.is_string(err.partial)
+  end)
+
+  it("response.failed, response.incomplete and error events end it with an error naming them", function()
+    local _, err = one_shot { name = "failed", responses_status = "failed" }
+    assert.equal("stream_interrupted", err.kind)
+    assert.matches("response.failed", err.message, 1, true)
+    assert.equal("response.failed", err.event)
+    assert.equal("server_error", err.code)
+    assert.equal("echo: one two three", err.partial)
+    _, err = one_shot { name = "incomplete", responses_status = "incomplete" }
+    assert.equal("stream_interrupted", err.kind)
+    assert.matches("response.incomplete", err.message, 1, true)
+    assert.equal("response.incomplete", err.event)
+    assert.equal("max_output_tokens", err.code)
+    _, err = one_shot { name = "error", stream_error_after = 2 }
+    assert.equal("stream_interrupted", err.kind)
+    assert.matches("error event", err.message, 1, true)
+    assert.equal("error", err.event)
+    assert.equal("server_error", err.code)
+  end)
+end)
+
 describe("client apis (OpenResty executor)", function()
   if not nginx.required(it, "apis spec (OpenResty)") then return end
   local m, n
   setup(function()
     assert(mock.run("make -s LUA=luajit >/dev/null"), "make LUA=luajit failed")
     m = mock.start { name = "r" }
+    local cut = mock.start { name = "rc", stream_cut_after = 2 }
+    local failed = mock.start { name = "rf", responses_status = "failed" }
+    local one = function(url) return { endpoints = { { base_url = url } }, retry = { max_attempts = 1 } } end
     n = nginx.start {
       init = ([[
         local llmrelay = require "llmrelay"
-        local cfg = require("cjson").decode(%q)
-        client = llmrelay.new(cfg)
-      ]]):format(cjson.encode(pool(m))),
+        local cjson = require "cjson"
+        client = llmrelay.new(cjson.decode(%q))
+        cut = llmrelay.new(cjson.decode(%q))
+        failed = llmrelay.new(cjson.decode(%q))
+      ]]):format(cjson.encode(pool(m)), cjson.encode(one(cut.url)), cjson.encode(one(failed.url))),
       http = [[
         server {
           listen 127.0.0.1:$PORT;
@@ -155,6 +236,19 @@ describe("client apis (OpenResty executor)", function()
             local resp, err = client:request(api, req)
             ngx.say(cjson.encode { ok = resp ~= nil, object = resp and resp.object, endpoint = resp and resp._llmrelay.endpoint,
               cost = resp and resp._llmrelay.cost, err = err and tostring(err) })
+          } }
+          location = /stream { content_by_lua_block {
+            local c = ({ client = client, cut = cut, failed = failed })[ngx.var.arg_c]
+            local st = c:stream({ model = "m", input = "one two three" }, { api = "responses" })
+            local types, err = {}
+            while true do
+              local ev, e = st:next()
+              if not ev then err = e break end
+              types[#types + 1] = ev.type
+            end
+            ngx.say(require("cjson").encode { types = types, text = st:text(), kind = err and err.kind,
+              message = err and err.message, partial = err and err.partial, event = err and err.event,
+              endpoint = st._llmrelay and st._llmrelay.endpoint, cost = st._llmrelay and st._llmrelay.cost })
           } }
         }
       ]],
@@ -179,5 +273,27 @@ describe("client apis (OpenResty executor)", function()
     assert.equal(1, paths["/v1/embeddings"])
     assert.equal(1, paths["/v1/responses"])
     assert.equal(1, paths["/v1/completions"])
+  end)
+
+  local function stream(c)
+    local code, body = nginx.curl(n.base .. "/stream?c=" .. c, { timeout = 10 })
+    assert.equal(200, code, body)
+    return cjson.decode(body)
+  end
+
+  it("a streamed Responses call fails over past a refused endpoint; cuts and response.failed are errors", function()
+    local r = stream("client")
+    assert.is_nil(r.kind, r.message)
+    assert.equal("response.completed", r.types[#r.types])
+    assert.equal("echo: one two three", r.text)
+    assert.equal("good", r.endpoint)
+    assert.is_true(r.cost > 0)
+    r = stream("cut")
+    assert.equal("stream_interrupted", r.kind)
+    assert.equal("echo: ", r.partial)
+    r = stream("failed")
+    assert.equal("stream_interrupted", r.kind)
+    assert.equal("response.failed", r.event)
+    assert.matches("response.failed", r.message, 1, true)
   end)
 end)

@@ -55,12 +55,21 @@ function _M.usd(p, t)
   return (t.input * p.input + t.output * p.output + t.cached_input * p.cached_input) / 1e6
 end
 
--- The last of a stream's events (JSON strings) reporting usage, else prev.
+-- The last of a stream's events (JSON strings) reporting usage, else prev: a
+-- chunk's top-level usage, or a Responses event's response.usage (then the
+-- "response" object is what is returned, its usage at the top).
 function _M.usage_event(events, prev)
   if not events then return prev end
   for i = 1, #events do
     local ev = events[i]
-    if find(ev, '"usage"', 1, true) and select("#", usage(ev)) > 0 then prev = ev end
+    if find(ev, '"usage"', 1, true) then
+      if select("#", usage(ev)) > 0 then
+        prev = ev
+      else
+        local r = json_member(ev, "response")
+        if r and find(r, "^{") and select("#", usage(r)) > 0 then prev = r end
+      end
+    end
   end
   return prev
 end

@@ -336,27 +336,27 @@ function Client:chat_completion(req, opts)
 end
 apis.install(Client, one) -- embeddings, responses, completions, request (llmrelay.apis)
 
-local STREAM_OPTS = { on_delta = true }
+local STREAM_OPTS = { on_delta = true, api = true }
 
 -- A streamed request's body: the caller's fields plus "stream": true and,
 -- unless the caller chose stream_options, include_usage (the final chunk
 -- then carries the usage, counted like a non-streamed answer's).
-local function encode_stream(req)
+local function encode_stream(req, api)
   if type(req) ~= "table" then return nil, "request must be a table (got " .. type(req) .. ")" end
   if req.stream ~= nil and req.stream ~= true then return nil, "request.stream must be true or nil" end
   local copy = {}
   for k, v in pairs(req) do copy[k] = v end
   copy.stream = nil
-  local body, msg = encode_request(copy, "request")
+  local body, msg = encode_request(copy, "request", api)
   if not body then return nil, msg end
-  copy.stream = true
-  if copy.stream_options == nil then copy.stream_options = { include_usage = true } end
+  copy.stream = true -- Responses report usage in response.completed, and take no stream_options
+  if copy.stream_options == nil and api ~= "responses" then copy.stream_options = { include_usage = true } end
   return encode(copy)
 end
 
 -- client:stream(req, opts) -> a stream (see lua/llmrelay/stream.lua):
 --   for chunk, err in client:stream(req) do ... end
--- opts: timeout, deadline, priority, headers, endpoints, on_delta = function(text).
+-- opts: timeout, deadline, priority, headers, endpoints, on_delta = function(text), api = "responses" | "completions".
 function Client:stream(req, opts)
   check_open(self, "stream")
   local ro
@@ -364,12 +364,13 @@ function Client:stream(req, opts)
   if opts.on_delta ~= nil and type(opts.on_delta) ~= "function" then
     error("stream: opts.on_delta must be a function", 2)
   end
-  local body, msg = encode_stream(req)
+  local api = apis.stream_api(opts.api)
+  local body, msg = encode_stream(req, api)
   if not body then error("stream: " .. msg, 2) end
   local waiter = { inbox = {} }
-  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, true, ro)
+  local id, err = self:_submit(body, req.model, opts.timeout, opts.deadline, waiter, opts.priority, true, ro, api)
   local st = stream.new(self, id, waiter, opts.on_delta, function(c, r) return make_error(c, r, ro) end,
-                        reqopts.scrubber(self._scrub, ro))
+                        reqopts.scrubber(self._scrub, ro), api)
   if not id then
     st._finished = true
     st._err = errors.submit_error(err)

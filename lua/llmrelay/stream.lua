@@ -1,4 +1,10 @@
--- Streamed chat completions: the object client:stream returns.
+-- Streamed chat completions, legacy completions and Responses: the object
+-- client:stream returns. A Responses stream (opts.api = "responses") yields
+-- its decoded events (tables with .type); the core ends it cleanly only after
+-- response.completed; response.failed and error events end it as
+-- "server_error", response.incomplete as "stream_interrupted" (err.partial: the
+-- text so far, the response.output_text.delta deltas), a cut before the terminal
+-- event as any stream's (csrc/evbuf.c).
 --
 -- The C core decodes the text/event-stream and keeps each attempt's events
 -- until this side takes them; until the first one is taken an attempt that
@@ -29,9 +35,11 @@ local _M = {}
 -- client: the llmrelay client; id: the core's request id; waiter: its waiter;
 -- on_delta: optional function(text); make_error(client, r): a core result -> err;
 -- scrub: the request's scrubber (llmrelay.reqopts.scrubber), for its request id.
-function _M.new(client, id, waiter, on_delta, make_error, scrub)
+-- api: nil (chat), "completions" or "responses".
+function _M.new(client, id, waiter, on_delta, make_error, scrub, api)
   local st = setmetatable({
     _client = client, _id = id, _waiter = waiter, _on_delta = on_delta, _make_error = make_error, _redact = scrub,
+    _api = api,
     _queue = {}, _qi = 1, _parts = {}, _finished = false,
     usage = nil, chunks = 0,
   }, Stream)
@@ -44,15 +52,19 @@ function _M.new(client, id, waiter, on_delta, make_error, scrub)
   return st
 end
 
--- The text of a chunk's first choice, if any.
+-- The text of a chunk's first choice (a completions chunk's choices[1].text), or a
+-- Responses output_text delta, if any.
 local function delta_text(chunk)
+  if chunk.type == "response.output_text.delta" then
+    return type(chunk.delta) == "string" and chunk.delta ~= "" and chunk.delta or nil
+  end
   local choices = chunk.choices
   if type(choices) ~= "table" then return nil end
   for i = 1, #choices do
     local c = choices[i]
     if type(c) == "table" and (c.index == nil or c.index == 0) then
       local d = c.delta
-      local t = type(d) == "table" and d.content
+      local t = type(d) == "table" and d.content or c.text
       if type(t) == "string" and t ~= "" then return t end
       return nil
     end
@@ -83,7 +95,9 @@ end
 
 -- A non-streamed answer to a streamed request (a server that ignored
 -- "stream": true) becomes one chunk carrying the whole message.
-local function as_chunk(resp)
+local function as_chunk(resp, api)
+  if api == "responses" then return { type = "response.completed", response = resp } end
+  if api == "completions" then return resp end
   local choices = {}
   if type(resp.choices) == "table" then
     for i, c in ipairs(resp.choices) do
@@ -98,6 +112,20 @@ local function as_chunk(resp)
 end
 
 _M.as_chunk = as_chunk
+
+-- A Responses stream's error: err.event names the event that ended it
+-- ("response.failed", "response.incomplete", "error") and err.code holds its
+-- code (response.error.code, incomplete_details.reason, an error event's code)
+-- when the core kept the event (r.error_body).
+local function responses_error(self, err, body)
+  local ev = decode((self._redact:json(body)))
+  if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
+  err.event = ev.type
+  local resp = type(ev.response) == "table" and ev.response or {}
+  local e, inc = resp.error, resp.incomplete_details
+  local code = (type(e) == "table" and e.code) or (type(inc) == "table" and inc.reason) or ev.code
+  if type(code) == "string" and err.code == nil then err.code = code end
+end
 
 -- The call is over: its last events, then success or the error. The
 -- request id is the answer's (the core's), else the one its events came with.
@@ -114,11 +142,12 @@ local function finish(self, r)
   if r.ok then
     if r.body and r.body ~= "" then
       local resp = decode(r.body)
-      if type(resp) == "table" then push(self, as_chunk(resp)) end
+      if type(resp) == "table" then push(self, as_chunk(resp, self._api)) end
     end
     return
   end
   self._err = self._make_error(client, r)
+  if self._api == "responses" and r.error_body then responses_error(self, self._err, r.error_body) end
 end
 
 -- The streaming loop, one for every reader of a stream (this file's
@@ -167,6 +196,8 @@ function Stream:next()
       self._qi = i + 1
       self.chunks = self.chunks + 1
       if chunk.usage ~= nil and chunk.usage ~= cjson.null then self.usage = chunk.usage end
+      local resp = chunk.type == "response.completed" and chunk.response
+      if type(resp) == "table" and type(resp.usage) == "table" then self.usage = resp.usage end
       local t = delta_text(chunk)
       if t then
         self._parts[#self._parts + 1] = t

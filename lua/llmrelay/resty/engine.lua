@@ -272,7 +272,7 @@ local function attempt(self, call)
   if call.stream then
     decoder = call.decoder
     if not decoder then
-      decoder = core.stream_decoder(cfg.max_response_bytes)
+      decoder = core.stream_decoder(cfg.max_response_bytes, call.api)
       call.decoder = decoder
     else
       decoder:reset()
