@@ -10,6 +10,7 @@ local nginx = require "spec.support.nginx"
 local load = require "spec.support.load"
 
 local req = load.request
+local node = require "spec.support.node"
 
 local function decode(body)
   local ok, v = pcall(cjson.decode, body)
@@ -45,11 +46,12 @@ end
 describe("gateway beyond chat", function()
   if not nginx.required(it, "gateway apis spec") then return end
 
-  local n, good, cut, dead
+  local n, good, cut, dead, sdk_script, sdk_why
   local H = { "Authorization: Bearer gw-key", "Content-Type: application/json" }
   local function url(path, i) return "http://127.0.0.1:" .. n.ports[i or 1] .. path end
 
   setup(function()
+    sdk_script, sdk_why = node.install()
     good = mock.start{ name = "good", models = { "gpt-x" } }
     cut = mock.start{ name = "cut", stream_cut_after = 2, stream_chunk_ms = 20 }
     dead = mock.free_port()
@@ -151,6 +153,24 @@ describe("gateway beyond chat", function()
     assert.equals(401, code)
   end)
 
+  it("relays a streamed Responses answer as named events, ending with response.completed", function()
+    local code, body, headers = post("/v1/responses", { model = "gpt-x", input = "streamed words", stream = true })
+    assert_good(code, body, headers, true)
+    assert.equals("text/event-stream", headers["content-type"])
+    local evs = sse_events(body)
+    assert.is_true(#evs >= 3, body)
+    local text = {}
+    for _, ev in ipairs(evs) do
+      assert.is_not_equal("[DONE]", ev.data, body)
+      local d = decode(ev.data)
+      assert.equals(d.type, ev.event, body) -- every event named as its type
+      if d.type == "response.output_text.delta" then text[#text + 1] = d.delta end
+    end
+    assert.equals("response.created", evs[1].event)
+    assert.equals("response.completed", evs[#evs].event)
+    assert.equals("echo: streamed words", table.concat(text))
+  end)
+
   it("relays a streamed completion as data: chunks ending with [DONE]", function()
     local code, body, headers = post("/v1/completions", { model = "gpt-x", prompt = "more words", stream = true })
     assert_good(code, body, headers, true)
@@ -163,6 +183,53 @@ describe("gateway beyond chat", function()
       text[#text + 1] = d.choices[1].text
     end
     assert.equals("echo: more words", table.concat(text))
+  end)
+
+  it("ends a Responses stream cut mid-way with an error event SDKs raise", function()
+    local code, body, headers = post("/v1/responses", { model = "gpt-x", input = "a long enough input", stream = true }, 2)
+    assert.equals(200, code, body)
+    assert.is_truthy((headers["x-request-id"] or ""):match("^cut%-%d+$"), tostring(headers["x-request-id"]))
+    local evs = sse_events(body)
+    assert.is_true(#evs >= 2, body)
+    local last = evs[#evs]
+    assert.equals("error", last.event, body)
+    local d = decode(last.data)
+    assert.equals("error", d.type)
+    assert.is_table(d.error, body)
+    assert.equals("stream_interrupted", d.error.code, body)
+    assert.equals("stream_interrupted", d.code, body)
+    for i = 1, #evs - 1 do assert.is_not_equal("response.completed", evs[i].event) end
+  end)
+
+  it("serves the official Node SDK's embeddings.create and responses.create (plain and stream: true)", function()
+    assert(sdk_script, sdk_why)
+    local r, out = node.run(sdk_script, url("/v1"), "gw-key", "gpt-x", "hi there", "apis")
+    assert.same({}, r.errors, out)
+    assert.is_true(r.embeddings.ok, out)
+    assert.equals("list", r.embeddings.object)
+    assert.equals(2, r.embeddings.count)
+    assert.equals(8, r.embeddings.dims)
+    assert.is_truthy(tostring(r.embeddings.request_id):match("^good%-%d+$"), out)
+    assert.equals("response", r.responses.object)
+    assert.equals("echo: hi there", r.responses.text)
+    assert.is_truthy(tostring(r.responses.request_id):match("^good%-%d+$"), out)
+    local s = r.responses_stream
+    assert.is_true(s.ok, out)
+    assert.equals("response.created", s.events[1])
+    assert.equals("response.completed", s.events[#s.events])
+    assert.equals("echo: hi there", s.text)
+    assert.equals("completed", s.status)
+    assert.is_truthy(tostring(s.request_id):match("^good%-%d+$"), out)
+  end)
+
+  it("makes the Node SDK raise when a streamed Response is cut mid-way", function()
+    assert(sdk_script, sdk_why)
+    local r, out = node.run(sdk_script, url("/v1", 2), "gw-key", "gpt-x", "a long enough input", "apis")
+    assert.is_false(r.responses_stream.ok, out)
+    assert.equals(1, #r.errors, out)
+    assert.equals("responses_stream", r.errors[1].step, out)
+    assert.equals("APIError", r.errors[1].name, out)
+    for _, ev in ipairs(r.responses_stream.events) do assert.is_not_equal("response.completed", ev) end
   end)
 
   it("/metrics counts every worker's traffic, whichever worker answers the scrape", function()
