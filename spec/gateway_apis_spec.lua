@@ -53,7 +53,7 @@ describe("gateway beyond chat", function()
   setup(function()
     sdk_script, sdk_why = node.install()
     good = mock.start{ name = "good", models = { "gpt-x" } }
-    cut = mock.start{ name = "cut", stream_cut_after = 2, stream_chunk_ms = 20 }
+    cut = mock.start{ name = "cut", models = { "gpt-x" }, stream_cut_after = 2, stream_chunk_ms = 20 }
     dead = mock.free_port()
     n = nginx.start{
       workers = 2,
@@ -151,6 +151,25 @@ describe("gateway beyond chat", function()
     assert.equals(405, code)
     code = req(url("/v1/responses"), { method = "POST", body = '{"input":"x"}' })
     assert.equals(401, code)
+  end)
+
+  it("passes the request's own upstream error on with its body, streamed or not", function()
+    -- the pool's one endpoint serves every model in its config; its server knows gpt-x only
+    for _, t in ipairs {
+      { "/v1/embeddings", { model = "nope", input = "x" } },
+      { "/v1/responses", { model = "nope", input = "x" } },
+      { "/v1/responses", { model = "nope", input = "x", stream = true } },
+      { "/v1/completions", { model = "nope", prompt = "x", stream = true } },
+    } do
+      local code, body, headers = post(t[1], t[2], 2)
+      assert.equals(404, code, t[1] .. ": " .. body)
+      assert.equals("application/json", headers["content-type"], body)
+      local e = decode(body).error
+      assert.equals("model_not_found", e.code, body)
+      assert.equals("invalid_request_error", e.type, body)
+      assert.is_truthy(e.message:find("nope", 1, true), body)
+      assert.is_truthy((headers["x-request-id"] or ""):match("^cut%-%d+$"), t[1] .. ": " .. tostring(headers["x-request-id"]))
+    end
   end)
 
   it("relays a streamed Responses answer as named events, ending with response.completed", function()
