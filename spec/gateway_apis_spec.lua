@@ -34,6 +34,21 @@ local function sse_events(body)
   return list
 end
 
+-- Every counter series of a Prometheus text -> value (but spent_usd_total, host-wide already).
+local function counters(text)
+  local out, counter = {}, false
+  for line in text:gmatch("[^\n]+") do
+    local name, kind = line:match("^# TYPE (%S+) (%a+)")
+    if name then
+      counter = kind == "counter" and name ~= "llmrelay_spent_usd_total"
+    elseif counter and line:sub(1, 1) ~= "#" then
+      local s, v = line:match("^(.*) (%S+)$")
+      if s then out[s] = tonumber(v) end
+    end
+  end
+  return out
+end
+
 -- The value of one series in a Prometheus text, or nil.
 local function sample(text, series)
   for line in text:gmatch("[^\n]+") do
@@ -291,6 +306,12 @@ describe("gateway beyond chat", function()
       own_dead = own_dead + (sample(text, 'llmrelay_requests_total{endpoint="dead"}') or 0)
     end
     assert.equals(2, #pids)
+    -- every counter series (requests, successes, failures, throttles, tokens ...), summed by hand
+    local want = {}
+    for _, text in pairs(own) do
+      for series, v in pairs(counters(text)) do want[series] = (want[series] or 0) + v end
+    end
+    assert.is_true(want['llmrelay_tokens_total{endpoint="good",model="gpt-x",kind="input"}'] > 0)
 
     -- every scrape, on either worker, sums both
     local served_by = {}
@@ -302,6 +323,7 @@ describe("gateway beyond chat", function()
       assert.equals(own_sent, requests, text)
       assert.equals(own_dead, sample(text, 'llmrelay_requests_total{endpoint="dead"}'), text)
       assert.equals(good:stats().requests, requests)
+      assert.same(want, counters(text))
       local _, h = req(url("/health"), { headers = H })
       served_by[decode(h).worker] = true
     end
