@@ -57,6 +57,7 @@ build = {
     ["llmrelay.redis"] = "lua/llmrelay/redis.lua",
     ["llmrelay.fleet"] = "lua/llmrelay/fleet.lua",
     ["llmrelay.resty.shared"] = "lua/llmrelay/resty/shared.lua",
+    ["llmrelay.resty.metrics"] = "lua/llmrelay/resty/metrics.lua",
     ["llmrelay.resty.engine"] = "lua/llmrelay/resty/engine.lua",
     ["llmrelay.resty.gateway"] = "lua/llmrelay/resty/gateway.lua",
     ["llmrelay.core"] = {

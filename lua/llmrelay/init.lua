@@ -74,6 +74,7 @@ function _M.new(user_cfg)
     _conc = cfg.concurrency,
     _ledger = cost.ledger(cfg.endpoints, spend), -- what answers cost, per endpoint and model
     _budget = spend,
+    _dict = cfg.shared_dict and { cfg.shared_dict, cfg.name }, -- a gateway's host-wide /metrics
   }, Client)
   if cfg.on_event then x:on_events(function() deliver_events(self) end) end
   return self
@@ -197,6 +198,9 @@ end
 function Client:_scrub_text(text)
   return self._scrub:text(text)
 end
+
+-- The lua_shared_dict's name and the pool's name, or nil (llmrelay.resty.metrics).
+function Client:_shared_dict() return (self._dict or {})[1], (self._dict or {})[2] end
 
 -- The configured model ids (a gateway's /models).
 function Client:_models()

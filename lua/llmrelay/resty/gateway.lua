@@ -8,11 +8,16 @@
 --
 -- Routes (matched on the end of the URI, so any location prefix works):
 --   POST .../chat/completions   JSON, or SSE passed on chunk by chunk ("stream": true)
+--   POST .../embeddings         JSON
+--   POST .../responses          JSON, or named SSE events (event: + data:) when streamed
+--   POST .../completions        JSON, or SSE as chat ("stream": true)
+--   each sent to the same path on an endpoint that serves it (the client's api)
 --   GET  .../models             the union of the pool's configured models
 --   GET  /health                status JSON (200 while some endpoint can serve, else 503):
 --                               status, worker, endpoints (an array), redis (a fleet's, if any),
 --                               budget ({ usd, spent }, if the pool has one)
---   GET  /metrics               Prometheus text
+--   GET  /metrics               Prometheus text; with the client's shared_dict its
+--                               counters are every worker's (llmrelay.resty.metrics)
 -- opts:
 --   keys         accepted gateway keys (Authorization: Bearer <key>, or api-key /
 --                x-api-key). Compared in constant time.
@@ -42,6 +47,7 @@ local ngx = ngx
 local cjson = require "cjson.safe"
 local stream = require "llmrelay.stream"
 local errors = require "llmrelay.errors"
+local host_metrics = require "llmrelay.resty.metrics"
 
 local bit = require "bit"
 local bxor, bor = bit.bxor, bit.bor
@@ -220,9 +226,9 @@ local function read_body()
 end
 
 
-local function complete(client, body, model, deadline)
+local function complete(client, body, model, deadline, api)
   local waiter = { inbox = {} }
-  local id, err = client:_submit(body, model, nil, deadline, waiter, nil, false)
+  local id, err = client:_submit(body, model, nil, deadline, waiter, nil, false, nil, api)
   if not id then return refused(client, err) end
   while not waiter.inbox[1] do client:_wait(waiter) end
   local res = client:_result(waiter.inbox[1])
@@ -247,14 +253,52 @@ local function sse(data)
   return "data: " .. data .. "\n\n"
 end
 
+-- A Responses event goes out named (event: its type), as OpenAI sends them:
+-- the SDKs' Responses streams dispatch on the name. The core hands the data
+-- only; every Responses event carries its name in "type".
+local function named_sse(data)
+  local ev = cjson.decode(data)
+  local name = type(ev) == "table" and ev.type
+  if type(name) ~= "string" or find(name, "[%c]") then return sse(data) end
+  return "event: " .. name .. "\n" .. sse(data)
+end
+
+-- What a stream that failed after its first event ends with: an error event
+-- that SDKs raise (data.error, as for chat); a Responses stream's is named
+-- "error" and has the Responses error event's own fields beside it.
+local function error_event(res, api)
+  local doc = upstream_doc(res.error, "api_error")
+  if api ~= "responses" then return sse(cjson.encode(doc)) end
+  local e = doc.error
+  doc.type, doc.code, doc.message, doc.param = "error", e.code, e.message, e.param
+  return "event: error\n" .. sse(cjson.encode(doc))
+end
+
+-- A server that ignored "stream": its whole answer as the stream's one
+-- event (chat: a chunk; Responses: response.completed; completions: the
+-- text_completion object, which is already a streamed chunk's shape).
+local function whole_answer(body, api)
+  local resp = cjson.decode(body)
+  if type(resp) ~= "table" then return nil end
+  if api == "responses" then
+    return named_sse(cjson.encode { type = "response.completed", response = resp })
+  elseif api == "completions" then
+    return sse(cjson.encode(resp))
+  end
+  return sse(cjson.encode(stream.as_chunk(resp)))
+end
+
 -- Streamed: nothing is sent until the first event, so a failure before it
 -- (every endpoint down) is still a proper HTTP error; after it a failure
--- becomes an error event, which SDKs raise, never a silent end.
-local function streamed(client, body, model, deadline)
+-- becomes an error event, which SDKs raise, never a silent end. Chat and
+-- completions streams end with [DONE]; a Responses stream ends with its
+-- terminal event (response.completed), as OpenAI's do.
+local function streamed(client, body, model, deadline, api)
   local waiter = { inbox = {} }
-  local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true)
+  local id, err = client:_submit(body, model, nil, deadline, waiter, nil, true, nil, api)
   if not id then return refused(client, err) end
   local started = false
+  local one = api == "responses" and named_sse or sse
   -- r: the finished result when nothing was relayed before it, else nil (the
   -- first events are going out: the request id is the one they came with)
   local function start(r)
@@ -272,7 +316,7 @@ local function streamed(client, body, model, deadline)
     if #events == 0 then return true end
     if not started then start() end
     local out = {}
-    for i = 1, #events do out[i] = sse(events[i]) end
+    for i = 1, #events do out[i] = one(events[i]) end
     ngx.print(out)
     local ok = ngx.flush(true)
     return ok
@@ -285,14 +329,17 @@ local function streamed(client, body, model, deadline)
     end
     evs, r = stream.await(client, id, waiter)
   end
+  -- the whole stream may end before a first take: its events come with the
+  -- result, whose request id and endpoint go out with them
+  if r.events and #r.events > 0 and not started then start(r) end
   if r.events then emit(r.events) end
   if r.ok then
     if not started then start(r) end
-    if r.body and r.body ~= "" then -- a server that ignored "stream": one chunk
-      local resp = cjson.decode(r.body)
-      if type(resp) == "table" then ngx.print(sse(cjson.encode(stream.as_chunk(resp)))) end
+    if r.body and r.body ~= "" then -- a server that ignored "stream": one event
+      local whole = whole_answer(r.body, api)
+      if whole then ngx.print(whole) end
     end
-    ngx.print(sse("[DONE]"))
+    if api ~= "responses" then ngx.print(sse("[DONE]")) end
     ngx.flush(true)
     return
   end
@@ -300,24 +347,38 @@ local function streamed(client, body, model, deadline)
   if not started then
     return send_raw(error_response(res.error, res.error_body))
   end
-  ngx.print(sse(cjson.encode(upstream_doc(res.error, "api_error"))))
+  ngx.print(error_event(res, api))
   ngx.flush(true)
 end
 
-local function chat(client, opts)
+-- Each route's api (the client's name for it) and the field its body must
+-- have, of the type it must be: a cheap first check (the client checks the
+-- whole body before sending it).
+local APIS = {
+  chat = { field = "messages", types = { table = true }, problem = "'messages' must be an array of messages" },
+  embeddings = { field = "input", types = { string = true, table = true },
+                 problem = "'input' must be a string or an array" },
+  responses = { field = "input", types = { string = true, table = true },
+                problem = "'input' must be a string or an array of input items" },
+  completions = { field = "prompt", types = { string = true, table = true },
+                  problem = "'prompt' must be a string or an array" },
+}
+
+local function call(client, opts, api)
   local body = read_body()
   if not body or body == "" then return fail(400, "the request has no body", "invalid_request_error") end
   local req = cjson.decode(body)
   if type(req) ~= "table" then return fail(400, "the request body is not a JSON object", "invalid_request_error") end
-  if type(req.messages) ~= "table" then
-    return fail(400, "'messages' must be an array of messages", "invalid_request_error")
-  end
+  local spec = APIS[api]
+  if not spec.types[type(req[spec.field])] then return fail(400, spec.problem, "invalid_request_error") end
   local model = req.model
   if model ~= nil and type(model) ~= "string" then
     return fail(400, "'model' must be a string", "invalid_request_error")
   end
-  if req.stream == true then return streamed(client, body, model, opts.deadline) end
-  return complete(client, body, model, opts.deadline)
+  -- the client's default api is chat: nil keeps chat's calls exactly as they were
+  local as = api ~= "chat" and api or nil
+  if req.stream == true and api ~= "embeddings" then return streamed(client, body, model, opts.deadline, as) end
+  return complete(client, body, model, opts.deadline, as)
 end
 
 ---------------------------------------------------------------------------
@@ -356,13 +417,25 @@ end
 local function metrics(client)
   ngx.status = 200
   ngx.header["Content-Type"] = "text/plain; version=0.0.4"
-  ngx.print(client:metrics())
+  ngx.print(host_metrics.text(client))
 end
 
 ---------------------------------------------------------------------------
 
 local function ends_with(s, suffix)
   return sub(s, -#suffix) == suffix
+end
+
+-- The api a POST route names (chat's suffix is tried before completions').
+local ROUTES = { { "/chat/completions", "chat" }, { "/embeddings", "embeddings" }, { "/responses", "responses" },
+                 { "/completions", "completions" } }
+
+local function route(uri)
+  for i = 1, #ROUTES do
+    local r = ROUTES[i]
+    if ends_with(uri, r[1]) then return r[2] end
+  end
+  return nil
 end
 
 local function check(client, opts, fn)
@@ -383,9 +456,11 @@ local function handle(client, opts, keys)
     return fail(401, "invalid or missing API key for this gateway", "invalid_request_error",
                 { ["WWW-Authenticate"] = "Bearer" })
   end
-  if ends_with(uri, "/chat/completions") then
+  local api = route(uri)
+  if api then
     if method ~= "POST" then return fail(405, "use POST", "invalid_request_error", { Allow = "POST" }) end
-    return chat(client, opts)
+    call(client, opts, api)
+    return host_metrics.served(client)
   elseif ends_with(uri, "/models") then
     if method ~= "GET" then return fail(405, "use GET", "invalid_request_error", { Allow = "GET" }) end
     return models(client, opts)
