@@ -81,7 +81,7 @@ valgrind: all ctest
 
 # libFuzzer targets for every parser of untrusted input (clang).
 fuzz-build: $(FUZZERS:%=build/fuzz/%)
-build/fuzz/%: spec/fuzz/%.c $(POLICY_SRC) $(HEADERS)
+build/fuzz/%: spec/fuzz/%.c $(POLICY_SRC) $(HEADERS) $(wildcard tools/*.c tools/*.h)
 	@mkdir -p build/fuzz
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc $< $(POLICY_SRC) -lm -o $@
 
