@@ -3,15 +3,12 @@
  *     set:get(id) -> value | nil
  *     set:put(id, value) -> the old value | nil (value: a whole number 0..2^32-1)
  *     set:count(), set:bytes(), set:free() (empties it and gives its memory back)
- *   core.json_set_model(body, name) -> body with its top-level "model" string(s) set to name,
- *     or nil when it has none (jsonmodel.h: every other byte as it was) */
+ * (--model's body rewrite is core.set_model, l_route.c) */
 #include "compat.h"
 #include "idset.h"
 #include "l_common.h"
-#include "jsonmodel.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,26 +78,12 @@ static int l_idset_gc(lua_State *L) {
   return 0;
 }
 
-static int l_json_set_model(lua_State *L) {
-  size_t n, nlen;
-  const char *body = luaL_checklstring(L, 1, &n);
-  const char *name = luaL_checklstring(L, 2, &nlen);
-  char *out = NULL;
-  size_t out_len = 0;
-  int r = lr_json_set_model(body, n, name, nlen, &out, &out_len);
-  if (r < 0) return luaL_error(L, "json_set_model: out of memory");
-  if (r == 0) return 0;
-  lua_pushlstring(L, out, out_len);
-  free(out);
-  return 1;
-}
-
 void lr_cli_open(lua_State *L) {
   static const luaL_Reg meta[] = {{"__gc", l_idset_gc}, {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"get", l_idset_get}, {"put", l_idset_put}, {"count", l_idset_count}, {"bytes", l_idset_bytes},
       {"free", l_idset_gc},   {NULL, NULL}};
   lrl_register_class(L, IDSET_MT, meta, methods);
-  static const luaL_Reg fns[] = {{"idset", l_idset_new}, {"json_set_model", l_json_set_model}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"idset", l_idset_new}, {NULL, NULL}};
   lrc_setfuncs(L, fns, 0);
 }

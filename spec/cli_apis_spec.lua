@@ -163,6 +163,19 @@ describe("llmrelay batch over every api", function()
     assert.equal(path("out.jsonl"), s.output)
   end)
 
+  it("--model sets the body's model once: rewritten in place, as is when it already says it, or put first", function()
+    local jsonl = require "llmrelay.cli_jsonl"
+    local function body(b, model)
+      return jsonl.parse_input('{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":' .. b .. "}",
+                               model).body
+    end
+    local msgs = '"messages":[{"role":"user","content":"hi"}]'
+    assert.equal('{"model":"m",' .. msgs .. "}", body('{"model":"x",' .. msgs .. "}", "m"))
+    assert.equal('{"model":"m",' .. msgs .. "}", body('{"model":"m",' .. msgs .. "}", "m"))
+    assert.equal('{"model":"m",' .. msgs .. "}", body("{" .. msgs .. "}", "m"))
+    assert.equal('{"model":"m", ' .. msgs .. "}", body("{ " .. msgs .. "}", "m"))
+  end)
+
   it("--errors takes the failed requests and bad lines; a resume reads both files; `-` reads standard input, "
      .. "spooled next to the output and removed once every line is answered", function()
     local m = mock.start { name = "e", bad_marker = "REFUSE", bad_status = 400 }

@@ -122,9 +122,14 @@ function _M.parse_input(line, model)
     return r
   end
   if model then
-    -- the body's own "model" string rewritten in place, or one put first
-    raw = core.json_set_model(raw, model) or (find(raw, "^{%s*}$") and "{\"model\":" .. encode(model) .. "}")
-      or ("{\"model\":" .. encode(model) .. "," .. sub(raw, 2))
+    -- the body's own "model" string rewritten in place (as is when it already says model), or one put first
+    if body.model ~= nil then
+      raw = core.set_model(raw, model)
+    elseif find(raw, "^{%s*}$") then
+      raw = "{\"model\":" .. encode(model) .. "}"
+    else
+      raw = "{\"model\":" .. encode(model) .. "," .. sub(raw, 2)
+    end
   end
   r.body, r.api = raw, api
   r.model = model or body.model
