@@ -186,11 +186,13 @@ describe("the budget tracker and the price check", function()
   end)
 
   it("checks the fallbacks of the models in use too", function()
-    local cfg = { endpoints = { { models = { "m" } }, { models = { big = "big-v2", small = "small-v1" } } },
-                  fallbacks = { big = { "small" } } }
-    local norm = { endpoints = { { name = "a", prices = { m = { input = 1, output = 1 } } },
-                                 { name = "b", prices = { big = { input = 1, output = 1 } } } } }
-    local pool = plans.pool(cfg, norm)
+    -- as config.validate gives it: a map's logical names in models, the map itself in upstream
+    local norm = { endpoints = { { name = "a", models = { "m" }, prices = { m = { input = 1, output = 1 } } },
+                                 { name = "b", models = { "big", "small" },
+                                   upstream = { big = "big-v2", small = "small-v1" },
+                                   prices = { big = { input = 1, output = 1 } } } },
+                   fallbacks = { big = { "small" } } }
+    local pool = plans.pool(norm)
     local plan = { models = { big = { lines = 2 } } }
     assert.are.equal('--budget: model "small" (a fallback of "big", 2 lines) may go to endpoint "b", which has '
       .. 'no price for it: give endpoints[2].prices["small"] (or prices["*"]), or leave out --budget',

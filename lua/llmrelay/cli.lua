@@ -218,7 +218,7 @@ local function prepare(o)
   for _, pw in ipairs(fleet.redis_secrets(cfg.redis, os.getenv)) do
     if #pw >= errors.MIN_SECRET then keys[#keys + 1] = pw end
   end
-  o.cfg, o.norm = cfg, vok and norm or nil -- --budget's and --dry-run's prices
+  o.norm = vok and norm or nil -- --budget's and --dry-run's prices and models
   if not vok then -- as llmrelay.new says it, without validate's position
     local msg = tostring(norm)
     msg = msg:match("llmrelay%.new: .*") or msg
@@ -255,7 +255,7 @@ local function run_dry(o)
     eprint("llmrelay: ", err)
     return EXIT_USAGE
   end
-  io.stdout:write(plans.report(o, plans.pool(cfg, o.norm), plan, o.budget and ledger.spent))
+  io.stdout:write(plans.report(o, plans.pool(o.norm), plan, o.budget and ledger.spent))
   return EXIT_OK
 end
 

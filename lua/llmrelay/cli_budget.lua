@@ -118,13 +118,13 @@ function _M.check_prices(pool, plan)
   return nil
 end
 
--- The run's tracker. o: the options (budget, input, shard, cfg and norm: the
--- config as given and validated); ledger: the resume ledger; interrupted: as
+-- The run's tracker. o: the options (budget, input, shard, and norm: the
+-- config as validated); ledger: the resume ledger; interrupted: as
 -- cli_plan.scan's. With --budget the input is read once more up front for
 -- the models in use. -> tracker, or nil and a message (a setup error).
 function _M.start(o, ledger, interrupted)
   if not o.budget then return _M.new(nil, ledger.spent) end
-  local pool = plan_mod.pool(o.cfg, o.norm)
+  local pool = plan_mod.pool(o.norm)
   local plan, err = plan_mod.scan(o.input, ledger, o.shard, interrupted, o.model)
   if not plan then return nil, err end
   local perr = _M.check_prices(pool, plan)

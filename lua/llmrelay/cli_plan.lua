@@ -25,37 +25,25 @@ local SCAN_CHECK_EVERY = 8192 -- lines between two looks at interrupted()
 ---------------------------------------------------------------------------
 -- The pool as pricing sees it
 
--- The models an endpoint's `models` names (a list of names, or a map
--- { [logical] = upstream name }): a set of logical names, nil for every model.
-local function served_set(models)
-  if type(models) ~= "table" then return nil end
-  local set = {}
-  for k, v in pairs(models) do
-    if type(k) == "number" then set[v] = true else set[k] = true end
-  end
-  return set
-end
-
--- cfg: the table given to llmrelay.new; norm: config.validate's result (names
--- and normalized prices). -> { endpoints = {{ name, serves, prices }, ...},
--- strategy, fallbacks = { [model] = {...} } }
-function _M.pool(cfg, norm)
+-- norm: config.validate's result (each endpoint's logical model names, its
+-- prices, the fallbacks). -> { endpoints = {{ name, serves (a set of logical
+-- names, nil for every model), prices }, ...}, strategy, fallbacks = { [model] = {...} } }
+function _M.pool(norm)
   local eps = {}
   for i, ep in ipairs(norm.endpoints) do
-    local raw = type(cfg.endpoints) == "table" and cfg.endpoints[i] or {}
-    eps[i] = { name = ep.name, serves = served_set(raw.models), prices = ep.prices or raw.prices }
+    local serves
+    if ep.models and #ep.models > 0 then
+      serves = {}
+      for _, m in ipairs(ep.models) do serves[m] = true end
+    end
+    eps[i] = { name = ep.name, serves = serves, prices = ep.prices }
   end
   local fallbacks = {}
   for _, field in ipairs { "fallbacks", "context_window_fallbacks" } do
-    local f = cfg[field]
-    if type(f) == "table" then
-      for m, list in pairs(f) do
-        if type(list) == "table" then
-          local all = fallbacks[m] or {}
-          fallbacks[m] = all
-          for _, other in ipairs(list) do all[#all + 1] = other end
-        end
-      end
+    for m, list in pairs(norm[field] or {}) do
+      local all = fallbacks[m] or {}
+      fallbacks[m] = all
+      for _, other in ipairs(list) do all[#all + 1] = other end
     end
   end
   return { endpoints = eps, strategy = norm.strategy, fallbacks = fallbacks }
