@@ -71,52 +71,58 @@ static size_t encode(const unsigned char *name, size_t n, char *o) {
   return k + 1;
 }
 
-#define MAX_SPANS 64 /* "model" members rewritten at most; more are left as they are */
-
-int lr_json_set_model(const char *body, size_t n, const char *name, size_t nlen, char **out, size_t *out_len) {
+/* Walks the top-level members of the object body s..end, counting the
+ * "model" members whose value is a string that does not say name; with o,
+ * also writes the body with each of them replaced by name's JSON string (enc
+ * bytes, as encode gives it). Returns that count, or -1 when the body is no
+ * object or is cut short; *len: the length of the result. One walk measures,
+ * a second writes: every such member is rewritten, however many there are. */
+static long walk(ptr s, ptr end, const char *name, size_t nlen, size_t enc, char *o, size_t *len) {
   static const unsigned char model[] = "model";
-  ptr s = (ptr)body, end = s + n, p = skip_ws(s, end);
-  ptr from[MAX_SPANS], to[MAX_SPANS];
-  int k = 0;
-  *out = NULL;
-  *out_len = 0;
-  if (p >= end || *p != '{') return 0;
+  ptr p = skip_ws(s, end), at = s;
+  long k = 0;
+  size_t w = 0;
+  if (p >= end || *p != '{') return -1;
   p = skip_ws(p + 1, end);
   while (p < end && *p == '"') {
     ptr ks = p + 1, ke = string_end(p, end);
-    if (!ke) return 0;
+    if (!ke) return -1;
     p = skip_ws(ke, end);
-    if (p >= end || *p != ':') return 0;
+    if (p >= end || *p != ':') return -1;
     p = skip_ws(p + 1, end);
-    if (p >= end) return 0;
+    if (p >= end) return -1;
     ptr ve = value_end(p, end);
-    if (!ve) return 0;
-    if (*p == '"' && k < MAX_SPANS && lr_json_key_is(ks, ke - 1, model, 5) &&
+    if (!ve) return -1;
+    if (*p == '"' && lr_json_key_is(ks, ke - 1, model, 5) &&
         !lr_json_key_is(p + 1, ve - 1, (const unsigned char *)name, nlen)) {
-      from[k] = p;
-      to[k++] = ve;
+      if (o) {
+        memcpy(o + w, at, (size_t)(p - at));
+        encode((const unsigned char *)name, nlen, o + w + (size_t)(p - at));
+      }
+      w += (size_t)(p - at) + enc;
+      at = ve;
+      k++;
     }
     p = skip_ws(ve, end);
     if (p >= end || *p != ',') break;
     p = skip_ws(p + 1, end);
   }
-  if (k == 0) return 0;
-  size_t enc = encode((const unsigned char *)name, nlen, NULL), len = n;
-  for (int j = 0; j < k; j++) len = len - (size_t)(to[j] - from[j]) + enc;
+  if (o) memcpy(o + w, at, (size_t)(end - at));
+  *len = w + (size_t)(end - at);
+  return k;
+}
+
+int lr_json_set_model(const char *body, size_t n, const char *name, size_t nlen, char **out, size_t *out_len) {
+  ptr s = (ptr)body, end = s + n;
+  size_t enc = encode((const unsigned char *)name, nlen, NULL), len;
+  *out = NULL;
+  *out_len = 0;
+  if (walk(s, end, name, nlen, enc, NULL, &len) <= 0) return 0;
   char *o = malloc(len + 1);
   if (!o) return -1;
-  size_t w = 0;
-  ptr at = s;
-  for (int j = 0; j < k; j++) {
-    memcpy(o + w, at, (size_t)(from[j] - at));
-    w += (size_t)(from[j] - at);
-    w += encode((const unsigned char *)name, nlen, o + w);
-    at = to[j];
-  }
-  memcpy(o + w, at, (size_t)(end - at));
-  w += (size_t)(end - at);
-  o[w] = 0;
+  walk(s, end, name, nlen, enc, o, &len);
+  o[len] = 0;
   *out = o;
-  *out_len = w;
+  *out_len = len;
   return 1;
 }

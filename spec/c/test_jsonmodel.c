@@ -72,10 +72,31 @@ TEST(not_an_object_or_cut_short_is_left_alone) {
   CHECK(rewrite("{\"model\":\"a\",\"x\":[", "c", out, sizeof out) == 0);
 }
 
+/* however many "model" members: every one is rewritten, and a second rewrite finds nothing to do
+ * (the rewrite once stopped at 64, which a fuzz input found) */
+TEST(every_one_of_many_duplicates_rewritten) {
+  char body[4096], want[4096];
+  size_t b = 0, w = 0;
+  body[b++] = want[w++] = '{';
+  for (int i = 0; i < 200; i++) {
+    b += (size_t)snprintf(body + b, sizeof body - b, "%s\"model\":\"x%d\"", i ? "," : "", i);
+    w += (size_t)snprintf(want + w, sizeof want - w, "%s\"model\":\"up\"", i ? "," : "");
+  }
+  body[b++] = want[w++] = '}';
+  body[b] = want[w] = 0;
+  char *o, *again;
+  size_t n, n2;
+  CHECK(lr_json_set_model(body, b, "up", 2, &o, &n) == 1);
+  CHECK(n == w && strcmp(o, want) == 0);
+  CHECK(lr_json_set_model(o, n, "up", 2, &again, &n2) == 0 && again == NULL);
+  free(o);
+}
+
 int main(void) {
   RUN(only_the_top_level_model_string_changes);
   RUN(escaped_keys_and_names);
   RUN(duplicates_all_rewritten_non_strings_left_alone);
   RUN(not_an_object_or_cut_short_is_left_alone);
+  RUN(every_one_of_many_duplicates_rewritten);
   CTEST_END();
 }
