@@ -130,7 +130,6 @@ void completions_render(struct buf *b, const char *id, long created,
                         const char *model, const char *text, size_t text_len,
                         size_t ptok, size_t ctok);
 int responses_next(struct stream *s, struct buf *out, struct buf *t);
-int completions_next(struct stream *s, struct buf *out, struct buf *t);
 /* the --stream-error-after event of s's API (without chunk framing) */
 void stream_error_event(const struct stream *s, struct buf *t);
 

@@ -318,67 +318,6 @@ void completions_render(struct buf *b, const char *id, long created,
                ptok, ctok, ptok + ctok);
 }
 
-static void cmpl_head(struct buf *t, const struct stream *s)
-{
-    buf_printf(t, "data: {\"id\":\"%s\",\"object\":\"text_completion\","
-                  "\"created\":%ld,\"model\":\"%s\",\"choices\":",
-               s->id, s->created, s->model);
-}
-
-/* Phases: 1 one chunk per word, 2 finish chunk, 3 usage chunk (only with
- * include_usage), 4 [DONE], 5 chunked terminator, 6 finished. */
-int completions_next(struct stream *s, struct buf *out, struct buf *t)
-{
-    t->len = 0;
-    if (s->phase == 0)
-        s->phase = s->content_len ? 1 : 2;
-    switch (s->phase) {
-    case 1: {
-        size_t j = s->pos;
-        while (j < s->content_len && s->content[j] != ' ')
-            j++;
-        while (j < s->content_len && s->content[j] == ' ')
-            j++;
-        cmpl_head(t, s);
-        buf_puts(t, "[{\"text\":\"");
-        buf_put(t, s->content + s->pos, j - s->pos);
-        buf_puts(t, "\",\"index\":0,\"logprobs\":null,\"finish_reason\":"
-                    "null}]}\n\n");
-        s->pos = j;
-        if (s->pos >= s->content_len)
-            s->phase = 2;
-        break;
-    }
-    case 2:
-        cmpl_head(t, s);
-        buf_puts(t, "[{\"text\":\"\",\"index\":0,\"logprobs\":null,"
-                    "\"finish_reason\":\"stop\"}]}\n\n");
-        s->phase = s->include_usage ? 3 : 4;
-        break;
-    case 3:
-        cmpl_head(t, s);
-        buf_printf(t, "[],\"usage\":{\"prompt_tokens\":%zu,"
-                      "\"completion_tokens\":%zu,\"total_tokens\":%zu}}\n\n",
-                   s->prompt_tokens, s->completion_tokens,
-                   s->prompt_tokens + s->completion_tokens);
-        s->phase = 4;
-        break;
-    case 4:
-        buf_puts(t, "data: [DONE]\n\n");
-        s->phase = 5;
-        break;
-    case 5:
-        if (s->chunked)
-            buf_puts(out, "0\r\n\r\n");
-        s->phase = 6;
-        return 0;
-    default:
-        return 0;
-    }
-    stream_emit(s, out, t);
-    return 1;
-}
-
 /* ------------------------------------------------------------------ paths */
 
 /* requests per path of the model APIs, in order of first arrival; paths

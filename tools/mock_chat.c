@@ -288,9 +288,17 @@ void chat_render(struct buf *b, const char *id, long created,
 }
 
 /* --stream-multiline-data 1: the same JSON over four data: lines, split
- * where a newline is JSON whitespace (SSE joins the lines with "\n"). */
+ * where a newline is JSON whitespace (SSE joins the lines with "\n"); chat
+ * streams only. A legacy completions stream's chunks are text_completion
+ * objects with the same phases (no role chunk). */
 static void chunk_head(struct buf *t, const struct stream *s)
 {
+    if (s->api == API_COMPLETIONS) {
+        buf_printf(t, "data: {\"id\":\"%s\",\"object\":\"text_completion\","
+                      "\"created\":%ld,\"model\":\"%s\",\"choices\":",
+                   s->id, s->created, s->model);
+        return;
+    }
     const char *nl = cfg.multiline_data ? "\ndata: " : "";
     buf_printf(t,
                "data: {\"id\":\"%s\",%s\"object\":\"chat.completion.chunk\","
@@ -298,18 +306,23 @@ static void chunk_head(struct buf *t, const struct stream *s)
                s->id, nl, nl, s->created, s->model, nl);
 }
 
-/* Phases: 0 role chunk, 1 one chunk per word, 2 finish chunk, 3 usage chunk
- * (only with include_usage), 4 [DONE], 5 chunked terminator, 6 finished. */
+/* Phases: 0 role chunk (chat only), 1 one chunk per word, 2 finish chunk,
+ * 3 usage chunk (only with include_usage), 4 [DONE], 5 chunked terminator,
+ * 6 finished. Chat and legacy completions differ only in their chunks'
+ * choices. */
 int stream_next(struct stream *s, struct buf *out, struct buf *t)
 {
     if (s->api == API_RESPONSES)
         return responses_next(s, out, t);
-    if (s->api == API_COMPLETIONS)
-        return completions_next(s, out, t);
+    int cmpl = s->api == API_COMPLETIONS;
     t->len = 0;
     for (;;) {
         switch (s->phase) {
         case 0:
+            if (cmpl) {
+                s->phase = 1;
+                continue;
+            }
             chunk_head(t, s);
             buf_puts(t, "[{\"index\":0,\"delta\":{\"role\":\"assistant\","
                         "\"content\":\"\"},\"finish_reason\":null}]}\n\n");
@@ -326,16 +339,17 @@ int stream_next(struct stream *s, struct buf *out, struct buf *t)
             while (j < s->content_len && s->content[j] == ' ')
                 j++;
             chunk_head(t, s);
-            buf_puts(t, "[{\"index\":0,\"delta\":{\"content\":\"");
+            buf_puts(t, cmpl ? "[{\"text\":\"" : "[{\"index\":0,\"delta\":{\"content\":\"");
             buf_put(t, s->content + s->pos, j - s->pos);
-            buf_puts(t, "\"},\"finish_reason\":null}]}\n\n");
+            buf_puts(t, cmpl ? "\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+                             : "\"},\"finish_reason\":null}]}\n\n");
             s->pos = j;
             break;
         }
         case 2:
             chunk_head(t, s);
-            buf_puts(t, "[{\"index\":0,\"delta\":{},"
-                        "\"finish_reason\":\"stop\"}]}\n\n");
+            buf_puts(t, cmpl ? "[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n"
+                             : "[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
             s->phase = s->include_usage ? 3 : 4;
             break;
         case 3:
